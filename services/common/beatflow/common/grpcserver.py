@@ -1,0 +1,196 @@
+"""gRPC server bootstrap shared by every service.
+
+``create_grpc_server`` builds an asyncio gRPC server with, for every service:
+health checking (NOT_SERVING until the service says it is ready), reflection,
+one interceptor that maps :mod:`beatflow.common.errors` to status codes for
+unary and streaming calls, and a port that may be 0 (tests) — the bound port is
+returned. ``serve`` runs it until SIGINT/SIGTERM, then reports NOT_SERVING,
+drains in-flight calls for the grace period and stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
+from grpc_reflection.v1alpha import reflection
+
+from beatflow.common import metrics
+from beatflow.common.errors import BeatflowError
+from beatflow.common.settings import CommonSettings
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+
+@dataclass
+class Service:
+    """One gRPC service to register: its full name, the generated ``add_*_to_server`` and the servicer."""
+
+    name: str
+    add: Callable[[Any, grpc.aio.Server], None]
+    servicer: Any
+
+
+@dataclass
+class GrpcServer:
+    server: grpc.aio.Server
+    port: int
+    health: health_aio.HealthServicer
+    service_names: list[str]
+    on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    async def start(self) -> None:
+        await self.server.start()
+
+    async def set_serving(self, serving: bool = True) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in ["", *self.service_names]:
+            await self.health.set(name, status)
+
+    async def stop(self, grace_s: float) -> None:
+        """Report NOT_SERVING, refuse new calls, let running calls finish for ``grace_s``."""
+        await self.set_serving(False)
+        await self.server.stop(grace_s)
+        for hook in self.on_stop:
+            await hook()
+
+
+def _status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
+    if isinstance(exc, BeatflowError):
+        return exc.code, exc.message
+    return grpc.StatusCode.INTERNAL, "internal error"
+
+
+class ErrorInterceptor(grpc.aio.ServerInterceptor):
+    """Maps domain exceptions to status codes and counts every call in the metrics."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        method = handler_call_details.method
+
+        async def abort(context: grpc.aio.ServicerContext, exc: BaseException, started: float) -> None:
+            code, message = _status_for(exc)
+            if code == grpc.StatusCode.INTERNAL:
+                log.exception("unhandled error in %s", method, exc_info=exc)
+            else:
+                log.info("%s -> %s: %s", method, code.name, message)
+            metrics.observe_rpc(method, code.name, time.perf_counter() - started)
+            await context.abort(code, message)
+
+        if handler.unary_unary:
+            inner_uu = handler.unary_unary
+
+            async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                started = time.perf_counter()
+                try:
+                    response = await inner_uu(request, context)
+                except asyncio.CancelledError:
+                    metrics.observe_rpc(method, "CANCELLED", time.perf_counter() - started)
+                    raise
+                except Exception as exc:  # noqa: BLE001 - mapped to a status below
+                    if isinstance(exc, grpc.aio.AbortError):
+                        raise
+                    await abort(context, exc, started)
+                    raise
+                metrics.observe_rpc(method, "OK", time.perf_counter() - started)
+                return response
+
+            return grpc.unary_unary_rpc_method_handler(
+                unary_unary,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream:
+            inner_us = handler.unary_stream
+
+            async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+                started = time.perf_counter()
+                try:
+                    async for item in inner_us(request, context):
+                        yield item
+                except asyncio.CancelledError:
+                    metrics.observe_rpc(method, "CANCELLED", time.perf_counter() - started)
+                    raise
+                except Exception as exc:  # noqa: BLE001
+                    if isinstance(exc, grpc.aio.AbortError):
+                        raise
+                    await abort(context, exc, started)
+                    raise
+                metrics.observe_rpc(method, "OK", time.perf_counter() - started)
+
+            return grpc.unary_stream_rpc_method_handler(
+                unary_stream,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler  # client-streaming calls are not used by BeatFlow
+
+
+def create_grpc_server(settings: CommonSettings, services: Sequence[Service]) -> GrpcServer:
+    """Build (not start) a server for ``services`` on ``settings.host:settings.port``.
+
+    Health starts NOT_SERVING; call ``set_serving()`` once the service is ready
+    (e.g. after its model is loaded).
+    """
+    server = grpc.aio.server(
+        interceptors=[ErrorInterceptor()],
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    for svc in services:
+        svc.add(svc.servicer, server)
+    health = health_aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    names = [svc.name for svc in services]
+    reflection.enable_server_reflection([*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME], server)
+    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    if port == 0:
+        raise RuntimeError(f"could not bind gRPC port {settings.host}:{settings.port}")
+    return GrpcServer(server=server, port=port, health=health, service_names=names)
+
+
+async def serve(
+    grpc_server: GrpcServer,
+    settings: CommonSettings,
+    *,
+    ready: Callable[[], Awaitable[None]] | None = None,
+    service: str = "beatflow",
+) -> None:
+    """Start, mark SERVING once ``ready`` returns, run until a signal, then drain and stop."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    if settings.metrics_port is not None:
+        metrics.start_http_server(settings.metrics_port, settings.host)
+    await grpc_server.start()
+    log.info("%s listening on %s:%d", service, settings.host, grpc_server.port)
+    if ready is not None:
+        await ready()
+    await grpc_server.set_serving(True)
+    log.info("%s SERVING", service)
+    await stop.wait()
+    log.info("%s shutting down: NOT_SERVING, draining for %.0fs", service, settings.grace_period_s)
+    await grpc_server.stop(settings.grace_period_s)
+    log.info("%s stopped", service)

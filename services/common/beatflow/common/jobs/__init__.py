@@ -1,0 +1,51 @@
+"""Durable job queue on Redis Streams consumer groups (API; implementation in progress).
+
+Public API (import from ``beatflow.common.jobs``):
+
+    JobState            enum mirroring beatflow.v1.JobState (QUEUED, RUNNING, SUCCEEDED,
+                        FAILED, CANCELLED, DEAD); JobState.terminal (property)
+    JobRecord           dataclass: id, kind, state, progress, stage, error, attempts,
+                        owner, request (dict), result_blobs (dict[str,str]),
+                        result (dict), created_at, started_at, finished_at,
+                        queue_position; .to_proto() -> jobs_pb2.Job
+    JobEvent            dataclass: event_id, job_id, state, progress, stage, error,
+                        result_blobs, chunk_blob, timestamp; .to_proto()
+    JobCancelled        exception raised inside a handler when its job was cancelled
+
+    JobQueue(redis: redis.asyncio.Redis, *, prefix="bf", retry_limit=3,
+             heartbeat_timeout_s=30.0, retention_s=7*86400)
+        await submit(kind, request: dict, *, owner="", idempotency_key=None) -> JobRecord
+        await get(job_id) -> JobRecord                    # NotFound if unknown
+        await cancel(job_id) -> JobRecord                 # queued: cancelled at once;
+                                                          # running: flag the worker sees
+        async for ev in events(job_id, after="0"):         # replay history then follow,
+            ...                                           # ends after the terminal event
+        await queue_position(job_id) -> int
+        await depth(kind) -> int                          # jobs waiting (not yet claimed)
+        await dead_letters(kind) -> list[JobRecord]
+        await claim(kind, consumer, *, count=1, block_ms=1000) -> list[ClaimedJob]
+                                                          # reclaims stale jobs (XAUTOCLAIM)
+                                                          # before reading new ones
+
+    ClaimedJob  (a job held by this worker)
+        .record: JobRecord; .request: dict; .id
+        await progress(fraction, stage="", chunk_blob="")  # monotone; emits a JobEvent
+        await heartbeat()                                 # keeps the claim alive
+        cancel_requested: bool (refreshed by heartbeat()); check_cancelled() raises JobCancelled
+        await complete(result_blobs: dict[str,str], result: dict) -> bool
+                                                          # idempotent: False if it was
+                                                          # already finished (one result)
+        await fail(error: str, *, retryable=True)         # retried until retry_limit,
+                                                          # then DEAD + dead-letter stream
+        await mark_cancelled()
+
+    run_worker(queue, kind, handler, *, consumer, concurrency=1, batch=1,
+               heartbeat_s=5.0, stop: asyncio.Event) -> None
+        handler(jobs: list[ClaimedJob]) -> awaitable; the loop heartbeats the
+        jobs while the handler runs, completes nothing itself (the handler calls
+        complete/fail), and turns JobCancelled into mark_cancelled and any other
+        exception into fail(str(exc)).
+
+    JobsServicer(queue)  implements beatflow.v1.Jobs (GetJob, WatchJob, CancelJob);
+                         every service with jobs registers it.
+"""

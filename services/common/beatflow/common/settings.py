@@ -1,0 +1,38 @@
+"""Settings shared by every service, read from ``BEATFLOW_*`` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class CommonSettings(BaseSettings):
+    """Base for each service's settings; subclasses add their own fields."""
+
+    model_config = SettingsConfigDict(env_prefix="BEATFLOW_", env_file=None, extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 0  # 0 picks a free port (tests); services set their own default
+    metrics_port: int | None = None  # Prometheus exposition; None disables
+    log_level: str = "INFO"
+    log_json: bool = True
+    grace_period_s: float = 10.0  # drain time on shutdown
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/beatflow"
+
+    # Blob store: "local" (a directory) or "s3" (MinIO or any S3 server).
+    blob_backend: str = "local"
+    blob_dir: Path = Path(".data/blobs")
+    s3_endpoint: str = "127.0.0.1:9000"
+    s3_access_key: str = "minioadmin"
+    s3_secret_key: str = "minioadmin"
+    s3_bucket: str = "beatflow"
+    s3_secure: bool = False
+    s3_region: str = "us-east-1"
+
+    # Job queue
+    job_retry_limit: int = 3
+    job_heartbeat_timeout_s: float = 30.0
+    job_retention_s: float = 7 * 24 * 3600.0
