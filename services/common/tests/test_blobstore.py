@@ -1,0 +1,95 @@
+"""Blob store contract, run against the local directory store and a real S3 server."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from pathlib import Path
+
+import pytest
+
+from beatflow.common.blobstore import BlobStore, LocalBlobStore, S3BlobStore, make_blob_store
+from beatflow.common.errors import DataLoss, InvalidArgument, NotFound
+from beatflow.common.settings import CommonSettings
+
+
+def test_key_is_sha256_and_round_trips(blob_store: BlobStore) -> None:
+    data = b"RIFF" + bytes(range(256)) * 100
+    key = blob_store.put_bytes(data, content_type="audio/wav")
+    assert key == hashlib.sha256(data).hexdigest()
+    assert blob_store.get_bytes(key) == data
+    info = blob_store.stat(key)
+    assert info.size == len(data)
+    assert info.content_type == "audio/wav"
+    assert blob_store.read_range(key, 4, 9) == data[4:10]
+
+
+def test_same_content_stored_once(blob_store: BlobStore) -> None:
+    first = blob_store.put_bytes(b"same bytes")
+    second = blob_store.put_stream(io.BytesIO(b"same bytes"))
+    assert first == second
+    assert list(blob_store.list_keys()) == [first]
+
+
+def test_large_stream_spans_chunks(blob_store: BlobStore) -> None:
+    data = bytes(range(251)) * 12_000  # ~3 MB, several chunks
+    key = blob_store.put_stream(io.BytesIO(data))
+    assert b"".join(blob_store.iter_chunks(key)) == data
+
+
+def test_stream_over_limit_is_refused_and_nothing_stored(blob_store: BlobStore) -> None:
+    with pytest.raises(InvalidArgument, match="limit"):
+        blob_store.put_stream(io.BytesIO(b"x" * 5000), max_bytes=4096)
+    assert list(blob_store.list_keys()) == []
+
+
+def test_missing_and_malformed_keys(blob_store: BlobStore) -> None:
+    with pytest.raises(NotFound):
+        blob_store.get_bytes("0" * 64)
+    with pytest.raises(InvalidArgument):
+        blob_store.get_bytes("../../etc/passwd")
+    assert not blob_store.exists("f" * 64)
+
+
+def test_delete(blob_store: BlobStore) -> None:
+    key = blob_store.put_bytes(b"to delete")
+    blob_store.delete(key)
+    assert not blob_store.exists(key)
+
+
+def test_local_blob_altered_behind_the_store_is_refused(local_store: LocalBlobStore) -> None:
+    key = local_store.put_bytes(b"original audio bytes")
+    path = next(Path(local_store.root).glob(f"??/??/{key}"))
+    path.write_bytes(b"tampered audio bytes")
+    with pytest.raises(DataLoss, match="corrupted"):
+        local_store.get_bytes(key)
+
+
+def test_s3_blob_altered_behind_the_store_is_refused(s3_store: S3BlobStore) -> None:
+    key = s3_store.put_bytes(b"original audio bytes")
+    # Overwrite the object directly through the S3 API, bypassing the store.
+    s3_store.client.put_object(s3_store.bucket, key, io.BytesIO(b"tampered"), length=8)
+    with pytest.raises(DataLoss, match="corrupted"):
+        s3_store.get_bytes(key)
+
+
+def test_presigned_url_serves_the_blob(s3_store: S3BlobStore) -> None:
+    import urllib.request
+
+    key = s3_store.put_bytes(b"presigned content", content_type="audio/flac")
+    url = s3_store.presigned_get_url(key, filename="take.flac")
+    assert url is not None
+    with urllib.request.urlopen(url) as resp:
+        assert resp.read() == b"presigned content"
+        assert "take.flac" in resp.headers.get("Content-Disposition", "")
+
+
+def test_make_blob_store_from_settings(tmp_path: Path, s3_settings: dict[str, object]) -> None:
+    local = make_blob_store(CommonSettings(blob_backend="local", blob_dir=tmp_path / "b"))
+    assert isinstance(local, LocalBlobStore)
+    s3 = make_blob_store(CommonSettings(**s3_settings))  # type: ignore[arg-type]
+    assert isinstance(s3, S3BlobStore)
+    key = s3.put_bytes(b"via settings")
+    assert s3.get_bytes(key) == b"via settings"
+    with pytest.raises(ValueError, match="unknown blob backend"):
+        make_blob_store(CommonSettings(blob_backend="ftp"))
