@@ -50,6 +50,7 @@ class GrpcServer:
     on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def start(self) -> None:
+        await self.set_serving(False)
         await self.server.start()
 
     async def set_serving(self, serving: bool = True) -> None:
