@@ -549,20 +549,22 @@ class StemConflict(_message.Message):
     def __init__(self, name: _Optional[str] = ..., base_blob: _Optional[str] = ..., ours_blob: _Optional[str] = ..., theirs_blob: _Optional[str] = ...) -> None: ...
 
 class MergeResponse(_message.Message):
-    __slots__ = ("merged", "fast_forward", "up_to_date", "commit", "conflicts", "merge_bases")
+    __slots__ = ("merged", "fast_forward", "up_to_date", "commit", "conflicts", "merge_bases", "dry_run")
     MERGED_FIELD_NUMBER: _ClassVar[int]
     FAST_FORWARD_FIELD_NUMBER: _ClassVar[int]
     UP_TO_DATE_FIELD_NUMBER: _ClassVar[int]
     COMMIT_FIELD_NUMBER: _ClassVar[int]
     CONFLICTS_FIELD_NUMBER: _ClassVar[int]
     MERGE_BASES_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
     merged: bool
     fast_forward: bool
     up_to_date: bool
     commit: Commit
     conflicts: _containers.RepeatedCompositeFieldContainer[StemConflict]
     merge_bases: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, merged: _Optional[bool] = ..., fast_forward: _Optional[bool] = ..., up_to_date: _Optional[bool] = ..., commit: _Optional[_Union[Commit, _Mapping]] = ..., conflicts: _Optional[_Iterable[_Union[StemConflict, _Mapping]]] = ..., merge_bases: _Optional[_Iterable[str]] = ...) -> None: ...
+    dry_run: bool
+    def __init__(self, merged: _Optional[bool] = ..., fast_forward: _Optional[bool] = ..., up_to_date: _Optional[bool] = ..., commit: _Optional[_Union[Commit, _Mapping]] = ..., conflicts: _Optional[_Iterable[_Union[StemConflict, _Mapping]]] = ..., merge_bases: _Optional[_Iterable[str]] = ..., dry_run: _Optional[bool] = ...) -> None: ...
 
 class RevertRequest(_message.Message):
     __slots__ = ("actor", "repo_id", "branch", "commit_id", "expected_head", "message")
@@ -631,22 +633,36 @@ class CanReadBlobResponse(_message.Message):
     def __init__(self, allowed: _Optional[bool] = ...) -> None: ...
 
 class GarbageCollectRequest(_message.Message):
-    __slots__ = ("candidate_blobs", "grace_period_s", "dry_run")
+    __slots__ = ("candidate_blobs", "grace_period_s", "dry_run", "candidates")
     CANDIDATE_BLOBS_FIELD_NUMBER: _ClassVar[int]
     GRACE_PERIOD_S_FIELD_NUMBER: _ClassVar[int]
     DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
     candidate_blobs: _containers.RepeatedScalarFieldContainer[str]
     grace_period_s: float
     dry_run: bool
-    def __init__(self, candidate_blobs: _Optional[_Iterable[str]] = ..., grace_period_s: _Optional[float] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+    candidates: _containers.RepeatedCompositeFieldContainer[BlobCandidate]
+    def __init__(self, candidate_blobs: _Optional[_Iterable[str]] = ..., grace_period_s: _Optional[float] = ..., dry_run: _Optional[bool] = ..., candidates: _Optional[_Iterable[_Union[BlobCandidate, _Mapping]]] = ...) -> None: ...
+
+class BlobCandidate(_message.Message):
+    __slots__ = ("key", "created_at")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    created_at: float
+    def __init__(self, key: _Optional[str] = ..., created_at: _Optional[float] = ...) -> None: ...
 
 class GarbageCollectResponse(_message.Message):
-    __slots__ = ("deletable_blobs", "referenced")
+    __slots__ = ("deletable_blobs", "referenced", "deleted", "kept_young")
     DELETABLE_BLOBS_FIELD_NUMBER: _ClassVar[int]
     REFERENCED_FIELD_NUMBER: _ClassVar[int]
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    KEPT_YOUNG_FIELD_NUMBER: _ClassVar[int]
     deletable_blobs: _containers.RepeatedScalarFieldContainer[str]
     referenced: int
-    def __init__(self, deletable_blobs: _Optional[_Iterable[str]] = ..., referenced: _Optional[int] = ...) -> None: ...
+    deleted: bool
+    kept_young: int
+    def __init__(self, deletable_blobs: _Optional[_Iterable[str]] = ..., referenced: _Optional[int] = ..., deleted: _Optional[bool] = ..., kept_young: _Optional[int] = ...) -> None: ...
 
 class RegisterBlobRequest(_message.Message):
     __slots__ = ("actor", "blob_key", "content_type", "size_bytes")
