@@ -51,7 +51,11 @@ def _container_servers() -> Iterator[Servers]:
     from testcontainers.postgres import PostgresContainer
     from testcontainers.redis import RedisContainer
 
-    with PostgresContainer("postgres:16-alpine", driver=None) as pg, RedisContainer("redis:7-alpine") as rd, MinioContainer() as mn:
+    with (
+        PostgresContainer("postgres:16-alpine", driver=None) as pg,
+        RedisContainer("redis:7-alpine") as rd,
+        MinioContainer() as mn,
+    ):
         pg_url = pg.get_connection_url().rsplit("/", 1)[0]
         redis_url = f"redis://{rd.get_container_host_ip()}:{rd.get_exposed_port(6379)}/0"
         cfg = mn.get_config()

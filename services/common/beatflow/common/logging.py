@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-_context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("beatflow_log_ctx", default={})
+_context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("beatflow_log_ctx", default=None)
 
 _RESERVED = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 
@@ -20,7 +20,7 @@ _RESERVED = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"me
 @contextlib.contextmanager
 def bind(**fields: Any) -> Iterator[None]:
     """Attach fields (e.g. ``job_id``) to every log line inside the block."""
-    token = _context.set({**_context.get(), **fields})
+    token = _context.set({**(_context.get() or {}), **fields})
     try:
         yield
     finally:
@@ -28,7 +28,7 @@ def bind(**fields: Any) -> Iterator[None]:
 
 
 def current_context() -> dict[str, Any]:
-    return dict(_context.get())
+    return dict(_context.get() or {})
 
 
 class JsonFormatter(logging.Formatter):
@@ -38,14 +38,13 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
             "level": record.levelname,
             "service": self.service,
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        out.update(_context.get())
+        out.update(_context.get() or {})
         for key, value in record.__dict__.items():
             if key not in _RESERVED and not key.startswith("_"):
                 out[key] = value
@@ -60,7 +59,7 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
-        ctx = _context.get()
+        ctx = _context.get() or {}
         if ctx:
             line += " " + " ".join(f"{k}={v}" for k, v in ctx.items())
         return line

@@ -1,0 +1,56 @@
+# BeatFlow — one entry point for people and CI.
+#   make run    the whole stack on this machine (creates .venv, installs, starts)
+#   make test   the test suite against real PostgreSQL, Redis and S3 servers
+#   make lint   ruff + mypy
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PY     := $(BIN)/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.installed
+DISTS  := protos services/common services/vcs services/generator services/separator services/gateway
+PROTOS := $(wildcard protos/beatflow/v1/*.proto)
+
+.PHONY: venv run test lint protos check-protos sysdeps bench clean
+
+venv: $(STAMP)
+
+$(STAMP): constraints.txt requirements-dev.txt $(addsuffix /pyproject.toml,$(DISTS))
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "BeatFlow needs Python 3.11+, found " + sys.version.split()[0]'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip setuptools wheel
+	$(PIP) install -q -c constraints.txt -r requirements-dev.txt $(addprefix -e ,$(filter-out services/common,$(DISTS))) -e "services/common[local]"
+	touch $(STAMP)
+
+protos: venv
+	$(PY) -m grpc_tools.protoc -I protos --python_out=protos --grpc_python_out=protos --pyi_out=protos $(PROTOS)
+
+check-protos: venv
+	@tmp=$$(mktemp -d); \
+	$(PY) -m grpc_tools.protoc -I protos --python_out=$$tmp --grpc_python_out=$$tmp --pyi_out=$$tmp $(PROTOS) && \
+	for f in $$tmp/beatflow/v1/*.py*; do \
+	  cmp -s $$f protos/beatflow/v1/$$(basename $$f) || { echo "generated $$(basename $$f) is stale: run 'make protos'"; exit 1; }; \
+	done; rm -rf $$tmp; echo "generated protos are current"
+
+# System packages some tests drive (headless Chromium for the studio test).
+sysdeps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian chromium for the browser test"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	  || { echo "could not install chromium (need root and Debian's packages)"; exit 1; }; }
+
+run: venv
+	$(PY) -m beatflow.common.stack
+
+test: venv sysdeps
+	$(PY) -m pytest -q
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/mypy protos/beatflow services/common/beatflow services/vcs/beatflow services/generator/beatflow services/separator/beatflow services/gateway/beatflow bench
+
+bench: venv
+	$(PY) bench/queue.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,180 @@
+"""The embedded single-machine stack behind ``make run``.
+
+Starts real PostgreSQL and Redis (from Python wheels) with their data under one
+data directory, then every BeatFlow service that is installed as its own
+process, waits until each answers SERVING on the standard gRPC health protocol,
+prints where everything listens, and on Ctrl-C (or SIGTERM) stops the services
+gracefully, then Redis and PostgreSQL. Data persists between runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from beatflow.common import localservers
+
+# name -> (gRPC port, metrics port); the gateway's port is HTTP.
+SERVICES: dict[str, tuple[int, int]] = {
+    "vcs": (50053, 9103),
+    "separator": (50052, 9102),
+    "generator": (50051, 9101),
+    "gateway": (8000, 9104),
+}
+
+
+@dataclass
+class Running:
+    name: str
+    proc: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def installed(name: str) -> bool:
+    return importlib.util.find_spec(f"beatflow.{name}.__main__") is not None
+
+
+def grpc_serving(port: int, timeout_s: float = 1.0) -> bool:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        try:
+            resp = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout_s)
+        except grpc.RpcError:
+            return False
+    return bool(resp.status == health_pb2.HealthCheckResponse.SERVING)
+
+
+def http_ok(port: int) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as resp:
+            return bool(resp.status == 200)
+    except Exception:
+        return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run the whole BeatFlow stack on this machine.")
+    parser.add_argument("--data-dir", default=os.environ.get("BEATFLOW_DATA_DIR", ".data"))
+    parser.add_argument("--postgres-port", type=int, default=int(os.environ.get("BEATFLOW_PG_PORT", "55432")))
+    parser.add_argument("--redis-port", type=int, default=int(os.environ.get("BEATFLOW_REDIS_PORT", "56379")))
+    parser.add_argument("--only", nargs="*", help="services to start (default: every installed one)")
+    parser.add_argument("--exit-when-ready", action="store_true", help="start, check health, stop (smoke test)")
+    parser.add_argument("--ready-timeout", type=float, default=600.0)
+    args = parser.parse_args(argv)
+
+    data = Path(args.data_dir).resolve()
+    data.mkdir(parents=True, exist_ok=True)
+    logs = data / "logs"
+    logs.mkdir(exist_ok=True)
+    stop_requested = False
+
+    def request_stop(signum: int, _frame: object) -> None:
+        nonlocal stop_requested
+        stop_requested = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+
+    print(f"BeatFlow: data in {data}", flush=True)
+    pg = localservers.start_postgres(data / "postgres", args.postgres_port)
+    localservers.ensure_database(pg.url, "beatflow")
+    redis = localservers.start_redis(data / "redis", args.redis_port)
+    print(f"  postgres   {pg.url}/beatflow", flush=True)
+    print(f"  redis      {redis.url}", flush=True)
+    print(f"  blobs      {data / 'blobs'}", flush=True)
+
+    env = {
+        **os.environ,
+        "BEATFLOW_DATABASE_URL": pg.url.replace("postgresql://", "postgresql+asyncpg://") + "/beatflow",
+        "BEATFLOW_REDIS_URL": redis.url,
+        "BEATFLOW_BLOB_BACKEND": os.environ.get("BEATFLOW_BLOB_BACKEND", "local"),
+        "BEATFLOW_BLOB_DIR": os.environ.get("BEATFLOW_BLOB_DIR", str(data / "blobs")),
+        "BEATFLOW_GENERATOR_FALLBACK_TINY": os.environ.get("BEATFLOW_GENERATOR_FALLBACK_TINY", "true"),
+        "BEATFLOW_SEPARATOR_FALLBACK_TINY": os.environ.get("BEATFLOW_SEPARATOR_FALLBACK_TINY", "true"),
+        "BEATFLOW_LOG_JSON": os.environ.get("BEATFLOW_LOG_JSON", "false"),
+        "BEATFLOW_GATEWAY_VCS_ADDR": f"127.0.0.1:{SERVICES['vcs'][0]}",
+        "BEATFLOW_GATEWAY_GENERATOR_ADDR": f"127.0.0.1:{SERVICES['generator'][0]}",
+        "BEATFLOW_GATEWAY_SEPARATOR_ADDR": f"127.0.0.1:{SERVICES['separator'][0]}",
+        "BEATFLOW_GATEWAY_SECRET_FILE": str(data / "gateway-secret"),
+        "PYTHONUNBUFFERED": "1",
+    }
+    wanted = args.only or list(SERVICES)
+    running: list[Running] = []
+    try:
+        for name in wanted:
+            if not installed(name):
+                print(f"  {name:<10} not installed, skipped", flush=True)
+                continue
+            port, metrics_port = SERVICES[name]
+            svc_env = {**env, "BEATFLOW_PORT": str(port), "BEATFLOW_METRICS_PORT": str(metrics_port)}
+            if name == "gateway":
+                svc_env["BEATFLOW_HOST"] = os.environ.get("BEATFLOW_GATEWAY_HOST", "127.0.0.1")
+            log_path = logs / f"{name}.log"
+            logf = open(log_path, "ab")
+            proc = subprocess.Popen(
+                [sys.executable, "-m", f"beatflow.{name}"], env=svc_env, stdout=logf, stderr=subprocess.STDOUT
+            )
+            running.append(Running(name, proc, port, log_path))
+
+        deadline = time.monotonic() + args.ready_timeout
+        pending = list(running)
+        while pending and not stop_requested:
+            for svc in list(pending):
+                if svc.proc.poll() is not None:
+                    tail = svc.log_path.read_text(errors="replace")[-3000:]
+                    print(f"  {svc.name} exited with code {svc.proc.returncode}; log tail:\n{tail}", flush=True)
+                    return 1
+                ok = http_ok(svc.port) if svc.name == "gateway" else grpc_serving(svc.port)
+                if ok:
+                    kind = "http" if svc.name == "gateway" else "grpc"
+                    print(f"  {svc.name:<10} {kind}://127.0.0.1:{svc.port}  SERVING  (log {svc.log_path})", flush=True)
+                    pending.remove(svc)
+            if time.monotonic() > deadline:
+                print(f"  not ready after {args.ready_timeout:.0f}s: {[s.name for s in pending]}", flush=True)
+                return 1
+            time.sleep(0.5)
+        if not stop_requested:
+            if any(s.name == "gateway" for s in running):
+                print(
+                    f"BeatFlow is up: studio at http://127.0.0.1:{SERVICES['gateway'][0]}/  (Ctrl-C stops)", flush=True
+                )
+            else:
+                print("BeatFlow is up (Ctrl-C stops)", flush=True)
+        while not stop_requested and not args.exit_when_ready:
+            for svc in running:
+                if svc.proc.poll() is not None:
+                    print(f"  {svc.name} exited with code {svc.proc.returncode}; see {svc.log_path}", flush=True)
+                    stop_requested = True
+            time.sleep(0.5)
+        return 0
+    finally:
+        print("BeatFlow: stopping", flush=True)
+        for svc in reversed(running):
+            if svc.proc.poll() is None:
+                svc.proc.send_signal(signal.SIGTERM)
+        for svc in reversed(running):
+            try:
+                svc.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                svc.proc.kill()
+            print(f"  {svc.name:<10} stopped", flush=True)
+        redis.stop()
+        pg.stop()
+        print("  redis and postgres stopped; data kept in", data, flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
