@@ -1,12 +1,44 @@
-"""Prometheus metrics shared by every service (the metrics port is opt-in)."""
+"""Prometheus metrics shared by every service (the metrics port is opt-in).
+
+What is measured, and who feeds it:
+
+* ``beatflow_rpc_total`` / ``beatflow_rpc_seconds``: every gRPC call, from the
+  shared interceptor (:func:`observe_rpc`).
+* ``beatflow_http_requests_total`` / ``beatflow_http_request_seconds``: every
+  HTTP request of the gateway, from :class:`HttpMetricsMiddleware`.
+* ``beatflow_jobs_total`` / ``beatflow_job_seconds``: finished jobs by kind and
+  final state, from the job queue (:func:`observe_job`).
+* ``beatflow_job_queue_depth``: jobs waiting per kind, refreshed by
+  :func:`start_queue_depth_sampler` in every service that runs workers (every
+  replica reports the same number: aggregate with ``max by (kind)``).
+* ``beatflow_gpu_memory_bytes`` / ``beatflow_gpu_memory_reserved_bytes``: CUDA
+  memory held by this process, read at scrape time when the process has
+  initialised CUDA (services without torch never import it for this).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, Protocol
+
 import prometheus_client
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
+log = logging.getLogger(__name__)
 
 RPC_TOTAL = Counter("beatflow_rpc_total", "gRPC calls handled", ["method", "code"])
 RPC_SECONDS = Histogram("beatflow_rpc_seconds", "gRPC call latency", ["method"])
+HTTP_TOTAL = Counter(
+    "beatflow_http_requests_total", "HTTP requests handled", ["method", "route", "status"]
+)
+HTTP_SECONDS = Histogram("beatflow_http_request_seconds", "HTTP request latency", ["method", "route"])
 JOBS_TOTAL = Counter("beatflow_jobs_total", "Jobs finished, by kind and final state", ["kind", "state"])
 JOB_SECONDS = Histogram(
     "beatflow_job_seconds",
@@ -15,7 +47,17 @@ JOB_SECONDS = Histogram(
     buckets=(0.1, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600),
 )
 QUEUE_DEPTH = Gauge("beatflow_job_queue_depth", "Jobs waiting in a queue", ["kind"])
-GPU_MEMORY_BYTES = Gauge("beatflow_gpu_memory_bytes", "GPU memory allocated by this process", ["device"])
+
+# Not registered directly: _ScrapeRefresh reads CUDA's counters, then yields these.
+GPU_MEMORY_BYTES = Gauge(
+    "beatflow_gpu_memory_bytes", "GPU memory allocated by this process", ["device"], registry=None
+)
+GPU_MEMORY_RESERVED_BYTES = Gauge(
+    "beatflow_gpu_memory_reserved_bytes",
+    "GPU memory reserved by this process's caching allocator",
+    ["device"],
+    registry=None,
+)
 
 
 def observe_rpc(method: str, code: str, seconds: float) -> None:
@@ -23,10 +65,137 @@ def observe_rpc(method: str, code: str, seconds: float) -> None:
     RPC_SECONDS.labels(method=method).observe(seconds)
 
 
+def observe_http(method: str, route: str, status: int, seconds: float) -> None:
+    HTTP_TOTAL.labels(method=method, route=route, status=str(status)).inc()
+    HTTP_SECONDS.labels(method=method, route=route).observe(seconds)
+
+
 def observe_job(kind: str, state: str, seconds: float | None) -> None:
     JOBS_TOTAL.labels(kind=kind, state=state).inc()
     if seconds is not None:
         JOB_SECONDS.labels(kind=kind).observe(seconds)
+
+
+def update_gpu_memory() -> int:
+    """Set the GPU gauges from torch's allocator; returns how many devices were read.
+
+    Reads nothing (and imports nothing) unless this process has already
+    imported torch and initialised CUDA, so the vcs and gateway never pay for it.
+    """
+    torch: Any = sys.modules.get("torch")
+    if torch is None:
+        return 0
+    try:
+        if not torch.cuda.is_available() or not torch.cuda.is_initialized():
+            return 0
+        count = int(torch.cuda.device_count())
+        for index in range(count):
+            device = f"cuda:{index}"
+            GPU_MEMORY_BYTES.labels(device=device).set(torch.cuda.memory_allocated(index))
+            GPU_MEMORY_RESERVED_BYTES.labels(device=device).set(torch.cuda.memory_reserved(index))
+    except Exception:
+        log.warning("could not read GPU memory", exc_info=True)
+        return 0
+    return count
+
+
+class _ScrapeRefresh(Collector):
+    """Runs ``refresh`` at every scrape, then yields the gauges it updated."""
+
+    def __init__(self, refresh: Callable[[], object], gauges: Sequence[Gauge]) -> None:
+        self._refresh = refresh
+        self._gauges = gauges
+
+    def describe(self) -> Iterable[Metric]:
+        for gauge in self._gauges:
+            yield from gauge.describe()
+
+    def collect(self) -> Iterable[Metric]:
+        self._refresh()
+        for gauge in self._gauges:
+            yield from gauge.collect()
+
+
+REGISTRY.register(_ScrapeRefresh(update_gpu_memory, [GPU_MEMORY_BYTES, GPU_MEMORY_RESERVED_BYTES]))
+
+
+class QueueWithDepth(Protocol):
+    async def depth(self, kind: str) -> int: ...
+
+
+async def sample_queue_depth(queue: QueueWithDepth, kinds: Sequence[str]) -> None:
+    """Read the waiting-job count of each kind once into ``beatflow_job_queue_depth``."""
+    for kind in kinds:
+        QUEUE_DEPTH.labels(kind=kind).set(await queue.depth(kind))
+
+
+async def _sample_forever(queue: QueueWithDepth, kinds: Sequence[str], interval_s: float) -> None:
+    while True:
+        try:
+            await sample_queue_depth(queue, kinds)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.warning("queue depth sample failed", exc_info=True)
+        await asyncio.sleep(interval_s)
+
+
+def start_queue_depth_sampler(
+    queue: QueueWithDepth, kinds: Sequence[str], *, interval_s: float = 5.0
+) -> Callable[[], Awaitable[None]]:
+    """Sample queue depth every ``interval_s`` in the running loop.
+
+    Returns an async ``stop`` function, shaped for ``GrpcServer.on_stop``.
+    """
+    task = asyncio.get_running_loop().create_task(
+        _sample_forever(queue, list(kinds), interval_s), name="queue-depth-sampler"
+    )
+
+    async def stop() -> None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return stop
+
+
+ASGIApp = Callable[[dict[str, Any], Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
+
+
+class HttpMetricsMiddleware:
+    """Pure ASGI middleware counting HTTP requests by route template (not raw path).
+
+    The route label is the matched route's path template (FastAPI puts the route
+    in the scope), or ``unmatched``, so label cardinality stays bounded.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(
+        self,
+        scope: dict[str, Any],
+        receive: Callable[[], Awaitable[Any]],
+        send: Callable[[Any], Awaitable[None]],
+    ) -> None:
+        if scope.get("type") != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_and_record(message: Any) -> None:
+            nonlocal status
+            if message.get("type") == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_record)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            observe_http(scope.get("method", "GET"), template, status, time.perf_counter() - started)
 
 
 def start_http_server(port: int, host: str = "0.0.0.0") -> int:
