@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -65,6 +66,15 @@ def http_ok(port: int) -> bool:
         return False
 
 
+def _token_secret(data: Path) -> str:
+    """One signing secret per data directory, so sign-ins survive a restart."""
+    path = data / "token-secret"
+    if not path.exists():
+        path.write_text(secrets.token_hex(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the whole BeatFlow stack on this machine.")
     parser.add_argument("--data-dir", default=os.environ.get("BEATFLOW_DATA_DIR", ".data"))
@@ -105,10 +115,10 @@ def main(argv: list[str] | None = None) -> int:
         "BEATFLOW_GENERATOR_FALLBACK_TINY": os.environ.get("BEATFLOW_GENERATOR_FALLBACK_TINY", "true"),
         "BEATFLOW_SEPARATOR_FALLBACK_TINY": os.environ.get("BEATFLOW_SEPARATOR_FALLBACK_TINY", "true"),
         "BEATFLOW_LOG_JSON": os.environ.get("BEATFLOW_LOG_JSON", "false"),
-        "BEATFLOW_GATEWAY_VCS_ADDR": f"127.0.0.1:{SERVICES['vcs'][0]}",
-        "BEATFLOW_GATEWAY_GENERATOR_ADDR": f"127.0.0.1:{SERVICES['generator'][0]}",
-        "BEATFLOW_GATEWAY_SEPARATOR_ADDR": f"127.0.0.1:{SERVICES['separator'][0]}",
-        "BEATFLOW_GATEWAY_SECRET_FILE": str(data / "gateway-secret"),
+        "BEATFLOW_VCS_ADDR": f"127.0.0.1:{SERVICES['vcs'][0]}",
+        "BEATFLOW_GENERATOR_ADDR": f"127.0.0.1:{SERVICES['generator'][0]}",
+        "BEATFLOW_SEPARATOR_ADDR": f"127.0.0.1:{SERVICES['separator'][0]}",
+        "BEATFLOW_TOKEN_SECRET": os.environ.get("BEATFLOW_TOKEN_SECRET") or _token_secret(data),
         "PYTHONUNBUFFERED": "1",
     }
     wanted = args.only or list(SERVICES)
