@@ -1,4 +1,4 @@
-"""Durable job queue on Redis Streams consumer groups (API; implementation in progress).
+"""Durable job queue on Redis Streams consumer groups.
 
 Public API (import from ``beatflow.common.jobs``):
 
@@ -14,12 +14,19 @@ Public API (import from ``beatflow.common.jobs``):
 
     JobQueue(redis: redis.asyncio.Redis, *, prefix="bf", retry_limit=3,
              heartbeat_timeout_s=30.0, retention_s=7*86400)
+        JobQueue.from_settings(settings)                  # CommonSettings redis_url, job_*
+        retry_limit: retries after the first attempt (a job runs at most
+        retry_limit + 1 times, then it is DEAD and in the dead-letter stream)
         await submit(kind, request: dict, *, owner="", idempotency_key=None) -> JobRecord
         await get(job_id) -> JobRecord                    # NotFound if unknown
+        await find(job_id) -> JobRecord | None
         await cancel(job_id) -> JobRecord                 # queued: cancelled at once;
                                                           # running: flag the worker sees
         async for ev in events(job_id, after="0"):         # replay history then follow,
             ...                                           # ends after the terminal event
+                                                          # (at once for a finished job)
+        await history(job_id, after="0") -> list[JobEvent] # recorded events, no waiting
+        await wait(job_id, timeout_s=None) -> JobRecord   # until terminal
         await queue_position(job_id) -> int
         await depth(kind) -> int                          # jobs waiting (not yet claimed)
         await dead_letters(kind) -> list[JobRecord]
@@ -38,7 +45,9 @@ Public API (import from ``beatflow.common.jobs``):
         await fail(error: str, *, retryable=True)         # retried until retry_limit,
                                                           # then DEAD + dead-letter stream
         await mark_cancelled()
-
+        await release()                                   # back to the queue, attempt not
+                                                          # counted (worker shutting down)
+        lost: bool (another worker reclaimed the job); finished: bool
     run_worker(queue, kind, handler, *, consumer, concurrency=1, batch=1,
                heartbeat_s=5.0, stop: asyncio.Event) -> None
         handler(jobs: list[ClaimedJob]) -> awaitable; the loop heartbeats the
@@ -48,4 +57,27 @@ Public API (import from ``beatflow.common.jobs``):
 
     JobsServicer(queue)  implements beatflow.v1.Jobs (GetJob, WatchJob, CancelJob);
                          every service with jobs registers it.
+    jobs_service(queue) -> grpcserver.Service for create_grpc_server([...]).
+
+Redis layout and guarantees: see :mod:`beatflow.common.jobs.queue`.
 """
+
+from beatflow.common.jobs.model import JobCancelled, JobEvent, JobRecord, JobState
+from beatflow.common.jobs.queue import GROUP, ClaimedJob, JobQueue
+from beatflow.common.jobs.servicer import JobsServicer, jobs_service
+from beatflow.common.jobs.worker import NON_RETRYABLE, Handler, run_worker
+
+__all__ = [
+    "GROUP",
+    "NON_RETRYABLE",
+    "ClaimedJob",
+    "Handler",
+    "JobCancelled",
+    "JobEvent",
+    "JobQueue",
+    "JobRecord",
+    "JobState",
+    "JobsServicer",
+    "jobs_service",
+    "run_worker",
+]

@@ -1,0 +1,185 @@
+"""Job records and events as Python values, and their protobuf form.
+
+Redis stores every field as a string; the ``from_redis`` constructors accept
+both ``bytes`` and ``str`` so the queue works with any client decoding setting.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from beatflow.v1 import jobs_pb2
+
+
+class JobState(enum.IntEnum):
+    """Mirrors ``beatflow.v1.JobState``; stored in Redis by name."""
+
+    UNSPECIFIED = 0
+    QUEUED = 1
+    RUNNING = 2
+    SUCCEEDED = 3
+    FAILED = 4
+    CANCELLED = 5
+    DEAD = 6
+
+    @property
+    def terminal(self) -> bool:
+        """A job in a terminal state never changes again."""
+        return self in _TERMINAL
+
+    def to_proto(self) -> int:
+        return int(jobs_pb2.JobState.Value(f"JOB_STATE_{self.name}"))
+
+    @classmethod
+    def parse(cls, value: Any) -> JobState:
+        text = as_str(value)
+        return cls[text] if text in cls.__members__ else cls.UNSPECIFIED
+
+
+_TERMINAL = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.DEAD})
+TERMINAL_NAMES = frozenset(s.name for s in _TERMINAL)
+
+
+class JobCancelled(Exception):
+    """Raised inside a handler (by ``ClaimedJob.check_cancelled``) when its job was cancelled."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"job {job_id} was cancelled")
+        self.job_id = job_id
+
+
+def as_str(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bytes):
+        return value.decode()
+    return str(value)
+
+
+def _float(value: Any) -> float:
+    text = as_str(value)
+    return float(text) if text else 0.0
+
+
+def _json_dict(value: Any) -> dict[str, Any]:
+    text = as_str(value)
+    if not text:
+        return {}
+    loaded = json.loads(text)
+    return loaded if isinstance(loaded, dict) else {}
+
+
+def decode_mapping(raw: Any) -> dict[str, str]:
+    """A Redis hash or stream entry (dict or flat list, bytes or str) as ``dict[str, str]``."""
+    if isinstance(raw, dict):
+        return {as_str(k): as_str(v) for k, v in raw.items()}
+    items = list(raw or [])
+    return {as_str(items[i]): as_str(items[i + 1]) for i in range(0, len(items) - 1, 2)}
+
+
+@dataclass
+class JobRecord:
+    id: str
+    kind: str
+    state: JobState
+    progress: float = 0.0
+    stage: str = ""
+    error: str = ""
+    attempts: int = 0
+    owner: str = ""
+    request: dict[str, Any] = field(default_factory=dict)
+    result_blobs: dict[str, str] = field(default_factory=dict)
+    result: dict[str, Any] = field(default_factory=dict)
+    created_at: float = 0.0
+    started_at: float = 0.0
+    finished_at: float = 0.0
+    queue_position: int = 0
+    cancel_requested: bool = False
+
+    @classmethod
+    def from_redis(cls, raw: Any) -> JobRecord:
+        h = decode_mapping(raw)
+        return cls(
+            id=h.get("id", ""),
+            kind=h.get("kind", ""),
+            state=JobState.parse(h.get("state")),
+            progress=_float(h.get("progress")),
+            stage=h.get("stage", ""),
+            error=h.get("error", ""),
+            attempts=int(h.get("attempts") or 0),
+            owner=h.get("owner", ""),
+            request=_json_dict(h.get("request")),
+            result_blobs={k: str(v) for k, v in _json_dict(h.get("result_blobs")).items()},
+            result=_json_dict(h.get("result")),
+            created_at=_float(h.get("created_at")),
+            started_at=_float(h.get("started_at")),
+            finished_at=_float(h.get("finished_at")),
+            cancel_requested=h.get("cancel") == "1",
+        )
+
+    def to_proto(self) -> jobs_pb2.Job:
+        return jobs_pb2.Job(
+            id=self.id,
+            kind=self.kind,
+            state=self.state.to_proto(),  # type: ignore[arg-type]
+            progress=self.progress,
+            stage=self.stage,
+            queue_position=self.queue_position,
+            error=self.error,
+            result_blobs=self.result_blobs,
+            result_json=json.dumps(self.result),
+            attempts=self.attempts,
+            created_at=self.created_at,
+            started_at=self.started_at,
+            finished_at=self.finished_at,
+            owner=self.owner,
+            request_json=json.dumps(self.request),
+        )
+
+
+@dataclass
+class JobEvent:
+    event_id: str
+    job_id: str
+    state: JobState
+    progress: float = 0.0
+    stage: str = ""
+    error: str = ""
+    result_blobs: dict[str, str] = field(default_factory=dict)
+    chunk_blob: str = ""
+    timestamp: float = 0.0
+
+    @property
+    def terminal(self) -> bool:
+        return self.state.terminal
+
+    @classmethod
+    def from_entry(cls, job_id: str, event_id: Any, raw: Any) -> JobEvent:
+        f = decode_mapping(raw)
+        return cls(
+            event_id=as_str(event_id),
+            job_id=job_id,
+            state=JobState.parse(f.get("state")),
+            progress=_float(f.get("progress")),
+            stage=f.get("stage", ""),
+            error=f.get("error", ""),
+            result_blobs={k: str(v) for k, v in _json_dict(f.get("result_blobs")).items()},
+            chunk_blob=f.get("chunk_blob", ""),
+            timestamp=_float(f.get("ts")),
+        )
+
+    def to_proto(self) -> jobs_pb2.JobEvent:
+        return jobs_pb2.JobEvent(
+            event_id=self.event_id,
+            job_id=self.job_id,
+            state=self.state.to_proto(),  # type: ignore[arg-type]
+            progress=self.progress,
+            stage=self.stage,
+            error=self.error,
+            result_blobs=self.result_blobs,
+            chunk_blob=self.chunk_blob,
+            timestamp=self.timestamp,
+        )

@@ -1,0 +1,456 @@
+"""The job queue: submit and watch jobs (any service), claim and finish them (workers).
+
+Redis layout (``bf`` is the prefix):
+
+* ``bf:q:{kind}`` — one stream per kind with the consumer group ``workers``;
+  an entry carries only the job id. Delivered-but-unacknowledged entries are
+  the jobs being worked on; an entry idle longer than the heartbeat timeout
+  belongs to a dead worker and is reclaimed with XAUTOCLAIM.
+* ``bf:job:{id}`` — hash with the job's state, progress, request and result.
+* ``bf:ev:{id}`` — stream of the job's events (history for late subscribers).
+* ``bf:idem:{kind}:{owner}:{key}`` — idempotency key -> job id.
+* ``bf:dlq:{kind}`` — dead-letter stream of jobs that failed too often.
+
+Delivery is at-least-once; every transition is an atomic Lua script
+(:mod:`.scripts`), so completion is idempotent and the first result wins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+from beatflow.common import metrics
+from beatflow.common.errors import InvalidArgument, NotFound
+from beatflow.common.jobs import scripts
+from beatflow.common.jobs.model import JobCancelled, JobEvent, JobRecord, JobState, as_str, decode_mapping
+
+GROUP = "workers"
+_KIND_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_MAX_IDEMPOTENCY_KEY = 256
+_MAX_JOB_ID = 128
+
+
+def _now() -> str:
+    return repr(time.time())
+
+
+def _stream_entries(resp: Any) -> list[tuple[str, Any]]:
+    """Entries of an XREAD/XREADGROUP reply (RESP2 list or RESP3 dict) for one stream."""
+    if not resp:
+        return []
+    is_dict = isinstance(resp, dict)
+    out: list[tuple[str, Any]] = []
+    for item in resp.items() if is_dict else resp:
+        entries = item[1]
+        if is_dict:  # RESP3: {stream: [[(id, fields), ...]]}
+            entries = entries[0] if entries else []
+        for entry_id, fields in entries:
+            if entry_id is not None:
+                out.append((as_str(entry_id), fields))
+    return out
+
+
+class JobQueue:
+    """Durable job queue on Redis Streams consumer groups (see the module docstring)."""
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        *,
+        prefix: str = "bf",
+        retry_limit: int = 3,
+        heartbeat_timeout_s: float = 30.0,
+        retention_s: float = 7 * 86400.0,
+        event_maxlen: int = 10_000,
+    ) -> None:
+        if retry_limit < 0:
+            raise ValueError("retry_limit must be >= 0")
+        if heartbeat_timeout_s <= 0:
+            raise ValueError("heartbeat_timeout_s must be > 0")
+        self.redis = redis
+        self.prefix = prefix
+        self.retry_limit = retry_limit
+        self.heartbeat_timeout_s = heartbeat_timeout_s
+        self.retention_s = retention_s
+        self.event_maxlen = event_maxlen
+        self._groups: set[str] = set()
+        self._submit = redis.register_script(scripts.SUBMIT)
+        self._start = redis.register_script(scripts.START)
+        self._heartbeat = redis.register_script(scripts.HEARTBEAT)
+        self._progress = redis.register_script(scripts.PROGRESS)
+        self._complete = redis.register_script(scripts.COMPLETE)
+        self._fail = redis.register_script(scripts.FAIL)
+        self._release = redis.register_script(scripts.RELEASE)
+        self._cancel = redis.register_script(scripts.CANCEL)
+        self._mark_cancelled = redis.register_script(scripts.MARK_CANCELLED)
+        self._position = redis.register_script(scripts.QUEUE_POSITION)
+        self._depth = redis.register_script(scripts.DEPTH)
+
+    @classmethod
+    def from_settings(cls, settings: Any, redis: aioredis.Redis | None = None) -> JobQueue:
+        """A queue configured from ``CommonSettings`` (redis_url, job_* fields)."""
+        client = redis if redis is not None else aioredis.Redis.from_url(settings.redis_url)
+        return cls(
+            client,
+            retry_limit=settings.job_retry_limit,
+            heartbeat_timeout_s=settings.job_heartbeat_timeout_s,
+            retention_s=settings.job_retention_s,
+        )
+
+    @property
+    def max_attempts(self) -> int:
+        """A job runs at most once plus ``retry_limit`` retries."""
+        return self.retry_limit + 1
+
+    # -- keys -------------------------------------------------------------------------
+
+    def job_key(self, job_id: str) -> str:
+        return f"{self.prefix}:job:{job_id}"
+
+    def events_key(self, job_id: str) -> str:
+        return f"{self.prefix}:ev:{job_id}"
+
+    def queue_key(self, kind: str) -> str:
+        return f"{self.prefix}:q:{kind}"
+
+    def dlq_key(self, kind: str) -> str:
+        return f"{self.prefix}:dlq:{kind}"
+
+    def idempotency_key(self, kind: str, owner: str, key: str) -> str:
+        # scoped by owner: one user's key never resolves to another user's job
+        return f"{self.prefix}:idem:{kind}:{owner}:{key}"
+
+    def _job_keys(self, job_id: str, kind: str) -> list[str]:
+        return [self.job_key(job_id), self.events_key(job_id), self.queue_key(kind), self.dlq_key(kind)]
+
+    def _common_args(self) -> list[Any]:
+        return [GROUP, _now(), max(1, int(self.retention_s * 1000)), self.event_maxlen]
+
+    async def _ensure_group(self, kind: str) -> None:
+        if kind in self._groups:
+            return
+        try:
+            await self.redis.xgroup_create(self.queue_key(kind), GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._groups.add(kind)
+
+    # -- producers and watchers ----------------------------------------------------------
+
+    async def submit(
+        self, kind: str, request: dict[str, Any], *, owner: str = "", idempotency_key: str | None = None
+    ) -> JobRecord:
+        """Queue a job; with ``idempotency_key``, the same (kind, owner, key) returns the same job."""
+        if not _KIND_RE.match(kind):
+            raise InvalidArgument(f"invalid job kind {kind!r}")
+        if idempotency_key is not None and not (0 < len(idempotency_key) <= _MAX_IDEMPOTENCY_KEY):
+            raise InvalidArgument(f"idempotency key must be 1..{_MAX_IDEMPOTENCY_KEY} characters")
+        try:
+            body = json.dumps(request, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise InvalidArgument(f"job request is not JSON: {exc}") from exc
+        await self._ensure_group(kind)
+        job_id = uuid.uuid4().hex
+        keys = self._job_keys(job_id, kind)[:3]
+        use_idem = idempotency_key is not None
+        keys.append(self.idempotency_key(kind, owner, idempotency_key) if idempotency_key else keys[0])
+        _created, found_id = await self._submit(
+            keys=keys, args=[*self._common_args(), job_id, kind, owner, body, "1" if use_idem else "0"]
+        )
+        return await self.get(as_str(found_id))
+
+    async def find(self, job_id: str) -> JobRecord | None:
+        """The job, or None when unknown (or expired after its retention)."""
+        if not job_id or len(job_id) > _MAX_JOB_ID:
+            return None
+        raw = await self.redis.hgetall(self.job_key(job_id))  # type: ignore[misc]
+        if not raw:
+            return None
+        record = JobRecord.from_redis(raw)
+        if record.state == JobState.QUEUED:
+            entry = decode_mapping(raw).get("entry", "")
+            record.queue_position = await self._entry_position(record.kind, entry)
+        return record
+
+    async def get(self, job_id: str) -> JobRecord:
+        record = await self.find(job_id)
+        if record is None:
+            raise NotFound(f"job {job_id!r} not found")
+        return record
+
+    async def cancel(self, job_id: str) -> JobRecord:
+        """Cancel a job: a queued one is CANCELLED at once, a running one is flagged for its worker."""
+        record = await self.get(job_id)
+        outcome = await self._cancel(keys=self._job_keys(job_id, record.kind)[:3], args=self._common_args())
+        if outcome == -1:
+            raise NotFound(f"job {job_id!r} not found")
+        if outcome == 1:
+            metrics.observe_job(record.kind, JobState.CANCELLED.name, None)
+        return await self.get(job_id)
+
+    async def history(self, job_id: str, after: str = "0") -> list[JobEvent]:
+        """Events recorded so far (no waiting)."""
+        start = "-" if after in ("", "0", "0-0") else f"({after}"
+        entries = await self.redis.xrange(self.events_key(job_id), min=start, max="+") or []
+        return [JobEvent.from_entry(job_id, eid, fields) for eid, fields in entries]
+
+    async def events(self, job_id: str, after: str = "0", *, block_ms: int = 1000) -> AsyncIterator[JobEvent]:
+        """Replay the job's events after ``after`` (default: all), then follow live ones.
+
+        Ends after the terminal event, or at once for a job already finished
+        whose events after ``after`` were all seen. NotFound for unknown jobs.
+        """
+        job_key, ev_key = self.job_key(job_id), self.events_key(job_id)
+        if not job_id or len(job_id) > _MAX_JOB_ID or not await self.redis.exists(job_key, ev_key):
+            raise NotFound(f"job {job_id!r} not found")
+        last = after or "0"
+        while True:
+            entries = _stream_entries(await self.redis.xread({ev_key: last}, count=100, block=block_ms))
+            if not entries:
+                state = await self.redis.hget(job_key, "state")  # type: ignore[misc]
+                if state is not None and not JobState.parse(state).terminal:
+                    continue
+                # finished (or expired): take what is left, without waiting
+                entries = _stream_entries(await self.redis.xread({ev_key: last}, count=100))
+                if not entries:
+                    return
+            for entry_id, fields in entries:
+                event = JobEvent.from_entry(job_id, entry_id, fields)
+                last = event.event_id
+                yield event
+                if event.terminal:
+                    return
+
+    async def wait(self, job_id: str, timeout_s: float | None = None) -> JobRecord:
+        """Wait until the job is in a terminal state and return it (TimeoutError after ``timeout_s``)."""
+
+        async def follow() -> None:
+            async for _event in self.events(job_id, block_ms=500):
+                pass
+
+        await asyncio.wait_for(follow(), timeout_s)
+        return await self.get(job_id)
+
+    async def queue_position(self, job_id: str) -> int:
+        """Jobs ahead of this one that no worker has taken yet; 0 once it runs."""
+        raw = await self.redis.hmget(self.job_key(job_id), ["state", "entry", "kind"])  # type: ignore[misc]
+        state, entry, kind = (as_str(v) if v is not None else None for v in raw)
+        if state is None:
+            raise NotFound(f"job {job_id!r} not found")
+        if state != JobState.QUEUED.name or not entry or not kind:
+            return 0
+        return await self._entry_position(kind, entry)
+
+    async def _entry_position(self, kind: str, entry: str) -> int:
+        if not entry:
+            return 0
+        return int(await self._position(keys=[self.queue_key(kind)], args=[GROUP, entry]))
+
+    async def depth(self, kind: str) -> int:
+        """Jobs of ``kind`` waiting for a worker (also sets the queue-depth gauge)."""
+        n = int(await self._depth(keys=[self.queue_key(kind)], args=[GROUP]))
+        metrics.QUEUE_DEPTH.labels(kind=kind).set(n)
+        return n
+
+    async def dead_letters(self, kind: str, count: int = 1000) -> list[JobRecord]:
+        """Jobs of ``kind`` that failed on every attempt, oldest first."""
+        out: list[JobRecord] = []
+        for _entry_id, fields in await self.redis.xrange(self.dlq_key(kind), count=count) or []:
+            f = decode_mapping(fields)
+            record = await self.find(f.get("job", ""))
+            if record is None:  # hash expired: the dead-letter entry still tells the story
+                record = JobRecord(
+                    id=f.get("job", ""),
+                    kind=f.get("kind", kind),
+                    state=JobState.DEAD,
+                    error=f.get("error", ""),
+                    attempts=int(f.get("attempts") or 0),
+                    owner=f.get("owner", ""),
+                    request=json.loads(f.get("request") or "{}"),
+                    finished_at=float(f.get("ts") or 0),
+                )
+            out.append(record)
+        return out
+
+    # -- workers --------------------------------------------------------------------------
+
+    async def claim(self, kind: str, consumer: str, *, count: int = 1, block_ms: int = 1000) -> list[ClaimedJob]:
+        """Take up to ``count`` jobs: first those of dead workers (XAUTOCLAIM), then new ones.
+
+        Blocks up to ``block_ms`` for new jobs when there is nothing to
+        reclaim; returns an empty list when none came.
+        """
+        if count < 1:
+            raise ValueError("count must be >= 1")
+        await self._ensure_group(kind)
+        q = self.queue_key(kind)
+        min_idle_ms = int(self.heartbeat_timeout_s * 1000)
+        reclaimed = await self.redis.xautoclaim(q, GROUP, consumer, min_idle_ms, start_id="0-0", count=count)
+        stale = [(as_str(eid), fields) for eid, fields in reclaimed[1] if eid is not None]
+        jobs = await self._start_entries(kind, consumer, stale)
+        if len(jobs) < count:
+            block = block_ms if (block_ms > 0 and not jobs) else None
+            try:
+                resp = await self.redis.xreadgroup(GROUP, consumer, {q: ">"}, count=count - len(jobs), block=block)
+            except ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                self._groups.discard(kind)  # the stream was removed behind our back
+                await self._ensure_group(kind)
+                resp = None
+            jobs += await self._start_entries(kind, consumer, _stream_entries(resp))
+        return jobs
+
+    async def _start_entries(self, kind: str, consumer: str, entries: Sequence[tuple[str, Any]]) -> list[ClaimedJob]:
+        jobs: list[ClaimedJob] = []
+        for entry_id, fields in entries:
+            job_id = decode_mapping(fields).get("job", "")
+            out = await self._start(
+                keys=self._job_keys(job_id, kind),
+                args=[*self._common_args(), entry_id, consumer, self.max_attempts],
+            )
+            code = int(out[0])
+            if code == 2:
+                metrics.observe_job(kind, JobState.DEAD.name, None)
+            elif code == 3:
+                metrics.observe_job(kind, JobState.CANCELLED.name, None)
+            if code != 1:
+                continue
+            record = JobRecord.from_redis(out[2:])
+            jobs.append(ClaimedJob(self, record, entry_id, int(out[1]), consumer))
+        return jobs
+
+
+class ClaimedJob:
+    """A job held by this worker, until it is completed, failed, cancelled or released."""
+
+    def __init__(self, queue: JobQueue, record: JobRecord, entry: str, attempt: int, consumer: str) -> None:
+        self.queue = queue
+        self.record = record
+        self.entry = entry
+        self.attempt = attempt
+        self.consumer = consumer
+        self.cancel_requested = record.cancel_requested
+        self.lost = False  # another worker took the job over (our heartbeats were too late)
+        self.finished = False
+
+    @property
+    def id(self) -> str:
+        return self.record.id
+
+    @property
+    def kind(self) -> str:
+        return self.record.kind
+
+    @property
+    def request(self) -> dict[str, Any]:
+        return self.record.request
+
+    def __repr__(self) -> str:
+        return f"ClaimedJob(id={self.id!r}, kind={self.kind!r}, attempt={self.attempt})"
+
+    def _keys(self) -> list[str]:
+        return self.queue._job_keys(self.id, self.kind)
+
+    def _held_args(self) -> list[Any]:
+        return [*self.queue._common_args(), self.consumer, self.attempt, self.entry]
+
+    async def progress(self, fraction: float, stage: str = "", chunk_blob: str = "") -> float:
+        """Report progress (0..1, never lower than before) and refresh the claim.
+
+        Returns the recorded progress; also refreshes ``cancel_requested``.
+        """
+        if math.isnan(fraction):
+            raise ValueError("progress is NaN")
+        out = await self.queue._progress(
+            keys=self._keys()[:3], args=[*self._held_args(), repr(max(0.0, float(fraction))), stage, chunk_blob]
+        )
+        self.lost = self.lost or int(out[0]) == 0
+        self.cancel_requested = as_str(out[1]) == "1"
+        recorded = float(as_str(out[2]) or 0)
+        self.record.progress = recorded
+        if stage:
+            self.record.stage = stage
+        return recorded
+
+    async def heartbeat(self) -> bool:
+        """Keep the claim alive (resets its idle time); False if another worker took the job."""
+        out = await self.queue._heartbeat(keys=self._keys()[:3], args=self._held_args())
+        held = int(out[0]) == 1
+        self.lost = self.lost or not held
+        self.cancel_requested = as_str(out[1]) == "1"
+        return held
+
+    def check_cancelled(self) -> None:
+        """Raise JobCancelled if a cancel was seen by the last heartbeat or progress call."""
+        if self.cancel_requested:
+            raise JobCancelled(self.id)
+
+    def _observe(self, state: JobState) -> None:
+        started = self.record.started_at
+        metrics.observe_job(self.kind, state.name, max(0.0, time.time() - started) if started else None)
+
+    async def complete(self, result_blobs: dict[str, str] | None = None, result: dict[str, Any] | None = None) -> bool:
+        """Record the result; False (and nothing written) if the job was already finished."""
+        outcome = await self.queue._complete(
+            keys=self._keys()[:3],
+            args=[*self.queue._common_args(), json.dumps(result_blobs or {}), json.dumps(result or {}), self.entry],
+        )
+        self.finished = True
+        if int(outcome) == 1:
+            self._observe(JobState.SUCCEEDED)
+            return True
+        return False
+
+    async def fail(self, error: str, *, retryable: bool = True) -> JobState | None:
+        """Give the job up: queued again for a retry, or DEAD at the retry limit (FAILED if not retryable).
+
+        Returns the job's new state, or None if this worker no longer held it.
+        """
+        outcome = int(
+            await self.queue._fail(
+                keys=self._keys(),
+                args=[
+                    *self.queue._common_args(),
+                    self.attempt,
+                    error,
+                    "1" if retryable else "0",
+                    self.queue.max_attempts,
+                ],
+            )
+        )
+        self.finished = True
+        state = {1: JobState.QUEUED, 2: JobState.DEAD, 3: JobState.CANCELLED, 4: JobState.FAILED}.get(outcome)
+        if state is not None and state.terminal:
+            self._observe(state)
+        return state
+
+    async def mark_cancelled(self) -> bool:
+        """Record that the job stopped because it was cancelled."""
+        outcome = await self.queue._mark_cancelled(keys=self._keys()[:3], args=self.queue._common_args())
+        self.finished = True
+        if int(outcome) == 1:
+            self._observe(JobState.CANCELLED)
+            return True
+        return False
+
+    async def release(self) -> bool:
+        """Put the job back in the queue without counting this attempt (worker shutting down)."""
+        outcome = int(
+            await self.queue._release(keys=self._keys()[:3], args=[*self.queue._common_args(), self.attempt])
+        )
+        self.finished = True
+        if outcome == 3:
+            self._observe(JobState.CANCELLED)
+        return outcome == 1
