@@ -80,6 +80,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", default=os.environ.get("BEATFLOW_DATA_DIR", ".data"))
     parser.add_argument("--postgres-port", type=int, default=int(os.environ.get("BEATFLOW_PG_PORT", "55432")))
     parser.add_argument("--redis-port", type=int, default=int(os.environ.get("BEATFLOW_REDIS_PORT", "56379")))
+    parser.add_argument(
+        "--port-offset",
+        type=int,
+        default=int(os.environ.get("BEATFLOW_PORT_OFFSET", "0")),
+        help="added to every service port (to run a second stack beside the first)",
+    )
     parser.add_argument("--only", nargs="*", help="services to start (default: every installed one)")
     parser.add_argument("--exit-when-ready", action="store_true", help="start, check health, stop (smoke test)")
     parser.add_argument("--ready-timeout", type=float, default=600.0)
@@ -106,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  redis      {redis.url}", flush=True)
     print(f"  blobs      {data / 'blobs'}", flush=True)
 
+    ports = {name: (grpc + args.port_offset, met + args.port_offset) for name, (grpc, met) in SERVICES.items()}
     env = {
         **os.environ,
         "BEATFLOW_DATABASE_URL": pg.url.replace("postgresql://", "postgresql+asyncpg://") + "/beatflow",
@@ -115,9 +122,9 @@ def main(argv: list[str] | None = None) -> int:
         "BEATFLOW_GENERATOR_FALLBACK_TINY": os.environ.get("BEATFLOW_GENERATOR_FALLBACK_TINY", "true"),
         "BEATFLOW_SEPARATOR_FALLBACK_TINY": os.environ.get("BEATFLOW_SEPARATOR_FALLBACK_TINY", "true"),
         "BEATFLOW_LOG_JSON": os.environ.get("BEATFLOW_LOG_JSON", "false"),
-        "BEATFLOW_VCS_ADDR": f"127.0.0.1:{SERVICES['vcs'][0]}",
-        "BEATFLOW_GENERATOR_ADDR": f"127.0.0.1:{SERVICES['generator'][0]}",
-        "BEATFLOW_SEPARATOR_ADDR": f"127.0.0.1:{SERVICES['separator'][0]}",
+        "BEATFLOW_VCS_ADDR": f"127.0.0.1:{ports['vcs'][0]}",
+        "BEATFLOW_GENERATOR_ADDR": f"127.0.0.1:{ports['generator'][0]}",
+        "BEATFLOW_SEPARATOR_ADDR": f"127.0.0.1:{ports['separator'][0]}",
         "BEATFLOW_TOKEN_SECRET": os.environ.get("BEATFLOW_TOKEN_SECRET") or _token_secret(data),
         "PYTHONUNBUFFERED": "1",
     }
@@ -128,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
             if not installed(name):
                 print(f"  {name:<10} not installed, skipped", flush=True)
                 continue
-            port, metrics_port = SERVICES[name]
+            port, metrics_port = ports[name]
             svc_env = {**env, "BEATFLOW_PORT": str(port), "BEATFLOW_METRICS_PORT": str(metrics_port)}
             if name == "gateway":
                 svc_env["BEATFLOW_HOST"] = os.environ.get("BEATFLOW_GATEWAY_HOST", "127.0.0.1")
@@ -158,9 +165,7 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(0.5)
         if not stop_requested:
             if any(s.name == "gateway" for s in running):
-                print(
-                    f"BeatFlow is up: studio at http://127.0.0.1:{SERVICES['gateway'][0]}/  (Ctrl-C stops)", flush=True
-                )
+                print(f"BeatFlow is up: studio at http://127.0.0.1:{ports['gateway'][0]}/  (Ctrl-C stops)", flush=True)
             else:
                 print("BeatFlow is up (Ctrl-C stops)", flush=True)
         while not stop_requested and not args.exit_when_ready:
