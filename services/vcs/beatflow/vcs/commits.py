@@ -1,0 +1,420 @@
+"""Commits and refs: reading, resolving names, writing with compare-and-swap on branch heads.
+
+A commit is inserted once (content-addressed) and joined to the repository
+through ``repo_commits``. Moving a branch is a single conditional UPDATE
+(``... WHERE commit_id = :expected``) in the same transaction as the commit
+rows, so concurrent writers either see their expected head and win, or get
+FAILED_PRECONDITION naming the current head, and nothing they wrote remains.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from beatflow.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from beatflow.vcs import blobs
+from beatflow.vcs.hashing import commit_id
+from beatflow.vcs.model import Commit, Metadata, Ref, Repository, Stem
+from beatflow.vcs.names import check_blob_key, check_ref_name, check_stem_name, is_commit_id
+
+MAX_MESSAGE = 20_000
+MAX_STEMS = 256
+MAX_PARENTS = 16
+
+_COMMIT_COLS = (
+    "c.id, c.parent_ids, c.author_id, u.username AS author_username, c.message, c.timestamp, "
+    "c.mixdown_blob, c.metadata, c.generation"
+)
+
+
+def _metadata(raw: Any) -> Metadata:
+    data = json.loads(raw) if isinstance(raw, (str, bytes)) else raw
+    return Metadata.from_canonical(data or {})
+
+
+async def load_commits(conn: AsyncConnection, ids: Sequence[str], repo_id: str = "") -> dict[str, Commit]:
+    """Commits by id with their stems (two queries, any number of ids)."""
+    ids = list(dict.fromkeys(ids))
+    if not ids:
+        return {}
+    rows = (
+        await conn.execute(
+            text(f"SELECT {_COMMIT_COLS} FROM commits c JOIN users u ON u.id = c.author_id WHERE c.id = ANY(:ids)"),
+            {"ids": ids},
+        )
+    ).all()
+    stems: dict[str, list[Stem]] = {}
+    for s in (
+        await conn.execute(
+            text(
+                "SELECT commit_id, name, blob_key, content_type, size_bytes, duration_s FROM commit_stems "
+                "WHERE commit_id = ANY(:ids) ORDER BY commit_id, name"
+            ),
+            {"ids": ids},
+        )
+    ).all():
+        stems.setdefault(s.commit_id, []).append(Stem(s.name, s.blob_key, s.content_type, s.size_bytes, s.duration_s))
+    return {
+        r.id: Commit(
+            id=r.id,
+            parent_ids=tuple(r.parent_ids),
+            author_id=r.author_id,
+            author_username=r.author_username,
+            message=r.message,
+            timestamp=r.timestamp,
+            stems=tuple(stems.get(r.id, ())),
+            mixdown_blob=r.mixdown_blob or "",
+            metadata=_metadata(r.metadata),
+            generation=r.generation,
+            repo_id=repo_id,
+        )
+        for r in rows
+    }
+
+
+async def commits_in_repo(conn: AsyncConnection, repo_id: str, ids: Iterable[str]) -> set[str]:
+    ids = list(set(ids))
+    rows = await conn.execute(
+        text("SELECT commit_id FROM repo_commits WHERE repo_id = :r AND commit_id = ANY(:ids)"), {"r": repo_id, "ids": ids}
+    )
+    return set(rows.scalars())
+
+
+async def get_commit(conn: AsyncConnection, repo: Repository, cid: str) -> Commit:
+    """A commit of ``repo`` (NOT_FOUND if it is not in this repository)."""
+    if not is_commit_id(cid) or not await commits_in_repo(conn, repo.id, [cid]):
+        raise NotFound(f"commit {cid[:64]!r} not found in repository {repo.owner_username}/{repo.name}")
+    return (await load_commits(conn, [cid], repo.id))[cid]
+
+
+async def branch_head(conn: AsyncConnection, repo_id: str, name: str) -> str | None:
+    row = await conn.execute(
+        text("SELECT commit_id FROM refs WHERE repo_id = :r AND kind = 'branch' AND name = :n"), {"r": repo_id, "n": name}
+    )
+    return row.scalar()
+
+
+async def resolve(conn: AsyncConnection, repo: Repository, ref: str) -> str:
+    """Commit id named by a branch, a tag or a full commit id of this repository ('' = default branch)."""
+    name = ref or repo.default_branch
+    row = (
+        await conn.execute(
+            text(
+                "SELECT commit_id FROM refs WHERE repo_id = :r AND name = :n "
+                "ORDER BY CASE kind WHEN 'branch' THEN 0 ELSE 1 END LIMIT 1"
+            ),
+            {"r": repo.id, "n": name},
+        )
+    ).scalar()
+    if row is not None:
+        return str(row)
+    if is_commit_id(name) and await commits_in_repo(conn, repo.id, [name]):
+        return name
+    if not ref:
+        raise NotFound(f"branch {name!r} has no commits yet")
+    raise NotFound(f"no branch, tag or commit {name[:80]!r} in repository {repo.owner_username}/{repo.name}")
+
+
+def _check_stem(stem: Stem) -> Stem:
+    check_stem_name(stem.name)
+    check_blob_key(stem.blob_key, f"blob key of stem {stem.name!r}")
+    if stem.size_bytes < 0 or not math.isfinite(stem.duration_s) or stem.duration_s < 0:
+        raise InvalidArgument(f"stem {stem.name!r}: size and duration must be non-negative")
+    return Stem(stem.name, stem.blob_key, stem.content_type or "audio/wav", stem.size_bytes, stem.duration_s)
+
+
+def _check_metadata(meta: Metadata) -> Metadata:
+    for name in ("bpm", "duration_s"):
+        value = getattr(meta, name)
+        if value is not None and (not math.isfinite(value) or value < 0):
+            raise InvalidArgument(f"metadata {name} must be a non-negative number")
+    if meta.sample_rate is not None and meta.sample_rate <= 0:
+        raise InvalidArgument("metadata sample_rate must be positive")
+    if meta.generation_json:
+        try:
+            json.loads(meta.generation_json)
+        except ValueError:
+            raise InvalidArgument("metadata generation_json is not valid JSON") from None
+    if len(meta.key) > 32:
+        raise InvalidArgument("metadata key longer than 32 characters")
+    return meta
+
+
+def build_commit(
+    *,
+    parents: Sequence[str],
+    parent_generations: Iterable[int],
+    stems: Iterable[Stem],
+    mixdown_blob: str,
+    metadata: Metadata,
+    author_id: str,
+    author_username: str,
+    message: str,
+    repo_id: str,
+    timestamp: float | None = None,
+) -> Commit:
+    stems = tuple(sorted(stems, key=lambda s: s.name))
+    ts = round(time.time(), 6) if timestamp is None else timestamp
+    cid = commit_id(
+        parents=parents,
+        stems=stems,
+        mixdown_blob=mixdown_blob,
+        metadata=metadata,
+        author_id=author_id,
+        message=message,
+        timestamp=ts,
+    )
+    return Commit(
+        id=cid,
+        parent_ids=tuple(parents),
+        author_id=author_id,
+        author_username=author_username,
+        message=message,
+        timestamp=ts,
+        stems=stems,
+        mixdown_blob=mixdown_blob,
+        metadata=metadata,
+        generation=1 + max(parent_generations, default=0),
+        repo_id=repo_id,
+    )
+
+
+async def _stale(conn: AsyncConnection, repo_id: str, branch: str, expected: str) -> FailedPrecondition:
+    current = await branch_head(conn, repo_id, branch)
+    if current is None:
+        return FailedPrecondition(f"branch {branch!r} does not exist (expected head {expected or 'none'})")
+    if not expected:
+        return FailedPrecondition(f"branch {branch!r} already exists at {current}; pass it as the expected head")
+    return FailedPrecondition(f"stale head: branch {branch!r} is at {current}, not at the expected {expected}")
+
+
+async def move_branch(conn: AsyncConnection, repo_id: str, branch: str, expected: str, new: str) -> None:
+    """Compare-and-swap the branch head from ``expected`` ('' = branch absent) to ``new``."""
+    if expected:
+        done = await conn.execute(
+            text(
+                "UPDATE refs SET commit_id = :new WHERE repo_id = :r AND kind = 'branch' AND name = :b "
+                "AND commit_id = :exp RETURNING name"
+            ),
+            {"new": new, "r": repo_id, "b": branch, "exp": expected},
+        )
+    else:
+        done = await conn.execute(
+            text(
+                "INSERT INTO refs (repo_id, kind, name, commit_id) VALUES (:r, 'branch', :b, :new) "
+                "ON CONFLICT DO NOTHING RETURNING name"
+            ),
+            {"new": new, "r": repo_id, "b": branch},
+        )
+    if done.first() is None:
+        raise await _stale(conn, repo_id, branch, expected)
+
+
+async def store_commit(conn: AsyncConnection, repo_id: str, commit: Commit, new_blobs: bool = True) -> None:
+    """Insert the commit (once, shared by every repository) and make it a member of ``repo_id``."""
+    inserted = await conn.execute(
+        text(
+            "INSERT INTO commits (id, parent_ids, author_id, message, timestamp, mixdown_blob, metadata, generation) "
+            "VALUES (:id, :parents, :author, :msg, :ts, :mix, CAST(:meta AS jsonb), :gen) "
+            "ON CONFLICT (id) DO NOTHING RETURNING id"
+        ),
+        {
+            "id": commit.id,
+            "parents": list(commit.parent_ids),
+            "author": commit.author_id,
+            "msg": commit.message,
+            "ts": commit.timestamp,
+            "mix": commit.mixdown_blob or None,
+            "meta": json.dumps(commit.metadata.canonical()),
+            "gen": commit.generation,
+        },
+    )
+    if inserted.first() is not None and commit.stems:
+        st = commit.stems
+        await conn.execute(
+            text(
+                "INSERT INTO commit_stems (commit_id, name, blob_key, content_type, size_bytes, duration_s) "
+                "SELECT :cid, * FROM unnest(CAST(:names AS varchar[]), CAST(:keys AS varchar[]), "
+                "CAST(:types AS varchar[]), CAST(:sizes AS bigint[]), CAST(:durs AS float8[]))"
+            ),
+            {
+                "cid": commit.id,
+                "names": [s.name for s in st],
+                "keys": [s.blob_key for s in st],
+                "types": [s.content_type for s in st],
+                "sizes": [s.size_bytes for s in st],
+                "durs": [s.duration_s for s in st],
+            },
+        )
+    await conn.execute(
+        text("INSERT INTO repo_commits (repo_id, commit_id) VALUES (:r, :c) ON CONFLICT DO NOTHING"),
+        {"r": repo_id, "c": commit.id},
+    )
+
+
+def _known_blobs(parents: Iterable[Commit]) -> set[str]:
+    known: set[str] = set()
+    for p in parents:
+        known.update(s.blob_key for s in p.stems)
+        if p.mixdown_blob:
+            known.add(p.mixdown_blob)
+    return known
+
+
+async def commit_onto_branch(
+    conn: AsyncConnection, repo: Repository, actor: str, branch: str, expected: str, commit: Commit, parents: Iterable[Commit]
+) -> Commit:
+    """Write ``commit`` and move ``branch`` from ``expected`` to it, all in the caller's transaction."""
+    known = _known_blobs(parents)
+    fresh = [s for s in commit.stems if s.blob_key not in known]
+    fresh_mix = commit.mixdown_blob if commit.mixdown_blob and commit.mixdown_blob not in known else ""
+    await blobs.check_blob_access(conn, actor, [s.blob_key for s in fresh] + ([fresh_mix] if fresh_mix else []))
+    await move_branch(conn, repo.id, branch, expected, commit.id)
+    await blobs.pin_blobs(conn, fresh, fresh_mix)
+    await store_commit(conn, repo.id, commit)
+    return commit
+
+
+async def create_commit(
+    conn: AsyncConnection,
+    repo: Repository,
+    actor: str,
+    actor_username: str,
+    *,
+    branch: str,
+    expected_head: str,
+    message: str,
+    stems: Sequence[Stem],
+    mixdown_blob: str,
+    metadata: Metadata,
+    extra_parent_ids: Sequence[str] = (),
+    inherit_stems: bool = False,
+    remove_stems: Sequence[str] = (),
+) -> Commit:
+    branch = check_ref_name(branch or repo.default_branch)
+    if len(message) > MAX_MESSAGE:
+        raise InvalidArgument(f"message longer than {MAX_MESSAGE} characters")
+    if len(stems) > MAX_STEMS:
+        raise InvalidArgument(f"more than {MAX_STEMS} stems")
+    if expected_head and not is_commit_id(expected_head):
+        raise InvalidArgument(f"expected_head {expected_head[:80]!r} is not a commit id")
+    checked = [_check_stem(s) for s in stems]
+    names = [s.name for s in checked]
+    if len(set(names)) != len(names):
+        raise InvalidArgument("stem names must be unique within a commit")
+    if mixdown_blob:
+        check_blob_key(mixdown_blob, "mixdown blob key")
+    metadata = _check_metadata(metadata)
+    parent_ids = ([expected_head] if expected_head else []) + [p for p in extra_parent_ids if p != expected_head]
+    if len(parent_ids) > MAX_PARENTS or len(set(parent_ids)) != len(parent_ids):
+        raise InvalidArgument("parents must be distinct (at most 16)")
+    for p in parent_ids:
+        if not is_commit_id(p):
+            raise InvalidArgument(f"parent {p[:80]!r} is not a commit id")
+    missing = set(parent_ids) - await commits_in_repo(conn, repo.id, parent_ids)
+    if missing:
+        if expected_head in missing:
+            raise await _stale(conn, repo.id, branch, expected_head)
+        raise NotFound(f"parent commit {sorted(missing)[0]} not found in this repository")
+    parents = await load_commits(conn, parent_ids, repo.id)
+    stem_map: dict[str, Stem] = {}
+    if inherit_stems and expected_head:
+        stem_map = parents[expected_head].stem_map()
+    for name in remove_stems:
+        if name not in stem_map:
+            raise InvalidArgument(f"cannot remove stem {name!r}: the parent has no such stem (or inherit_stems is off)")
+        del stem_map[name]
+    for s in checked:
+        stem_map[s.name] = s
+    commit = build_commit(
+        parents=parent_ids,
+        parent_generations=[parents[p].generation for p in parent_ids],
+        stems=stem_map.values(),
+        mixdown_blob=mixdown_blob,
+        metadata=metadata,
+        author_id=actor,
+        author_username=actor_username,
+        message=message,
+        repo_id=repo.id,
+    )
+    return await commit_onto_branch(conn, repo, actor, branch, expected_head, commit, parents.values())
+
+
+# ---- refs -------------------------------------------------------------------------------------
+
+
+async def list_refs(conn: AsyncConnection, repo_id: str) -> list[Ref]:
+    rows = await conn.execute(
+        text("SELECT name, commit_id, kind, message FROM refs WHERE repo_id = :r ORDER BY kind, name"), {"r": repo_id}
+    )
+    return [Ref(r.name, r.commit_id, r.kind == "tag", r.message) for r in rows]
+
+
+async def _insert_ref(conn: AsyncConnection, repo_id: str, kind: str, name: str, cid: str, message: str = "") -> Ref:
+    try:
+        async with conn.begin_nested():
+            await conn.execute(
+                text("INSERT INTO refs (repo_id, kind, name, commit_id, message) VALUES (:r, :k, :n, :c, :m)"),
+                {"r": repo_id, "k": kind, "n": name, "c": cid, "m": message},
+            )
+    except IntegrityError:
+        raise AlreadyExists(f"{kind} {name!r} already exists") from None
+    return Ref(name, cid, kind == "tag", message)
+
+
+async def create_branch(conn: AsyncConnection, repo: Repository, name: str, from_ref: str) -> Ref:
+    check_ref_name(name, "branch")
+    cid = await resolve(conn, repo, from_ref)
+    return await _insert_ref(conn, repo.id, "branch", name, cid)
+
+
+async def delete_ref(conn: AsyncConnection, repo: Repository, kind: str, name: str) -> Ref:
+    if kind == "branch" and name == repo.default_branch:
+        raise FailedPrecondition(f"{name!r} is the default branch and cannot be deleted")
+    row = (
+        await conn.execute(
+            text("DELETE FROM refs WHERE repo_id = :r AND kind = :k AND name = :n RETURNING commit_id, message"),
+            {"r": repo.id, "k": kind, "n": name},
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"{kind} {name[:80]!r} not found")
+    return Ref(name, row.commit_id, kind == "tag", row.message)
+
+
+async def rename_branch(conn: AsyncConnection, repo: Repository, name: str, new_name: str) -> Ref:
+    check_ref_name(new_name, "branch")
+    try:
+        async with conn.begin_nested():
+            row = (
+                await conn.execute(
+                    text(
+                        "UPDATE refs SET name = :new WHERE repo_id = :r AND kind = 'branch' AND name = :old "
+                        "RETURNING commit_id"
+                    ),
+                    {"r": repo.id, "old": name, "new": new_name},
+                )
+            ).first()
+    except IntegrityError:
+        raise AlreadyExists(f"branch {new_name!r} already exists") from None
+    if row is None:
+        raise NotFound(f"branch {name[:80]!r} not found")
+    if name == repo.default_branch:
+        await conn.execute(text("UPDATE repositories SET default_branch = :n WHERE id = :r"), {"n": new_name, "r": repo.id})
+    return Ref(new_name, row.commit_id)
+
+
+async def create_tag(conn: AsyncConnection, repo: Repository, name: str, target: str, message: str) -> Ref:
+    check_ref_name(name, "tag")
+    if len(message) > MAX_MESSAGE:
+        raise InvalidArgument(f"tag message longer than {MAX_MESSAGE} characters")
+    cid = await resolve(conn, repo, target)
+    return await _insert_ref(conn, repo.id, "tag", name, cid, message)

@@ -1,0 +1,18 @@
+"""Async engine factory (SQLAlchemy 2 + asyncpg)."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+
+def make_engine(database_url: str, *, pool_size: int = 10, max_overflow: int = 40) -> AsyncEngine:
+    if database_url.startswith("postgresql://"):
+        database_url = "postgresql+asyncpg://" + database_url.removeprefix("postgresql://")
+    return create_async_engine(
+        database_url,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_pre_ping=True,
+        # Short transactions under READ COMMITTED; branch updates are compare-and-swap.
+        isolation_level="READ COMMITTED",
+    )

@@ -1,0 +1,188 @@
+"""History queries on the database: log (keyset pages), commit graph, ancestry, merge bases, blame.
+
+Strategy (measured in bench/vcs.py): commits carry a generation number, and
+walks are recursive CTEs bounded by generation, so a page of history or a
+merge base near the tips touches only the commits it needs, however deep the
+history. Full-DAG order is (generation, timestamp, id) descending: a
+topological order (children before parents) that is also a total order, so
+it can be the keyset of the page token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from beatflow.common.errors import InvalidArgument
+from beatflow.vcs.commits import commits_in_repo, list_refs, load_commits, resolve
+from beatflow.vcs.graph import Node, is_ancestor_steps, merge_base_steps, run_async
+from beatflow.vcs.model import BlameEntry, Commit, Ref, Repository
+from beatflow.vcs.names import is_commit_id
+from beatflow.vcs.tokens import decode_token, encode_token
+
+DEFAULT_PAGE = 50
+MAX_PAGE = 500
+
+_FIRST_PARENT = """
+WITH RECURSIVE chain(id, n) AS (
+    SELECT CAST(:start AS varchar) COLLATE "C", 1
+  UNION ALL
+    SELECT CAST(c.parent_ids[1] AS varchar) COLLATE "C", chain.n + 1 FROM chain JOIN commits c ON c.id = chain.id
+    WHERE cardinality(c.parent_ids) > 0 AND chain.n <= :limit
+)
+SELECT id FROM chain ORDER BY n
+"""
+
+_DAG_WALK = """
+WITH RECURSIVE walk(id) AS (
+    SELECT CAST(:head AS varchar) COLLATE "C"
+  UNION
+    SELECT CAST(p.pid AS varchar) COLLATE "C" FROM walk w JOIN commits c ON c.id = w.id AND c.generation > :floor
+    CROSS JOIN LATERAL unnest(c.parent_ids) AS p(pid)
+)
+SELECT c.id, c.generation, c.timestamp FROM walk JOIN commits c ON c.id = walk.id
+WHERE c.generation >= :floor {after}
+ORDER BY c.generation DESC, c.timestamp DESC, c.id DESC LIMIT :n
+"""
+
+_PREFETCH = """
+WITH RECURSIVE seed AS (SELECT id, generation, parent_ids FROM commits WHERE id = ANY(:ids)),
+walk(id, generation, parent_ids) AS (
+    SELECT id, generation, parent_ids FROM seed
+  UNION
+    SELECT c.id, c.generation, c.parent_ids FROM walk w
+    CROSS JOIN LATERAL unnest(w.parent_ids) AS p(pid)
+    JOIN commits c ON c.id = p.pid
+    WHERE w.generation > (SELECT max(generation) FROM seed) - :window
+)
+SELECT id, generation, parent_ids FROM walk
+"""
+
+_BLAME = """
+WITH RECURSIVE walk(commit_id, name, blob_key, depth) AS (
+    SELECT s.commit_id, s.name, s.blob_key, 0 FROM commit_stems s WHERE s.commit_id = :head
+  UNION ALL
+    SELECT nxt.commit_id, w.name, w.blob_key, w.depth + 1
+    FROM walk w JOIN commits c ON c.id = w.commit_id
+    CROSS JOIN LATERAL (
+        SELECT ps.commit_id FROM unnest(c.parent_ids) WITH ORDINALITY AS u(pid, ord)
+        JOIN commit_stems ps ON ps.commit_id = u.pid AND ps.name = w.name AND ps.blob_key = w.blob_key
+        ORDER BY u.ord LIMIT 1
+    ) nxt
+)
+SELECT DISTINCT ON (name) name, blob_key, commit_id FROM walk ORDER BY name, depth DESC
+"""
+
+
+def _page_size(size: int) -> int:
+    return DEFAULT_PAGE if size <= 0 else min(size, MAX_PAGE)
+
+
+async def log(
+    conn: AsyncConnection, repo: Repository, ref: str, first_parent: bool, page_size: int, page_token: str
+) -> tuple[list[Commit], str]:
+    """One page of history from ``ref``; the token pins the starting head, so pages stay stable while the branch moves."""
+    size = _page_size(page_size)
+    cursor: dict[str, Any] = {}
+    if page_token:
+        tok = decode_token(page_token)
+        head = str(tok.get("h", ""))
+        if not is_commit_id(head) or not await commits_in_repo(conn, repo.id, [head]) or bool(tok.get("fp")) != first_parent:
+            raise InvalidArgument("page token does not belong to this history")
+        cursor = tok
+    else:
+        head = await resolve(conn, repo, ref)
+    if first_parent:
+        start = str(cursor.get("n", head))
+        ids = list((await conn.execute(text(_FIRST_PARENT), {"start": start, "limit": size})).scalars())
+        page, rest = ids[:size], ids[size:]
+        token = encode_token({"h": head, "fp": True, "n": rest[0]}) if rest else ""
+    else:
+        rows = await _dag_page(conn, head, cursor, size + 1)
+        page = [r.id for r in rows[:size]]
+        token = ""
+        if len(rows) > size:
+            last = rows[size - 1]
+            token = encode_token({"h": head, "fp": False, "g": last.generation, "t": last.timestamp, "i": last.id})
+    commits = await load_commits(conn, page, repo.id)
+    return [commits[c] for c in page], token
+
+
+async def _dag_page(conn: AsyncConnection, head: str, cursor: Mapping[str, Any], n: int) -> list[Any]:
+    """Ancestors of ``head`` after the cursor, walking only generations above a floor that widens as needed."""
+    top_gen = (await conn.execute(text("SELECT generation FROM commits WHERE id = :h"), {"h": head})).scalar_one()
+    params: dict[str, Any] = {"head": head, "n": n}
+    after = ""
+    if cursor:
+        try:
+            params.update(g=int(cursor["g"]), t=float(cursor["t"]), i=str(cursor["i"]))
+        except (KeyError, TypeError, ValueError):
+            raise InvalidArgument("malformed page token") from None
+        after = "AND (c.generation, c.timestamp, c.id) < (:g, :t, :i)"
+        top_gen = params["g"]
+    window = 2 * n
+    while True:
+        params["floor"] = max(0, top_gen - window)
+        rows = list((await conn.execute(text(_DAG_WALK.format(after=after)), params)).all())
+        if len(rows) >= n or params["floor"] == 0:
+            return rows
+        window *= 4
+
+
+async def commit_graph(conn: AsyncConnection, repo: Repository, limit: int) -> tuple[list[Commit], list[tuple[str, str]], list[Ref]]:
+    """The newest ``limit`` commits of the repository (by generation) with their parent edges and the refs."""
+    n = 200 if limit <= 0 else min(limit, 5000)
+    ids = list(
+        (
+            await conn.execute(
+                text(
+                    "SELECT c.id FROM repo_commits rc JOIN commits c ON c.id = rc.commit_id WHERE rc.repo_id = :r "
+                    "ORDER BY c.generation DESC, c.timestamp DESC, c.id DESC LIMIT :n"
+                ),
+                {"r": repo.id, "n": n},
+            )
+        ).scalars()
+    )
+    commits = await load_commits(conn, ids, repo.id)
+    nodes = [commits[c] for c in ids]
+    edges = [(c.id, p) for c in nodes for p in c.parent_ids]
+    return nodes, edges, await list_refs(conn, repo.id)
+
+
+class GraphLoader:
+    """Batched parent lookups for the graph algorithms, prefetching a generation window each time (doubling)."""
+
+    def __init__(self, conn: AsyncConnection, window: int = 256, max_window: int = 16384) -> None:
+        self.conn = conn
+        self.window = window
+        self.max_window = max_window
+        self.queries = 0
+
+    async def __call__(self, ids: set[str]) -> Mapping[str, Node]:
+        self.queries += 1
+        rows = await self.conn.execute(text(_PREFETCH), {"ids": sorted(ids), "window": self.window})
+        self.window = min(self.window * 2, self.max_window)
+        return {r.id: (r.generation, tuple(r.parent_ids)) for r in rows}
+
+
+async def merge_bases(conn: AsyncConnection, a: str, b: str) -> list[str]:
+    nodes: dict[str, Node] = {}
+    result = await run_async(merge_base_steps(a, b, nodes), nodes, GraphLoader(conn))
+    assert isinstance(result, list)
+    return result
+
+
+async def is_ancestor(conn: AsyncConnection, ancestor: str, descendant: str) -> bool:
+    nodes: dict[str, Node] = {}
+    return bool(await run_async(is_ancestor_steps(ancestor, descendant, nodes), nodes, GraphLoader(conn)))
+
+
+async def blame(conn: AsyncConnection, repo: Repository, ref: str) -> list[BlameEntry]:
+    """For each stem at ``ref``, the commit that introduced its current audio (following the first parent that has it)."""
+    head = await resolve(conn, repo, ref)
+    rows = (await conn.execute(text(_BLAME), {"head": head})).all()
+    commits = await load_commits(conn, [r.commit_id for r in rows], repo.id)
+    return [BlameEntry(r.name, r.blob_key, commits[r.commit_id]) for r in rows]

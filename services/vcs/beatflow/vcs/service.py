@@ -1,0 +1,283 @@
+"""The version-control operations, one transaction each, with permission checks (used by the servicer)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from beatflow.common.errors import InvalidArgument, NotFound
+from beatflow.vcs import blobs, commits, history, merging, repos, users
+from beatflow.vcs.access import READABLE, load_repo, require_user
+from beatflow.vcs.model import (
+    BlameEntry,
+    Collaborator,
+    Commit,
+    Diff,
+    GcResult,
+    MergeOutcome,
+    Metadata,
+    Ref,
+    Repository,
+    Role,
+    Stem,
+    Strategy,
+    User,
+    Visibility,
+)
+from beatflow.vcs.names import is_commit_id
+
+
+class VcsService:
+    """Git for audio over PostgreSQL. ``delete_blob`` removes bytes from the blob store (None: GC only reports)."""
+
+    def __init__(
+        self, engine: AsyncEngine, *, gc_grace_period_s: float = 86400.0, delete_blob: Callable[[str], None] | None = None
+    ) -> None:
+        self.engine = engine
+        self.gc_grace_period_s = gc_grace_period_s
+        self.delete_blob = delete_blob
+
+    # users
+    async def create_user(self, username: str, password_hash: str) -> User:
+        async with self.engine.begin() as conn:
+            return await users.create_user(conn, username, password_hash)
+
+    async def get_credentials(self, user_id: str = "", username: str = "") -> tuple[User, str]:
+        async with self.engine.begin() as conn:
+            return await users.get_credentials(conn, user_id, username)
+
+    # repositories
+    async def create_repository(
+        self,
+        actor: str,
+        name: str,
+        description: str = "",
+        visibility: Visibility = Visibility.PRIVATE,
+        default_branch: str = "main",
+    ) -> Repository:
+        async with self.engine.begin() as conn:
+            return await repos.create_repository(conn, actor, name, description, visibility, default_branch)
+
+    async def get_repository(self, actor: str, repo_id: str) -> Repository:
+        async with self.engine.begin() as conn:
+            return await load_repo(conn, repo_id, actor)
+
+    async def list_repositories(self, actor: str, page_size: int = 0, page_token: str = "") -> tuple[list[Repository], str]:
+        async with self.engine.begin() as conn:
+            return await repos.list_repositories(conn, actor, page_size, page_token)
+
+    async def delete_repository(self, actor: str, repo_id: str) -> Repository:
+        async with self.engine.begin() as conn:
+            return await repos.delete_repository(conn, actor, repo_id)
+
+    async def set_collaborator(self, actor: str, repo_id: str, username: str, role: Role) -> Collaborator:
+        async with self.engine.begin() as conn:
+            return await repos.set_collaborator(conn, actor, repo_id, username, role)
+
+    async def list_collaborators(self, actor: str, repo_id: str) -> list[Collaborator]:
+        async with self.engine.begin() as conn:
+            return await repos.list_collaborators(conn, actor, repo_id)
+
+    async def fork(self, actor: str, repo_id: str, name: str = "", visibility: Visibility | None = None) -> Repository:
+        async with self.engine.begin() as conn:
+            return await repos.fork(conn, actor, repo_id, name, visibility)
+
+    # commits
+    async def create_commit(
+        self,
+        actor: str,
+        repo_id: str,
+        *,
+        branch: str = "",
+        expected_head: str = "",
+        message: str = "",
+        stems: Sequence[Stem] = (),
+        mixdown_blob: str = "",
+        metadata: Metadata | None = None,
+        extra_parent_ids: Sequence[str] = (),
+        inherit_stems: bool = False,
+        remove_stems: Sequence[str] = (),
+    ) -> Commit:
+        async with self.engine.begin() as conn:
+            username = await require_user(conn, actor)
+            repo = await load_repo(conn, repo_id, actor, Role.WRITE)
+            return await commits.create_commit(
+                conn,
+                repo,
+                actor,
+                username,
+                branch=branch,
+                expected_head=expected_head,
+                message=message,
+                stems=stems,
+                mixdown_blob=mixdown_blob,
+                metadata=metadata or Metadata(),
+                extra_parent_ids=extra_parent_ids,
+                inherit_stems=inherit_stems,
+                remove_stems=remove_stems,
+            )
+
+    async def get_commit(self, actor: str, commit_id: str, repo_id: str = "") -> Commit:
+        async with self.engine.begin() as conn:
+            if not repo_id:
+                if not is_commit_id(commit_id):
+                    raise NotFound(f"commit {commit_id[:80]!r} not found")
+                repo_id = (
+                    await conn.execute(
+                        text(
+                            "SELECT r.id FROM repo_commits rc JOIN repositories r ON r.id = rc.repo_id "
+                            f"WHERE rc.commit_id = :c AND {READABLE} LIMIT 1"
+                        ),
+                        {"c": commit_id, "actor": actor},
+                    )
+                ).scalar() or ""
+                if not repo_id:
+                    raise NotFound(f"commit {commit_id} not found")
+            repo = await load_repo(conn, repo_id, actor)
+            return await commits.get_commit(conn, repo, commit_id)
+
+    async def checkout(self, actor: str, repo_id: str, ref: str = "") -> Commit:
+        async with self.engine.begin() as conn:
+            repo = await load_repo(conn, repo_id, actor)
+            cid = await commits.resolve(conn, repo, ref)
+            return (await commits.load_commits(conn, [cid], repo.id))[cid]
+
+    # refs
+    async def list_refs(self, actor: str, repo_id: str) -> list[Ref]:
+        async with self.engine.begin() as conn:
+            repo = await load_repo(conn, repo_id, actor)
+            return await commits.list_refs(conn, repo.id)
+
+    async def create_branch(self, actor: str, repo_id: str, name: str, from_ref: str = "") -> Ref:
+        async with self.engine.begin() as conn:
+            repo = await load_repo(conn, repo_id, actor, Role.WRITE)
+            return await commits.create_branch(conn, repo, name, from_ref)
+
+    async def delete_branch(self, actor: str, repo_id: str, name: str) -> Ref:
+        async with self.engine.begin() as conn:
+            repo = await load_repo(conn, repo_id, actor, Role.WRITE)
+            return await commits.delete_ref(conn, repo, "branch", name)
+
+    async def rename_branch(self, actor: str, repo_id: str, name: str, new_name: str) -> Ref:
+        async with self.engine.begin() as conn:
+            repo = await load_repo(conn, repo_id, actor, Role.WRITE)
+            return await commits.rename_branch(conn, repo, name, new_name)
+
+    async def create_tag(self, actor: str, repo_id: str, name: str, target: str = "", message: str = "") -> Ref:
+        async with self.engine.begin() as conn:
+            repo = await load_repo(conn, repo_id, actor, Role.WRITE)
+            return await commits.create_tag(conn, repo, name, target, message)
+
+    async def delete_tag(self, actor: str, repo_id: str, name: str) -> Ref:
+        async with self.engine.begin() as conn:
+            repo = await load_repo(conn, repo_id, actor, Role.WRITE)
+            return await commits.delete_ref(conn, repo, "tag", name)
+
+    # history
+    async def log(
+        self, actor: str, repo_id: str, ref: str = "", *, first_parent: bool = False, page_size: int = 0, page_token: str = ""
+    ) -> tuple[list[Commit], str]:
+        async with self.engine.begin() as conn:
+            repo = await load_repo(conn, repo_id, actor)
+            return await history.log(conn, repo, ref, first_parent, page_size, page_token)
+
+    async def commit_graph(
+        self, actor: str, repo_id: str, limit: int = 0
+    ) -> tuple[list[Commit], list[tuple[str, str]], list[Ref]]:
+        async with self.engine.begin() as conn:
+            repo = await load_repo(conn, repo_id, actor)
+            return await history.commit_graph(conn, repo, limit)
+
+    async def is_ancestor(self, actor: str, repo_id: str, ancestor: str, descendant: str) -> bool:
+        async with self.engine.begin() as conn:
+            repo = await load_repo(conn, repo_id, actor)
+            a = await commits.resolve(conn, repo, ancestor)
+            d = await commits.resolve(conn, repo, descendant)
+            return await history.is_ancestor(conn, a, d)
+
+    async def merge_base(self, actor: str, repo_id: str, a: str, b: str) -> list[str]:
+        async with self.engine.begin() as conn:
+            repo = await load_repo(conn, repo_id, actor)
+            ca = await commits.resolve(conn, repo, a)
+            cb = await commits.resolve(conn, repo, b)
+            return await history.merge_bases(conn, ca, cb)
+
+    async def blame(self, actor: str, repo_id: str, ref: str = "") -> list[BlameEntry]:
+        async with self.engine.begin() as conn:
+            repo = await load_repo(conn, repo_id, actor)
+            return await history.blame(conn, repo, ref)
+
+    # diff / merge / revert
+    async def diff(self, actor: str, repo_id: str, base: str, head: str) -> Diff:
+        async with self.engine.begin() as conn:
+            repo = await load_repo(conn, repo_id, actor)
+            return await merging.diff(conn, repo, base, head)
+
+    async def merge(
+        self,
+        actor: str,
+        repo_id: str,
+        *,
+        into_branch: str = "",
+        from_ref: str,
+        expected_head: str = "",
+        message: str = "",
+        default_strategy: Strategy = Strategy.CONFLICT,
+        stem_strategies: Mapping[str, Strategy] | None = None,
+        no_fast_forward: bool = False,
+        dry_run: bool = False,
+    ) -> MergeOutcome:
+        async with self.engine.begin() as conn:
+            username = await require_user(conn, actor)
+            repo = await load_repo(conn, repo_id, actor, Role.READ if dry_run else Role.WRITE)
+            return await merging.merge(
+                conn,
+                repo,
+                actor,
+                username,
+                into_branch=into_branch,
+                from_ref=from_ref,
+                expected_head=expected_head,
+                message=message,
+                default=default_strategy,
+                per_stem=stem_strategies or {},
+                no_fast_forward=no_fast_forward,
+                dry_run=dry_run,
+            )
+
+    async def revert(
+        self, actor: str, repo_id: str, *, branch: str = "", commit_id: str, expected_head: str = "", message: str = ""
+    ) -> Commit:
+        async with self.engine.begin() as conn:
+            username = await require_user(conn, actor)
+            repo = await load_repo(conn, repo_id, actor, Role.WRITE)
+            return await merging.revert(
+                conn,
+                repo,
+                actor,
+                username,
+                branch=branch,
+                commit_id=commit_id,
+                expected_head=expected_head,
+                message=message,
+            )
+
+    # blobs
+    async def register_blob(self, actor: str, key: str, content_type: str = "", size_bytes: int = 0) -> None:
+        async with self.engine.begin() as conn:
+            await blobs.register_blob(conn, actor, key, content_type, size_bytes)
+
+    async def can_read_blob(self, actor: str, key: str) -> bool:
+        async with self.engine.begin() as conn:
+            return await blobs.can_read_blob(conn, actor, key)
+
+    async def garbage_collect(
+        self, candidates: Mapping[str, float | None], grace_period_s: float = 0.0, dry_run: bool = True
+    ) -> GcResult:
+        grace = grace_period_s if grace_period_s > 0 else self.gc_grace_period_s
+        if len(candidates) > 100_000:
+            raise InvalidArgument("at most 100000 candidates per call")
+        async with self.engine.begin() as conn:
+            return await blobs.garbage_collect(conn, candidates, grace, dry_run, self.delete_blob)
