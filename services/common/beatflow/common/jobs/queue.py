@@ -447,9 +447,7 @@ class ClaimedJob:
 
     async def release(self) -> bool:
         """Put the job back in the queue without counting this attempt (worker shutting down)."""
-        outcome = int(
-            await self.queue._release(keys=self._keys()[:3], args=[*self.queue._common_args(), self.attempt])
-        )
+        outcome = int(await self.queue._release(keys=self._keys()[:3], args=[*self.queue._common_args(), self.attempt]))
         self.finished = True
         if outcome == 3:
             self._observe(JobState.CANCELLED)

@@ -62,7 +62,9 @@ end
 
 # KEYS: job, events, queue, idempotency key (or the job key again when none)
 # ARGV: ..., job_id, kind, owner, request_json, use_idempotency ('1'/'0')
-SUBMIT = PRELUDE + r"""
+SUBMIT = (
+    PRELUDE
+    + r"""
 local job_id = ARGV[5]
 local idem = ''
 if ARGV[9] == '1' then
@@ -85,12 +87,15 @@ redis.call('HSET', KEYS[1], 'id', job_id, 'kind', ARGV[6], 'state', 'QUEUED',
 event('QUEUED', '0', 'queued', '', '{}', '')
 return {1, job_id}
 """
+)
 
 # A worker took queue entry ARGV[5] (new delivery or reclaimed from a dead worker).
 # ARGV: ..., entry, consumer, max_attempts
 # Returns {0} skip, {2} went DEAD (lost its worker too often), {3} cancelled,
 # {1, attempts, hgetall...} now RUNNING.
-START = PRELUDE + r"""
+START = (
+    PRELUDE
+    + r"""
 local entry, consumer, max_attempts = ARGV[5], ARGV[6], tonumber(ARGV[7])
 if redis.call('EXISTS', KEYS[1]) == 0 then drop_entry(entry) return {0} end
 local h = redis.call('HMGET', KEYS[1], 'state', 'entry', 'attempts', 'cancel', 'consumer')
@@ -118,20 +123,26 @@ local out = {1, attempts}
 for _, v in ipairs(redis.call('HGETALL', KEYS[1])) do out[#out + 1] = v end
 return out
 """
+)
 
 # ARGV: ..., consumer, attempt, entry
 # Returns {held (1/0), cancel flag}
-HEARTBEAT = PRELUDE + r"""
+HEARTBEAT = (
+    PRELUDE
+    + r"""
 local h = redis.call('HMGET', KEYS[1], 'state', 'attempts', 'cancel', 'entry')
 if h[1] ~= 'RUNNING' or h[2] ~= ARGV[6] or h[4] ~= ARGV[7] then return {0, h[3] or '0'} end
 redis.call('XCLAIM', KEYS[3], GROUP, ARGV[5], '0', ARGV[7], 'JUSTID')
 return {1, h[3]}
 """
+)
 
 # ARGV: ..., consumer, attempt, entry, fraction, stage, chunk_blob
 # Progress never goes backwards (a retried job keeps its high-water mark).
 # Returns {held, cancel flag, progress}
-PROGRESS = PRELUDE + r"""
+PROGRESS = (
+    PRELUDE
+    + r"""
 local h = redis.call('HMGET', KEYS[1], 'state', 'attempts', 'cancel', 'entry', 'progress', 'stage')
 if h[1] ~= 'RUNNING' or h[2] ~= ARGV[6] or h[4] ~= ARGV[7] then
   return {0, h[3] or '0', h[5] or '0'}
@@ -148,10 +159,13 @@ event('RUNNING', ps, stage, '', '{}', ARGV[10])
 redis.call('XCLAIM', KEYS[3], GROUP, ARGV[5], '0', ARGV[7], 'JUSTID')
 return {1, h[3], ps}
 """
+)
 
 # ARGV: ..., result_blobs_json, result_json, entry
 # Returns 1 recorded, 0 already finished (first result wins), -1 unknown job
-COMPLETE = PRELUDE + r"""
+COMPLETE = (
+    PRELUDE
+    + r"""
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 if TERMINAL[redis.call('HGET', KEYS[1], 'state')] then
   drop_entry(ARGV[7])
@@ -163,10 +177,13 @@ finish('SUCCEEDED', 'done', '', ARGV[5])
 if ARGV[7] ~= entry then drop_entry(ARGV[7]) end
 return 1
 """
+)
 
 # ARGV: ..., attempt, error, retryable ('1'/'0'), max_attempts
 # Returns 1 queued again, 2 DEAD, 3 CANCELLED, 4 FAILED, 0 not ours / already finished, -1 unknown
-FAIL = PRELUDE + r"""
+FAIL = (
+    PRELUDE
+    + r"""
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local h = redis.call('HMGET', KEYS[1], 'state', 'attempts', 'cancel', 'id', 'progress')
 if TERMINAL[h[1]] or h[1] ~= 'RUNNING' or h[2] ~= ARGV[5] then return 0 end
@@ -191,11 +208,14 @@ redis.call('HSET', KEYS[1], 'state', 'QUEUED', 'entry', entry, 'error', err, 'co
 event('QUEUED', h[5], stage, err, '{}', '')
 return 1
 """
+)
 
 # Put a running job back in the queue without counting the attempt (worker shutting down).
 # ARGV: ..., attempt
 # Returns 1 queued again, 3 cancelled, 0 not ours
-RELEASE = PRELUDE + r"""
+RELEASE = (
+    PRELUDE
+    + r"""
 local h = redis.call('HMGET', KEYS[1], 'state', 'attempts', 'cancel', 'id', 'progress')
 if h[1] ~= 'RUNNING' or h[2] ~= ARGV[5] then return 0 end
 if h[3] == '1' then
@@ -209,10 +229,13 @@ redis.call('HSET', KEYS[1], 'state', 'QUEUED', 'entry', entry, 'consumer', '',
 event('QUEUED', h[5], 'queued again (worker stopped)', '', '{}', '')
 return 1
 """
+)
 
 # Returns -1 unknown, 0 already finished, 1 cancelled at once (was queued),
 # 2 flag set for the running worker, 3 flag was already set
-CANCEL = PRELUDE + r"""
+CANCEL = (
+    PRELUDE
+    + r"""
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local h = redis.call('HMGET', KEYS[1], 'state', 'entry', 'cancel', 'progress')
 if TERMINAL[h[1]] then return 0 end
@@ -231,16 +254,20 @@ redis.call('HSET', KEYS[1], 'cancel', '1', 'stage', 'cancelling')
 event(h[1], h[4], 'cancelling', '', '{}', '')
 return 2
 """
+)
 
 # The worker stopped a job because it was cancelled.
 # Returns 1 recorded, 0 already finished, -1 unknown
-MARK_CANCELLED = PRELUDE + r"""
+MARK_CANCELLED = (
+    PRELUDE
+    + r"""
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 if TERMINAL[redis.call('HGET', KEYS[1], 'state')] then return 0 end
 redis.call('HSET', KEYS[1], 'cancel', '1')
 finish('CANCELLED', 'cancelled', '', '{}')
 return 1
 """
+)
 
 # KEYS: queue stream; ARGV: group, entry
 # Entries ahead of ARGV[2] that no worker has taken yet (0 once delivered).
