@@ -1,0 +1,104 @@
+"""The gateway's FastAPI application: ``create_app(settings)``."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from importlib import resources
+
+from fastapi import FastAPI, Request, Response
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from beatflow.common.blobstore import BlobStore, make_blob_store
+from beatflow.common.metrics import HttpMetricsMiddleware
+from beatflow.gateway import httperrors, schemas
+from beatflow.gateway.backends import Backends
+from beatflow.gateway.config import GatewaySettings
+from beatflow.gateway.deps import GatewayState, State
+from beatflow.gateway.routes import ai, audio, auth, progress, repositories, vcs
+from beatflow.gateway.tokens import TokenSigner
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = resources.files("beatflow.gateway") / "static"
+_STUDIO_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    "media-src 'self' blob: data: http: https:; connect-src 'self' ws: wss:; frame-ancestors 'none'"
+)
+
+
+def _secret(settings: GatewaySettings) -> bytes:
+    if settings.token_secret:
+        return settings.token_secret.encode()
+    log.warning("BEATFLOW_TOKEN_SECRET is not set: tokens are signed with a random per-process secret")
+    return secrets.token_bytes(32)
+
+
+def create_app(settings: GatewaySettings | None = None, *, store: BlobStore | None = None) -> FastAPI:
+    settings = settings or GatewaySettings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        backends = Backends(settings)
+        app.state.gateway = GatewayState(
+            settings=settings,
+            backends=backends,
+            store=store or make_blob_store(settings),
+            signer=TokenSigner(_secret(settings), settings.token_ttl_s),
+        )
+        try:
+            yield
+        finally:
+            await backends.close()
+
+    app = FastAPI(
+        title="BeatFlow",
+        version="1.0.0",
+        description="AI music generation, stem separation and version control for audio. "
+        "Sign up or sign in under /api/auth, then send `Authorization: Bearer <token>`.",
+        lifespan=lifespan,
+    )
+    httperrors.install(app)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["Content-Range", "Content-Disposition", "Accept-Ranges"],
+        )
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        response = await call_next(request)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        return response
+
+    app.add_middleware(HttpMetricsMiddleware)  # type: ignore[arg-type]
+
+    for module in (auth, ai, progress, audio, repositories, vcs):
+        app.include_router(module.router)
+
+    @app.get("/health", tags=["health"], summary="Each backend's gRPC health")
+    async def health(state: State, strict: bool = False) -> schemas.HealthOut:
+        """``status`` is ok when every backend reports SERVING; ``?strict=true`` answers 503 otherwise."""
+        backends = await state.backends.health()
+        ok = all(s == "SERVING" for s in backends.values())
+        body = schemas.HealthOut(status="ok" if ok else "degraded", backends=backends)
+        if strict and not ok:
+            return JSONResponse(body.model_dump(), status_code=503)  # type: ignore[return-value]
+        return body
+
+    @app.get("/", include_in_schema=False)
+    async def studio() -> FileResponse:
+        response = FileResponse(str(STATIC_DIR / "index.html"), media_type="text/html")
+        response.headers["Content-Security-Policy"] = _STUDIO_CSP
+        response.headers["Cache-Control"] = "no-cache"
+        return response
+
+    app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
+    return app

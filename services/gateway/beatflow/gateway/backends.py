@@ -1,0 +1,131 @@
+"""gRPC channels and stubs for the three backends, and their health.
+
+Jobs live in one Redis queue and both generator and separator register the
+Jobs service, so either can answer for any job: calls go to the generator
+and fall back to the separator when the generator is unreachable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from beatflow.gateway.config import GatewaySettings
+from beatflow.v1 import (
+    generator_pb2_grpc,
+    jobs_pb2,
+    jobs_pb2_grpc,
+    separator_pb2_grpc,
+    vcs_pb2_grpc,
+)
+
+_CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", 4 * 1024 * 1024),
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.enable_retries", 1),
+]
+
+
+@dataclass
+class Backend:
+    name: str
+    addr: str
+    channel: grpc.aio.Channel
+    health: health_pb2_grpc.HealthStub = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.health = health_pb2_grpc.HealthStub(self.channel)
+
+    async def check(self, timeout_s: float = 2.0) -> str:
+        """The backend's overall health status name, or UNREACHABLE."""
+        try:
+            reply = await self.health.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            return (
+                "UNREACHABLE"
+                if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+                else exc.code().name
+            )
+        return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
+
+
+class Backends:
+    """One channel per backend, shared by all requests of this gateway process."""
+
+    def __init__(self, settings: GatewaySettings) -> None:
+        self.timeout = settings.rpc_timeout_s
+        self.generator_backend = Backend("generator", settings.generator_addr, self._channel(settings.generator_addr))
+        self.separator_backend = Backend("separator", settings.separator_addr, self._channel(settings.separator_addr))
+        self.vcs_backend = Backend("vcs", settings.vcs_addr, self._channel(settings.vcs_addr))
+        self.generator = generator_pb2_grpc.GeneratorStub(self.generator_backend.channel)
+        self.separator = separator_pb2_grpc.SeparatorStub(self.separator_backend.channel)
+        self.vcs = vcs_pb2_grpc.VcsStub(self.vcs_backend.channel)
+        self._jobs = [
+            jobs_pb2_grpc.JobsStub(self.generator_backend.channel),
+            jobs_pb2_grpc.JobsStub(self.separator_backend.channel),
+        ]
+
+    @staticmethod
+    def _channel(addr: str) -> grpc.aio.Channel:
+        return grpc.aio.insecure_channel(addr, options=_CHANNEL_OPTIONS)
+
+    @property
+    def all(self) -> list[Backend]:
+        return [self.vcs_backend, self.generator_backend, self.separator_backend]
+
+    async def health(self) -> dict[str, str]:
+        statuses = await asyncio.gather(*(b.check() for b in self.all))
+        return {b.name: s for b, s in zip(self.all, statuses, strict=True)}
+
+    async def close(self) -> None:
+        for backend in self.all:
+            await backend.channel.close()
+
+    async def get_job(self, job_id: str) -> jobs_pb2.Job:
+        return await self._jobs_call("GetJob", jobs_pb2.GetJobRequest(job_id=job_id))
+
+    async def cancel_job(self, job_id: str) -> jobs_pb2.Job:
+        return await self._jobs_call("CancelJob", jobs_pb2.CancelJobRequest(job_id=job_id))
+
+    async def _jobs_call(self, method: str, request: object) -> jobs_pb2.Job:
+        last: grpc.aio.AioRpcError | None = None
+        for stub in self._jobs:
+            try:
+                reply: jobs_pb2.Job = await getattr(stub, method)(request, timeout=self.timeout)
+                return reply
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNIMPLEMENTED):
+                    raise
+                last = exc
+        assert last is not None
+        raise last
+
+    async def watch_job(self, job_id: str, after_event_id: str = "") -> AsyncIterator[jobs_pb2.JobEvent]:
+        """The job's events from the start (or after ``after_event_id``) until its terminal event.
+
+        If the serving backend goes away mid-stream, the watch resumes on the
+        other one after the last event seen, so no event is lost or repeated.
+        """
+        last_id = after_event_id
+        failures = 0
+        while True:
+            stub = self._jobs[failures % len(self._jobs)]
+            try:
+                call = stub.WatchJob(jobs_pb2.WatchJobRequest(job_id=job_id, after_event_id=last_id))
+                async for event in call:
+                    failures = 0
+                    if event.event_id:
+                        last_id = event.event_id
+                    yield event
+                return
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNIMPLEMENTED):
+                    raise
+                failures += 1
+                if failures >= 2 * len(self._jobs):
+                    raise
+                await asyncio.sleep(0.2 * failures)

@@ -1,0 +1,36 @@
+"""Gateway settings (``BEATFLOW_*`` environment variables)."""
+
+from __future__ import annotations
+
+from beatflow.common.settings import CommonSettings
+
+
+class GatewaySettings(CommonSettings):
+    """Where the backends are, how tokens are signed, and the limits on uploads."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    # Backend gRPC addresses (host:port).
+    generator_addr: str = "127.0.0.1:50051"
+    separator_addr: str = "127.0.0.1:50052"
+    vcs_addr: str = "127.0.0.1:50053"
+    rpc_timeout_s: float = 30.0
+
+    # Bearer tokens: HMAC-SHA256 over the claims with this secret. Gateway
+    # replicas must share it; empty means a random secret per process (tokens
+    # then die with the process — fine for one machine, wrong for a fleet).
+    token_secret: str = ""
+    token_ttl_s: int = 7 * 24 * 3600
+
+    # Uploads: refused while streaming once larger than this, and refused
+    # before decoding when the header says the audio is longer than this.
+    max_upload_bytes: int = 100 * 1024 * 1024
+    max_upload_duration_s: float = 600.0
+
+    # Downloads from an S3 store answer with a redirect to a presigned URL
+    # (the client then reads MinIO directly); ``?redirect=false`` streams.
+    presign_downloads: bool = True
+    presign_expires_s: int = 900
+
+    cors_origins: list[str] = []

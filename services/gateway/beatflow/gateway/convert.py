@@ -1,0 +1,247 @@
+"""Protobuf messages from the backends, as the HTTP API's JSON bodies."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from beatflow.gateway import schemas
+from beatflow.gateway.audioformat import BY_CONTENT_TYPE
+from beatflow.v1 import jobs_pb2, separator_pb2, vcs_pb2
+
+DOWNLOAD_PREFIX = "/api/audio/download/"
+
+_ROLE = {vcs_pb2.ROLE_READ: "read", vcs_pb2.ROLE_WRITE: "write", vcs_pb2.ROLE_OWNER: "owner"}
+ROLE_VALUE = {v: k for k, v in _ROLE.items()}
+_CHANGE = {
+    vcs_pb2.CHANGE_KIND_ADDED: "added",
+    vcs_pb2.CHANGE_KIND_REMOVED: "removed",
+    vcs_pb2.CHANGE_KIND_CHANGED: "changed",
+    vcs_pb2.CHANGE_KIND_UNCHANGED: "unchanged",
+}
+_STATE = {
+    jobs_pb2.JOB_STATE_QUEUED: "queued",
+    jobs_pb2.JOB_STATE_RUNNING: "running",
+    jobs_pb2.JOB_STATE_SUCCEEDED: "succeeded",
+    jobs_pb2.JOB_STATE_FAILED: "failed",
+    jobs_pb2.JOB_STATE_CANCELLED: "cancelled",
+    jobs_pb2.JOB_STATE_DEAD: "dead",
+}
+TERMINAL = {
+    jobs_pb2.JOB_STATE_SUCCEEDED,
+    jobs_pb2.JOB_STATE_FAILED,
+    jobs_pb2.JOB_STATE_CANCELLED,
+    jobs_pb2.JOB_STATE_DEAD,
+}
+
+
+def visibility(value: str | None) -> int:
+    return vcs_pb2.VISIBILITY_PUBLIC if value == "public" else vcs_pb2.VISIBILITY_PRIVATE
+
+
+def _visibility_name(value: int) -> str:
+    return "public" if value == vcs_pb2.VISIBILITY_PUBLIC else "private"
+
+
+def extension_for(content_type: str) -> str:
+    kind = BY_CONTENT_TYPE.get(content_type.split(";")[0].strip().lower())
+    return kind.extension if kind else "bin"
+
+
+def filename(blob_key: str, content_type: str = "audio/wav") -> str:
+    return f"{blob_key}.{extension_for(content_type)}"
+
+
+def download_url(blob_key: str, content_type: str = "audio/wav") -> str:
+    return DOWNLOAD_PREFIX + filename(blob_key, content_type)
+
+
+def user(msg: vcs_pb2.User) -> schemas.UserOut:
+    return schemas.UserOut(id=msg.id, username=msg.username, created_at=msg.created_at)
+
+
+def repository(msg: vcs_pb2.Repository) -> schemas.RepositoryOut:
+    return schemas.RepositoryOut(
+        id=msg.id,
+        owner_id=msg.owner_id,
+        owner_username=msg.owner_username,
+        name=msg.name,
+        description=msg.description,
+        visibility=_visibility_name(msg.visibility),  # type: ignore[arg-type]
+        default_branch=msg.default_branch,
+        forked_from_id=msg.forked_from_id or None,
+        created_at=msg.created_at,
+        role=_ROLE.get(msg.role),  # type: ignore[arg-type]
+    )
+
+
+def collaborator(msg: vcs_pb2.Collaborator) -> schemas.CollaboratorOut:
+    return schemas.CollaboratorOut(user_id=msg.user_id, username=msg.username, role=_ROLE.get(msg.role))  # type: ignore[arg-type]
+
+
+def _json_or_none(text: str) -> dict[str, Any] | None:
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {"raw": text}
+    return value if isinstance(value, dict) else {"value": value}
+
+
+def stem(msg: vcs_pb2.Stem) -> schemas.StemOut:
+    content_type = msg.content_type or "audio/wav"
+    return schemas.StemOut(
+        name=msg.name,
+        blob_key=msg.blob_key,
+        content_type=content_type,
+        size_bytes=msg.size_bytes,
+        duration_s=msg.duration_s,
+        download_url=download_url(msg.blob_key, content_type),
+    )
+
+
+def commit(msg: vcs_pb2.Commit) -> schemas.CommitOut:
+    md = msg.metadata
+    return schemas.CommitOut(
+        id=msg.id,
+        repo_id=msg.repo_id,
+        parent_ids=list(msg.parent_ids),
+        author_id=msg.author_id,
+        author_username=msg.author_username,
+        message=msg.message,
+        timestamp=msg.timestamp,
+        stems=[stem(s) for s in msg.stems],
+        mixdown_blob=msg.mixdown_blob or None,
+        mixdown_url=download_url(msg.mixdown_blob) if msg.mixdown_blob else None,
+        metadata=schemas.CommitMetadataOut(
+            bpm=md.bpm if md.HasField("bpm") else None,
+            key=md.key,
+            duration_s=md.duration_s if md.HasField("duration_s") else None,
+            sample_rate=md.sample_rate if md.HasField("sample_rate") else None,
+            generation=_json_or_none(md.generation_json),
+        ),
+    )
+
+
+def ref(msg: vcs_pb2.Ref) -> schemas.RefOut:
+    return schemas.RefOut(name=msg.name, commit_id=msg.commit_id, is_tag=msg.is_tag, message=msg.message)
+
+
+def diff(msg: vcs_pb2.DiffResponse, base: str, head: str) -> schemas.DiffOut:
+    return schemas.DiffOut(
+        base=base,
+        head=head,
+        stems=[
+            schemas.StemChangeOut(
+                name=s.name,
+                change=_CHANGE.get(s.kind, "unspecified"),  # type: ignore[arg-type]
+                base_blob=s.base_blob or None,
+                head_blob=s.head_blob or None,
+            )
+            for s in msg.stems
+        ],
+        metadata=[
+            schemas.MetadataChangeOut(field=m.field, base_value=m.base_value, head_value=m.head_value)
+            for m in msg.metadata
+        ],
+    )
+
+
+def conflicts(items: Any) -> list[schemas.ConflictOut]:
+    return [
+        schemas.ConflictOut(
+            name=c.name, base_blob=c.base_blob or None, ours_blob=c.ours_blob or None, theirs_blob=c.theirs_blob or None
+        )
+        for c in items
+    ]
+
+
+def merge(msg: vcs_pb2.MergeResponse) -> schemas.MergeOut:
+    return schemas.MergeOut(
+        merged=msg.merged,
+        fast_forward=msg.fast_forward,
+        up_to_date=msg.up_to_date,
+        commit=commit(msg.commit) if msg.HasField("commit") and msg.commit.id else None,
+        conflicts=conflicts(msg.conflicts),
+        merge_bases=list(msg.merge_bases),
+    )
+
+
+def analysis(msg: separator_pb2.Analysis) -> schemas.AnalysisOut:
+    return schemas.AnalysisOut(
+        bpm=msg.bpm,
+        bpm_confidence=msg.bpm_confidence,
+        key_tonic=msg.key_tonic,
+        key_mode=msg.key_mode,
+        key=f"{msg.key_tonic} {msg.key_mode}".strip(),
+        key_confidence=msg.key_confidence,
+        duration_s=msg.duration_s,
+        sample_rate=msg.sample_rate,
+        channels=msg.channels,
+        loudness_lufs=msg.loudness_lufs,
+        peak_dbfs=msg.peak_dbfs,
+    )
+
+
+def task_status(state: int) -> str:
+    return _STATE.get(state, "unspecified")
+
+
+def _content_type_for_output(name: str, job_result: dict[str, Any] | None, request: dict[str, Any] | None) -> str:
+    fmt = ""
+    if job_result:
+        fmt = str(job_result.get("format", "") or "")
+    if not fmt and request:
+        raw = request.get("format", "")
+        fmt = str(raw) if raw is not None else ""
+    fmt = fmt.lower().removeprefix("audio_format_")
+    return {"flac": "audio/flac", "mp3": "audio/mpeg", "2": "audio/flac", "3": "audio/mpeg"}.get(fmt, "audio/wav")
+
+
+def task_files(
+    blobs: Any, result: dict[str, Any] | None = None, request: dict[str, Any] | None = None
+) -> dict[str, schemas.TaskFile]:
+    files = {}
+    for name, key in dict(blobs).items():
+        content_type = _content_type_for_output(name, result, request)
+        files[name] = schemas.TaskFile(
+            blob_key=key, filename=filename(key, content_type), download_url=download_url(key, content_type)
+        )
+    return files
+
+
+def task(msg: jobs_pb2.Job) -> schemas.TaskOut:
+    result = _json_or_none(msg.result_json)
+    request = _json_or_none(msg.request_json)
+    return schemas.TaskOut(
+        task_id=msg.id,
+        kind=msg.kind,
+        status=task_status(msg.state),  # type: ignore[arg-type]
+        progress=msg.progress,
+        stage=msg.stage,
+        queue_position=msg.queue_position,
+        error=msg.error or None,
+        attempts=msg.attempts,
+        created_at=msg.created_at,
+        started_at=msg.started_at or None,
+        finished_at=msg.finished_at or None,
+        files=task_files(msg.result_blobs, result, request),
+        result=result,
+    )
+
+
+def task_event(msg: jobs_pb2.JobEvent, job: jobs_pb2.Job | None = None) -> schemas.TaskEventOut:
+    result = _json_or_none(job.result_json) if job is not None else None
+    request = _json_or_none(job.request_json) if job is not None else None
+    return schemas.TaskEventOut(
+        event_id=msg.event_id,
+        task_id=msg.job_id,
+        status=task_status(msg.state),  # type: ignore[arg-type]
+        progress=msg.progress,
+        stage=msg.stage,
+        error=msg.error or None,
+        files=task_files(msg.result_blobs, result, request),
+        chunk_blob=msg.chunk_blob or None,
+        timestamp=msg.timestamp,
+    )

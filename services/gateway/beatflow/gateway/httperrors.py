@@ -1,0 +1,68 @@
+"""gRPC status codes from the backends, turned into HTTP answers.
+
+Backends speak in domain terms (NOT_FOUND, PERMISSION_DENIED, ...); the
+gateway passes the message on with the matching HTTP status. A backend that is
+down is 503, never a 500 with a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from beatflow.common.errors import BeatflowError
+
+log = logging.getLogger(__name__)
+
+HTTP_FOR_CODE = {
+    grpc.StatusCode.INVALID_ARGUMENT: 422,
+    grpc.StatusCode.OUT_OF_RANGE: 422,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.FAILED_PRECONDITION: 409,
+    grpc.StatusCode.ABORTED: 409,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+    grpc.StatusCode.CANCELLED: 503,
+    grpc.StatusCode.UNIMPLEMENTED: 501,
+}
+
+
+def http_status(code: grpc.StatusCode) -> int:
+    return HTTP_FOR_CODE.get(code, 502)
+
+
+class ApiError(Exception):
+    """An HTTP error with a JSON body ``{"detail": ..., **extra}``."""
+
+    def __init__(self, status: int, detail: str, **extra: object) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.extra = extra
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(grpc.aio.AioRpcError)
+    async def _grpc_error(request: Request, exc: grpc.aio.AioRpcError) -> JSONResponse:
+        status = http_status(exc.code())
+        if status >= 500:
+            log.warning("%s %s: backend %s: %s", request.method, request.url.path, exc.code().name, exc.details())
+        detail = exc.details() or exc.code().name
+        if exc.code() == grpc.StatusCode.UNAVAILABLE:
+            detail = "a backend service is unavailable; try again shortly"
+        return JSONResponse({"detail": detail, "code": exc.code().name}, status_code=status)
+
+    @app.exception_handler(BeatflowError)
+    async def _domain_error(request: Request, exc: BeatflowError) -> JSONResponse:
+        return JSONResponse({"detail": exc.message, "code": exc.code.name}, status_code=http_status(exc.code))
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse({"detail": exc.detail, **exc.extra}, status_code=exc.status)

@@ -1,0 +1,158 @@
+"""AI work as tasks: generation, hum-to-beat, stem separation, analysis; status and cancel."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path
+
+from beatflow.gateway import convert, schemas
+from beatflow.gateway.access import owned_job, register_outputs, require_readable_blob
+from beatflow.gateway.deps import IdempotencyHeader, State, User, idempotency_key
+from beatflow.gateway.httperrors import ApiError
+from beatflow.v1 import generator_pb2, jobs_pb2, separator_pb2
+
+router = APIRouter(prefix="/api/ai", tags=["ai"])
+
+TaskId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_\-.:]+$")]
+
+_FORMATS = {
+    "wav": generator_pb2.AUDIO_FORMAT_WAV,
+    "flac": generator_pb2.AUDIO_FORMAT_FLAC,
+    "mp3": generator_pb2.AUDIO_FORMAT_MP3,
+}
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such task or audio, or not yours"}}
+
+
+def _sampling(body: schemas.GenerateCreate | schemas.HumToBeatCreate) -> generator_pb2.SamplingOptions:
+    sampling = generator_pb2.SamplingOptions(greedy=getattr(body, "greedy", False))
+    for name in ("top_k", "top_p", "temperature", "guidance_scale"):
+        value = getattr(body, name, None)
+        if value is not None:
+            setattr(sampling, name, value)
+    return sampling
+
+
+async def _submit_generation(state: State, user: User, request: generator_pb2.GenerateRequest) -> schemas.TaskOut:
+    for blob in (request.melody_blob, request.prompt_audio_blob):
+        if blob:
+            await require_readable_blob(state, user, blob)
+    job = await state.backends.generator.SubmitGeneration(request, timeout=state.timeout)
+    return convert.task(job)
+
+
+@router.post("/generate", status_code=202, responses=_NOT_FOUND, summary="Generate music from a text prompt")
+async def generate(
+    body: schemas.GenerateCreate, state: State, user: User, key: IdempotencyHeader = None
+) -> schemas.TaskOut:
+    hints = generator_pb2.MusicHints(mood=body.mood, genre=body.genre, key=body.key, instruments=body.instruments)
+    if body.bpm is not None:
+        hints.bpm = body.bpm
+    request = generator_pb2.GenerateRequest(
+        prompt=body.prompt,
+        hints=hints,
+        duration_s=body.duration,
+        sampling=_sampling(body),
+        num_variations=body.num_variations,
+        format=_FORMATS[body.format],
+        melody_blob=body.melody_blob or "",
+        prompt_audio_blob=body.prompt_audio_blob or "",
+        idempotency_key=idempotency_key(user, key),
+        owner=user.user_id,
+    )
+    if body.seed is not None:
+        request.seed = body.seed
+    return await _submit_generation(state, user, request)
+
+
+@router.post(
+    "/hum-to-beat", status_code=202, responses=_NOT_FOUND, summary="Generate music that follows a hummed melody"
+)
+async def hum_to_beat(
+    body: schemas.HumToBeatCreate, state: State, user: User, key: IdempotencyHeader = None
+) -> schemas.TaskOut:
+    hints = generator_pb2.MusicHints(mood=body.mood, genre=body.genre)
+    if body.bpm is not None:
+        hints.bpm = body.bpm
+    request = generator_pb2.GenerateRequest(
+        prompt=body.prompt,
+        hints=hints,
+        duration_s=body.duration,
+        sampling=_sampling(body),
+        num_variations=1,
+        format=_FORMATS[body.format],
+        melody_blob=body.melody_blob,
+        idempotency_key=idempotency_key(user, key),
+        owner=user.user_id,
+    )
+    if body.seed is not None:
+        request.seed = body.seed
+    return await _submit_generation(state, user, request)
+
+
+@router.post("/separate-stems", status_code=202, responses=_NOT_FOUND, summary="Split audio into stems")
+async def separate_stems(
+    body: schemas.SeparateCreate, state: State, user: User, key: IdempotencyHeader = None
+) -> schemas.TaskOut:
+    await require_readable_blob(state, user, body.audio_blob)
+    request = separator_pb2.SeparateRequest(
+        audio_blob=body.audio_blob,
+        model=body.model,
+        two_stems=body.two_stems,
+        shifts=body.shifts,
+        format=_FORMATS[body.format],
+        residual_stem=body.residual_stem,
+        idempotency_key=idempotency_key(user, key),
+        owner=user.user_id,
+    )
+    if body.overlap is not None:
+        request.overlap = body.overlap
+    if body.segment_s is not None:
+        request.segment_s = body.segment_s
+    job = await state.backends.separator.SubmitSeparation(request, timeout=state.timeout)
+    return convert.task(job)
+
+
+@router.post("/analyze-audio", responses=_NOT_FOUND, summary="Detect tempo, key and loudness")
+async def analyze_audio(
+    body: schemas.AnalyzeCreate, state: State, user: User, key: IdempotencyHeader = None
+) -> schemas.AnalyzeOut:
+    await require_readable_blob(state, user, body.audio_blob)
+    request = separator_pb2.AnalyzeRequest(
+        audio_blob=body.audio_blob, idempotency_key=idempotency_key(user, key), owner=user.user_id
+    )
+    if body.background:
+        job = await state.backends.separator.SubmitAnalysis(request, timeout=state.timeout)
+        return schemas.AnalyzeOut(analysis=None, task=convert.task(job))
+    result = await state.backends.separator.AnalyzeAudio(request, timeout=state.timeout)
+    return schemas.AnalyzeOut(analysis=convert.analysis(result), task=None)
+
+
+async def _task(state: State, user: User, task_id: str) -> schemas.TaskOut:
+    job = await owned_job(state, user, task_id)
+    await register_outputs(state, user, job)
+    return convert.task(job)
+
+
+@router.get("/status/{task_id}", responses=_NOT_FOUND, summary="A task's state, progress and results")
+async def status(task_id: TaskId, state: State, user: User) -> schemas.TaskOut:
+    return await _task(state, user, task_id)
+
+
+@router.get("/tasks/{task_id}", responses=_NOT_FOUND, summary="A task's state, progress and results")
+async def get_task(task_id: TaskId, state: State, user: User) -> schemas.TaskOut:
+    return await _task(state, user, task_id)
+
+
+@router.post("/tasks/{task_id}/cancel", responses=_NOT_FOUND, summary="Cancel a queued or running task")
+async def cancel_task(task_id: TaskId, state: State, user: User) -> schemas.TaskOut:
+    job = await owned_job(state, user, task_id)
+    if job.state in convert.TERMINAL:
+        return convert.task(job)
+    job = await state.backends.cancel_job(task_id)
+    return convert.task(job)
+
+
+def require_succeeded(job: jobs_pb2.Job) -> None:
+    if job.state != jobs_pb2.JOB_STATE_SUCCEEDED:
+        raise ApiError(409, f"task {job.id} is {convert.task_status(job.state)}, not succeeded")

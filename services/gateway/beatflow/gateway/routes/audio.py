@@ -1,0 +1,210 @@
+"""Audio in and out: streamed uploads into the blob store, checked downloads with ranges."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from collections.abc import Iterator
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi.responses import RedirectResponse, Response, StreamingResponse
+
+from beatflow.common.blobstore import CHUNK, BlobStore
+from beatflow.common.errors import NotFound
+from beatflow.gateway import convert, schemas
+from beatflow.gateway.access import require_readable_blob
+from beatflow.gateway.audioformat import BY_CONTENT_TYPE, AudioHeader, UnreadableAudio, read_header, sniff
+from beatflow.gateway.deps import State, User, current_user_or_query_token
+from beatflow.gateway.httperrors import ApiError
+from beatflow.gateway.tokens import Principal
+from beatflow.gateway.uploads import spool_upload
+from beatflow.v1 import vcs_pb2
+
+router = APIRouter(prefix="/api/audio", tags=["audio"])
+
+_UPLOAD_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["file"],
+                "properties": {"file": {"type": "string", "format": "binary"}},
+            }
+        },
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        "audio/wav": {"schema": {"type": "string", "format": "binary"}},
+        "audio/flac": {"schema": {"type": "string", "format": "binary"}},
+        "audio/mpeg": {"schema": {"type": "string", "format": "binary"}},
+        "audio/ogg": {"schema": {"type": "string", "format": "binary"}},
+    },
+}
+
+
+def _inspect(path: str) -> AudioHeader:
+    """Type from magic bytes and duration from the header; nothing is decoded."""
+    with open(path, "rb") as fh:
+        if sniff(fh.read(64 * 1024)) is None:
+            raise ApiError(415, "not WAV, FLAC, MP3 or Ogg audio (judged by content, not name)")
+        try:
+            return read_header(fh)
+        except UnreadableAudio as exc:
+            raise ApiError(422, f"unreadable audio: {exc}") from None
+
+
+@router.post(
+    "/upload",
+    status_code=201,
+    openapi_extra={"requestBody": _UPLOAD_BODY},
+    responses={
+        413: {"description": "Larger or longer than the limits"},
+        415: {"description": "Not WAV, FLAC, MP3 or Ogg audio"},
+        422: {"description": "Malformed body or unreadable audio header"},
+    },
+    summary="Upload audio (raw body or multipart 'file'); stored by content hash",
+)
+async def upload(request: Request, state: State, user: User) -> schemas.UploadOut:
+    settings = state.settings
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > settings.max_upload_bytes + 64 * 1024:
+        raise ApiError(413, f"upload larger than the limit of {settings.max_upload_bytes} bytes")
+    spooled = await spool_upload(request.headers.get("content-type", ""), request.stream(), settings.max_upload_bytes)
+    try:
+        header = await asyncio.to_thread(_inspect, spooled.path)
+        if header.duration_s > settings.max_upload_duration_s:
+            raise ApiError(
+                413, f"audio is {header.duration_s:.1f}s long; the limit is {settings.max_upload_duration_s:.0f}s"
+            )
+        if header.duration_s <= 0:
+            raise ApiError(422, "audio holds no samples")
+        content_type = header.type.content_type
+        key = await asyncio.to_thread(state.store.put_file, spooled.path, content_type)
+    finally:
+        os.unlink(spooled.path)
+    if key != spooled.sha256:
+        raise ApiError(503, "the blob store changed the upload in transit; try again")
+    await state.backends.vcs.RegisterBlob(
+        vcs_pb2.RegisterBlobRequest(
+            actor=user.user_id, blob_key=key, content_type=content_type, size_bytes=spooled.size
+        ),
+        timeout=state.timeout,
+    )
+    return schemas.UploadOut(
+        blob_key=key,
+        filename=convert.filename(key, content_type),
+        content_type=content_type,
+        size_bytes=spooled.size,
+        duration_s=header.duration_s,
+        sample_rate=header.sample_rate,
+        channels=header.channels,
+        download_url=convert.download_url(key, content_type),
+    )
+
+
+_RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def parse_range(value: str, size: int) -> tuple[int, int] | None:
+    """The (start, end inclusive) of a single-range ``Range`` header; None to send it all.
+
+    Raises ApiError 416 when the range lies outside the blob.
+    """
+    match = _RANGE_RE.match(value.strip().replace(" ", ""))
+    if not match:
+        return None  # multiple ranges or another unit: answer with the whole body
+    first, last = match.groups()
+    if not first and not last:
+        return None
+    if not first:
+        suffix = int(last)
+        if suffix == 0:
+            raise ApiError(416, "empty suffix range")
+        return max(0, size - suffix), size - 1
+    start = int(first)
+    end = min(int(last), size - 1) if last else size - 1
+    if start >= size or (last and int(last) < start):
+        raise ApiError(416, f"range outside the {size} bytes")
+    return start, end
+
+
+def _range_chunks(store: BlobStore, key: str, start: int, end: int) -> Iterator[bytes]:
+    pos = start
+    while pos <= end:
+        stop = min(end, pos + CHUNK - 1)
+        yield store.read_range(key, pos, stop)
+        pos = stop + 1
+
+
+FileName = Annotated[str, Path(pattern=r"^[0-9a-f]{64}(\.[a-z0-9]{1,5})?$", description="<blob key>[.<extension>]")]
+
+
+@router.head("/download/{filename}", response_class=Response, include_in_schema=False)
+@router.get(
+    "/download/{filename}",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {"audio/wav": {}, "audio/flac": {}, "audio/mpeg": {}, "audio/ogg": {}},
+            "description": "The audio",
+        },
+        206: {"description": "The requested byte range"},
+        307: {"description": "Redirect to a presigned URL of the blob store"},
+        404: {"description": "No such audio, or not readable by the caller"},
+        416: {"description": "Range not satisfiable"},
+    },
+    summary="Download audio (presigned redirect from S3, or streamed with ranges)",
+)
+async def download(
+    filename: FileName,
+    request: Request,
+    state: State,
+    user: Annotated[Principal, Depends(current_user_or_query_token)],
+    redirect: Annotated[bool, Query(description="Allow a redirect to a presigned blob store URL")] = True,
+    disposition: Annotated[Literal["attachment", "inline"], Query()] = "attachment",
+    range_header: Annotated[str | None, Header(alias="Range", max_length=200)] = None,
+) -> Response:
+    key = filename.split(".")[0]
+    await require_readable_blob(state, user, key)
+    try:
+        info = await asyncio.to_thread(state.store.stat, key)
+    except NotFound:
+        raise ApiError(404, f"audio {key} not found") from None
+    content_type = info.content_type if info.content_type in BY_CONTENT_TYPE else ""
+    if not content_type:
+        prefix = await asyncio.to_thread(state.store.read_range, key, 0, min(info.size, 64 * 1024) - 1)
+        kind = sniff(prefix)
+        content_type = kind.content_type if kind else "application/octet-stream"
+    name = convert.filename(key, content_type)
+    if redirect and state.settings.presign_downloads and request.method == "GET":
+        url = await asyncio.to_thread(
+            state.store.presigned_get_url, key, state.settings.presign_expires_s, name, content_type
+        )
+        if url:
+            return RedirectResponse(url, status_code=307, headers={"Cache-Control": "no-store"})
+    headers = {
+        "Accept-Ranges": "bytes",
+        "Content-Disposition": f'{disposition}; filename="{name}"',
+        "ETag": f'"{key}"',
+        "Cache-Control": "private, max-age=31536000, immutable",
+    }
+    byte_range = None
+    if range_header:
+        try:
+            byte_range = parse_range(range_header, info.size)
+        except ApiError:
+            return Response(status_code=416, headers={"Content-Range": f"bytes */{info.size}", **headers})
+    if byte_range is None:
+        headers["Content-Length"] = str(info.size)
+        if request.method == "HEAD":
+            return Response(status_code=200, media_type=content_type, headers=headers)
+        return StreamingResponse(state.store.iter_chunks(key), media_type=content_type, headers=headers)
+    start, end = byte_range
+    headers["Content-Range"] = f"bytes {start}-{end}/{info.size}"
+    headers["Content-Length"] = str(end - start + 1)
+    if request.method == "HEAD":
+        return Response(status_code=206, media_type=content_type, headers=headers)
+    return StreamingResponse(
+        _range_chunks(state.store, key, start, end), status_code=206, media_type=content_type, headers=headers
+    )

@@ -1,0 +1,60 @@
+"""Sign-up and sign-in: Argon2id password hashes kept by vcs, signed bearer tokens out."""
+
+from __future__ import annotations
+
+import grpc
+from fastapi import APIRouter
+
+from beatflow.gateway import convert, schemas
+from beatflow.gateway.deps import State, User
+from beatflow.gateway.httperrors import ApiError
+from beatflow.gateway.passwords import hash_password_async, verify_password_async
+from beatflow.gateway.tokens import Principal
+from beatflow.v1 import vcs_pb2
+
+router = APIRouter(prefix="/api/auth", tags=["auth"])
+
+_BAD_CREDENTIALS = "wrong username or password"
+
+
+def _token(state: State, user: vcs_pb2.User) -> schemas.TokenOut:
+    token = state.signer.issue(Principal(user.id, user.username))
+    return schemas.TokenOut(access_token=token, expires_in=state.signer.ttl_s, user=convert.user(user))
+
+
+@router.post(
+    "/signup",
+    status_code=201,
+    responses={409: {"description": "The username is taken"}},
+    summary="Create an account and get a bearer token",
+)
+async def signup(body: schemas.Credentials, state: State) -> schemas.TokenOut:
+    password_hash = await hash_password_async(body.password)
+    user = await state.backends.vcs.CreateUser(
+        vcs_pb2.CreateUserRequest(username=body.username, password_hash=password_hash), timeout=state.timeout
+    )
+    return _token(state, user)
+
+
+@router.post("/signin", responses={401: {"description": "Wrong username or password"}}, summary="Get a bearer token")
+async def signin(body: schemas.Credentials, state: State) -> schemas.TokenOut:
+    try:
+        creds = await state.backends.vcs.GetUserCredentials(
+            vcs_pb2.GetUserRequest(username=body.username), timeout=state.timeout
+        )
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() != grpc.StatusCode.NOT_FOUND:
+            raise
+        await verify_password_async(None, body.password)  # same cost as a wrong password
+        raise ApiError(401, _BAD_CREDENTIALS) from None
+    if not await verify_password_async(creds.password_hash, body.password):
+        raise ApiError(401, _BAD_CREDENTIALS)
+    return _token(state, creds.user)
+
+
+@router.get("/me", responses={401: {"description": "Not signed in"}}, summary="The signed-in user")
+async def me(user: User, state: State) -> schemas.UserOut:
+    creds = await state.backends.vcs.GetUserCredentials(
+        vcs_pb2.GetUserRequest(user_id=user.user_id), timeout=state.timeout
+    )
+    return convert.user(creds.user)
