@@ -1,0 +1,120 @@
+"""Wiring: settings -> model registry, blob store, job queue, gRPC server and job workers.
+
+The server is built NOT_SERVING; ``SeparatorApp.ready()`` loads the default
+model (once) and starts the job workers, and only then does health turn
+SERVING. ``create_server`` does that in the background for callers that only
+start the server (tests, the embedded stack); ``__main__`` passes ``ready`` to
+``serve`` so a model that cannot be loaded stops the process with its message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from dataclasses import dataclass, field
+
+import redis.asyncio as aioredis
+import torch
+
+from beatflow.common.blobstore import BlobStore, make_blob_store
+from beatflow.common.grpcserver import GrpcServer, Service, create_grpc_server
+from beatflow.common.jobs import JobQueue, jobs_service, run_worker
+from beatflow.separator.config import SeparatorSettings
+from beatflow.separator.service import ANALYZE, SEPARATE, SeparatorService, make_registry
+from beatflow.separator.servicer import SeparatorServicer
+from beatflow.v1 import separator_pb2, separator_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SeparatorApp:
+    settings: SeparatorSettings
+    grpc: GrpcServer
+    service: SeparatorService
+    queue: JobQueue
+    redis: aioredis.Redis
+    _stop: asyncio.Event = field(default_factory=asyncio.Event)
+    _workers: list[asyncio.Task[None]] = field(default_factory=list)
+    _ready_task: asyncio.Task[None] | None = None
+
+    @property
+    def port(self) -> int:
+        return self.grpc.port
+
+    async def ready(self) -> None:
+        """Load the default model, then start the job workers (call before SERVING)."""
+        model = await self.service.load_default_model()
+        log.info("model %s ready (%s, %d Hz)", model.name, ",".join(model.sources), model.samplerate)
+        if self.settings.separator_run_workers and not self._workers:
+            consumer = f"separator-{socket.gethostname()}-{os.getpid()}-{id(self):x}"
+            s = self.settings
+            self._workers = [
+                asyncio.create_task(run_worker(
+                    self.queue, SEPARATE, self.service.handle_separation, consumer=consumer,
+                    concurrency=s.separator_concurrency, heartbeat_s=s.separator_heartbeat_s, stop=self._stop,
+                ), name="separate-worker"),
+                asyncio.create_task(run_worker(
+                    self.queue, ANALYZE, self.service.handle_analysis, consumer=consumer,
+                    concurrency=s.separator_analysis_concurrency, heartbeat_s=s.separator_heartbeat_s,
+                    stop=self._stop,
+                ), name="analyze-worker"),
+            ]
+
+    async def close(self) -> None:
+        """Stop taking jobs, let running ones finish within the grace period, then release them."""
+        if self._ready_task is not None:
+            self._ready_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._ready_task
+        self._stop.set()
+        if self._workers:
+            _done, pending = await asyncio.wait(self._workers, timeout=self.settings.grace_period_s)
+            if pending:
+                self.service.shutdown.set()  # running separations stop at the next model pass
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+        self._workers = []
+        await self.redis.aclose()
+
+
+async def build_app(settings: SeparatorSettings, *, blobs: BlobStore | None = None) -> SeparatorApp:
+    if settings.separator_torch_threads > 0:
+        torch.set_num_threads(settings.separator_torch_threads)
+    redis = aioredis.Redis.from_url(settings.redis_url)
+    queue = JobQueue.from_settings(settings, redis)
+    service = SeparatorService(settings, queue, blobs or make_blob_store(settings), make_registry(settings))
+    grpc_server = create_grpc_server(
+        settings,
+        [
+            Service(
+                name=separator_pb2.DESCRIPTOR.services_by_name["Separator"].full_name,
+                add=separator_pb2_grpc.add_SeparatorServicer_to_server,
+                servicer=SeparatorServicer(service),
+            ),
+            jobs_service(queue),
+        ],
+    )
+    app = SeparatorApp(settings=settings, grpc=grpc_server, service=service, queue=queue, redis=redis)
+    grpc_server.on_stop.append(app.close)
+    return app
+
+
+async def create_server(settings: SeparatorSettings) -> tuple[GrpcServer, int]:
+    """Build the server; it turns SERVING by itself once the model is loaded and workers run."""
+    app = await build_app(settings)
+
+    async def become_ready() -> None:
+        try:
+            await app.ready()
+        except Exception:
+            log.exception("separator could not get ready; staying NOT_SERVING")
+            return
+        await app.grpc.set_serving(True)
+
+    app._ready_task = asyncio.create_task(become_ready(), name="separator-ready")
+    return app.grpc, app.port
