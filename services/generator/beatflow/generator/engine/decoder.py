@@ -1,0 +1,170 @@
+"""The MusicGen decoder run on the loaded model's own modules, over a static key/value cache.
+
+Nothing here copies a weight: every projection calls the model's ``nn.Linear``/``nn.LayerNorm``
+modules. What differs from ``transformers`` is the cache: one preallocated tensor per layer with a
+row per (slot, cond/uncond) pair, written at each row's own position, so requests at different
+positions decode together and the step has fixed shapes (for CUDA graphs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class DecoderInfo:
+    hidden: int
+    heads: int
+    head_dim: int
+    layers: int
+    num_codebooks: int
+    vocab: int
+    audio_channels: int
+    pad_token: int
+    cross_attention: bool
+
+
+class DecoderView:
+    """Handles on the decoder modules of a ``MusicgenForConditionalGeneration`` or its melody sibling."""
+
+    def __init__(self, model: Any) -> None:
+        causal_lm = model.decoder
+        self.core = causal_lm.model.decoder
+        self.lm_heads: list[Any] = list(causal_lm.lm_heads)
+        self.layers: list[Any] = list(self.core.layers)
+        self.embed_tokens: list[Any] = list(self.core.embed_tokens)
+        cfg = causal_lm.config
+        first = self.layers[0]
+        heads = first.self_attn.num_heads
+        self.info = DecoderInfo(
+            hidden=cfg.hidden_size,
+            heads=heads,
+            head_dim=cfg.hidden_size // heads,
+            layers=len(self.layers),
+            num_codebooks=cfg.num_codebooks,
+            vocab=cfg.vocab_size,
+            audio_channels=getattr(cfg, "audio_channels", 1),
+            pad_token=cfg.pad_token_id,
+            cross_attention=hasattr(first, "encoder_attn"),
+        )
+        self.scaling = self.info.head_dim**-0.5
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.layers[0].fc1.weight.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.layers[0].fc1.weight.device
+
+    def positions(self, length: int) -> torch.Tensor:
+        """The sinusoidal position table, at least ``length`` rows, in the decoder's dtype."""
+        table: torch.Tensor = self.core.embed_positions.weights
+        if table.shape[0] < length:
+            table = self.core.embed_positions.get_embedding(length, self.info.hidden)
+        return table.to(device=self.device, dtype=self.dtype)
+
+    def embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Sum of per-codebook embeddings: tokens (..., codebooks) -> (..., hidden), in transformers' order."""
+        out = self.embed_tokens[0](tokens[..., 0])
+        for cb in range(1, self.info.num_codebooks):
+            out = out + self.embed_tokens[cb](tokens[..., cb])
+        return out
+
+    def _split(self, x: torch.Tensor) -> torch.Tensor:
+        """(rows, T, hidden) -> (rows, heads, T, head_dim)."""
+        rows, t, _ = x.shape
+        return x.view(rows, t, self.info.heads, self.info.head_dim).transpose(1, 2)
+
+    def cross_kv(self, states: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Cross-attention keys/values of every layer for conditioning states (rows, E, hidden)."""
+        out = []
+        for layer in self.layers:
+            attn = layer.encoder_attn
+            out.append((self._split(attn.k_proj(states)), self._split(attn.v_proj(states))))
+        return out
+
+    def prefill(
+        self,
+        hidden: torch.Tensor,
+        k_cache: list[torch.Tensor],
+        v_cache: list[torch.Tensor],
+        rows: slice,
+        cross_k: list[torch.Tensor] | None,
+        cross_v: list[torch.Tensor] | None,
+        cross_mask: torch.Tensor | None,
+    ) -> None:
+        """Run (rows, T, hidden) inputs at positions 0..T-1 and store their keys/values in the cache rows."""
+        t = hidden.shape[1]
+        h = hidden
+        for i, layer in enumerate(self.layers):
+            res = h
+            x = layer.self_attn_layer_norm(h)
+            attn = layer.self_attn
+            q = self._split(attn.q_proj(x))
+            k = self._split(attn.k_proj(x))
+            v = self._split(attn.v_proj(x))
+            k_cache[i][rows, :, :t] = k
+            v_cache[i][rows, :, :t] = v
+            o = F.scaled_dot_product_attention(q, k, v, is_causal=t > 1, scale=self.scaling)
+            h = res + attn.out_proj(o.transpose(1, 2).reshape(h.shape))
+            if cross_k is not None and cross_v is not None:
+                h = self._cross(layer, h, cross_k[i][rows], cross_v[i][rows], cross_mask)
+            h = self._ffn(layer, h)
+
+    def _cross(
+        self, layer: Any, h: torch.Tensor, ck: torch.Tensor, cv: torch.Tensor, mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        attn = layer.encoder_attn
+        x = layer.encoder_attn_layer_norm(h)
+        q = self._split(attn.q_proj(x))
+        o = F.scaled_dot_product_attention(q, ck, cv, attn_mask=mask, scale=self.scaling)
+        return h + attn.out_proj(o.transpose(1, 2).reshape(h.shape))
+
+    @staticmethod
+    def _ffn(layer: Any, h: torch.Tensor) -> torch.Tensor:
+        x = layer.final_layer_norm(h)
+        return h + layer.fc2(layer.activation_fn(layer.fc1(x)))
+
+    def step(
+        self,
+        hidden: torch.Tensor,
+        positions: torch.Tensor,
+        k_cache: list[torch.Tensor],
+        v_cache: list[torch.Tensor],
+        length: int,
+        cross_k: list[torch.Tensor] | None,
+        cross_v: list[torch.Tensor] | None,
+        cross_mask: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """One token per row: hidden (rows, 1, hidden) at cache ``positions`` (rows,) -> logits
+        (rows, codebooks, vocab). The caches are the first ``rows`` rows; attention reads the first
+        ``length`` cache positions and sees only those at or before each row's own position."""
+        rows = hidden.shape[0]
+        heads, head_dim = self.info.heads, self.info.head_dim
+        where = positions.view(rows, 1, 1, 1).expand(rows, heads, 1, head_dim)
+        keys = torch.arange(length, device=positions.device)
+        visible = (keys[None, :] <= positions[:, None]).view(rows, 1, 1, length)
+        h = hidden
+        for i, layer in enumerate(self.layers):
+            res = h
+            x = layer.self_attn_layer_norm(h)
+            attn = layer.self_attn
+            q = self._split(attn.q_proj(x))
+            k_all = k_cache[i][:rows]
+            v_all = v_cache[i][:rows]
+            k_all.scatter_(2, where, self._split(attn.k_proj(x)))
+            v_all.scatter_(2, where, self._split(attn.v_proj(x)))
+            o = F.scaled_dot_product_attention(
+                q, k_all[:, :, :length], v_all[:, :, :length], attn_mask=visible, scale=self.scaling
+            )
+            h = res + attn.out_proj(o.transpose(1, 2).reshape(h.shape))
+            if cross_k is not None and cross_v is not None:
+                h = self._cross(layer, h, cross_k[i][:rows], cross_v[i][:rows], cross_mask)
+            h = self._ffn(layer, h)
+        h = self.core.layer_norm(h)[:, 0]
+        return torch.stack([head(h) for head in self.lm_heads], dim=1)
