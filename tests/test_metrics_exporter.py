@@ -150,4 +150,6 @@ def test_gpu_memory_is_read_at_scrape_time(metrics_url: str) -> None:
     assert allocated is not None and allocated >= block.numel()
     reserved = sample_value(text, "beatflow_gpu_memory_reserved_bytes", device="cuda:0")
     assert reserved is not None and reserved >= allocated
+    total = sample_value(text, "beatflow_gpu_memory_total_bytes", device="cuda:0")
+    assert total is not None and total >= reserved
     del block

@@ -11,8 +11,8 @@ What is measured, and who feeds it:
 * ``beatflow_job_queue_depth``: jobs waiting per kind, refreshed by
   :func:`start_queue_depth_sampler` in every service that runs workers (every
   replica reports the same number: aggregate with ``max by (kind)``).
-* ``beatflow_gpu_memory_bytes`` / ``beatflow_gpu_memory_reserved_bytes``: CUDA
-  memory held by this process, read at scrape time when the process has
+* ``beatflow_gpu_memory_bytes`` / ``_reserved_bytes`` / ``_total_bytes``: CUDA
+  memory held by this process and each device's size, read at scrape time when the process has
   initialised CUDA (services without torch never import it for this).
 """
 
@@ -58,6 +58,10 @@ GPU_MEMORY_RESERVED_BYTES = Gauge(
     ["device"],
     registry=None,
 )
+GPU_MEMORY_TOTAL_BYTES = Gauge(
+    "beatflow_gpu_memory_total_bytes", "Memory of each GPU this process uses", ["device"], registry=None
+)
+GPU_GAUGES = (GPU_MEMORY_BYTES, GPU_MEMORY_RESERVED_BYTES, GPU_MEMORY_TOTAL_BYTES)
 
 
 def observe_rpc(method: str, code: str, seconds: float) -> None:
@@ -93,6 +97,7 @@ def update_gpu_memory() -> int:
             device = f"cuda:{index}"
             GPU_MEMORY_BYTES.labels(device=device).set(torch.cuda.memory_allocated(index))
             GPU_MEMORY_RESERVED_BYTES.labels(device=device).set(torch.cuda.memory_reserved(index))
+            GPU_MEMORY_TOTAL_BYTES.labels(device=device).set(torch.cuda.get_device_properties(index).total_memory)
     except Exception:
         log.warning("could not read GPU memory", exc_info=True)
         return 0
@@ -116,7 +121,7 @@ class _ScrapeRefresh(Collector):
             yield from gauge.collect()
 
 
-REGISTRY.register(_ScrapeRefresh(update_gpu_memory, [GPU_MEMORY_BYTES, GPU_MEMORY_RESERVED_BYTES]))
+REGISTRY.register(_ScrapeRefresh(update_gpu_memory, GPU_GAUGES))
 
 
 class QueueWithDepth(Protocol):
