@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from collections.abc import AsyncIterator
+import os
+import subprocess
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 from beatflow.vcs.db import make_engine
+from beatflow.vcs.graph import generations
 from beatflow.vcs.migrate import migrate
 from beatflow.vcs.model import Repository, Stem, User, Visibility
 from beatflow.vcs.service import VcsService
-
-_counter = itertools.count()
 
 
 def blob(label: str) -> str:
@@ -34,7 +36,9 @@ class World:
     carol: User
     repo: Repository  # alice's private repo
 
-    async def commit(self, label: str, branch: str = "", expected: str = "", actor: str = "", repo: str = "", **stems: str):
+    async def commit(
+        self, label: str, branch: str = "", expected: str = "", actor: str = "", repo: str = "", **stems: str
+    ):
         """Commit stems given as name=label onto ``branch`` expecting ``expected`` (default: current head)."""
         repo_id = repo or self.repo.id
         actor = actor or self.alice.id
@@ -68,3 +72,71 @@ async def world(vcs: VcsService) -> World:
     carol = await vcs.create_user("carol", "hash-c")
     repo = await vcs.create_repository(alice.id, "beat", "a beat", Visibility.PRIVATE)
     return World(vcs, alice, bob, carol, repo)
+
+
+# ---- the same commit graph in a real git repository ------------------------------------------
+
+EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+
+
+class GitGraph:
+    def __init__(self, root: Path, parents: Mapping[str, Sequence[str]]) -> None:
+        self.root = root
+        self._git("init", "-q", ".")
+        self.sha: dict[str, str] = {}
+        gen = generations(parents)
+        for i, name in enumerate(sorted(parents, key=lambda n: (gen[n], n))):
+            args = ["commit-tree", EMPTY_TREE, "-m", name]
+            for p in parents[name]:
+                args += ["-p", self.sha[p]]
+            env = {"GIT_AUTHOR_DATE": f"{1_700_000_000 + i} +0000", "GIT_COMMITTER_DATE": f"{1_700_000_000 + i} +0000"}
+            self.sha[name] = self._git(*args, env=env).strip()
+        self.name = {v: k for k, v in self.sha.items()}
+
+    def _git(self, *args: str, env: Mapping[str, str] | None = None, check: bool = True) -> str:
+        full_env = {
+            **os.environ,
+            "GIT_AUTHOR_NAME": "t",
+            "GIT_AUTHOR_EMAIL": "t@example.com",
+            "GIT_COMMITTER_NAME": "t",
+            "GIT_COMMITTER_EMAIL": "t@example.com",
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "HOME": str(self.root),
+            **(env or {}),
+        }
+        out = subprocess.run(["git", *args], cwd=self.root, env=full_env, capture_output=True, text=True, check=check)
+        return out.stdout
+
+    def merge_bases(self, a: str, b: str) -> set[str]:
+        out = self._git("merge-base", "--all", self.sha[a], self.sha[b], check=False)
+        return {self.name[s] for s in out.split()}
+
+    def is_ancestor(self, a: str, b: str) -> bool:
+        full_env = {**os.environ, "HOME": str(self.root)}
+        res = subprocess.run(
+            ["git", "merge-base", "--is-ancestor", self.sha[a], self.sha[b]], cwd=self.root, env=full_env, check=False
+        )
+        return res.returncode == 0
+
+
+@pytest.fixture
+def git_graph(tmp_path: Path) -> Callable[[Mapping[str, Sequence[str]]], GitGraph]:
+    """Factory: build a parent map as a real git history (to compare merge bases with git)."""
+    counter = itertools.count()
+
+    def build(parents: Mapping[str, Sequence[str]]) -> GitGraph:
+        root = tmp_path / f"git{next(counter)}"
+        root.mkdir()
+        return GitGraph(root, parents)
+
+    return build
+
+
+@pytest.fixture
+def helpers() -> type[Helpers]:
+    return Helpers
+
+
+class Helpers:
+    blob = staticmethod(blob)
+    stem = staticmethod(stem)

@@ -75,8 +75,7 @@ async def check_blob_access(conn: AsyncConnection, actor: str, keys: Iterable[st
     if not wanted:
         return
     sql = (
-        "SELECT k FROM unnest(CAST(:keys AS varchar[])) AS q(k) "
-        f"WHERE {_KNOWN} AND NOT ({_READABLE_BY_ACTOR}) LIMIT 1"
+        f"SELECT k FROM unnest(CAST(:keys AS varchar[])) AS q(k) WHERE {_KNOWN} AND NOT ({_READABLE_BY_ACTOR}) LIMIT 1"
     )
     denied = (await conn.execute(text(sql), {"keys": wanted, "actor": actor})).scalar()
     if denied is not None:
@@ -130,7 +129,8 @@ async def garbage_collect(
     await conn.execute(
         text(
             "INSERT INTO blobs (key, created_at) "
-            "SELECT k, COALESCE(to_timestamp(t), now()) FROM unnest(CAST(:keys AS varchar[]), CAST(:ts AS float8[])) AS q(k, t) "
+            "SELECT k, COALESCE(to_timestamp(t), now()) "
+            "FROM unnest(CAST(:keys AS varchar[]), CAST(:ts AS float8[])) AS q(k, t) "
             "ON CONFLICT DO NOTHING"
         ),
         {"keys": keys, "ts": [candidates[k] for k in keys]},

@@ -83,7 +83,8 @@ async def load_commits(conn: AsyncConnection, ids: Sequence[str], repo_id: str =
 async def commits_in_repo(conn: AsyncConnection, repo_id: str, ids: Iterable[str]) -> set[str]:
     ids = list(set(ids))
     rows = await conn.execute(
-        text("SELECT commit_id FROM repo_commits WHERE repo_id = :r AND commit_id = ANY(:ids)"), {"r": repo_id, "ids": ids}
+        text("SELECT commit_id FROM repo_commits WHERE repo_id = :r AND commit_id = ANY(:ids)"),
+        {"r": repo_id, "ids": ids},
     )
     return set(rows.scalars())
 
@@ -97,7 +98,8 @@ async def get_commit(conn: AsyncConnection, repo: Repository, cid: str) -> Commi
 
 async def branch_head(conn: AsyncConnection, repo_id: str, name: str) -> str | None:
     row = await conn.execute(
-        text("SELECT commit_id FROM refs WHERE repo_id = :r AND kind = 'branch' AND name = :n"), {"r": repo_id, "n": name}
+        text("SELECT commit_id FROM refs WHERE repo_id = :r AND kind = 'branch' AND name = :n"),
+        {"r": repo_id, "n": name},
     )
     return row.scalar()
 
@@ -270,7 +272,13 @@ def _known_blobs(parents: Iterable[Commit]) -> set[str]:
 
 
 async def commit_onto_branch(
-    conn: AsyncConnection, repo: Repository, actor: str, branch: str, expected: str, commit: Commit, parents: Iterable[Commit]
+    conn: AsyncConnection,
+    repo: Repository,
+    actor: str,
+    branch: str,
+    expected: str,
+    commit: Commit,
+    parents: Iterable[Commit],
 ) -> Commit:
     """Write ``commit`` and move ``branch`` from ``expected`` to it, all in the caller's transaction."""
     known = _known_blobs(parents)
@@ -408,7 +416,9 @@ async def rename_branch(conn: AsyncConnection, repo: Repository, name: str, new_
     if row is None:
         raise NotFound(f"branch {name[:80]!r} not found")
     if name == repo.default_branch:
-        await conn.execute(text("UPDATE repositories SET default_branch = :n WHERE id = :r"), {"n": new_name, "r": repo.id})
+        await conn.execute(
+            text("UPDATE repositories SET default_branch = :n WHERE id = :r"), {"n": new_name, "r": repo.id}
+        )
     return Ref(new_name, row.commit_id)
 
 

@@ -87,7 +87,9 @@ def is_ancestor_steps(ancestor: str, descendant: str, nodes: Mapping[str, Node])
     return False
 
 
-def run_sync(steps: Generator[set[str], None, object], nodes: MutableMapping[str, Node], lookup: Callable[[str], Node]) -> object:
+def run_sync(
+    steps: Generator[set[str], None, object], nodes: MutableMapping[str, Node], lookup: Callable[[str], Node]
+) -> object:
     """Drive ``steps`` with a synchronous ``lookup`` (raises NotFound for unknown ids)."""
     try:
         need = next(steps)

@@ -84,13 +84,20 @@ def _page_size(size: int) -> int:
 async def log(
     conn: AsyncConnection, repo: Repository, ref: str, first_parent: bool, page_size: int, page_token: str
 ) -> tuple[list[Commit], str]:
-    """One page of history from ``ref``; the token pins the starting head, so pages stay stable while the branch moves."""
+    """One page of history from ``ref``.
+
+    The token pins the starting head, so pages stay stable while the branch moves.
+    """
     size = _page_size(page_size)
     cursor: dict[str, Any] = {}
     if page_token:
         tok = decode_token(page_token)
         head = str(tok.get("h", ""))
-        if not is_commit_id(head) or not await commits_in_repo(conn, repo.id, [head]) or bool(tok.get("fp")) != first_parent:
+        if (
+            not is_commit_id(head)
+            or not await commits_in_repo(conn, repo.id, [head])
+            or bool(tok.get("fp")) != first_parent
+        ):
             raise InvalidArgument("page token does not belong to this history")
         cursor = tok
     else:
@@ -132,7 +139,9 @@ async def _dag_page(conn: AsyncConnection, head: str, cursor: Mapping[str, Any],
         window *= 4
 
 
-async def commit_graph(conn: AsyncConnection, repo: Repository, limit: int) -> tuple[list[Commit], list[tuple[str, str]], list[Ref]]:
+async def commit_graph(
+    conn: AsyncConnection, repo: Repository, limit: int
+) -> tuple[list[Commit], list[tuple[str, str]], list[Ref]]:
     """The newest ``limit`` commits of the repository (by generation) with their parent edges and the refs."""
     n = 200 if limit <= 0 else min(limit, 5000)
     ids = list(
@@ -181,7 +190,10 @@ async def is_ancestor(conn: AsyncConnection, ancestor: str, descendant: str) -> 
 
 
 async def blame(conn: AsyncConnection, repo: Repository, ref: str) -> list[BlameEntry]:
-    """For each stem at ``ref``, the commit that introduced its current audio (following the first parent that has it)."""
+    """For each stem at ``ref``, the commit that introduced its current audio.
+
+    The walk follows, per stem, the first parent holding the same blob.
+    """
     head = await resolve(conn, repo, ref)
     rows = (await conn.execute(text(_BLAME), {"head": head})).all()
     commits = await load_commits(conn, [r.commit_id for r in rows], repo.id)

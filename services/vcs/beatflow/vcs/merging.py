@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from beatflow.common.errors import FailedPrecondition, InvalidArgument, NotFound
 from beatflow.vcs import history
-from beatflow.vcs.commits import build_commit, branch_head, commit_onto_branch, load_commits, move_branch, resolve
+from beatflow.vcs.commits import branch_head, build_commit, commit_onto_branch, load_commits, move_branch, resolve
 from beatflow.vcs.model import Commit, Diff, MergeOutcome, Metadata, Repository, Strategy
 from beatflow.vcs.names import check_ref_name, check_stem_name, is_commit_id
 from beatflow.vcs.stemmerge import diff_commits, merge_metadata, merge_mixdown, merge_stems, virtual_base

@@ -43,6 +43,11 @@ def _current(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 
 
+async def current_revision(engine: AsyncEngine) -> str | None:
+    async with engine.connect() as conn:
+        return await conn.run_sync(_current)
+
+
 async def migrate(engine: AsyncEngine, revision: str = "head") -> str | None:
     """Upgrade the schema to ``revision``; returns the revision now current."""
     async with engine.connect() as conn:

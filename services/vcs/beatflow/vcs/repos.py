@@ -32,7 +32,8 @@ async def _insert_repo(
         async with conn.begin_nested():
             await conn.execute(
                 text(
-                    "INSERT INTO repositories (id, owner_id, name, description, visibility, default_branch, forked_from_id) "
+                    "INSERT INTO repositories "
+                    "(id, owner_id, name, description, visibility, default_branch, forked_from_id) "
                     "VALUES (:id, :owner, :name, :descr, :vis, :branch, :fork)"
                 ),
                 {
@@ -97,8 +98,10 @@ async def delete_repository(conn: AsyncConnection, actor: str, repo_id: str) -> 
     """Delete a repository; commits no other repository holds go with it (their blobs become GC candidates)."""
     repo = await load_repo(conn, repo_id, actor, Role.OWNER)
     ids = (
-        await conn.execute(text("DELETE FROM repo_commits WHERE repo_id = :r RETURNING commit_id"), {"r": repo_id})
-    ).scalars().all()
+        (await conn.execute(text("DELETE FROM repo_commits WHERE repo_id = :r RETURNING commit_id"), {"r": repo_id}))
+        .scalars()
+        .all()
+    )
     await conn.execute(text("DELETE FROM repositories WHERE id = :r"), {"r": repo_id})
     if ids:
         await conn.execute(
@@ -124,7 +127,9 @@ async def set_collaborator(conn: AsyncConnection, actor: str, repo_id: str, user
     if role == Role.OWNER:
         raise InvalidArgument("a collaborator's role is read or write; ownership is not transferable here")
     if role == Role.NONE:
-        await conn.execute(text("DELETE FROM collaborators WHERE repo_id = :r AND user_id = :u"), {"r": repo_id, "u": user.id})
+        await conn.execute(
+            text("DELETE FROM collaborators WHERE repo_id = :r AND user_id = :u"), {"r": repo_id, "u": user.id}
+        )
     else:
         await conn.execute(
             text(
@@ -168,7 +173,10 @@ async def fork(conn: AsyncConnection, actor: str, repo_id: str, name: str, visib
         forked_from_id=source.id,
     )
     await conn.execute(
-        text("INSERT INTO repo_commits (repo_id, commit_id) SELECT :new, commit_id FROM repo_commits WHERE repo_id = :src"),
+        text(
+            "INSERT INTO repo_commits (repo_id, commit_id) "
+            "SELECT :new, commit_id FROM repo_commits WHERE repo_id = :src"
+        ),
         {"new": new_id, "src": source.id},
     )
     await conn.execute(

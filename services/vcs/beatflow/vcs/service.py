@@ -33,7 +33,11 @@ class VcsService:
     """Git for audio over PostgreSQL. ``delete_blob`` removes bytes from the blob store (None: GC only reports)."""
 
     def __init__(
-        self, engine: AsyncEngine, *, gc_grace_period_s: float = 86400.0, delete_blob: Callable[[str], None] | None = None
+        self,
+        engine: AsyncEngine,
+        *,
+        gc_grace_period_s: float = 86400.0,
+        delete_blob: Callable[[str], None] | None = None,
     ) -> None:
         self.engine = engine
         self.gc_grace_period_s = gc_grace_period_s
@@ -64,7 +68,9 @@ class VcsService:
         async with self.engine.begin() as conn:
             return await load_repo(conn, repo_id, actor)
 
-    async def list_repositories(self, actor: str, page_size: int = 0, page_token: str = "") -> tuple[list[Repository], str]:
+    async def list_repositories(
+        self, actor: str, page_size: int = 0, page_token: str = ""
+    ) -> tuple[list[Repository], str]:
         async with self.engine.begin() as conn:
             return await repos.list_repositories(conn, actor, page_size, page_token)
 
@@ -177,7 +183,14 @@ class VcsService:
 
     # history
     async def log(
-        self, actor: str, repo_id: str, ref: str = "", *, first_parent: bool = False, page_size: int = 0, page_token: str = ""
+        self,
+        actor: str,
+        repo_id: str,
+        ref: str = "",
+        *,
+        first_parent: bool = False,
+        page_size: int = 0,
+        page_token: str = "",
     ) -> tuple[list[Commit], str]:
         async with self.engine.begin() as conn:
             repo = await load_repo(conn, repo_id, actor)

@@ -41,7 +41,9 @@ async def get_credentials(conn: AsyncConnection, user_id: str, username: str) ->
     if user_id:
         row = (await conn.execute(text(f"SELECT {_COLS} FROM users WHERE id = :v"), {"v": user_id})).first()
     elif username:
-        row = (await conn.execute(text(f"SELECT {_COLS} FROM users WHERE lower(username) = lower(:v)"), {"v": username})).first()
+        row = (
+            await conn.execute(text(f"SELECT {_COLS} FROM users WHERE lower(username) = lower(:v)"), {"v": username})
+        ).first()
     else:
         raise InvalidArgument("give user_id or username")
     if row is None:

@@ -48,7 +48,9 @@ def upgrade() -> None:
         sa.UniqueConstraint("owner_id", "name", name="uq_repositories_owner_name"),
         sa.CheckConstraint("visibility IN (1, 2)", name="ck_repositories_visibility"),
     )
-    op.create_index("ix_repositories_public", "repositories", ["created_at", "id"], postgresql_where=sa.text("visibility = 2"))
+    op.create_index(
+        "ix_repositories_public", "repositories", ["created_at", "id"], postgresql_where=sa.text("visibility = 2")
+    )
     op.create_index("ix_repositories_forked_from", "repositories", ["forked_from_id"])
     op.create_table(
         "collaborators",
@@ -70,7 +72,9 @@ def upgrade() -> None:
         sa.Column("generation", sa.Integer, nullable=False),
         sa.CheckConstraint("generation >= 1", name="ck_commits_generation"),
     )
-    op.create_index("ix_commits_mixdown", "commits", ["mixdown_blob"], postgresql_where=sa.text("mixdown_blob IS NOT NULL"))
+    op.create_index(
+        "ix_commits_mixdown", "commits", ["mixdown_blob"], postgresql_where=sa.text("mixdown_blob IS NOT NULL")
+    )
     op.create_table(
         "commit_stems",
         sa.Column("commit_id", SHA, sa.ForeignKey("commits.id", ondelete="CASCADE"), primary_key=True),
@@ -121,5 +125,15 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("blob_owners", "blobs", "refs", "repo_commits", "commit_stems", "commits", "collaborators", "repositories", "users"):
+    for table in (
+        "blob_owners",
+        "blobs",
+        "refs",
+        "repo_commits",
+        "commit_stems",
+        "commits",
+        "collaborators",
+        "repositories",
+        "users",
+    ):
         op.drop_table(table)

@@ -1,0 +1,307 @@
+"""beatflow.v1.Vcs over gRPC: protobuf <-> domain only; the work is in :class:`VcsService`."""
+
+from __future__ import annotations
+
+from typing import TypeAlias
+
+import grpc
+
+from beatflow.v1 import vcs_pb2, vcs_pb2_grpc
+from beatflow.vcs.model import (
+    BlameEntry,
+    Collaborator,
+    Commit,
+    Metadata,
+    Ref,
+    Repository,
+    Role,
+    Stem,
+    Strategy,
+    User,
+    Visibility,
+)
+from beatflow.vcs.service import VcsService
+
+Ctx: TypeAlias = grpc.aio.ServicerContext
+
+
+def user_pb(u: User) -> vcs_pb2.User:
+    return vcs_pb2.User(id=u.id, username=u.username, created_at=u.created_at)
+
+
+def repo_pb(r: Repository) -> vcs_pb2.Repository:
+    return vcs_pb2.Repository(
+        id=r.id,
+        owner_id=r.owner_id,
+        owner_username=r.owner_username,
+        name=r.name,
+        description=r.description,
+        visibility=int(r.visibility),  # type: ignore[arg-type]
+        default_branch=r.default_branch,
+        forked_from_id=r.forked_from_id or "",
+        created_at=r.created_at,
+        role=int(r.role),  # type: ignore[arg-type]
+    )
+
+
+def stem_pb(s: Stem) -> vcs_pb2.Stem:
+    return vcs_pb2.Stem(
+        name=s.name, blob_key=s.blob_key, content_type=s.content_type, size_bytes=s.size_bytes, duration_s=s.duration_s
+    )
+
+
+def stem_from_pb(s: vcs_pb2.Stem) -> Stem:
+    return Stem(s.name, s.blob_key, s.content_type, s.size_bytes, s.duration_s)
+
+
+def metadata_pb(m: Metadata) -> vcs_pb2.CommitMetadata:
+    out = vcs_pb2.CommitMetadata(key=m.key, generation_json=m.generation_json)
+    if m.bpm is not None:
+        out.bpm = m.bpm
+    if m.duration_s is not None:
+        out.duration_s = m.duration_s
+    if m.sample_rate is not None:
+        out.sample_rate = m.sample_rate
+    return out
+
+
+def metadata_from_pb(m: vcs_pb2.CommitMetadata) -> Metadata:
+    return Metadata(
+        bpm=m.bpm if m.HasField("bpm") else None,
+        key=m.key,
+        duration_s=m.duration_s if m.HasField("duration_s") else None,
+        sample_rate=m.sample_rate if m.HasField("sample_rate") else None,
+        generation_json=m.generation_json,
+    )
+
+
+def commit_pb(c: Commit, repo_id: str = "") -> vcs_pb2.Commit:
+    return vcs_pb2.Commit(
+        id=c.id,
+        repo_id=c.repo_id or repo_id,
+        parent_ids=list(c.parent_ids),
+        author_id=c.author_id,
+        author_username=c.author_username,
+        message=c.message,
+        timestamp=c.timestamp,
+        stems=[stem_pb(s) for s in c.stems],
+        mixdown_blob=c.mixdown_blob,
+        metadata=metadata_pb(c.metadata),
+    )
+
+
+def ref_pb(r: Ref) -> vcs_pb2.Ref:
+    return vcs_pb2.Ref(name=r.name, commit_id=r.commit_id, is_tag=r.is_tag, message=r.message)
+
+
+def collaborator_pb(c: Collaborator) -> vcs_pb2.Collaborator:
+    return vcs_pb2.Collaborator(user_id=c.user_id, username=c.username, role=int(c.role))  # type: ignore[arg-type]
+
+
+def blame_pb(e: BlameEntry) -> vcs_pb2.BlameEntry:
+    return vcs_pb2.BlameEntry(stem=e.stem, blob_key=e.blob_key, commit=commit_pb(e.commit))
+
+
+def _visibility(v: int) -> Visibility | None:
+    return Visibility(v) if v in (1, 2) else None
+
+
+def _strategy(v: int) -> Strategy:
+    return Strategy(v) if v in (0, 1, 2) else Strategy.CONFLICT
+
+
+class VcsServicer(vcs_pb2_grpc.VcsServicer):
+    def __init__(self, service: VcsService) -> None:
+        self.svc = service
+
+    async def CreateUser(self, request: vcs_pb2.CreateUserRequest, context: Ctx) -> vcs_pb2.User:
+        return user_pb(await self.svc.create_user(request.username, request.password_hash))
+
+    async def GetUserCredentials(self, request: vcs_pb2.GetUserRequest, context: Ctx) -> vcs_pb2.UserCredentials:
+        user, hashed = await self.svc.get_credentials(request.user_id, request.username)
+        return vcs_pb2.UserCredentials(user=user_pb(user), password_hash=hashed)
+
+    async def CreateRepository(self, request: vcs_pb2.CreateRepositoryRequest, context: Ctx) -> vcs_pb2.Repository:
+        repo = await self.svc.create_repository(
+            request.actor,
+            request.name,
+            request.description,
+            _visibility(request.visibility) or Visibility.PRIVATE,
+            request.default_branch or "main",
+        )
+        return repo_pb(repo)
+
+    async def GetRepository(self, request: vcs_pb2.GetRepositoryRequest, context: Ctx) -> vcs_pb2.Repository:
+        return repo_pb(await self.svc.get_repository(request.actor, request.repo_id))
+
+    async def ListRepositories(
+        self, request: vcs_pb2.ListRepositoriesRequest, context: Ctx
+    ) -> vcs_pb2.ListRepositoriesResponse:
+        repos, token = await self.svc.list_repositories(request.actor, request.page_size, request.page_token)
+        return vcs_pb2.ListRepositoriesResponse(repositories=[repo_pb(r) for r in repos], next_page_token=token)
+
+    async def DeleteRepository(self, request: vcs_pb2.DeleteRepositoryRequest, context: Ctx) -> vcs_pb2.Repository:
+        return repo_pb(await self.svc.delete_repository(request.actor, request.repo_id))
+
+    async def SetCollaborator(self, request: vcs_pb2.SetCollaboratorRequest, context: Ctx) -> vcs_pb2.Collaborator:
+        role = Role(request.role) if request.role in (0, 1, 2, 3) else Role.NONE
+        return collaborator_pb(await self.svc.set_collaborator(request.actor, request.repo_id, request.username, role))
+
+    async def ListCollaborators(
+        self, request: vcs_pb2.ListCollaboratorsRequest, context: Ctx
+    ) -> vcs_pb2.ListCollaboratorsResponse:
+        found = await self.svc.list_collaborators(request.actor, request.repo_id)
+        return vcs_pb2.ListCollaboratorsResponse(collaborators=[collaborator_pb(c) for c in found])
+
+    async def CreateCommit(self, request: vcs_pb2.CreateCommitRequest, context: Ctx) -> vcs_pb2.Commit:
+        commit = await self.svc.create_commit(
+            request.actor,
+            request.repo_id,
+            branch=request.branch,
+            expected_head=request.expected_head,
+            message=request.message,
+            stems=[stem_from_pb(s) for s in request.stems],
+            mixdown_blob=request.mixdown_blob,
+            metadata=metadata_from_pb(request.metadata),
+            extra_parent_ids=list(request.extra_parent_ids),
+            inherit_stems=request.inherit_stems,
+            remove_stems=list(request.remove_stems),
+        )
+        return commit_pb(commit)
+
+    async def GetCommit(self, request: vcs_pb2.GetCommitRequest, context: Ctx) -> vcs_pb2.Commit:
+        return commit_pb(await self.svc.get_commit(request.actor, request.commit_id, request.repo_id))
+
+    async def Checkout(self, request: vcs_pb2.CheckoutRequest, context: Ctx) -> vcs_pb2.Commit:
+        return commit_pb(await self.svc.checkout(request.actor, request.repo_id, request.ref))
+
+    async def CreateBranch(self, request: vcs_pb2.CreateBranchRequest, context: Ctx) -> vcs_pb2.Ref:
+        return ref_pb(await self.svc.create_branch(request.actor, request.repo_id, request.name, request.from_ref))
+
+    async def DeleteBranch(self, request: vcs_pb2.DeleteBranchRequest, context: Ctx) -> vcs_pb2.Ref:
+        return ref_pb(await self.svc.delete_branch(request.actor, request.repo_id, request.name))
+
+    async def RenameBranch(self, request: vcs_pb2.RenameBranchRequest, context: Ctx) -> vcs_pb2.Ref:
+        return ref_pb(await self.svc.rename_branch(request.actor, request.repo_id, request.name, request.new_name))
+
+    async def ListRefs(self, request: vcs_pb2.ListRefsRequest, context: Ctx) -> vcs_pb2.ListRefsResponse:
+        return vcs_pb2.ListRefsResponse(
+            refs=[ref_pb(r) for r in await self.svc.list_refs(request.actor, request.repo_id)]
+        )
+
+    async def CreateTag(self, request: vcs_pb2.CreateTagRequest, context: Ctx) -> vcs_pb2.Ref:
+        ref = await self.svc.create_tag(request.actor, request.repo_id, request.name, request.target, request.message)
+        return ref_pb(ref)
+
+    async def DeleteTag(self, request: vcs_pb2.DeleteTagRequest, context: Ctx) -> vcs_pb2.Ref:
+        return ref_pb(await self.svc.delete_tag(request.actor, request.repo_id, request.name))
+
+    async def Log(self, request: vcs_pb2.LogRequest, context: Ctx) -> vcs_pb2.LogResponse:
+        commits, token = await self.svc.log(
+            request.actor,
+            request.repo_id,
+            request.ref,
+            first_parent=request.first_parent,
+            page_size=request.page_size,
+            page_token=request.page_token,
+        )
+        return vcs_pb2.LogResponse(commits=[commit_pb(c) for c in commits], next_page_token=token)
+
+    async def GetCommitGraph(self, request: vcs_pb2.CommitGraphRequest, context: Ctx) -> vcs_pb2.CommitGraph:
+        nodes, edges, refs = await self.svc.commit_graph(request.actor, request.repo_id, request.limit)
+        return vcs_pb2.CommitGraph(
+            nodes=[commit_pb(c) for c in nodes],
+            edges=[vcs_pb2.GraphEdge(child=c, parent=p) for c, p in edges],
+            refs=[ref_pb(r) for r in refs],
+        )
+
+    async def IsAncestor(self, request: vcs_pb2.IsAncestorRequest, context: Ctx) -> vcs_pb2.IsAncestorResponse:
+        found = await self.svc.is_ancestor(request.actor, request.repo_id, request.ancestor, request.descendant)
+        return vcs_pb2.IsAncestorResponse(is_ancestor=found)
+
+    async def Fork(self, request: vcs_pb2.ForkRequest, context: Ctx) -> vcs_pb2.Repository:
+        repo = await self.svc.fork(request.actor, request.repo_id, request.name, _visibility(request.visibility))
+        return repo_pb(repo)
+
+    async def Diff(self, request: vcs_pb2.DiffRequest, context: Ctx) -> vcs_pb2.DiffResponse:
+        d = await self.svc.diff(request.actor, request.repo_id, request.base, request.head)
+        return vcs_pb2.DiffResponse(
+            stems=[
+                vcs_pb2.StemChange(name=s.name, kind=int(s.kind), base_blob=s.base_blob, head_blob=s.head_blob)  # type: ignore[arg-type]
+                for s in d.stems
+            ],
+            metadata=[
+                vcs_pb2.MetadataChange(field=m.field, base_value=m.base_value, head_value=m.head_value)
+                for m in d.metadata
+            ],
+        )
+
+    async def MergeBase(self, request: vcs_pb2.MergeBaseRequest, context: Ctx) -> vcs_pb2.MergeBaseResponse:
+        bases = await self.svc.merge_base(request.actor, request.repo_id, request.a, request.b)
+        return vcs_pb2.MergeBaseResponse(merge_bases=bases)
+
+    async def Merge(self, request: vcs_pb2.MergeRequest, context: Ctx) -> vcs_pb2.MergeResponse:
+        out = await self.svc.merge(
+            request.actor,
+            request.repo_id,
+            into_branch=request.into_branch,
+            from_ref=request.from_ref,
+            expected_head=request.expected_head,
+            message=request.message,
+            default_strategy=_strategy(request.default_strategy),
+            stem_strategies={k: _strategy(v) for k, v in request.stem_strategies.items()},
+            no_fast_forward=request.no_fast_forward,
+            dry_run=request.dry_run,
+        )
+        resp = vcs_pb2.MergeResponse(
+            merged=out.merged,
+            fast_forward=out.fast_forward,
+            up_to_date=out.up_to_date,
+            conflicts=[
+                vcs_pb2.StemConflict(
+                    name=c.name, base_blob=c.base_blob, ours_blob=c.ours_blob, theirs_blob=c.theirs_blob
+                )
+                for c in out.conflicts
+            ],
+            merge_bases=out.merge_bases,
+            dry_run=out.dry_run,
+        )
+        if out.commit is not None:
+            resp.commit.CopyFrom(commit_pb(out.commit, request.repo_id))
+        return resp
+
+    async def Revert(self, request: vcs_pb2.RevertRequest, context: Ctx) -> vcs_pb2.Commit:
+        commit = await self.svc.revert(
+            request.actor,
+            request.repo_id,
+            branch=request.branch,
+            commit_id=request.commit_id,
+            expected_head=request.expected_head,
+            message=request.message,
+        )
+        return commit_pb(commit)
+
+    async def Blame(self, request: vcs_pb2.BlameRequest, context: Ctx) -> vcs_pb2.BlameResponse:
+        entries = await self.svc.blame(request.actor, request.repo_id, request.ref)
+        return vcs_pb2.BlameResponse(entries=[blame_pb(e) for e in entries])
+
+    async def RegisterBlob(self, request: vcs_pb2.RegisterBlobRequest, context: Ctx) -> vcs_pb2.RegisterBlobResponse:
+        await self.svc.register_blob(request.actor, request.blob_key, request.content_type, request.size_bytes)
+        return vcs_pb2.RegisterBlobResponse()
+
+    async def CanReadBlob(self, request: vcs_pb2.CanReadBlobRequest, context: Ctx) -> vcs_pb2.CanReadBlobResponse:
+        return vcs_pb2.CanReadBlobResponse(allowed=await self.svc.can_read_blob(request.actor, request.blob_key))
+
+    async def GarbageCollect(
+        self, request: vcs_pb2.GarbageCollectRequest, context: Ctx
+    ) -> vcs_pb2.GarbageCollectResponse:
+        candidates: dict[str, float | None] = {k: None for k in request.candidate_blobs}
+        for c in request.candidates:
+            candidates[c.key] = c.created_at if c.created_at > 0 else None
+        result = await self.svc.garbage_collect(candidates, request.grace_period_s, request.dry_run)
+        return vcs_pb2.GarbageCollectResponse(
+            deletable_blobs=result.deletable,
+            referenced=result.referenced,
+            deleted=result.deleted,
+            kept_young=result.kept_young,
+        )

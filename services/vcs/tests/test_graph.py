@@ -1,0 +1,93 @@
+"""Merge bases and ancestry on plain dicts, checked against git on the same graphs."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from beatflow.common.errors import NotFound
+from beatflow.vcs.graph import generations, is_ancestor, merge_bases
+
+# Criss-cross: B and C are both best common ancestors of D and E.
+CRISS_CROSS = {"A": [], "B": ["A"], "C": ["A"], "D": ["B", "C"], "E": ["C", "B"]}
+# A longer history with two branches, a merge, and a branch off the merge.
+BRANCHY = {
+    "r": [],
+    "m1": ["r"],
+    "m2": ["m1"],
+    "f1": ["m1"],
+    "f2": ["f1"],
+    "m3": ["m2", "f2"],
+    "g1": ["m3"],
+    "m4": ["m3"],
+    "h1": ["f1"],
+}
+
+
+def test_criss_cross_gives_two_bases() -> None:
+    assert sorted(merge_bases(CRISS_CROSS, "D", "E")) == ["B", "C"]
+
+
+def test_simple_cases() -> None:
+    assert merge_bases(BRANCHY, "g1", "m4") == ["m3"]
+    assert merge_bases(BRANCHY, "m2", "f2") == ["m1"]
+    assert merge_bases(BRANCHY, "m4", "h1") == ["f1"]
+    assert merge_bases(BRANCHY, "m3", "f2") == ["f2"]  # fast-forward situation: one is the ancestor
+    assert merge_bases(BRANCHY, "m3", "m3") == ["m3"]
+    assert merge_bases({"a": [], "b": []}, "a", "b") == []  # unrelated histories
+
+
+def test_unknown_commit_is_not_found() -> None:
+    with pytest.raises(NotFound):
+        merge_bases(BRANCHY, "m4", "nope")
+
+
+def test_generations() -> None:
+    gen = generations(BRANCHY)
+    assert gen["r"] == 1 and gen["m3"] == 5 and gen["m4"] == 6 and gen["h1"] == 4
+
+
+def _random_dag(rng: random.Random, n: int) -> dict[str, list[str]]:
+    parents: dict[str, list[str]] = {}
+    names: list[str] = []
+    for i in range(n):
+        name = f"c{i}"
+        if i == 0 or rng.random() < 0.03:
+            ps: list[str] = []
+        else:
+            window = names[max(0, i - 8) :]
+            ps = [rng.choice(window)]
+            if rng.random() < 0.3:
+                other = rng.choice(names)
+                if other not in ps:
+                    ps.append(other)
+        parents[name] = ps
+        names.append(name)
+    return parents
+
+
+@pytest.mark.parametrize("graph", [CRISS_CROSS, BRANCHY])
+def test_hand_built_graphs_match_git(git_graph, graph: dict[str, list[str]]) -> None:
+    git = git_graph(graph)
+    for a in graph:
+        for b in graph:
+            assert set(merge_bases(graph, a, b)) == git.merge_bases(a, b), (a, b)
+            assert is_ancestor(graph, a, b) == git.is_ancestor(a, b), (a, b)
+
+
+def test_random_dags_match_git(git_graph) -> None:
+    rng = random.Random(1234)
+    checked = multi = 0
+    for round_ in range(3):
+        graph = _random_dag(rng, 60)
+        git = git_graph(graph)
+        names = list(graph)
+        for _ in range(40):
+            a, b = rng.choice(names), rng.choice(names)
+            ours = set(merge_bases(graph, a, b))
+            assert ours == git.merge_bases(a, b), (round_, a, b)
+            multi += len(ours) > 1
+            checked += 1
+    assert checked == 120
+    assert multi > 0  # the random graphs did exercise several best common ancestors
