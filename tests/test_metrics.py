@@ -1,0 +1,227 @@
+"""Every service, run as its container runs it (``python -m beatflow.<name>`` with
+``BEATFLOW_*`` settings), serves Prometheus metrics on its metrics port: after real
+calls and a real job, a scrape over HTTP finds them counted, and the job's log
+lines carry its id.
+
+Real PostgreSQL, Redis and S3 (moto) come from the root fixtures; models are the
+tiny presets on the CPU.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from beatflow.common import healthcheck
+from beatflow.common.blobstore import S3BlobStore
+from beatflow.common.localservers import free_port
+from beatflow.separator.testsignals import click_track, encode
+from beatflow.v1 import jobs_pb2, jobs_pb2_grpc, separator_pb2, separator_pb2_grpc
+
+READY_TIMEOUT_S = 180.0
+TERMINAL = {jobs_pb2.JOB_STATE_SUCCEEDED, jobs_pb2.JOB_STATE_FAILED, jobs_pb2.JOB_STATE_CANCELLED, jobs_pb2.JOB_STATE_DEAD}
+
+
+@dataclass
+class Service:
+    name: str
+    proc: subprocess.Popen[bytes]
+    port: int
+    metrics_port: int
+    log_path: Path
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        lines = []
+        for raw in self.log_path.read_text(errors="replace").splitlines():
+            if raw.startswith("{"):
+                lines.append(json.loads(raw))
+        return lines
+
+    def fail(self, why: str) -> None:
+        tail = self.log_path.read_text(errors="replace")[-4000:]
+        pytest.fail(f"{self.name}: {why}; log tail:\n{tail}")
+
+
+def installed(name: str) -> bool:
+    return importlib.util.find_spec(f"beatflow.{name}.__main__") is not None
+
+
+class Stack:
+    """Service processes started with one environment, stopped (SIGTERM) at the end."""
+
+    def __init__(self, env: dict[str, str], logs: Path) -> None:
+        self.env = env
+        self.logs = logs
+        self.services: dict[str, Service] = {}
+
+    def start(self, name: str, **extra: str) -> Service:
+        port, metrics_port = free_port(), free_port()
+        env = {**self.env, "BEATFLOW_PORT": str(port), "BEATFLOW_METRICS_PORT": str(metrics_port), **extra}
+        log_path = self.logs / f"{name}.log"
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen([sys.executable, "-m", f"beatflow.{name}"], env=env, stdout=log, stderr=subprocess.STDOUT)
+        svc = Service(name, proc, port, metrics_port, log_path)
+        self.services[name] = svc
+        return svc
+
+    def run_once(self, name: str, *args: str) -> None:
+        out = subprocess.run(
+            [sys.executable, "-m", f"beatflow.{name}", *args], env=self.env, capture_output=True, text=True, timeout=120, check=False
+        )
+        assert out.returncode == 0, out.stdout + out.stderr
+
+    def wait_ready(self, svc: Service) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if svc.proc.poll() is not None:
+                svc.fail(f"exited with code {svc.proc.returncode} before it was ready")
+            if svc.name == "gateway":
+                status = healthcheck.check_http(f"http://{svc.target}/health", timeout_s=2.0)
+            else:
+                status = healthcheck.check_grpc(svc.target, timeout_s=2.0)
+            if status == "SERVING":
+                return
+            time.sleep(0.3)
+        svc.fail(f"not SERVING after {READY_TIMEOUT_S:.0f}s")
+
+    def stop(self) -> None:
+        for svc in self.services.values():
+            if svc.proc.poll() is None:
+                svc.proc.send_signal(signal.SIGTERM)
+        for svc in self.services.values():
+            try:
+                svc.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                svc.proc.kill()
+                svc.proc.wait()
+
+
+def scrape(svc: Service) -> str:
+    response = httpx.get(f"http://127.0.0.1:{svc.metrics_port}/metrics", timeout=10.0)
+    response.raise_for_status()
+    return response.text
+
+
+def value(text: str, name: str, **labels: str) -> float:
+    """Sum of the samples named ``name`` whose labels include ``labels`` (0 when none)."""
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                total += sample.value
+    return total
+
+
+def wait_job(channel: grpc.Channel, job_id: str, timeout_s: float = 120.0) -> jobs_pb2.Job:
+    stub = jobs_pb2_grpc.JobsStub(channel)
+    for _event in stub.WatchJob(jobs_pb2.WatchJobRequest(job_id=job_id), timeout=timeout_s):
+        pass  # the stream ends after the terminal event
+    job = stub.GetJob(jobs_pb2.GetJobRequest(job_id=job_id), timeout=10)
+    assert job.state in TERMINAL
+    return job
+
+
+@pytest.fixture
+def stack(tmp_path: Path, database_url: str, redis_url: str, s3_settings: dict[str, Any]) -> Iterator[Stack]:
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "BEATFLOW_HOST": "127.0.0.1",
+        "BEATFLOW_LOG_JSON": "true",
+        "BEATFLOW_LOG_LEVEL": "INFO",
+        "BEATFLOW_GRACE_PERIOD_S": "2",
+        "BEATFLOW_REDIS_URL": redis_url,
+        "BEATFLOW_DATABASE_URL": database_url,
+        "BEATFLOW_GENERATOR_MODEL": "tiny",
+        "BEATFLOW_GENERATOR_DEVICE": "cpu",
+        "BEATFLOW_SEPARATOR_MODEL": "tiny",
+        "BEATFLOW_SEPARATOR_DEVICE": "cpu",
+        "BEATFLOW_TOKEN_SECRET": "test-secret-for-metrics",
+        "HF_HUB_OFFLINE": "1",
+        **{f"BEATFLOW_{k.upper()}": str(v).lower() if isinstance(v, bool) else str(v) for k, v in s3_settings.items()},
+    }
+    running = Stack(env, tmp_path)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def test_separator_counts_rpcs_and_analysis_job_and_logs_job_id(stack: Stack, s3_store: Any) -> None:
+    separator = stack.start("separator")
+    stack.wait_ready(separator)
+    store: S3BlobStore = s3_store
+    wav = encode(click_track(120.0, 3.0, sr=22050), 22050)
+    audio_key = store.put_bytes(wav, content_type="audio/wav")
+
+    with grpc.insecure_channel(separator.target) as channel:
+        job = separator_pb2_grpc.SeparatorStub(channel).SubmitAnalysis(
+            separator_pb2.AnalyzeRequest(audio_blob=audio_key, owner="metrics-test"), timeout=30
+        )
+        done = wait_job(channel, job.id)
+    assert done.state == jobs_pb2.JOB_STATE_SUCCEEDED, done.error
+
+    text = scrape(separator)
+    assert value(text, "beatflow_jobs_total", kind="analyze", state="SUCCEEDED") == 1
+    assert value(text, "beatflow_job_seconds_count", kind="analyze") == 1
+    assert value(text, "beatflow_rpc_total", method="/beatflow.v1.Separator/SubmitAnalysis", code="OK") == 1
+    assert value(text, "beatflow_rpc_total", method="/beatflow.v1.Jobs/GetJob", code="OK") == 1
+    assert value(text, "beatflow_rpc_seconds_count", method="/beatflow.v1.Separator/SubmitAnalysis") == 1
+    # The readiness probes above went through the same interceptor.
+    assert value(text, "beatflow_rpc_total", method="/grpc.health.v1.Health/Check") >= 1
+
+    # Structured logs: JSON lines, and the lines written while the job ran carry its id.
+    lines = separator.log_lines()
+    assert lines and all({"ts", "level", "service", "msg"} <= line.keys() for line in lines)
+    assert {line["service"] for line in lines} == {"separator"}
+    job_lines = [line for line in lines if line.get("job_id") == job.id]
+    assert job_lines, "no log line carries the job id"
+
+
+def test_gateway_counts_http_requests_and_backends_count_its_calls(stack: Stack) -> None:
+    separator = stack.start("separator")
+    stack.wait_ready(separator)
+    gateway = stack.start("gateway", BEATFLOW_SEPARATOR_ADDR=separator.target)
+    stack.wait_ready(gateway)
+    before = value(scrape(separator), "beatflow_rpc_total", method="/grpc.health.v1.Health/Check")
+
+    response = httpx.get(f"http://{gateway.target}/health", timeout=10)
+    assert response.status_code == 200
+    assert response.json()["backends"]["separator"] == "SERVING"
+
+    gateway_text = scrape(gateway)
+    assert value(gateway_text, "beatflow_http_requests_total", method="GET", route="/health", status="200") >= 2
+    assert value(gateway_text, "beatflow_http_request_seconds_count", method="GET", route="/health") >= 2
+    # The gateway asked the separator's health over gRPC, and the separator counted it.
+    assert value(scrape(separator), "beatflow_rpc_total", method="/grpc.health.v1.Health/Check") > before
+
+
+def test_every_installed_backend_serves_metrics_as_its_container_would(stack: Stack) -> None:
+    """vcs and generator, once installed: start as in the images, answer an RPC, count it."""
+    backends = [name for name in ("vcs", "generator") if installed(name)]
+    if "vcs" in backends:
+        stack.run_once("vcs", "migrate")
+    started = [stack.start(name) for name in backends]
+    for svc in started:
+        stack.wait_ready(svc)
+        text = scrape(svc)
+        assert value(text, "beatflow_rpc_total", method="/grpc.health.v1.Health/Check", code="OK") >= 1, svc.name
+        assert "beatflow_job_queue_depth" in text and "beatflow_gpu_memory_bytes" in text
