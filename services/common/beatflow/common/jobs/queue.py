@@ -84,6 +84,9 @@ class JobQueue:
         self.retention_s = retention_s
         self.event_maxlen = event_maxlen
         self._groups: set[str] = set()
+        # stale entries (dead workers) are looked for at most this often per kind
+        self._reclaim_interval_s = min(1.0, heartbeat_timeout_s / 4)
+        self._next_reclaim: dict[str, float] = {}
         self._submit = redis.register_script(scripts.SUBMIT)
         self._start = redis.register_script(scripts.START)
         self._heartbeat = redis.register_script(scripts.HEARTBEAT)
@@ -165,10 +168,14 @@ class JobQueue:
         keys = self._job_keys(job_id, kind)[:3]
         use_idem = idempotency_key is not None
         keys.append(self.idempotency_key(kind, owner, idempotency_key) if idempotency_key else keys[0])
-        _created, found_id = await self._submit(
+        out = await self._submit(
             keys=keys, args=[*self._common_args(), job_id, kind, owner, body, "1" if use_idem else "0"]
         )
-        return await self.get(as_str(found_id))
+        if int(out[0]) == 0:  # the idempotency key names an existing job
+            return await self.get(as_str(out[1]))
+        record = JobRecord.from_redis(out[3:])
+        record.queue_position = max(0, int(out[2]))
+        return record
 
     async def find(self, job_id: str) -> JobRecord | None:
         """The job, or None when unknown (or expired after its retention)."""
@@ -295,10 +302,15 @@ class JobQueue:
             raise ValueError("count must be >= 1")
         await self._ensure_group(kind)
         q = self.queue_key(kind)
-        min_idle_ms = int(self.heartbeat_timeout_s * 1000)
-        reclaimed = await self.redis.xautoclaim(q, GROUP, consumer, min_idle_ms, start_id="0-0", count=count)
-        stale = [(as_str(eid), fields) for eid, fields in reclaimed[1] if eid is not None]
-        jobs = await self._start_entries(kind, consumer, stale)
+        jobs: list[ClaimedJob] = []
+        if time.monotonic() >= self._next_reclaim.get(kind, 0.0):
+            min_idle_ms = int(self.heartbeat_timeout_s * 1000)
+            reclaimed = await self.redis.xautoclaim(q, GROUP, consumer, min_idle_ms, start_id="0-0", count=count)
+            stale = [(as_str(eid), fields) for eid, fields in reclaimed[1] if eid is not None]
+            # a full page may mean more stale entries: look again on the next call
+            pause = 0.0 if len(reclaimed[1]) >= count else self._reclaim_interval_s
+            self._next_reclaim[kind] = time.monotonic() + pause
+            jobs = await self._start_entries(kind, consumer, stale)
         if len(jobs) < count:
             block = block_ms if (block_ms > 0 and not jobs) else None
             try:
@@ -313,13 +325,18 @@ class JobQueue:
         return jobs
 
     async def _start_entries(self, kind: str, consumer: str, entries: Sequence[tuple[str, Any]]) -> list[ClaimedJob]:
-        jobs: list[ClaimedJob] = []
+        if not entries:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
         for entry_id, fields in entries:
             job_id = decode_mapping(fields).get("job", "")
-            out = await self._start(
+            await self._start(
                 keys=self._job_keys(job_id, kind),
                 args=[*self._common_args(), entry_id, consumer, self.max_attempts],
+                client=pipe,
             )
+        jobs: list[ClaimedJob] = []
+        for (entry_id, _fields), out in zip(entries, await pipe.execute(), strict=True):
             code = int(out[0])
             if code == 2:
                 metrics.observe_job(kind, JobState.DEAD.name, None)

@@ -62,6 +62,7 @@ end
 
 # KEYS: job, events, queue, idempotency key (or the job key again when none)
 # ARGV: ..., job_id, kind, owner, request_json, use_idempotency ('1'/'0')
+# Returns {0, existing_id} for a known idempotency key, else {1, job_id, queue_position, hgetall...}
 SUBMIT = (
     PRELUDE
     + r"""
@@ -85,7 +86,13 @@ redis.call('HSET', KEYS[1], 'id', job_id, 'kind', ARGV[6], 'state', 'QUEUED',
   'started_at', '0', 'finished_at', '0', 'entry', entry, 'consumer', '', 'cancel', '0',
   'idem', idem)
 event('QUEUED', '0', 'queued', '', '{}', '')
-return {1, job_id}
+-- the new entry is last: every undelivered entry is ahead of it
+local ahead = redis.call('XLEN', KEYS[3]) - 1
+local ok, summary = pcall(redis.call, 'XPENDING', KEYS[3], GROUP)
+if ok then ahead = ahead - tonumber(summary[1]) end
+local out = {1, job_id, ahead}
+for _, v in ipairs(redis.call('HGETALL', KEYS[1])) do out[#out + 1] = v end
+return out
 """
 )
 

