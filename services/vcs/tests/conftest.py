@@ -52,6 +52,7 @@ class World:
             expected_head=expected,
             message=label,
             stems=[stem(n, lab) for n, lab in stems.items()],
+            inherit_stems=bool(expected),  # stems not named are carried over from the head
         )
 
 

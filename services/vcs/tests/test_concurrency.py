@@ -1,0 +1,85 @@
+"""Many writers on one branch: compare-and-swap keeps every accepted commit and refuses the rest cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+
+from sqlalchemy import text
+
+from beatflow.common.errors import FailedPrecondition
+
+
+async def _head(world) -> str:
+    return {r.name: r.commit_id for r in await world.vcs.list_refs(world.alice.id, world.repo.id)}["main"]
+
+
+async def _attempt(world, helpers, label: str) -> tuple[str | None, str]:
+    """Read the head, commit naming it; (commit id or None, head seen)."""
+    head = await _head(world)
+    try:
+        c = await world.vcs.create_commit(
+            world.alice.id,
+            world.repo.id,
+            expected_head=head,
+            message=label,
+            stems=[helpers.stem("drums", label)],
+            inherit_stems=True,
+        )
+    except FailedPrecondition as err:
+        assert "stale head" in err.message and head in err.message
+        return None, head
+    assert c.parent_ids == (head,)
+    return c.id, head
+
+
+async def _assert_linear(world, root: str, accepted: list[str]) -> None:
+    log, token = await world.vcs.log(world.alice.id, world.repo.id, page_size=500)
+    assert token == ""
+    ids = [c.id for c in log]
+    assert ids[-1] == root and len(ids) == len(accepted) + 1 and set(ids[:-1]) == set(accepted)
+    for child, parent in itertools.pairwise(log):  # strictly linear: each commit's only parent is the next
+        assert child.parent_ids == (parent.id,)
+    async with world.vcs.engine.connect() as conn:
+        n_commits = (await conn.execute(text("SELECT count(*) FROM commits"))).scalar_one()
+        n_members = (await conn.execute(text("SELECT count(*) FROM repo_commits"))).scalar_one()
+    assert n_commits == n_members == len(accepted) + 1  # refused attempts left nothing behind
+
+
+async def test_fifty_concurrent_commits_make_a_linear_history(world, helpers) -> None:
+    root = await world.commit("root", drums="d0")
+    rng = random.Random(7)
+    start = asyncio.Event()
+
+    async def one_shot(i: int) -> tuple[str | None, str]:
+        await start.wait()
+        await asyncio.sleep(rng.random() * 0.05)  # spread the reads so several heads get seen
+        return await _attempt(world, helpers, f"one-shot {i}")
+
+    tasks = [asyncio.create_task(one_shot(i)) for i in range(50)]
+    start.set()
+    results = await asyncio.gather(*tasks)
+    accepted = [cid for cid, _ in results if cid]
+    refused = [head for cid, head in results if not cid]
+    assert len(accepted) + len(refused) == 50
+    assert accepted and refused
+    assert len(set(accepted)) == len(accepted)
+    # Every accepted commit names a distinct head: no two writers won on the same head.
+    heads_won = [head for cid, head in results if cid]
+    assert len(set(heads_won)) == len(heads_won)
+    await _assert_linear(world, root.id, accepted)
+
+
+async def test_writers_that_retry_all_get_in(world, helpers) -> None:
+    root = await world.commit("root", drums="d0")
+
+    async def persistent(i: int) -> str:
+        for attempt in range(100):
+            cid, _ = await _attempt(world, helpers, f"writer {i} try {attempt}")
+            if cid:
+                return cid
+        raise AssertionError("never accepted")
+
+    accepted = list(await asyncio.gather(*(persistent(i) for i in range(10))))
+    await _assert_linear(world, root.id, accepted)
