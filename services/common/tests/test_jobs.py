@@ -4,6 +4,7 @@ complete, fail, cancel, reclaim, positions, idempotency, history and retention."
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -342,3 +343,43 @@ async def test_metrics_count_finished_jobs(queue: JobQueue) -> None:
     [claimed] = await queue.claim("metered", "w1", block_ms=100)
     await claimed.complete({}, {})
     assert (total("SUCCEEDED"), total("CANCELLED")) == (before[0] + 1, before[1] + 1)
+
+
+async def test_cancelled_job_whose_worker_died_ends_cancelled(fast_queue: JobQueue) -> None:
+    job = await fast_queue.submit(KIND, {})
+    await fast_queue.claim(KIND, "doomed", block_ms=100)
+    assert (await fast_queue.cancel(job.id)).state == JobState.RUNNING  # flagged; nobody will see it
+    await asyncio.sleep(0.5)
+    assert await fast_queue.claim(KIND, "w2", block_ms=50) == []
+    assert (await fast_queue.get(job.id)).state == JobState.CANCELLED
+
+
+async def test_progress_callback_reports_from_a_thread_and_stops_on_cancel(queue: JobQueue) -> None:
+    job = await queue.submit(KIND, {})
+    [claimed] = await queue.claim(KIND, "w1", block_ms=100)
+    report = claimed.progress_callback(min_interval_s=0.0)
+    cancelled = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def engine() -> int:
+        step = 0
+        while True:  # a long blocking loop, as model inference is
+            step += 1
+            report(min(step / 1000, 0.99), f"step {step}")
+            if step == 5:
+                loop.call_soon_threadsafe(cancelled.set)
+            time.sleep(0.01)
+
+    async def cancel_then_heartbeat() -> None:
+        await cancelled.wait()
+        await queue.cancel(job.id)
+        await claimed.heartbeat()
+
+    canceller = asyncio.create_task(cancel_then_heartbeat())
+    with pytest.raises(JobCancelled):
+        await asyncio.to_thread(engine)
+    await canceller
+    await claimed.mark_cancelled()
+    history = await queue.history(job.id)
+    assert any(e.stage == "step 5" for e in history)
+    assert history[-1].state == JobState.CANCELLED

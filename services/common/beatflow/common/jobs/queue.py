@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -34,7 +35,10 @@ from beatflow.common.errors import InvalidArgument, NotFound
 from beatflow.common.jobs import scripts
 from beatflow.common.jobs.model import JobCancelled, JobEvent, JobRecord, JobState, as_str, decode_mapping
 
+log = logging.getLogger(__name__)
+
 GROUP = "workers"
+MAX_ERROR_CHARS = 4000
 _KIND_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _MAX_IDEMPOTENCY_KEY = 256
 _MAX_JOB_ID = 128
@@ -301,6 +305,16 @@ class JobQueue:
         if count < 1:
             raise ValueError("count must be >= 1")
         await self._ensure_group(kind)
+        try:
+            return await self._claim(kind, consumer, count, block_ms)
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            self._groups.discard(kind)  # the stream was removed behind our back: recreate it
+            await self._ensure_group(kind)
+            return []
+
+    async def _claim(self, kind: str, consumer: str, count: int, block_ms: int) -> list[ClaimedJob]:
         q = self.queue_key(kind)
         jobs: list[ClaimedJob] = []
         if time.monotonic() >= self._next_reclaim.get(kind, 0.0):
@@ -311,16 +325,11 @@ class JobQueue:
             pause = 0.0 if len(reclaimed[1]) >= count else self._reclaim_interval_s
             self._next_reclaim[kind] = time.monotonic() + pause
             jobs = await self._start_entries(kind, consumer, stale)
+            for job in jobs:
+                log.warning("job %s reclaimed from a worker that stopped heartbeating", job.id)
         if len(jobs) < count:
             block = block_ms if (block_ms > 0 and not jobs) else None
-            try:
-                resp = await self.redis.xreadgroup(GROUP, consumer, {q: ">"}, count=count - len(jobs), block=block)
-            except ResponseError as exc:
-                if "NOGROUP" not in str(exc):
-                    raise
-                self._groups.discard(kind)  # the stream was removed behind our back
-                await self._ensure_group(kind)
-                resp = None
+            resp = await self.redis.xreadgroup(GROUP, consumer, {q: ">"}, count=count - len(jobs), block=block)
             jobs += await self._start_entries(kind, consumer, _stream_entries(resp))
         return jobs
 
@@ -339,6 +348,7 @@ class JobQueue:
         for (entry_id, _fields), out in zip(entries, await pipe.execute(), strict=True):
             code = int(out[0])
             if code == 2:
+                log.warning("job of entry %s is dead: its workers kept stopping", entry_id)
                 metrics.observe_job(kind, JobState.DEAD.name, None)
             elif code == 3:
                 metrics.observe_job(kind, JobState.CANCELLED.name, None)
@@ -387,6 +397,7 @@ class ClaimedJob:
         """Report progress (0..1, never lower than before) and refresh the claim.
 
         Returns the recorded progress; also refreshes ``cancel_requested``.
+        Call it on the event loop; from a thread use :meth:`progress_callback`.
         """
         if math.isnan(fraction):
             raise ValueError("progress is NaN")
@@ -400,6 +411,30 @@ class ClaimedJob:
         if stage:
             self.record.stage = stage
         return recorded
+
+    def progress_callback(
+        self, loop: asyncio.AbstractEventLoop | None = None, *, min_interval_s: float = 0.1
+    ) -> Callable[..., None]:
+        """A plain ``report(fraction, stage="")`` for engine code running in a worker thread.
+
+        It schedules :meth:`progress` on ``loop`` (the running loop by default;
+        call this from the loop), at most every ``min_interval_s`` unless the
+        stage changes or the work is done, and raises :class:`JobCancelled` in
+        the thread once a cancel has been seen, which stops the engine.
+        """
+        loop = loop or asyncio.get_running_loop()
+        last_t, last_stage = 0.0, ""
+
+        def report(fraction: float, stage: str = "") -> None:
+            nonlocal last_t, last_stage
+            now = time.monotonic()
+            if now - last_t >= min_interval_s or stage != last_stage or fraction >= 1.0:
+                last_t, last_stage = now, stage
+                future = asyncio.run_coroutine_threadsafe(self.progress(fraction, stage), loop)
+                future.add_done_callback(_log_failed_report)
+            self.check_cancelled()
+
+        return report
 
     async def heartbeat(self) -> bool:
         """Keep the claim alive (resets its idle time); False if another worker took the job."""
@@ -427,7 +462,9 @@ class ClaimedJob:
         self.finished = True
         if int(outcome) == 1:
             self._observe(JobState.SUCCEEDED)
+            log.info("job %s succeeded", self.id)
             return True
+        log.info("job %s was already finished; this result is dropped", self.id)
         return False
 
     async def fail(self, error: str, *, retryable: bool = True) -> JobState | None:
@@ -435,6 +472,7 @@ class ClaimedJob:
 
         Returns the job's new state, or None if this worker no longer held it.
         """
+        error = error[:MAX_ERROR_CHARS]
         outcome = int(
             await self.queue._fail(
                 keys=self._keys(),
@@ -451,6 +489,7 @@ class ClaimedJob:
         state = {1: JobState.QUEUED, 2: JobState.DEAD, 3: JobState.CANCELLED, 4: JobState.FAILED}.get(outcome)
         if state is not None and state.terminal:
             self._observe(state)
+        log.info("job %s failed (%s): %s", self.id, state.name if state else "no longer held", error)
         return state
 
     async def mark_cancelled(self) -> bool:
@@ -469,3 +508,8 @@ class ClaimedJob:
         if outcome == 3:
             self._observe(JobState.CANCELLED)
         return outcome == 1
+
+
+def _log_failed_report(future: Any) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.warning("progress report failed: %s", future.exception())

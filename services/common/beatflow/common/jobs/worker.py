@@ -83,15 +83,18 @@ async def run_worker(
                 break
             try:
                 jobs = await queue.claim(kind, consumer, count=batch, block_ms=block_ms)
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            except asyncio.CancelledError:
                 slots.release()
-                log.warning("claiming %s jobs failed: %s; retrying", kind, exc)
+                raise
+            except Exception as exc:  # Redis away or restarting: keep trying, never die silently
+                slots.release()
+                if isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError):
+                    log.warning("claiming %s jobs failed: %s; retrying", kind, exc)
+                else:
+                    log.exception("claiming %s jobs failed; retrying", kind)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 1.0)
                 continue
-            except BaseException:
-                slots.release()
-                raise
             if not jobs:
                 slots.release()
             else:
