@@ -310,7 +310,7 @@ class GenerateCreate(Strict):
     temperature: float | None = Field(None, gt=0, le=10)
     guidance_scale: float | None = Field(None, ge=0, le=20)
     greedy: bool = False
-    num_variations: int = Field(1, ge=1, le=8)
+    num_variations: int = Field(1, ge=1, le=4)
     format: Literal["wav", "flac", "mp3"] = "wav"
     melody_blob: BlobRef | None = Field(None, description="Hum-to-beat: a recording whose melody conditions the music")
     prompt_audio_blob: BlobRef | None = Field(None, description="Continue this audio")

@@ -99,7 +99,7 @@ async def create_commit(repo_id: RepoId, body: schemas.CommitCreate, state: Stat
         for output, key in sorted(dict(job.result_blobs).items()):
             name = _stem_name_for_output(job.kind, output)
             stems[name] = await _stem(state, user, name, key)
-        if not generation_json and job.result_json:
+        if not generation_json and job.result_json and job.kind not in ("separate", "analyze"):
             generation_json = job.result_json
     for s in body.stems:
         stems[s.name] = await _stem(state, user, s.name, s.blob_key)
