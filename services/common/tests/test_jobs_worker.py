@@ -312,5 +312,9 @@ async def test_jobs_service_over_grpc(queue: JobQueue) -> None:
             with pytest.raises(grpc.aio.AioRpcError) as err:
                 await stub.GetJob(jobs_pb2.GetJobRequest(job_id=""))
             assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                async for _ in stub.WatchJob(jobs_pb2.WatchJobRequest(job_id=job.id, after_event_id="nope")):
+                    pass
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     finally:
         await server.stop(0)

@@ -42,6 +42,16 @@ MAX_ERROR_CHARS = 4000
 _KIND_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _MAX_IDEMPOTENCY_KEY = 256
 _MAX_JOB_ID = 128
+_EVENT_ID_RE = re.compile(r"^\d{1,20}(-\d{1,20})?$")
+
+
+def _event_cursor(after: str) -> str:
+    """Validate a client-supplied event id to resume after ("" or "0": from the start)."""
+    if not after:
+        return "0"
+    if not _EVENT_ID_RE.match(after):
+        raise InvalidArgument(f"invalid event id {after!r}")
+    return after
 
 
 def _now() -> str:
@@ -212,7 +222,8 @@ class JobQueue:
 
     async def history(self, job_id: str, after: str = "0") -> list[JobEvent]:
         """Events recorded so far (no waiting)."""
-        start = "-" if after in ("", "0", "0-0") else f"({after}"
+        after = _event_cursor(after)
+        start = "-" if after in ("0", "0-0") else f"({after}"
         entries = await self.redis.xrange(self.events_key(job_id), min=start, max="+") or []
         return [JobEvent.from_entry(job_id, eid, fields) for eid, fields in entries]
 
@@ -222,10 +233,10 @@ class JobQueue:
         Ends after the terminal event, or at once for a job already finished
         whose events after ``after`` were all seen. NotFound for unknown jobs.
         """
+        last = _event_cursor(after)
         job_key, ev_key = self.job_key(job_id), self.events_key(job_id)
         if not job_id or len(job_id) > _MAX_JOB_ID or not await self.redis.exists(job_key, ev_key):
             raise NotFound(f"job {job_id!r} not found")
-        last = after or "0"
         while True:
             entries = _stream_entries(await self.redis.xread({ev_key: last}, count=100, block=block_ms))
             if not entries:
