@@ -7,6 +7,14 @@ Use :class:`DecodeEngine` on a loaded ``MusicgenForConditionalGeneration`` (or t
 from beatflow.generator.engine.engine import DecodeEngine, EngineConfig, RequestHandle, half_dtype_for
 from beatflow.generator.engine.types import AudioChunk, EngineRequest, EngineResult, SamplingParams
 
+
+def create_backend(lm: object) -> object:
+    """``make_backend("engine", lm)``: the engine as the service's GenerationBackend (imported lazily)."""
+    from beatflow.generator.engine.backend import create_backend as make
+
+    return make(lm)  # type: ignore[arg-type]
+
+
 __all__ = [
     "AudioChunk",
     "DecodeEngine",
@@ -15,5 +23,6 @@ __all__ = [
     "EngineResult",
     "RequestHandle",
     "SamplingParams",
+    "create_backend",
     "half_dtype_for",
 ]

@@ -46,6 +46,7 @@ class EngineConfig:
     max_new_tokens: int = 1503
     max_prompt_frames: int = 0
     max_text_tokens: int = 64
+    max_grid: int | None = None  # cap on start token + prompt + new steps (default: no extra cap)
     dtype: torch.dtype | None = None
     cuda_graphs: bool = True
     length_bucket: int = 128
@@ -83,7 +84,7 @@ class RequestHandle:
         return self.future.done()
 
 
-@dataclass
+@dataclass(eq=False)
 class _Slot:
     handle: RequestHandle
     seed: int
@@ -94,6 +95,8 @@ class _Slot:
     steps_total: int
     streamer: ChunkStreamer | None
     chunks: list[np.ndarray] = field(default_factory=list)
+    frames_sent: int = 0
+    peak_batch: int = 1
 
 
 class DecodeEngine:
@@ -117,6 +120,8 @@ class DecodeEngine:
         self.melody = self.conditioner.melody
         self.prefix_max = (model.config.chroma_length + cfg.max_text_tokens) if self.melody else 0
         self.grid_len = 1 + cfg.max_prompt_frames + cfg.max_new_tokens
+        if cfg.max_grid is not None:
+            self.grid_len = min(self.grid_len, cfg.max_grid)
         self.cache_len = self.prefix_max + self.grid_len
         self._alloc()
         self._slots: list[_Slot] = []
@@ -347,6 +352,8 @@ class DecodeEngine:
             limit = self.config.max_prompt_frames
             raise ValueError(f"prompt of {prompt_frames} frames exceeds max_prompt_frames={limit}")
         total_len = 1 + prompt_frames + req.max_new_tokens
+        if total_len > self.grid_len:
+            raise ValueError(f"prompt ({prompt_frames} frames) + {req.max_new_tokens} steps exceed the grid")
         pattern = build_pattern(prompt, info.num_codebooks, info.audio_channels, total_len, info.pad_token)
         first = first_free_column(pattern)
         prefix_len = 0 if cond.prefix is None else cond.prefix.shape[1]
@@ -411,6 +418,7 @@ class DecodeEngine:
         slot.col += 1
         slot.cpos += 1
         slot.steps_done += 1
+        slot.peak_batch = max(slot.peak_batch, len(self._slots))
         req = slot.handle.request
         try:
             if req.on_progress is not None:
@@ -418,26 +426,36 @@ class DecodeEngine:
             if slot.steps_done >= slot.steps_total:
                 self._finish(i, cancelled=False)
                 return
-            if slot.streamer is not None:
-                complete = min(slot.col - self.span + 1, slot.total_len - self.span)
-                if slot.streamer.due(complete):
-                    self._emit_chunk(i, complete, final=False)
+            complete = min(slot.col - self.span + 1, slot.total_len - self.span)
+            if slot.streamer is not None and slot.streamer.due(complete):
+                self._emit_chunk(slot, complete, final=False)
+            if req.on_frames is not None and complete - slot.frames_sent >= max(1, req.frames_every):
+                grid = self._grid_of(slot)
+                self._send_frames(slot, extract_codes(grid, self.view.info.audio_channels, frames=complete))
         except Exception as exc:  # a failing callback fails its own request
             log.exception("request %s failed after a step", req.request_id)
-            self._remove(i)
+            if slot in self._slots:
+                self._remove(self._slots.index(slot))
             if not slot.handle.future.done():
                 slot.handle.future.set_exception(exc)
 
-    def _grid(self, i: int, upto: int) -> torch.Tensor:
-        return self.seq[i, :, :upto].cpu()
+    @staticmethod
+    def _send_frames(slot: _Slot, codes: torch.Tensor) -> None:
+        on_frames = slot.handle.request.on_frames
+        if on_frames is not None and codes.shape[-1] > slot.frames_sent:
+            start = slot.frames_sent
+            slot.frames_sent = codes.shape[-1]
+            on_frames(start, codes[:, start:].clone())
 
-    def _emit_chunk(self, i: int, complete: int, final: bool, codes: torch.Tensor | None = None) -> None:
-        slot = self._slots[i]
+    def _grid_of(self, slot: _Slot) -> torch.Tensor:
+        """The slot's token grid up to its last written column, on the CPU (a device sync)."""
+        return self.seq[self._slots.index(slot), :, : slot.col + 1].to("cpu", copy=True)
+
+    def _emit_chunk(self, slot: _Slot, complete: int, final: bool, codes: torch.Tensor | None = None) -> None:
         assert slot.streamer is not None
         req = slot.handle.request
         if codes is None:
-            grid = self._grid(i, slot.col + 1)
-            codes = extract_codes(grid, self.view.info.audio_channels, frames=complete)
+            codes = extract_codes(self._grid_of(slot), self.view.info.audio_channels, frames=complete)
         start = slot.streamer.emitted_samples
         index = slot.streamer.index
         samples = slot.streamer.take(codes, final=final)
@@ -455,24 +473,33 @@ class DecodeEngine:
         )
 
     def _finish(self, i: int, cancelled: bool) -> None:
+        """Take the request's codes off the device, free its slot, then decode and resolve it."""
         slot = self._slots[i]
         req = slot.handle.request
-        grid = self._grid(i, slot.col + 1)
-        audio_channels = self.view.info.audio_channels
-        if cancelled:
-            frames = max(0, min(slot.col - self.span + 1, slot.total_len - self.span))
-            codes = extract_codes(grid, audio_channels, frames=frames)
-            audio = np.zeros((self.codec.audio_channels, 0), dtype=np.float32)
-        else:
-            codes = extract_codes(grid, audio_channels)
-            if slot.streamer is not None:
-                self._emit_chunk(i, codes.shape[-1], final=True, codes=codes)
-                audio = np.concatenate(slot.chunks, axis=-1)
-            elif req.decode_audio:
-                audio = self.codec.decode(codes)
-            else:
-                audio = np.zeros((self.codec.audio_channels, 0), dtype=np.float32)
+        grid = self._grid_of(slot)
         self._remove(i)
+        audio_channels = self.view.info.audio_channels
+        empty = np.zeros((self.codec.audio_channels, 0), dtype=np.float32)
+        try:
+            if cancelled:
+                frames = max(0, min(slot.col - self.span + 1, slot.total_len - self.span))
+                codes = extract_codes(grid, audio_channels, frames=frames)
+                audio = empty
+            else:
+                codes = extract_codes(grid, audio_channels)
+                self._send_frames(slot, codes)
+                if slot.streamer is not None:
+                    self._emit_chunk(slot, codes.shape[-1], final=True, codes=codes)
+                    audio = np.concatenate(slot.chunks, axis=-1)
+                elif req.decode_audio:
+                    audio = self.codec.decode(codes)
+                else:
+                    audio = empty
+        except Exception as exc:  # a failing callback or decode fails its own request
+            log.exception("finishing request %s failed", req.request_id)
+            if not slot.handle.future.done():
+                slot.handle.future.set_exception(exc)
+            return
         if not slot.handle.future.done():
             slot.handle.future.set_result(
                 EngineResult(
@@ -483,6 +510,7 @@ class DecodeEngine:
                     steps=slot.steps_done,
                     cancelled=cancelled,
                     seed=slot.seed,
+                    batch_size=slot.peak_batch,
                 )
             )
 

@@ -56,11 +56,13 @@ class EngineResult:
     steps: int
     cancelled: bool = False
     seed: int | None = None
+    batch_size: int = 1  # the most requests decoded beside it (itself included) at any step
 
 
 ProgressFn = Callable[[int, int], None]
 ChunkFn = Callable[[AudioChunk], None]
 CancelFn = Callable[[], bool]
+FramesFn = Callable[[int, torch.Tensor], None]
 
 
 @dataclass
@@ -71,6 +73,11 @@ class EngineRequest:
     ``melody_chroma`` (frames, num_chroma) for melody models; ``prompt_audio`` (channels, samples) at the
     codec's sample rate or ``prompt_codes`` (codebooks, frames) to continue. ``max_new_tokens`` decode
     steps are run (``frames + codebook delay - 1`` steps give ``frames`` new audio frames).
+
+    Callbacks run on the engine's thread between steps: ``on_progress(steps_done, steps_total)`` after
+    every step, ``on_chunk`` with decoded audio about every ``chunk_seconds``, ``on_frames`` with
+    finished codec frames (the prompt's included) about every ``frames_every`` frames, and
+    ``is_cancelled`` is polled before every step.
     """
 
     max_new_tokens: int
@@ -87,4 +94,6 @@ class EngineRequest:
     on_chunk: ChunkFn | None = None
     chunk_seconds: float = 1.0
     is_cancelled: CancelFn | None = None
+    on_frames: FramesFn | None = None  # (start_frame, codes (codebooks, n)): finished frames, in order
+    frames_every: int = 25
     decode_audio: bool = True
