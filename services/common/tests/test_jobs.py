@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
+from prometheus_client import REGISTRY
 
-from beatflow.common import metrics
 from beatflow.common.errors import InvalidArgument, NotFound
 from beatflow.common.jobs import GROUP, JobCancelled, JobEvent, JobQueue, JobState
 
@@ -46,7 +46,7 @@ async def test_submit_claim_complete(queue: JobQueue, client: aioredis.Redis) ->
     assert job.request == {"prompt": "lofi drums", "seconds": 4}
     assert job.owner == "alice" and job.attempts == 0 and job.created_at > 0
     assert await queue.depth(KIND) == 1
-    assert metrics.QUEUE_DEPTH.labels(kind=KIND)._value.get() == 1
+    assert REGISTRY.get_sample_value("beatflow_job_queue_depth", {"kind": KIND}) == 1
 
     [claimed] = await queue.claim(KIND, "w1", block_ms=100)
     assert claimed.id == job.id and claimed.request == job.request
@@ -334,7 +334,7 @@ async def test_finished_jobs_expire_after_retention(client: aioredis.Redis) -> N
 
 async def test_metrics_count_finished_jobs(queue: JobQueue) -> None:
     def total(state: str) -> float:
-        return metrics.JOBS_TOTAL.labels(kind="metered", state=state)._value.get()
+        return REGISTRY.get_sample_value("beatflow_jobs_total", {"kind": "metered", "state": state}) or 0.0
 
     before = total("SUCCEEDED"), total("CANCELLED")
     await queue.submit("metered", {})
