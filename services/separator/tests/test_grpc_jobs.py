@@ -86,7 +86,7 @@ async def test_mono_22k_input_two_stems_flac(client) -> None:  # type: ignore[no
     assert final.state == jobs_pb2.JOB_STATE_SUCCEEDED, final.error
     assert sorted(final.result_blobs) == ["no_vocals", "vocals"]
     expected_mix = julius.resample_frac(torch.from_numpy(decoded), 22050, 44100).numpy()
-    total = 0.0
+    total = np.zeros((2 * mono.shape[0], 2), dtype=np.float32)
     for stem_key in final.result_blobs.values():
         assert client.store.get_bytes(stem_key)[:4] == b"fLaC"
         stem, sr = read_stem(client.store, stem_key)

@@ -230,3 +230,22 @@ class ModelRegistry:
             name: {"sources": m.sources, "samplerate": m.samplerate, "device": str(m.device), "model": m.name}
             for name, m in self._models.items()
         }
+
+
+def save_to_model_dir(model: torch.nn.Module, model_dir: Path, signature: str, *, bag: str | None = None) -> Path:
+    """Write ``model`` into a demucs model directory (``<sig>-<sha8>.th``, plus ``<bag>.yaml`` naming it).
+
+    The same layout the released weights use, so a directory made here (say from a
+    fine-tuned model) loads through :func:`load_model` like the downloaded ones.
+    """
+    import yaml
+    from demucs.states import get_state, save_with_checksum
+
+    args, kwargs = model._init_args_kwargs  # type: ignore[misc]  # recorded by demucs' capture_init
+    state = get_state(model, None)
+    package = {"klass": type(model), "args": args, "kwargs": kwargs, "state": state, "training_args": {}}
+    model_dir.mkdir(parents=True, exist_ok=True)
+    save_with_checksum(package, model_dir / f"{signature}.th")
+    if bag is not None:
+        (model_dir / f"{bag}.yaml").write_text(yaml.safe_dump({"models": [signature]}))
+    return model_dir

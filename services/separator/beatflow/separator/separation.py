@@ -110,6 +110,21 @@ def plan_segments(frames: int, sample_rate: int, segment_s: float, overlap: floa
     return seg_len, stride, len(range(0, frames, stride))
 
 
+def segment_plan(model: LoadedModel, opts: SeparationOptions, frames: int) -> tuple[int, int, int, int, int]:
+    """(window, max_shift, segment_length, stride, number_of_segments) for a track of ``frames``.
+
+    ``window`` is what the model sees per pass. With shifts, each pass sees the
+    segment's audio displaced by up to ``max_shift`` inside its window (demucs'
+    time-equivariance trick), so a segment holds ``window - max_shift`` new
+    samples; without shifts a segment is the whole window.
+    """
+    sr = model.samplerate
+    window = int(sr * segment_length_s(opts, model))
+    max_shift = min(int(0.5 * sr), window // 2) if opts.shifts else 0
+    seg_len, stride, total = plan_segments(frames, sr, (window - max_shift) / sr, opts.overlap)
+    return window, max_shift, seg_len, stride, total
+
+
 def _window(mix: np.ndarray, start: int, stop: int) -> np.ndarray:
     """``mix[start:stop]`` as ``[channels, n]`` float32, zero outside the track."""
     frames = mix.shape[0]
@@ -155,9 +170,8 @@ def separate(
     seg_s = segment_length_s(opts, model)
     frames, channels = mix.shape
     sr = model.samplerate
-    seg_len, stride, total = plan_segments(frames, sr, seg_s, opts.overlap)
-    max_shift = int(0.5 * sr) if opts.shifts else 0
-    context = seg_len + max_shift  # enough real audio around a segment for padding and shifts
+    window, max_shift, seg_len, stride, total = segment_plan(model, opts, frames)
+    context = window + max_shift  # real audio kept around a segment for padding and shifts
 
     weight = np.concatenate([np.arange(1, seg_len // 2 + 1), np.arange(seg_len - seg_len // 2, 0, -1)])
     weight = (weight / weight.max()).astype(np.float32)
@@ -169,31 +183,34 @@ def separate(
     out_dir.mkdir(parents=True, exist_ok=True)
     writers = {name: StemWriter(out_dir / f"{name}.{opts.format}", opts.format, sr, channels) for name in plan.outputs}
     residual_peak = 0.0
-    generator = torch.Generator().manual_seed(opts.seed)
+    rng = np.random.default_rng(opts.seed)
 
     def callback(_info: dict[str, Any]) -> None:
         if check_cancel is not None:
             check_cancel()
 
+    def run(chunk: TensorChunk) -> np.ndarray:
+        if check_cancel is not None:
+            check_cancel()
+        with torch.no_grad():
+            est = apply_model(model.model, chunk, shifts=0, split=False, segment=seg_s, device=model.device,
+                              callback=callback)
+        return est[0].float().cpu().numpy()  # [sources, channels, chunk length]
+
     try:
         for index, offset in enumerate(range(0, frames, stride)):
-            if check_cancel is not None:
-                check_cancel()
             length = min(seg_len, frames - offset)
             ctx = _window(mix, offset - context, offset + length + context)
-            ctx = (ctx - mean) / scale
-            chunk = TensorChunk(torch.from_numpy(ctx)[None].to(model.device), context, length)
-            # apply_model draws its shift offsets from Python's random module: seed it per segment.
-            state = _seed_python_random(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
-            try:
-                with torch.no_grad():
-                    est = apply_model(
-                        model.model, chunk, shifts=opts.shifts, split=False, overlap=opts.overlap,
-                        segment=seg_s, device=model.device, callback=callback,
-                    )
-            finally:
-                _restore_python_random(state)
-            est_np = est[0].float().cpu().numpy() * scale + mean  # [sources, channels, length]
+            ctx_t = torch.from_numpy((ctx - mean) / scale)[None].to(model.device)
+            if not opts.shifts:
+                est_np = run(TensorChunk(ctx_t, context, length))
+            else:
+                est_np = np.zeros((n_src, channels, length), dtype=np.float32)
+                for _ in range(opts.shifts):
+                    d = int(rng.integers(0, max_shift + 1))
+                    est_np += run(TensorChunk(ctx_t, context - d, window))[:, :, d : d + length]
+                est_np /= opts.shifts
+            est_np = est_np * scale + mean
             acc[:, :, :length] += weight[:length] * est_np
             wsum[:length] += weight[:length]
 
@@ -237,17 +254,3 @@ def _write_block(block: np.ndarray, mix_block: np.ndarray, plan: StemPlan, write
     for name in plan.outputs:
         writers[name].write(np.ascontiguousarray(stems[name].T))
     return float(np.abs(residual).max()) if residual.size else 0.0
-
-
-def _seed_python_random(seed: int) -> object:
-    import random
-
-    state = random.getstate()
-    random.seed(seed)
-    return state
-
-
-def _restore_python_random(state: object) -> None:
-    import random
-
-    random.setstate(state)  # type: ignore[arg-type]

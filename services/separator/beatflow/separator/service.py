@@ -23,8 +23,8 @@ from beatflow.separator.config import SeparatorSettings
 from beatflow.separator.separation import (
     SeparationOptions,
     check_options,
-    plan_segments,
     segment_length_s,
+    segment_plan,
     separate,
 )
 
@@ -198,7 +198,7 @@ class SeparatorService:
                     max_duration_s=self.settings.separator_max_duration_s, on_block=on_block,
                 )
                 seg_s = segment_length_s(opts, model)
-                total = plan_segments(mix.frames, model.samplerate, seg_s, opts.overlap)[2]
+                total = segment_plan(model, opts, mix.frames)[4]
                 report(DECODE_SHARE, f"separating 0/{total} segments")
 
                 def on_segment(done: int, total: int) -> None:
