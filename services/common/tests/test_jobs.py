@@ -139,6 +139,23 @@ async def test_heartbeat_keeps_the_claim(fast_queue: JobQueue) -> None:
     assert taken.id == held.id and taken.attempt == 2
 
 
+async def test_stale_job_behind_many_live_ones_is_found(fast_queue: JobQueue) -> None:
+    ids = [(await fast_queue.submit(KIND, {"i": i})).id for i in range(13)]
+    held = await fast_queue.claim(KIND, "busy", count=13, block_ms=100)
+    assert [j.id for j in held] == ids
+    live, dead = held[:12], held[12]
+    for _ in range(5):  # the first 12 keep heartbeating; the last one's worker is gone
+        await asyncio.sleep(0.1)
+        for job in live:
+            assert await job.heartbeat()
+    found = []
+    for _ in range(5):  # each call scans a bounded slice of the pending list
+        found += await fast_queue.claim(KIND, "rescuer", block_ms=10)
+        if found:
+            break
+    assert [j.id for j in found] == [dead.id] and found[0].attempt == 2
+
+
 async def test_job_whose_worker_keeps_dying_goes_dead(client: aioredis.Redis) -> None:
     q = JobQueue(client, retry_limit=1, heartbeat_timeout_s=0.2, retention_s=3600.0)
     job = await q.submit(KIND, {"crashes": "the worker"})

@@ -101,6 +101,7 @@ class JobQueue:
         # stale entries (dead workers) are looked for at most this often per kind
         self._reclaim_interval_s = min(1.0, heartbeat_timeout_s / 4)
         self._next_reclaim: dict[str, float] = {}
+        self._reclaim_cursor: dict[str, str] = {}
         self._submit = redis.register_script(scripts.SUBMIT)
         self._start = redis.register_script(scripts.START)
         self._heartbeat = redis.register_script(scripts.HEARTBEAT)
@@ -329,12 +330,17 @@ class JobQueue:
         q = self.queue_key(kind)
         jobs: list[ClaimedJob] = []
         if time.monotonic() >= self._next_reclaim.get(kind, 0.0):
+            # XAUTOCLAIM scans a bounded slice of the pending list per call; the
+            # cursor carries the scan over calls so a stale entry behind many
+            # live ones is found too. Once the scan wraps, pause a little.
+            cursor = self._reclaim_cursor.get(kind, "0-0")
             min_idle_ms = int(self.heartbeat_timeout_s * 1000)
-            reclaimed = await self.redis.xautoclaim(q, GROUP, consumer, min_idle_ms, start_id="0-0", count=count)
+            reclaimed = await self.redis.xautoclaim(q, GROUP, consumer, min_idle_ms, start_id=cursor, count=count)
+            cursor = as_str(reclaimed[0]) or "0-0"
+            self._reclaim_cursor[kind] = cursor
             stale = [(as_str(eid), fields) for eid, fields in reclaimed[1] if eid is not None]
-            # a full page may mean more stale entries: look again on the next call
-            pause = 0.0 if len(reclaimed[1]) >= count else self._reclaim_interval_s
-            self._next_reclaim[kind] = time.monotonic() + pause
+            more = cursor != "0-0" or len(reclaimed[1]) >= count
+            self._next_reclaim[kind] = time.monotonic() + (0.0 if more else self._reclaim_interval_s)
             jobs = await self._start_entries(kind, consumer, stale)
             for job in jobs:
                 log.warning("job %s reclaimed from a worker that stopped heartbeating", job.id)
