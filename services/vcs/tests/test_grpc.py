@@ -1,0 +1,139 @@
+"""The real gRPC server: health, a workflow over a grpc.aio channel, and the status code of each error."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from beatflow.v1 import vcs_pb2 as pb
+from beatflow.v1 import vcs_pb2_grpc
+from beatflow.vcs.config import VcsSettings
+from beatflow.vcs.server import create_server
+
+KEY = "ab" * 32
+KEY2 = "cd" * 32
+
+
+@pytest.fixture
+async def stub(database_url: str, tmp_path: Path) -> AsyncIterator[vcs_pb2_grpc.VcsStub]:
+    settings = VcsSettings(
+        database_url=database_url, port=0, metrics_port=None, blob_dir=tmp_path / "blobs", db_pool_size=2
+    )
+    gs, port = await create_server(settings)
+    await gs.start()
+    await gs.set_serving(True)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        resp = await health.Check(health_pb2.HealthCheckRequest(service="beatflow.v1.Vcs"))
+        assert resp.status == health_pb2.HealthCheckResponse.SERVING
+        yield vcs_pb2_grpc.VcsStub(channel)
+    await gs.stop(0)
+
+
+async def code_of(call) -> grpc.StatusCode:
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await call
+    return err.value.code()
+
+
+async def test_workflow_and_status_codes(stub) -> None:
+    alice = await stub.CreateUser(pb.CreateUserRequest(username="alice", password_hash="h1"))
+    bob = await stub.CreateUser(pb.CreateUserRequest(username="bob", password_hash="h2"))
+    creds = await stub.GetUserCredentials(pb.GetUserRequest(username="alice"))
+    assert creds.user.id == alice.id and creds.password_hash == "h1"
+    repo = await stub.CreateRepository(pb.CreateRepositoryRequest(actor=alice.id, name="beat"))
+    assert repo.visibility == pb.VISIBILITY_PRIVATE and repo.default_branch == "main" and repo.role == pb.ROLE_OWNER
+    meta = pb.CommitMetadata(bpm=92.5, key="F minor", sample_rate=32000, generation_json='{"seed": 1}')
+    c1 = await stub.CreateCommit(
+        pb.CreateCommitRequest(
+            actor=alice.id,
+            repo_id=repo.id,
+            message="first",
+            stems=[pb.Stem(name="drums", blob_key=KEY, content_type="audio/wav", size_bytes=10, duration_s=2.0)],
+            metadata=meta,
+        )
+    )
+    assert c1.metadata.bpm == 92.5 and c1.metadata.HasField("sample_rate") and not c1.metadata.HasField("duration_s")
+    c2 = await stub.CreateCommit(
+        pb.CreateCommitRequest(
+            actor=alice.id,
+            repo_id=repo.id,
+            expected_head=c1.id,
+            message="second",
+            stems=[pb.Stem(name="bass", blob_key=KEY2)],
+            inherit_stems=True,
+        )
+    )
+    assert sorted(s.name for s in c2.stems) == ["bass", "drums"]
+    log = await stub.Log(pb.LogRequest(actor=alice.id, repo_id=repo.id, page_size=1))
+    assert [c.id for c in log.commits] == [c2.id] and log.next_page_token
+    log2 = await stub.Log(pb.LogRequest(actor=alice.id, repo_id=repo.id, page_size=1, page_token=log.next_page_token))
+    assert [c.id for c in log2.commits] == [c1.id] and not log2.next_page_token
+    graph = await stub.GetCommitGraph(pb.CommitGraphRequest(actor=alice.id, repo_id=repo.id))
+    assert len(graph.nodes) == 2 and graph.edges[0].child == c2.id and graph.refs[0].name == "main"
+    diff = await stub.Diff(pb.DiffRequest(actor=alice.id, repo_id=repo.id, base=c1.id, head=c2.id))
+    assert [(s.name, s.kind) for s in diff.stems] == [
+        ("bass", pb.CHANGE_KIND_ADDED),
+        ("drums", pb.CHANGE_KIND_UNCHANGED),
+    ]
+    await stub.CreateBranch(pb.CreateBranchRequest(actor=alice.id, repo_id=repo.id, name="feat", from_ref=c1.id))
+    mb = await stub.MergeBase(pb.MergeBaseRequest(actor=alice.id, repo_id=repo.id, a="main", b="feat"))
+    assert list(mb.merge_bases) == [c1.id]
+    merged = await stub.Merge(pb.MergeRequest(actor=alice.id, repo_id=repo.id, into_branch="feat", from_ref="main"))
+    assert merged.merged and merged.fast_forward and merged.commit.id == c2.id
+    blame = await stub.Blame(pb.BlameRequest(actor=alice.id, repo_id=repo.id))
+    assert {e.stem: e.commit.id for e in blame.entries} == {"drums": c1.id, "bass": c2.id}
+    anc = await stub.IsAncestor(pb.IsAncestorRequest(actor=alice.id, repo_id=repo.id, ancestor=c1.id, descendant=c2.id))
+    assert anc.is_ancestor
+    await stub.RegisterBlob(pb.RegisterBlobRequest(actor=alice.id, blob_key="ef" * 32, content_type="audio/wav"))
+    assert (await stub.CanReadBlob(pb.CanReadBlobRequest(actor=alice.id, blob_key="ef" * 32))).allowed
+    assert not (await stub.CanReadBlob(pb.CanReadBlobRequest(actor=bob.id, blob_key=KEY))).allowed
+    gc = await stub.GarbageCollect(
+        pb.GarbageCollectRequest(candidate_blobs=[KEY, "ef" * 32], grace_period_s=3600, dry_run=True)
+    )
+    assert list(gc.deletable_blobs) == [] and gc.referenced == 1 and gc.kept_young == 1
+    fork = await stub.Fork(pb.ForkRequest(actor=alice.id, repo_id=repo.id, name="beat-2"))
+    assert fork.forked_from_id == repo.id
+
+    # Status codes.
+    S = grpc.StatusCode
+    assert await code_of(stub.GetRepository(pb.GetRepositoryRequest(actor=bob.id, repo_id=repo.id))) == S.NOT_FOUND
+    assert await code_of(stub.CreateUser(pb.CreateUserRequest(username="alice"))) == S.ALREADY_EXISTS
+    stale = pb.CreateCommitRequest(actor=alice.id, repo_id=repo.id, expected_head=c1.id, message="late")
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.CreateCommit(stale)
+    assert err.value.code() == S.FAILED_PRECONDITION and c2.id in (err.value.details() or "")
+    bad_branch = pb.CreateBranchRequest(actor=alice.id, repo_id=repo.id, name="bad..name")
+    assert await code_of(stub.CreateBranch(bad_branch)) == S.INVALID_ARGUMENT
+    await stub.SetCollaborator(pb.SetCollaboratorRequest(actor=alice.id, repo_id=repo.id, username="bob", role=1))
+    as_reader = pb.CreateCommitRequest(actor=bob.id, repo_id=repo.id, expected_head=c2.id, message="x")
+    assert await code_of(stub.CreateCommit(as_reader)) == S.PERMISSION_DENIED
+    anon = pb.CreateRepositoryRequest(actor="", name="x")
+    assert await code_of(stub.CreateRepository(anon)) == S.UNAUTHENTICATED
+    assert (
+        await code_of(stub.Log(pb.LogRequest(actor=alice.id, repo_id=repo.id, page_token="!!"))) == S.INVALID_ARGUMENT
+    )
+
+
+async def test_separate_migration_job(database_url: str, tmp_path: Path) -> None:
+    """With migrate_on_start off the server waits for the schema; ``python -m beatflow.vcs migrate`` provides it."""
+    settings = VcsSettings(
+        database_url=database_url, port=0, blob_dir=tmp_path, migrate_on_start=False, schema_wait_s=0.0
+    )
+    with pytest.raises(RuntimeError, match="migrate"):
+        await create_server(settings)
+    env = {**os.environ, "BEATFLOW_DATABASE_URL": database_url, "BEATFLOW_LOG_JSON": "false"}
+    out = subprocess.run(
+        [sys.executable, "-m", "beatflow.vcs", "migrate"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert "schema at revision 0001" in out.stdout
+    gs, _ = await create_server(settings)  # schema at head: ready at once
+    await gs.stop(0)
