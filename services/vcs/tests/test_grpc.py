@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
-import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from subprocess import PIPE
 
 import grpc
 import pytest
@@ -130,10 +131,11 @@ async def test_separate_migration_job(database_url: str, tmp_path: Path) -> None
     with pytest.raises(RuntimeError, match="migrate"):
         await create_server(settings)
     env = {**os.environ, "BEATFLOW_DATABASE_URL": database_url, "BEATFLOW_LOG_JSON": "false"}
-    out = subprocess.run(
-        [sys.executable, "-m", "beatflow.vcs", "migrate"], env=env, capture_output=True, text=True, timeout=120
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "beatflow.vcs", "migrate", env=env, stdout=PIPE, stderr=PIPE
     )
-    assert out.returncode == 0, out.stderr
-    assert "schema at revision 0001" in out.stdout
+    stdout, stderr = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode == 0, stderr.decode()
+    assert "schema at revision 0001" in stdout.decode()
     gs, _ = await create_server(settings)  # schema at head: ready at once
     await gs.stop(0)
