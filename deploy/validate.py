@@ -300,6 +300,61 @@ def _labels_match(selector: dict[str, str], labels: dict[str, str]) -> bool:
     return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
 
 
+def _selects(selector: Doc, labels: dict[str, str]) -> bool:
+    """A LabelSelector (matchLabels and In/NotIn/Exists expressions) against pod labels."""
+    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    for expr in selector.get("matchExpressions") or []:
+        key, op, values = expr["key"], expr["operator"], expr.get("values", [])
+        if (op == "In" and labels.get(key) not in values) or (op == "NotIn" and labels.get(key) in values):
+            return False
+        if (op == "Exists" and key not in labels) or (op == "DoesNotExist" and key in labels):
+            return False
+    return True
+
+
+def _container_port(pod_spec: Doc, target: int | str) -> int | None:
+    if isinstance(target, int):
+        return target
+    for container in pod_spec["containers"]:
+        for port in container.get("ports", []):
+            if port.get("name") == target:
+                return int(port["containerPort"])
+    return None
+
+
+def network_policy_problems(docs: list[Doc]) -> Iterator[str]:
+    """With NetworkPolicies present, every Service port must be let in by one of them."""
+    policies = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    if not policies:
+        return
+    workloads = [d for d in docs if _pod_spec(d) is not None]
+    for svc in (d for d in docs if d["kind"] == "Service"):
+        selector = svc["spec"].get("selector", {})
+        for workload in workloads:
+            labels = workload["spec"]["template"]["metadata"].get("labels", {})
+            if not _labels_match(selector, labels):
+                continue
+            spec = _pod_spec(workload)
+            assert spec is not None
+            for port in svc["spec"]["ports"]:
+                number = _container_port(spec, port.get("targetPort", port["port"]))
+                if number is None:
+                    yield f"Service/{svc['metadata']['name']}: targetPort {port.get('targetPort')} is no container port"
+                    continue
+                allowed = any(
+                    _selects(pol["spec"]["podSelector"], labels)
+                    and any(
+                        not rule.get("ports") or any(p.get("port") == number for p in rule["ports"])
+                        for rule in pol["spec"].get("ingress", [])
+                    )
+                    for pol in policies
+                )
+                if not allowed:
+                    service = f"Service/{svc['metadata']['name']}"
+                    yield f"{_name(workload)}: no NetworkPolicy lets in port {number} ({service})"
+
+
 def k8s_problems(docs: list[Doc], overlay: str) -> Iterator[str]:
     by_kind: dict[str, dict[str, Doc]] = {}
     for doc in docs:
@@ -373,6 +428,7 @@ def k8s_problems(docs: list[Doc], overlay: str) -> Iterator[str]:
         if doc["kind"] == "Deployment" and not _labels_match(doc["spec"]["selector"]["matchLabels"], labels):
             yield f"{name}: selector does not match its pod labels"
 
+    yield from network_policy_problems(docs)
     pod_labels = [d["spec"]["template"]["metadata"].get("labels", {}) for d in workloads]
     for svc in by_kind.get("Service", {}).values():
         if not any(_labels_match(svc["spec"].get("selector", {}), lab) for lab in pod_labels):

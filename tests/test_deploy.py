@@ -236,6 +236,11 @@ def test_database_url_and_credentials_come_from_the_secret(rendered: dict[str, l
         (lambda docs: docs.remove(find(docs, "PodDisruptionBudget", "generator")), "no PodDisruptionBudget generator"),
         (lambda docs: container(docs, "gateway")["envFrom"][0]["configMapRef"].update(name="nope"),
          "missing ConfigMap nope"),
+        (lambda docs: find(docs, "NetworkPolicy", "postgres-from-vcs")["spec"]["ingress"][0]["ports"].clear()
+         or find(docs, "NetworkPolicy", "postgres-from-vcs")["spec"]["ingress"][0]["ports"].append({"port": 5433}),
+         "no NetworkPolicy lets in port 5432"),
+        (lambda docs: find(docs, "NetworkPolicy", "backends-from-gateway")["spec"]["podSelector"]["matchExpressions"][0]
+         .update(values=["vcs", "generator"]), "no NetworkPolicy lets in port 50052"),
     ],
 )
 def test_k8s_rules_catch_breakage(
