@@ -37,6 +37,10 @@ Public API (import from ``beatflow.common.jobs``):
     ClaimedJob  (a job held by this worker)
         .record: JobRecord; .request: dict; .id
         await progress(fraction, stage="", chunk_blob="")  # monotone; emits a JobEvent
+                                                          # (also refreshes the claim)
+        progress_callback(loop=None) -> report(fraction, stage="")
+                                                          # for engine threads; raises
+                                                          # JobCancelled there on cancel
         await heartbeat()                                 # keeps the claim alive
         cancel_requested: bool (refreshed by heartbeat()); check_cancelled() raises JobCancelled
         await complete(result_blobs: dict[str,str], result: dict) -> bool
