@@ -39,6 +39,30 @@ def click_track(bpm: float, seconds: float, sr: int = 44100, *, accent_every: in
     return y.astype(np.float32)
 
 
+def drum_pattern(bpm: float, seconds: float, sr: int = 44100, *, seed: int = 0) -> np.ndarray:
+    """Kick on beats 1 and 3, snare on 2 and 4, closed hi-hat on every eighth note."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * sr)
+    y = np.zeros(n)
+    eighth = 30.0 / bpm
+    t = np.arange(int(0.25 * sr)) / sr
+    kick = np.sin(2 * np.pi * (50 + 80 * np.exp(-t / 0.03)) * t) * np.exp(-t / 0.12)
+    snare = (0.5 * rng.standard_normal(len(t)) + 0.3 * np.sin(2 * np.pi * 190 * t)) * np.exp(-t / 0.06)
+    hat = np.diff(rng.standard_normal(len(t) + 1)) * np.exp(-t / 0.015) * 0.25
+    step = 0
+    while (start := round(step * eighth * sr)) < n:
+        hits = [hat]
+        if step % 8 in (0, 4):
+            hits.append(kick)
+        if step % 8 in (2, 6):
+            hits.append(snare)
+        for hit in hits:
+            end = min(n, start + len(hit))
+            y[start:end] += hit[: end - start]
+        step += 1
+    return (0.5 * y / np.abs(y).max()).astype(np.float32)
+
+
 def _note(freq: float, seconds: float, sr: int) -> np.ndarray:
     t = np.arange(int(seconds * sr)) / sr
     tone = sum((0.6**h) * np.sin(2 * np.pi * freq * (h + 1) * t) for h in range(4))
@@ -47,13 +71,20 @@ def _note(freq: float, seconds: float, sr: int) -> np.ndarray:
     return tone * attack * release * np.exp(-t / (seconds * 1.5))
 
 
+PROGRESSIONS = {"cadence": [0, 3, 4, 0], "pop": [0, 4, 5, 3], "modal": [0, 5, 3, 4]}
+
+
 def chord_progression(
-    tonic: str, mode: str, seconds: float = 8.0, sr: int = 22050, *, bpm: float = 100.0
+    tonic: str, mode: str, seconds: float = 8.0, sr: int = 22050, *, bpm: float = 100.0, progression: str = "cadence"
 ) -> np.ndarray:
-    """I-IV-V-I (major) or i-iv-V-i (minor) in ``tonic``, each chord one bar, with a bass note."""
+    """Chords on scale degrees, one per bar, with a bass note.
+
+    ``cadence``: I-IV-V-I (major) or i-iv-V-i (minor); ``pop``: I-V-vi-IV / i-v-VI-iv;
+    ``modal``: I-vi-IV-V / i-VI-iv-v. In minor the V chord of a cadence is major (raised 7th).
+    """
     root = PITCHES.index(tonic)
     scale = MAJOR_SCALE if mode == "major" else MINOR_SCALE
-    degrees = [0, 3, 4, 0]
+    degrees = PROGRESSIONS[progression]
     bar = 4 * 60.0 / bpm
     out: list[np.ndarray] = []
     total = 0.0
@@ -61,7 +92,7 @@ def chord_progression(
     while total < seconds:
         degree = degrees[i % len(degrees)]
         notes = [scale[(degree + step) % 7] + 12 * ((degree + step) // 7) for step in (0, 2, 4)]
-        if mode == "minor" and degree == 4:
+        if mode == "minor" and degree == 4 and progression == "cadence":
             notes[1] += 1  # raised leading tone: V is major in minor keys
         chord = np.zeros(int(bar * sr))
         for semis in notes:

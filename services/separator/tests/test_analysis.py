@@ -1,0 +1,128 @@
+"""Analysis on synthesized audio with known tempo, key and level.
+
+Accuracy is computed over the whole synthetic set and printed (``pytest -s``),
+and asserted: every click track within 2 %; keys right on at least 90 %.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from beatflow.separator import analysis
+from beatflow.separator.loudness import LoudnessMeter, integrated_loudness, k_weighting
+from beatflow.separator.testsignals import PITCHES, chord_progression, click_track, drum_pattern, encode
+
+SR = 22050
+
+
+def test_tempo_of_click_tracks_within_two_percent() -> None:
+    tempi = [60, 72, 85, 100, 120, 128, 140, 165, 180, 200]
+    errors = {}
+    for bpm in tempi:
+        est = analysis.estimate_tempo(click_track(bpm, 12.0, SR, seed=bpm))
+        errors[bpm] = (est.bpm - bpm) / bpm
+        assert est.confidence > 0.5
+    hits = sum(abs(e) <= 0.02 for e in errors.values())
+    print(f"\nclick-track tempo accuracy: {hits}/{len(tempi)} within 2% (errors: "
+          + ", ".join(f"{b}:{100 * e:+.2f}%" for b, e in errors.items()) + ")")
+    assert hits == len(tempi)
+
+
+def test_tempo_of_drum_patterns_up_to_octave() -> None:
+    """Kick/snare/eighth-note hats: the period is right, the metrical level may be doubled or halved."""
+    tempi = [72, 90, 105, 120, 128, 140, 160, 175]
+    strict = octave = 0
+    for bpm in tempi:
+        est = analysis.estimate_tempo(drum_pattern(bpm, 12.0, SR, seed=bpm)).bpm
+        strict += abs(est - bpm) / bpm <= 0.02
+        octave += any(abs(est * f - bpm) / bpm <= 0.02 for f in (0.5, 1.0, 2.0))
+    print(f"\ndrum-pattern tempo: {strict}/{len(tempi)} exact, {octave}/{len(tempi)} up to a factor of 2")
+    assert octave == len(tempi)
+
+
+def test_aperiodic_noise_has_low_tempo_confidence() -> None:
+    noise = np.random.default_rng(0).standard_normal(SR * 8).astype(np.float32) * 0.1
+    assert analysis.estimate_tempo(noise).confidence < 0.3
+
+
+def test_key_of_chord_progressions() -> None:
+    cases = [(t, m, p) for t in ["C", "D#", "F#", "A"] for m in ("major", "minor")
+             for p in ("cadence", "pop", "modal")]
+    right = 0
+    misses = []
+    for tonic, mode, prog in cases:
+        key = analysis.estimate_key(chord_progression(tonic, mode, 8.0, SR, progression=prog))
+        if (key.tonic, key.mode) == (tonic, mode):
+            right += 1
+            assert key.confidence > 0.3
+        else:
+            misses.append(f"{tonic} {mode} {prog} -> {key.tonic} {key.mode}")
+    print(f"\nkey accuracy: {right}/{len(cases)} ({100 * right / len(cases):.0f}%); misses: {misses}")
+    assert right / len(cases) >= 0.9
+
+
+def test_key_and_tempo_with_drums_over_chords() -> None:
+    right = 0
+    cases = [(PITCHES[i], mode) for i in (0, 4, 7, 9) for mode in ("major", "minor")]
+    for i, (tonic, mode) in enumerate(cases):
+        y = chord_progression(tonic, mode, 10.0, SR, bpm=128) + 0.4 * click_track(128, 10.0, SR, seed=i)
+        key = analysis.estimate_key(y)
+        right += (key.tonic, key.mode) == (tonic, mode)
+        assert analysis.estimate_tempo(y).bpm == pytest.approx(128, rel=0.02)
+    print(f"\nkey accuracy with drums: {right}/{len(cases)}")
+    assert right >= len(cases) - 1
+
+
+def test_k_weighting_matches_the_recommendation_at_48k() -> None:
+    (b1, a1), (b2, a2) = k_weighting(48000)
+    assert np.allclose(b1, [1.53512485958697, -2.69169618940638, 1.19839281085285])
+    assert np.allclose(a1, [1.0, -1.69065929318241, 0.73248077421585])
+    assert np.allclose(b2, [1.0, -2.0, 1.0])
+    assert np.allclose(a2, [1.0, -1.99004745483398, 0.99007225036621])
+
+
+def sine(db: float, seconds: float, sr: int, freq: float = 1000.0) -> np.ndarray:
+    t = np.arange(int(seconds * sr)) / sr
+    return 10 ** (db / 20) * np.sin(2 * np.pi * freq * t)
+
+
+@pytest.mark.parametrize("sr", [48000, 44100])
+def test_loudness_reference_signals(sr: int) -> None:
+    tone = sine(-23.0, 20.0, sr)
+    assert integrated_loudness(np.stack([tone, tone], 1), sr) == pytest.approx(-23.0, abs=0.1)
+    # Gating: quiet passages around a -23 dBFS section do not pull the result down (EBU 3341 case 3).
+    gated = np.concatenate([sine(-36, 10, sr), sine(-23, 60, sr), sine(-36, 10, sr)])
+    assert integrated_loudness(np.stack([gated, gated], 1), sr) == pytest.approx(-23.0, abs=0.1)
+    # A single channel counts once: 3 dB below the same tone on both channels.
+    assert integrated_loudness(tone, sr) == pytest.approx(-26.01, abs=0.1)
+
+
+def test_loudness_meter_is_block_size_independent_and_silence_is_minus_inf() -> None:
+    sr = 44100
+    audio = np.stack([sine(-20, 5, sr, 440), sine(-26, 5, sr, 880)], 1)
+    whole = integrated_loudness(audio, sr)
+    meter = LoudnessMeter(sr, 2)
+    for start in range(0, len(audio), 12345):
+        meter.add(audio[start : start + 12345])
+    assert meter.integrated == pytest.approx(whole, abs=1e-9)
+    assert meter.peak_dbfs == pytest.approx(-20.0, abs=0.01)
+    assert integrated_loudness(np.zeros((sr * 2, 2)), sr) == -np.inf
+
+
+def test_analyze_file_reports_everything(tmp_path: Path) -> None:
+    y = chord_progression("G", "major", 12.0, 44100, bpm=96) + 0.5 * click_track(96, 12.0, 44100)
+    stereo = np.stack([y, 0.5 * y], 1) * 0.8
+    path = tmp_path / "song.flac"
+    path.write_bytes(encode(stereo, 44100, "FLAC"))
+    result = analysis.analyze_file(path)
+    assert result.bpm == pytest.approx(96, rel=0.02)
+    assert (result.key_tonic, result.key_mode) == ("G", "major")
+    assert result.sample_rate == 44100 and result.channels == 2
+    assert result.duration_s == pytest.approx(12.0, abs=1e-3)
+    assert result.peak_dbfs == pytest.approx(20 * np.log10(np.abs(stereo).max()), abs=0.01)
+    assert result.loudness_lufs == pytest.approx(integrated_loudness(stereo, 44100), abs=0.05)
+    json.dumps(result.to_dict())  # plain values only
