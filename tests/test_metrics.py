@@ -139,6 +139,14 @@ def value(text: str, name: str, **labels: str) -> float:
     return total
 
 
+def has_sample(text: str, name: str, **labels: str) -> bool:
+    return any(
+        sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    )
+
+
 def wait_job(channel: grpc.Channel, job_id: str, timeout_s: float = 120.0) -> jobs_pb2.Job:
     stub = jobs_pb2_grpc.JobsStub(channel)
     for _event in stub.WatchJob(jobs_pb2.WatchJobRequest(job_id=job_id), timeout=timeout_s):
@@ -194,6 +202,10 @@ def test_separator_counts_rpcs_and_analysis_job_and_logs_job_id(stack: Stack, s3
     assert value(text, "beatflow_rpc_total", method="/beatflow.v1.Separator/SubmitAnalysis", code="OK") == 1
     assert value(text, "beatflow_rpc_total", method="/beatflow.v1.Jobs/GetJob", code="OK") == 1
     assert value(text, "beatflow_rpc_seconds_count", method="/beatflow.v1.Separator/SubmitAnalysis") == 1
+    # The workers sample their queues: nothing waits once the job is done.
+    for kind in ("analyze", "separate"):
+        assert has_sample(text, "beatflow_job_queue_depth", kind=kind), kind
+        assert value(text, "beatflow_job_queue_depth", kind=kind) == 0
     # The readiness probes above went through the same interceptor.
     assert value(text, "beatflow_rpc_total", method="/grpc.health.v1.Health/Check") >= 1
 
