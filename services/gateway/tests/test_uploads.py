@@ -67,7 +67,7 @@ async def test_multipart_without_file_part_or_boundary(tmp_path: Path) -> None:
         await spool_upload(
             f"multipart/form-data; boundary={BOUNDARY}", _chunks(_multipart(b"abc", "other"), 100), 1000, str(tmp_path)
         )
-    assert err.value.status == 422
+    assert err.value.status == 400
     with pytest.raises(ApiError):
         await spool_upload("multipart/form-data", _chunks(b"abc", 10), 1000, str(tmp_path))
     with pytest.raises(ApiError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 _BLOB_RE = re.compile(r"^([0-9a-f]{64})(\.[a-z0-9]{1,5})?$")
 
@@ -23,7 +23,7 @@ BlobRef = Annotated[
 ]
 Name = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")]
 RefName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-/]*$")]
-StemName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")]
+StemName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9 _.+()\-]*$")]
 Id = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_\-]+$")]
 Text = Annotated[str, Field(max_length=5000)]
 Visibility = Literal["private", "public"]
@@ -31,8 +31,32 @@ RoleName = Literal["read", "write", "owner"]
 TaskStatus = Literal["unspecified", "queued", "running", "succeeded", "failed", "cancelled", "dead"]
 
 
+def _clean(value: Any) -> Any:
+    """Refuse NUL characters and lone surrogates anywhere in a body: no backend can store them."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("text must not contain NUL characters")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("text must be valid Unicode (no lone surrogates)") from None
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _clean(k)
+            _clean(v)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _clean(item)
+    return value
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_unstorable_text(cls, value: Any) -> Any:
+        return _clean(value)
 
 
 # --- users -------------------------------------------------------------------
@@ -177,7 +201,12 @@ class RefList(BaseModel):
 
 class BranchCreate(Strict):
     name: RefName
-    from_ref: str = Field("", max_length=200, description="Branch, tag or commit; default: the default branch")
+    from_ref: str = Field(
+        "",
+        max_length=200,
+        pattern=r"^[A-Za-z0-9_.\-/]*$",
+        description="Branch, tag or commit; default: the default branch",
+    )
 
 
 class BranchRename(Strict):
@@ -186,7 +215,7 @@ class BranchRename(Strict):
 
 class TagCreate(Strict):
     name: RefName
-    target: str = Field("", max_length=200)
+    target: str = Field("", max_length=200, pattern=r"^[A-Za-z0-9_.\-/]*$")
     message: Text = ""
 
 
@@ -238,7 +267,7 @@ StrategyName = Literal["ours", "theirs"]
 
 
 class MergeCreate(Strict):
-    from_ref: str = Field(min_length=1, max_length=200)
+    from_ref: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.\-/]*$")
     into_branch: RefName | None = None
     expected_head: Id | None = None
     message: Text = ""
@@ -267,9 +296,11 @@ class MergeOut(BaseModel):
 
 
 class MergeConflictOut(BaseModel):
+    """409 body: the conflicts of a refused merge (empty when the branch moved instead)."""
+
     detail: str
-    conflicts: list[ConflictOut]
-    merge_bases: list[str]
+    conflicts: list[ConflictOut] = []
+    merge_bases: list[str] = []
 
 
 class RevertCreate(Strict):

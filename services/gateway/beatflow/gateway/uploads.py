@@ -75,7 +75,7 @@ def _multipart_parser(boundary: bytes, state: _MultipartState) -> MultipartParse
         _disposition, params = parse_options_header(state.headers.get(b"content-disposition", b""))
         if params.get(b"name") == b"file":
             if state.file_parts:
-                raise ApiError(422, "send one file per upload")
+                raise ApiError(400, "send one file per upload")
             state.in_file = True
             state.file_parts += 1
             raw_name = params.get(b"filename")
@@ -115,7 +115,7 @@ async def spool_upload(
             if mime == b"multipart/form-data":
                 boundary = params.get(b"boundary")
                 if not boundary:
-                    raise ApiError(422, "multipart upload without a boundary")
+                    raise ApiError(400, "multipart upload without a boundary")
                 state = _MultipartState(sink)
                 try:
                     parser = _multipart_parser(boundary, state)
@@ -125,15 +125,15 @@ async def spool_upload(
                 except ApiError:
                     raise
                 except Exception as exc:
-                    raise ApiError(422, f"malformed multipart body: {exc}") from None
+                    raise ApiError(400, f"malformed multipart body: {exc}") from None
                 if not state.file_parts:
-                    raise ApiError(422, "multipart upload without a 'file' part")
+                    raise ApiError(400, "multipart upload without a 'file' part")
                 filename = state.filename
             else:
                 async for chunk in chunks:
                     sink.write(chunk)
             if sink.size == 0:
-                raise ApiError(422, "empty upload")
+                raise ApiError(400, "empty upload")
         return Spooled(path, sink.size, sink.digest.hexdigest(), filename)
     except BaseException:
         os.unlink(path)

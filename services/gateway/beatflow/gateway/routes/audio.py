@@ -51,7 +51,7 @@ def _inspect(path: str) -> AudioHeader:
         try:
             return read_header(fh)
         except UnreadableAudio as exc:
-            raise ApiError(422, f"unreadable audio: {exc}") from None
+            raise ApiError(400, f"unreadable audio: {exc}") from None
 
 
 @router.post(
@@ -61,7 +61,7 @@ def _inspect(path: str) -> AudioHeader:
     responses={
         413: {"description": "Larger or longer than the limits"},
         415: {"description": "Not WAV, FLAC, MP3 or Ogg audio"},
-        422: {"description": "Malformed body or unreadable audio header"},
+        400: {"description": "Malformed body or unreadable audio header"},
     },
     summary="Upload audio (raw body or multipart 'file'); stored by content hash",
 )
@@ -78,7 +78,7 @@ async def upload(request: Request, state: State, user: User) -> schemas.UploadOu
                 413, f"audio is {header.duration_s:.1f}s long; the limit is {settings.max_upload_duration_s:.0f}s"
             )
         if header.duration_s <= 0:
-            raise ApiError(422, "audio holds no samples")
+            raise ApiError(400, "audio holds no samples")
         content_type = header.type.content_type
         key = await asyncio.to_thread(state.store.put_file, spooled.path, content_type)
     finally:

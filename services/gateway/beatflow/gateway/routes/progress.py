@@ -100,8 +100,12 @@ async def task_events(
     task_id: TaskId,
     state: State,
     user: Annotated[Principal, Depends(current_user_or_query_token)],
-    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=64)] = None,
-    after: Annotated[str | None, Query(max_length=64, description="Resume after this event id")] = None,
+    last_event_id: Annotated[
+        str | None, Header(alias="Last-Event-ID", max_length=64, pattern=r"^[0-9]+-[0-9]+$")
+    ] = None,
+    after: Annotated[
+        str | None, Query(max_length=64, pattern=r"^[0-9]+-[0-9]+$", description="Resume after this event id")
+    ] = None,
 ) -> StreamingResponse:
     await owned_job(state, user, task_id)
     resume = after or last_event_id or ""

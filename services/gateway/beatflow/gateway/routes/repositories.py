@@ -41,7 +41,7 @@ async def list_repositories(
     state: State,
     user: User,
     page_size: Annotated[int, Query(ge=1, le=200)] = 50,
-    page_token: Annotated[str, Query(max_length=500)] = "",
+    page_token: Annotated[str, Query(max_length=500, pattern=r"^[A-Za-z0-9_\-=]*$")] = "",
 ) -> schemas.RepositoryList:
     reply = await state.backends.vcs.ListRepositories(
         vcs_pb2.ListRepositoriesRequest(actor=user.user_id, page_size=page_size, page_token=page_token),

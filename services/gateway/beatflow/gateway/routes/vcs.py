@@ -24,7 +24,14 @@ router = APIRouter(prefix="/api/vcs", tags=["vcs"])
 
 RepoId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_\-]+$")]
 CommitId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_\-]+$")]
-RefQuery = Annotated[str, Query(max_length=200, description="Branch, tag or commit id; default: the default branch")]
+RefQuery = Annotated[
+    str,
+    Query(
+        max_length=200,
+        pattern=r"^[A-Za-z0-9_.\-/]*$",
+        description="Branch, tag or commit id; default: the default branch",
+    ),
+]
 _MISSING: dict[int | str, dict[str, Any]] = {
     404: {"description": "No such repository, ref or commit (or not visible)"},
     403: {"description": "Not allowed"},
@@ -154,7 +161,7 @@ async def history(
     ref: RefQuery = "",
     first_parent: bool = False,
     page_size: Annotated[int, Query(ge=1, le=200)] = 50,
-    page_token: Annotated[str, Query(max_length=500)] = "",
+    page_token: Annotated[str, Query(max_length=500, pattern=r"^[A-Za-z0-9_\-=]*$")] = "",
 ) -> schemas.CommitList:
     reply = await state.backends.vcs.Log(
         vcs_pb2.LogRequest(
@@ -219,8 +226,8 @@ async def diff(
     repo_id: RepoId,
     state: State,
     user: User,
-    base: Annotated[str, Query(min_length=1, max_length=200)],
-    head: Annotated[str, Query(min_length=1, max_length=200)],
+    base: Annotated[str, Query(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.\-/]*$")],
+    head: Annotated[str, Query(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.\-/]*$")],
 ) -> schemas.DiffOut:
     reply = await state.backends.vcs.Diff(
         vcs_pb2.DiffRequest(actor=user.user_id, repo_id=repo_id, base=base, head=head), timeout=state.timeout
@@ -233,8 +240,8 @@ async def merge_base(
     repo_id: RepoId,
     state: State,
     user: User,
-    a: Annotated[str, Query(min_length=1, max_length=200)],
-    b: Annotated[str, Query(min_length=1, max_length=200)],
+    a: Annotated[str, Query(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.\-/]*$")],
+    b: Annotated[str, Query(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.\-/]*$")],
 ) -> schemas.MergeBaseOut:
     reply = await state.backends.vcs.MergeBase(
         vcs_pb2.MergeBaseRequest(actor=user.user_id, repo_id=repo_id, a=a, b=b), timeout=state.timeout
