@@ -295,8 +295,9 @@ class DecodeEngine:
         act = self.active[:n]
         tok = seq.gather(2, col.view(n, 1, 1).expand(n, k, 1)).squeeze(2)
         tok = torch.where(tok < 0, torch.full_like(tok, info.pad_token), tok)
-        rows_tok = tok.repeat_interleave(2, dim=0)
-        rows_pos = self.cpos[:n].repeat_interleave(2)
+        # rows 2i and 2i+1 are slot i's conditional and unconditional rows (expand: no host sync)
+        rows_tok = tok[:, None].expand(n, 2, k).reshape(2 * n, k)
+        rows_pos = self.cpos[:n, None].expand(n, 2).reshape(2 * n)
         hidden = (self.view.embed(rows_tok) + self.pos_table[rows_pos]).unsqueeze(1)
         x_mask = self.x_mask[: 2 * n] if self.x_mask is not None else None
         logits = self.view.step(hidden, rows_pos, self.k_cache, self.v_cache, length, self.x_k, self.x_v, x_mask)

@@ -71,7 +71,7 @@ def choose_tokens(
     arg = flat.argmax(dim=-1)
 
     def per_code(t: torch.Tensor) -> torch.Tensor:
-        return t.repeat_interleave(books)
+        return t[:, None].expand(rows, books).reshape(rows * books)
 
     x = flat / per_code(temperature)[:, None]
     width = max(1, min(sort_width, vocab))
