@@ -218,6 +218,10 @@ def run_stack(servers: Any, root: Path) -> Iterator[Stack]:
         "BEATFLOW_S3_SECURE": "false",
         "BEATFLOW_GENERATOR_MODEL": "tiny",
         "BEATFLOW_SEPARATOR_MODEL": "tiny",
+        "BEATFLOW_GENERATOR_MELODY_MODEL": "tiny-melody",
+        # Small gateway limits, so the tests can cross them cheaply.
+        "BEATFLOW_MAX_UPLOAD_BYTES": str(4_000_000),
+        "BEATFLOW_MAX_UPLOAD_DURATION_S": "60",
         "BEATFLOW_LOG_JSON": "false",
         "BEATFLOW_GRACE_PERIOD_S": "2",
         "BEATFLOW_TOKEN_SECRET": secrets.token_hex(32),
