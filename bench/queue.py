@@ -45,7 +45,7 @@ from beatflow.common.jobs import ClaimedJob, JobQueue, run_worker  # noqa: E402
 KIND = "bench"
 
 
-def _worker_process(url: str, prefix: str, consumer: str, batch: int, ready: Any, stop: Any) -> None:
+def _worker_process(url: str, prefix: str, consumer: str, batch: int, ready: Any, stop: Any, cpu: Any) -> None:
     async def main() -> None:
         client = aioredis.Redis.from_url(url)
         queue = JobQueue(client, prefix=prefix, heartbeat_timeout_s=30.0)
@@ -62,7 +62,9 @@ def _worker_process(url: str, prefix: str, consumer: str, batch: int, ready: Any
         watcher = asyncio.create_task(watch_stop())
         await queue.depth(KIND)  # creates the group; also warms the connection
         ready.set()
+        cpu0 = time.process_time()
         await run_worker(queue, KIND, handler, consumer=consumer, batch=batch, stop=stop_event, block_ms=100)
+        cpu.value = time.process_time() - cpu0
         watcher.cancel()
         await client.aclose()
 
@@ -97,35 +99,47 @@ async def _cleanup(client: aioredis.Redis, prefix: str) -> None:
         await client.delete(key)
 
 
-def _start_workers(url: str, prefix: str, n: int, batch: int) -> tuple[list[Any], Any]:
-    ctx = mp.get_context("spawn")
-    stop = ctx.Event()
-    procs, readies = [], []
-    for i in range(n):
-        ready = ctx.Event()
-        proc = ctx.Process(target=_worker_process, args=(url, prefix, f"bench-{i}", batch, ready, stop), daemon=True)
-        proc.start()
-        procs.append(proc)
-        readies.append(ready)
-    for ready in readies:
-        if not ready.wait(60):
-            raise RuntimeError("a worker process did not start")
-    return procs, stop
+class Workers:
+    """Worker processes running the real worker loop; reports their CPU time when stopped."""
+
+    def __init__(self, url: str, prefix: str, n: int, batch: int) -> None:
+        ctx = mp.get_context("spawn")
+        self.stop = ctx.Event()
+        self.cpus = [ctx.Value("d", 0.0) for _ in range(n)]
+        self.procs = []
+        readies = []
+        for i in range(n):
+            ready = ctx.Event()
+            args = (url, prefix, f"bench-{i}", batch, ready, self.stop, self.cpus[i])
+            proc = ctx.Process(target=_worker_process, args=args, daemon=True)
+            proc.start()
+            self.procs.append(proc)
+            readies.append(ready)
+        for ready in readies:
+            if not ready.wait(60):
+                raise RuntimeError("a worker process did not start")
+
+    def close(self) -> float:
+        """Stop the workers; their CPU seconds in all."""
+        self.stop.set()
+        for proc in self.procs:
+            proc.join(15)
+            if proc.is_alive():
+                proc.kill()
+        return float(sum(c.value for c in self.cpus))
 
 
-def _stop_workers(procs: list[Any], stop: Any) -> None:
-    stop.set()
-    for proc in procs:
-        proc.join(15)
-        if proc.is_alive():
-            proc.kill()
+async def _redis_cpu(client: aioredis.Redis) -> float:
+    info = await client.info("cpu")
+    return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
 
 
 async def saturated(url: str, n_jobs: int, n_workers: int, batch: int) -> dict[str, Any]:
     prefix = f"bench{uuid.uuid4().hex[:8]}"
     client = aioredis.Redis.from_url(url)
     queue = JobQueue(client, prefix=prefix)
-    procs, stop = _start_workers(url, prefix, n_workers, batch)
+    workers = Workers(url, prefix, n_workers, batch)
+    worker_cpu = 0.0
     try:
         ids: list[str] = []
         counter = iter(range(n_jobs))
@@ -134,22 +148,31 @@ async def saturated(url: str, n_jobs: int, n_workers: int, batch: int) -> dict[s
             for i in counter:
                 ids.append((await queue.submit(KIND, {"n": i})).id)
 
+        redis_cpu0, submit_cpu0 = await _redis_cpu(client), time.process_time()
         await asyncio.gather(*(submitter() for _ in range(16)))
-        for job_id in ids:  # completed entries leave the stream; the last to finish ends this
+        submit_cpu = time.process_time() - submit_cpu0
+        for job_id in ids:  # the last one to finish ends this
             await queue.wait(job_id, timeout_s=120)
+        redis_cpu = await _redis_cpu(client) - redis_cpu0
         lat, first, last = await _latencies(client, queue, ids)
     finally:
-        _stop_workers(procs, stop)
+        worker_cpu = workers.close()
         await _cleanup(client, prefix)
         await client.aclose()
-    return _row("saturated", n_jobs, n_workers, batch, lat, last - first)
+    row = _row("saturated", n_jobs, n_workers, batch, lat, last - first)
+    row["cpu_ms_per_job"] = {
+        "submitter": round(submit_cpu * 1000 / n_jobs, 3),
+        "workers": round(worker_cpu * 1000 / n_jobs, 3),
+        "redis": round(redis_cpu * 1000 / n_jobs, 3),
+    }
+    return row
 
 
 async def sequential(url: str, n_jobs: int) -> dict[str, Any]:
     prefix = f"bench{uuid.uuid4().hex[:8]}"
     client = aioredis.Redis.from_url(url)
     queue = JobQueue(client, prefix=prefix)
-    procs, stop = _start_workers(url, prefix, 1, 1)
+    workers = Workers(url, prefix, 1, 1)
     try:
         ids = []
         started = time.time()
@@ -160,7 +183,7 @@ async def sequential(url: str, n_jobs: int) -> dict[str, Any]:
         elapsed = time.time() - started
         lat, _first, _last = await _latencies(client, queue, ids)
     finally:
-        _stop_workers(procs, stop)
+        workers.close()
         await _cleanup(client, prefix)
         await client.aclose()
     return _row("sequential", n_jobs, 1, 1, lat, elapsed)
@@ -182,11 +205,19 @@ def _row(mode: str, n_jobs: int, workers: int, batch: int, lat: list[float], sec
 
 def _print_table(rows: list[dict[str, Any]]) -> None:
     cols = ["mode", "jobs", "workers", "batch", "seconds", "jobs_per_s", "latency_p50_ms", "latency_p99_ms"]
-    widths = [max(len(c), *(len(str(r[c])) for r in rows)) for c in cols]
-    print("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)))
+    cpu_col = "cpu_ms/job submit/workers/redis"
+
+    def cells(r: dict[str, Any]) -> list[str]:
+        cpu = r.get("cpu_ms_per_job")
+        return [str(r[c]) for c in cols] + [f"{cpu['submitter']}/{cpu['workers']}/{cpu['redis']}" if cpu else "-"]
+
+    header = [*cols, cpu_col]
+    table = [cells(r) for r in rows]
+    widths = [max(len(h), *(len(t[i]) for t in table)) for i, h in enumerate(header)]
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
     print("  ".join("-" * w for w in widths))
-    for r in rows:
-        print("  ".join(str(r[c]).ljust(w) for c, w in zip(cols, widths, strict=True)))
+    for t in table:
+        print("  ".join(c.ljust(w) for c, w in zip(t, widths, strict=True)))
 
 
 def _best(runs: list[dict[str, Any]]) -> dict[str, Any]:
