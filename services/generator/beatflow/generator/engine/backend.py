@@ -21,16 +21,24 @@ from beatflow.generator.backend import (
     FramesFn,
     ProgressFn,
 )
-from beatflow.generator.engine.engine import DecodeEngine, EngineConfig, RequestHandle
+from beatflow.generator.engine.engine import DecodeEngine, EngineConfig, RequestHandle, half_dtype_for
 from beatflow.generator.engine.types import EngineRequest, SamplingParams
 from beatflow.generator.models import LoadedModel
 
 log = logging.getLogger(__name__)
 
 
-def default_slots(device: torch.device) -> int:
-    """Concurrent requests: many on a GPU (the step costs about the same for 1 or 32), few on a CPU."""
-    return 32 if device.type == "cuda" else 8
+def default_slots(lm: LoadedModel, grid: int, dtype: torch.dtype | None) -> int:
+    """Concurrent requests: up to 32 on a GPU (a step costs about the same for 1 or 32) as long as their
+    key/value cache takes at most a third of the free GPU memory; 8 on a CPU."""
+    if lm.device.type != "cuda":
+        return 8
+    cfg = lm.model.config.decoder
+    itemsize = torch.empty((), dtype=dtype or lm.dtype).element_size()
+    prefix = (lm.chroma_length + 256) if lm.is_melody else 0
+    per_slot = 2 * 2 * cfg.num_hidden_layers * (grid + prefix) * cfg.hidden_size * itemsize  # 2 rows, K and V
+    free, _ = torch.cuda.mem_get_info(lm.device)
+    return max(1, min(32, int(free / 3 / per_slot)))
 
 
 class EngineBackend:
@@ -49,10 +57,14 @@ class EngineBackend:
         dtype: torch.dtype | None = None,
         frames_every: int = 10,
     ) -> None:
+        """``dtype`` None: bfloat16 (float16 on older GPUs) on CUDA, converting the loaded decoder in
+        place; the model's own dtype on the CPU."""
         self.lm = lm
         window = math.ceil(window_s * lm.frame_rate)
+        if dtype is None:
+            dtype = half_dtype_for(lm.device)
         config = EngineConfig(
-            max_slots=slots or default_slots(lm.device),
+            max_slots=slots or default_slots(lm, 1 + lm.steps_for_frames(window), dtype),
             max_new_tokens=lm.steps_for_frames(window),
             max_prompt_frames=window,
             max_grid=1 + lm.steps_for_frames(window),

@@ -127,6 +127,7 @@ class DecodeEngine:
         self._slots: list[_Slot] = []
         self._pending: deque[RequestHandle] = deque()
         self._lock = threading.Condition()
+        self._step_lock = threading.Lock()  # one step at a time, whoever drives the loop
         self._thread: threading.Thread | None = None
         self._stopping = False
         self.use_graphs = cfg.cuda_graphs and self.device.type == "cuda"
@@ -242,9 +243,12 @@ class DecodeEngine:
         self.active.zero_()
 
     # ------------------------------------------------------------------ step
-    @torch.inference_mode()
     def step(self) -> bool:
         """Drop cancelled requests, admit waiting ones, decode one token for all; False when idle."""
+        with self._step_lock, torch.inference_mode():
+            return self._step_locked()
+
+    def _step_locked(self) -> bool:
         for i in reversed(range(len(self._slots))):
             if self._slots[i].handle.cancel_requested:
                 self._finish(i, cancelled=True)

@@ -40,7 +40,8 @@ class StepGraphs:
                     self._step(slots, length, width)
             torch.cuda.current_stream().wait_stream(stream)
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, pool=self._pool):
+            # thread_local: other threads (the service decoding audio on the GPU) may keep working
+            with torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
                 self._step(slots, length, width)
             if self._pool is None:
                 self._pool = graph.pool()
