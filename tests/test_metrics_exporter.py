@@ -6,11 +6,13 @@ import asyncio
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
 from beatflow.common import healthcheck, metrics
 from beatflow.common.grpcserver import create_grpc_server
+from beatflow.common.jobs import JobQueue
 from beatflow.common.settings import CommonSettings
 
 HEALTH_CHECK = "/grpc.health.v1.Health/Check"
@@ -51,7 +53,7 @@ async def test_health_probe_follows_serving_state_and_rpcs_are_counted(metrics_u
         assert await asyncio.to_thread(healthcheck.check_grpc, target) == "SERVING"
         assert await asyncio.to_thread(healthcheck.main, ["--port", str(gs.port)]) == 0
 
-        text = (await scrape(metrics_url))
+        text = await scrape(metrics_url)
         after = sample_value(text, "beatflow_rpc_total", method=HEALTH_CHECK, code="OK")
         assert after == before + 4
         assert (sample_value(text, "beatflow_rpc_seconds_count", method=HEALTH_CHECK) or 0) >= 4
@@ -90,7 +92,7 @@ async def test_http_middleware_labels_by_route_template(metrics_url: str) -> Non
         assert (await client.get("/things/a")).status_code == 200
         assert (await client.get("/things/b")).status_code == 200
         assert (await client.get("/nowhere")).status_code == 404
-    text = (await scrape(metrics_url))
+    text = await scrape(metrics_url)
     route = "/things/{thing_id}"
     assert sample_value(text, "beatflow_http_requests_total", method="GET", route=route, status="200") == 2
     assert (sample_value(text, "beatflow_http_requests_total", method="GET", route="unmatched", status="404") or 0) >= 1
@@ -98,35 +100,32 @@ async def test_http_middleware_labels_by_route_template(metrics_url: str) -> Non
     assert "/things/a" not in text
 
 
-class CountingDepth:
-    """The one method the sampler needs; the end-to-end test samples a real JobQueue."""
+async def wait_for_gauge(url: str, kind: str, expected: float) -> float | None:
+    """Scrape until the sampler has published ``expected`` (bounded), return the last value."""
+    current = None
+    for _ in range(500):
+        current = sample_value(await scrape(url), "beatflow_job_queue_depth", kind=kind)
+        if current == expected:
+            break
+        await asyncio.sleep(0.01)
+    return current
 
-    def __init__(self, depths: dict[str, int]) -> None:
-        self.depths = depths
 
-    async def depth(self, kind: str) -> int:
-        return self.depths[kind]
-
-
-async def test_queue_depth_sampler_sets_gauge_and_stops(metrics_url: str) -> None:
-    queue = CountingDepth({"sampler-a": 3, "sampler-b": 0})
+async def test_queue_depth_sampler_follows_a_real_queue(metrics_url: str, redis_url: str) -> None:
+    client = aioredis.from_url(redis_url)
+    queue = JobQueue(client, prefix="sampler-test")
+    for n in range(3):
+        await queue.submit("sampler-a", {"n": n})
     stop = metrics.start_queue_depth_sampler(queue, ["sampler-a", "sampler-b"], interval_s=0.01)
     try:
-        for _ in range(200):
-            text = (await scrape(metrics_url))
-            if sample_value(text, "beatflow_job_queue_depth", kind="sampler-a") == 3:
-                break
-            await asyncio.sleep(0.01)
-        assert sample_value(text, "beatflow_job_queue_depth", kind="sampler-a") == 3
-        assert sample_value(text, "beatflow_job_queue_depth", kind="sampler-b") == 0
-        queue.depths["sampler-a"] = 7
-        for _ in range(200):
-            if sample_value((await scrape(metrics_url)), "beatflow_job_queue_depth", kind="sampler-a") == 7:
-                break
-            await asyncio.sleep(0.01)
-        assert sample_value((await scrape(metrics_url)), "beatflow_job_queue_depth", kind="sampler-a") == 7
+        assert await wait_for_gauge(metrics_url, "sampler-a", 3) == 3
+        assert await wait_for_gauge(metrics_url, "sampler-b", 0) == 0
+        claimed = await queue.claim("sampler-a", "worker-1", count=1, block_ms=100)
+        assert len(claimed) == 1
+        assert await wait_for_gauge(metrics_url, "sampler-a", 2) == 2
     finally:
         await stop()
+        await client.aclose()
 
 
 def test_gpu_gauges_stay_empty_without_cuda(metrics_url: str) -> None:
