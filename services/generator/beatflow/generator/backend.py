@@ -315,3 +315,19 @@ class GenerateBackend:
                 codes = sampler.frames(i, 0, req.new_frames)
                 results.append(DecodeResult(req.request_id, codes, sampler.steps_for(i), len(group)))
         return results
+
+
+def make_backend(name: str, lm: LoadedModel) -> GenerationBackend:
+    """``generate`` (this module) or ``engine`` (``beatflow.generator.engine``: ``create_backend(lm)``)."""
+    if name == "generate":
+        return GenerateBackend(lm)
+    if name == "engine":
+        import importlib
+
+        module = importlib.import_module("beatflow.generator.engine")
+        factory = getattr(module, "create_backend", None) or getattr(module, "EngineBackend", None)
+        if factory is None:
+            raise RuntimeError("beatflow.generator.engine provides no create_backend(lm)")
+        backend: GenerationBackend = factory(lm)
+        return backend
+    raise ValueError(f"unknown generation backend {name!r}; use 'generate' or 'engine'")

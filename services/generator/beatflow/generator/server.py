@@ -1,0 +1,207 @@
+"""Generator gRPC server: Generator + Jobs services, the model(s) and the worker.
+
+``create_server`` builds the server without loading anything; the model
+loads once in :meth:`GeneratorApp.start` (``serve`` calls it as its ``ready``
+step), and health turns SERVING only after that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from beatflow.common.blobstore import BlobStore, make_blob_store
+from beatflow.common.errors import FailedPrecondition, Unavailable
+from beatflow.common.grpcserver import GrpcServer, Service, create_grpc_server
+from beatflow.common.jobs import JobQueue, JobRecord
+from beatflow.common.jobs.servicer import jobs_service
+from beatflow.generator.backend import make_backend
+from beatflow.generator.config import GeneratorSettings
+from beatflow.generator.longform import Composer
+from beatflow.generator.models import LoadedModel, ModelLoadError, load_model
+from beatflow.generator.request import GenerationSpec, Limits, validate
+from beatflow.generator.servicer import GeneratorServicer
+from beatflow.generator.uploads import check_upload
+from beatflow.generator.worker import KIND, GenerationWorker, ModelSlot, WorkerConfig, select_slot
+from beatflow.v1 import generator_pb2, generator_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+
+def limits_from(settings: GeneratorSettings) -> Limits:
+    window = settings.generator_max_window_s
+    return Limits(
+        max_duration_s=settings.generator_max_duration_s,
+        default_duration_s=settings.generator_default_duration_s,
+        max_prompt_chars=settings.generator_max_prompt_chars,
+        max_variations=settings.generator_max_variations,
+        max_upload_bytes=settings.generator_max_upload_bytes,
+        max_upload_s=settings.generator_max_upload_s,
+        # the prompt and at least a second of new audio must fit in the first window
+        max_prompt_audio_s=min(settings.generator_max_prompt_audio_s, window - 1.0),
+        min_melody_s=settings.generator_min_melody_s,
+        silence_db=settings.generator_silence_db,
+    )
+
+
+def _load(spec: str, fallback: str, settings: GeneratorSettings) -> LoadedModel:
+    try:
+        return load_model(spec, settings.generator_device, settings.generator_dtype)
+    except ModelLoadError as exc:
+        if not settings.generator_fallback_tiny or spec == fallback:
+            raise
+        log.warning("%s -- BEATFLOW_GENERATOR_FALLBACK_TINY is set: serving the random-weight %r preset", exc, fallback)
+        return load_model(fallback, settings.generator_device, settings.generator_dtype)
+
+
+def load_slots(settings: GeneratorSettings) -> dict[str, ModelSlot]:
+    """Load the main model (and the melody model, if configured) with their backends."""
+    if settings.generator_torch_threads > 0:
+        torch.set_num_threads(settings.generator_torch_threads)
+
+    def slot(role: str, lm: LoadedModel) -> ModelSlot:
+        backend = make_backend(settings.generator_backend, lm)
+        composer = Composer(lm, backend, settings.generator_max_window_s, settings.generator_context_s)
+        return ModelSlot(role, lm, backend, composer)
+
+    main = _load(settings.generator_model, "tiny", settings)
+    slots = {"text": slot("text", main)}
+    if settings.generator_melody_model and settings.generator_melody_model != settings.generator_model:
+        melody = _load(settings.generator_melody_model, "tiny-melody", settings)
+        if not melody.is_melody:
+            raise ModelLoadError(f"melody model {melody.spec!r} has no melody conditioning")
+        slots["melody"] = slot("melody", melody)
+    elif main.is_melody:
+        slots["melody"] = slots["text"]
+    for role, s in slots.items():
+        log.info("%s model %s loaded on %s (%s)", role, s.lm.spec, s.lm.device, s.lm.dtype)
+    return slots
+
+
+class GeneratorApp:
+    """The service's state: queue, blob store, models and the worker task."""
+
+    def __init__(self, settings: GeneratorSettings, store: BlobStore | None = None) -> None:
+        self.settings = settings
+        self.queue = JobQueue.from_settings(settings)
+        self.store = store if store is not None else make_blob_store(settings)
+        self.limits = limits_from(settings)
+        self.slots: dict[str, ModelSlot] = {}
+        self.worker: GenerationWorker | None = None
+        self._stop = asyncio.Event()
+        self._worker_task: asyncio.Task[None] | None = None
+
+    @property
+    def ready(self) -> bool:
+        return bool(self.slots)
+
+    async def start(self) -> None:
+        """Load the model(s) once and start the worker; the server reports SERVING after this."""
+        if self.ready:
+            return
+        self.slots = await asyncio.to_thread(load_slots, self.settings)
+        if self.settings.generator_run_worker:
+            consumer = f"generator-{socket.gethostname()}-{os.getpid()}-{id(self):x}"
+            config = WorkerConfig(
+                max_batch=self.settings.generator_max_batch,
+                max_wait_ms=self.settings.generator_max_wait_ms,
+                progress_interval_s=self.settings.generator_progress_interval_s,
+                window_s=self.settings.generator_max_window_s,
+                context_s=self.settings.generator_context_s,
+            )
+            self.worker = GenerationWorker(self.queue, self.store, self.slots, config, consumer=consumer)
+            self._worker_task = asyncio.create_task(self.worker.run(self._stop))
+
+    async def close(self) -> None:
+        """Stop claiming, let running batches finish, close Redis."""
+        self._stop.set()
+        if self._worker_task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._worker_task), self.settings.grace_period_s)
+            except TimeoutError:
+                log.warning("running generation did not finish within the grace period; releasing its jobs")
+                if self.worker is not None:
+                    self.worker.aborting = True
+                await asyncio.gather(self._worker_task, return_exceptions=True)
+            except Exception:
+                log.exception("generation worker ended with an error")
+        await self.queue.redis.aclose()
+
+    def _require_ready(self) -> None:
+        if not self.ready:
+            raise Unavailable("the generator is still loading its model; retry shortly")
+
+    async def submit(self, spec: GenerationSpec, *, idempotency_key: str | None = None) -> JobRecord:
+        """Validate (limits, uploads, model support) and queue a generation job."""
+        self._require_ready()
+        spec = validate(spec, self.limits)
+        if spec.melody_blob:
+            select_slot(self.slots, spec)
+            await check_upload(self.store, spec.melody_blob, "melody", self.limits)
+        if spec.prompt_audio_blob:
+            slot = select_slot(self.slots, spec)
+            if slot.lm.audio_channels not in (1, 2):
+                raise FailedPrecondition("the model cannot be prompted with audio")
+            await check_upload(self.store, spec.prompt_audio_blob, "audio prompt", self.limits)
+        return await self.queue.submit(KIND, spec.to_dict(), owner=spec.owner, idempotency_key=idempotency_key)
+
+    def model_info(self) -> dict[str, Any]:
+        self._require_ready()
+        main = self.slots["text"]
+        melody = self.slots.get("melody")
+        return {
+            "spec": main.lm.spec,
+            "device": str(main.lm.device),
+            "dtype": str(main.lm.dtype).removeprefix("torch."),
+            "sample_rate": main.lm.sample_rate,
+            "channels": main.lm.audio_channels,
+            "frame_rate": main.lm.frame_rate,
+            "supports_melody": melody is not None,
+            "max_duration_s": self.limits.max_duration_s,
+            "max_batch": self.settings.generator_max_batch,
+            "melody_spec": melody.lm.spec if melody is not None else "",
+            "backend": main.backend.name,
+            "window_s": self.settings.generator_max_window_s,
+            "max_variations": self.limits.max_variations,
+            "max_prompt_chars": self.limits.max_prompt_chars,
+            "num_codebooks": main.lm.num_codebooks,
+            "max_wait_ms": self.settings.generator_max_wait_ms,
+        }
+
+
+@dataclass
+class GeneratorServer(GrpcServer):
+    """The gRPC server plus the app whose ``start`` loads the model."""
+
+    app: GeneratorApp | None = None
+
+    async def ready(self) -> None:
+        assert self.app is not None
+        await self.app.start()
+
+
+async def create_server(settings: GeneratorSettings, *, store: BlobStore | None = None) -> tuple[GeneratorServer, int]:
+    """Build (not start) the server; ``await server.ready()`` loads the model (``serve`` does it)."""
+    app = GeneratorApp(settings, store)
+    gs = create_grpc_server(
+        settings,
+        [
+            Service(
+                generator_pb2.DESCRIPTOR.services_by_name["Generator"].full_name,
+                generator_pb2_grpc.add_GeneratorServicer_to_server,
+                GeneratorServicer(app),
+            ),
+            jobs_service(app.queue),
+        ],
+    )
+    server = GeneratorServer(
+        server=gs.server, port=gs.port, health=gs.health, service_names=gs.service_names, on_stop=gs.on_stop, app=app
+    )
+    server.on_stop.append(app.close)
+    return server, server.port

@@ -1,0 +1,489 @@
+"""The generation worker: claims jobs in batches, decodes them together, stores the audio.
+
+Batching policy: the worker waits (blocking) for a first job, then keeps
+claiming for at most ``max_wait_ms`` or until it holds ``max_batch`` jobs.
+The jobs are grouped by model (text or melody) and by what the backend can
+decode in one call (``backend.batch_key``: guidance scale and prompt length
+for ``generate()``); each group is one batch whose rows are every variation
+of every job in it. A static backend runs one batch at a time and claims
+again only when it is done (jobs it cannot start stay in the queue for other
+replicas); a continuous backend gets new batches while others run, up to
+``max_batch`` held jobs. The batch size is recorded in each job's result and
+logged.
+
+While a batch decodes, a ticker publishes each job's progress (fraction of
+decoder steps done) every ``progress_interval_s``, refreshes the claims and
+watches for cancellation: a cancelled job is marked CANCELLED at once and its
+rows stop within a few decoder steps. Out of memory: the batch is split in
+halves and retried; a single job that still does not fit fails with a clear
+error. The worker itself never stops on a job's error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from beatflow.common.blobstore import BlobStore
+from beatflow.common.errors import BeatflowError, FailedPrecondition
+from beatflow.common.jobs import ClaimedJob, JobQueue
+from beatflow.common.logging import bind
+from beatflow.generator import audio_io
+from beatflow.generator.backend import DecodeRequest, GenerationBackend
+from beatflow.generator.chroma import chroma_features
+from beatflow.generator.longform import Composer, Piece
+from beatflow.generator.models import LoadedModel
+from beatflow.generator.request import GenerationSpec
+
+log = logging.getLogger(__name__)
+
+KIND = "generate"
+
+
+@dataclass
+class ModelSlot:
+    """A loaded model with its backend and window composer."""
+
+    role: str  # "text" or "melody"
+    lm: LoadedModel
+    backend: GenerationBackend
+    composer: Composer
+
+
+@dataclass
+class WorkerConfig:
+    max_batch: int = 8
+    max_wait_ms: int = 100
+    progress_interval_s: float = 0.5
+    window_s: float = 30.0
+    context_s: float = 10.0
+
+
+@dataclass
+class Generation:
+    """A claimed job on its way through the worker."""
+
+    job: ClaimedJob
+    spec: GenerationSpec
+    slot: ModelSlot
+    pieces: list[Piece]
+    prompt_frames: int = 0
+    melody_s: float = 0.0
+    claimed_at: float = field(default_factory=time.time)
+    steps_done: dict[str, int] = field(default_factory=dict)
+    cancelled: bool = False
+    finished: bool = False
+    last_progress: float = -1.0
+    last_event_at: float = 0.0
+
+    @property
+    def id(self) -> str:
+        return self.job.id
+
+    def fraction(self) -> float:
+        delay = self.slot.lm.channel_codebooks - 1
+        total = sum(p.steps_total(delay) for p in self.pieces)
+        done = sum(self.steps_done.get(p.piece_id, 0) for p in self.pieces)
+        return done / total if total else 0.0
+
+    def stage(self) -> str:
+        delay = self.slot.lm.channel_codebooks - 1
+        total = sum(p.steps_total(delay) for p in self.pieces)
+        done = sum(self.steps_done.get(p.piece_id, 0) for p in self.pieces)
+        return f"decoding {done}/{total} steps"
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+def select_slot(slots: dict[str, ModelSlot], spec: GenerationSpec) -> ModelSlot:
+    if spec.melody_blob:
+        if "melody" not in slots:
+            raise FailedPrecondition(
+                "hum-to-beat needs a melody model: set BEATFLOW_GENERATOR_MELODY_MODEL "
+                "(e.g. facebook/musicgen-melody or tiny-melody)"
+            )
+        return slots["melody"]
+    return slots["text"]
+
+
+class GenerationWorker:
+    def __init__(
+        self,
+        queue: JobQueue,
+        store: BlobStore,
+        slots: dict[str, ModelSlot],
+        config: WorkerConfig,
+        *,
+        consumer: str,
+    ) -> None:
+        self.queue = queue
+        self.store = store
+        self.slots = slots
+        self.config = config
+        self.consumer = consumer
+        self.held: dict[str, Generation] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.batches_run = 0
+        self.aborting = False  # shutting down past the grace period: stop decoding, release jobs
+
+    @property
+    def continuous(self) -> bool:
+        return all(s.backend.continuous for s in self.slots.values())
+
+    # -- the claim loop ------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        log.info(
+            "generation worker %s: max_batch=%d max_wait_ms=%d backend=%s",
+            self.consumer,
+            self.config.max_batch,
+            self.config.max_wait_ms,
+            ",".join(f"{r}:{s.backend.name}" for r, s in self.slots.items()),
+        )
+        ticker = asyncio.create_task(self._tick_forever(stop))
+        try:
+            await self._claim_loop(stop)
+        finally:
+            await self.drain()
+            await ticker
+
+    async def _claim_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            room = self.config.max_batch - len(self.held)
+            if room <= 0 or (self._tasks and not self.continuous):
+                await asyncio.sleep(0.02)
+                continue
+            try:
+                jobs = await self._gather(room, stop)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("claiming generation jobs failed; retrying")
+                await asyncio.sleep(1.0)
+                continue
+            if not jobs:
+                continue
+            gens = [g for g in await asyncio.gather(*(self._prepare(j) for j in jobs)) if g is not None]
+            for group in self.group(gens):
+                task = asyncio.create_task(self._run_group(group))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+                if not self.continuous:
+                    await asyncio.shield(task)
+
+    async def drain(self) -> None:
+        """Let running batches finish (shutdown waits for them within its grace period)."""
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def _gather(self, room: int, stop: asyncio.Event) -> list[ClaimedJob]:
+        jobs = await self.queue.claim(KIND, self.consumer, count=room, block_ms=500)
+        if not jobs:
+            return []
+        deadline = time.monotonic() + self.config.max_wait_ms / 1000
+        while len(jobs) < room and not stop.is_set():
+            left_ms = int((deadline - time.monotonic()) * 1000)
+            if left_ms <= 0:
+                break
+            jobs += await self.queue.claim(KIND, self.consumer, count=room - len(jobs), block_ms=max(1, left_ms))
+        return jobs
+
+    # -- preparing inputs -----------------------------------------------------------------
+
+    async def _prepare(self, job: ClaimedJob) -> Generation | None:
+        with bind(job_id=job.id):
+            try:
+                spec = GenerationSpec.from_dict(job.request)
+                slot = select_slot(self.slots, spec)
+                gen = await asyncio.to_thread(self._build, job, spec, slot)
+            except BeatflowError as exc:
+                log.info("generation job rejected: %s", exc.message)
+                await job.fail(exc.message, retryable=False)
+                return None
+            except Exception as exc:
+                log.exception("preparing generation job failed")
+                await job.fail(f"could not prepare the job: {type(exc).__name__}: {exc}", retryable=True)
+                return None
+            if job.cancel_requested:
+                await job.mark_cancelled()
+                return None
+            self.held[job.id] = gen
+            await job.progress(0.0, "queued for decoding")
+            return gen
+
+    def _build(self, job: ClaimedJob, spec: GenerationSpec, slot: ModelSlot) -> Generation:
+        lm = slot.lm
+        prompt_codes = None
+        chroma = None
+        melody_s = 0.0
+        if spec.prompt_audio_blob:
+            wav = audio_io.load_for_model(
+                self.store.get_bytes(spec.prompt_audio_blob), lm.sample_rate, lm.audio_channels
+            )
+            prompt_codes = lm.encode_audio(torch.from_numpy(wav)).cpu()
+        if spec.melody_blob:
+            wav = audio_io.load_for_model(self.store.get_bytes(spec.melody_blob), lm.sample_rate, 1)
+            melody_s = wav.shape[1] / lm.sample_rate
+            chroma = chroma_features(wav, lm.sample_rate, num_chroma=lm.num_chroma, max_seconds=None)
+        frames = lm.frames_for_seconds(spec.duration_s)
+        pieces = [
+            Piece(
+                piece_id=f"{job.id}/{i}",
+                description=spec.description,
+                new_frames=frames,
+                seed=seed,
+                sampling=spec.sampling,
+                guidance_scale=spec.guidance_scale,
+                prompt_codes=prompt_codes,
+                chroma=chroma,
+            )
+            for i, seed in enumerate(spec.seeds())
+        ]
+        for p in pieces:
+            slot.composer.plan(p)
+        prompt_frames = 0 if prompt_codes is None else int(prompt_codes.shape[1])
+        return Generation(job, spec, slot, pieces, prompt_frames=prompt_frames, melody_s=melody_s)
+
+    # -- batching -------------------------------------------------------------------------
+
+    @staticmethod
+    def _key(gen: Generation) -> Hashable:
+        p = gen.pieces[0]
+        first = DecodeRequest(
+            request_id=p.piece_id,
+            description=p.description,
+            new_frames=p.windows[0].new_frames,
+            seed=p.seed,
+            sampling=p.sampling,
+            guidance_scale=p.guidance_scale,
+            prompt_codes=p.prompt_codes,
+            chroma=p.chroma,
+        )
+        return (gen.slot.role, gen.slot.backend.batch_key(first))
+
+    def group(self, gens: Sequence[Generation]) -> list[list[Generation]]:
+        """Compatible jobs together, in claim order."""
+        groups: dict[Hashable, list[Generation]] = {}
+        for gen in gens:
+            groups.setdefault(self._key(gen), []).append(gen)
+        return list(groups.values())
+
+    # -- running a batch ------------------------------------------------------------------
+
+    async def _run_group(self, group: list[Generation]) -> None:
+        try:
+            await self._decode_group(group)
+        finally:
+            for gen in group:
+                self.held.pop(gen.id, None)
+
+    async def _decode_group(self, group: list[Generation]) -> None:
+        group = [g for g in group if not g.cancelled]
+        if not group:
+            return
+        slot = group[0].slot
+        rows = sum(len(g.pieces) for g in group)
+        ids = [g.id for g in group]
+        self.batches_run += 1
+        log.info("decoding batch of %d jobs (%d rows) with %s: %s", len(group), rows, slot.backend.name, ids)
+        by_piece = {p.piece_id: g for g in group for p in g.pieces}
+
+        def on_progress(piece_id: str, done: int, _total: int) -> None:
+            gen = by_piece.get(piece_id)
+            if gen is not None:
+                gen.steps_done[piece_id] = done
+
+        def is_cancelled(piece_id: str) -> bool:
+            gen = by_piece.get(piece_id)
+            return gen is None or gen.cancelled or self.aborting
+
+        pieces = [p for g in group for p in g.pieces]
+        for p in pieces:
+            p.codes, p.cancelled, p.batch_size = None, False, 0
+        started = time.perf_counter()
+        error: BaseException | None = None
+        try:
+            await asyncio.to_thread(slot.composer.run, pieces, on_progress, is_cancelled)
+        except Exception as exc:
+            error = exc
+        decode_s = time.perf_counter() - started
+        if self.aborting:
+            for gen in group:
+                if not gen.finished:
+                    gen.finished = True
+                    await gen.job.release()
+            log.warning("worker stopping: released %d unfinished jobs back to the queue", len(group))
+            return
+        if error is not None:
+            await self._handle_error(group, error)
+            return
+        for gen in group:
+            if gen.cancelled or any(p.cancelled for p in gen.pieces):
+                if not gen.finished:
+                    gen.finished = True
+                    await gen.job.mark_cancelled()
+                continue
+            with bind(job_id=gen.id):
+                try:
+                    await self._finish(gen, decode_s, len(group), rows)
+                except Exception as exc:
+                    log.exception("storing the result failed")
+                    await gen.job.fail(f"could not store the result: {type(exc).__name__}: {exc}")
+
+    async def _handle_error(self, group: list[Generation], error: BaseException) -> None:
+        if is_out_of_memory(error):
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            live = [g for g in group if not g.cancelled]
+            if len(live) > 1:
+                half = len(live) // 2
+                log.warning(
+                    "out of memory with %d jobs in the batch; retrying as %d + %d", len(live), half, len(live) - half
+                )
+                await self._decode_group(live[:half])
+                await self._decode_group(live[half:])
+                return
+            for gen in live:
+                rows = len(gen.pieces)
+                msg = (
+                    f"out of GPU memory generating {gen.spec.duration_s:g} s x {rows} variation(s) even alone; "
+                    "ask for a shorter duration or fewer variations"
+                )
+                log.error("%s: %s", gen.id, msg)
+                gen.finished = True
+                await gen.job.fail(msg, retryable=False)
+            return
+        log.error("generation batch failed: %s", error, exc_info=error)
+        for gen in group:
+            if not gen.finished:
+                gen.finished = True
+                if gen.cancelled:
+                    await gen.job.mark_cancelled()
+                else:
+                    await gen.job.fail(f"generation failed: {type(error).__name__}: {error}", retryable=True)
+
+    async def _tick_forever(self, stop: asyncio.Event) -> None:
+        """Progress, claim refresh and cancellation for every held job, running or waiting."""
+        while not stop.is_set() or self.held:
+            await self.tick()
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=self.config.progress_interval_s)
+            except TimeoutError:
+                pass
+            if stop.is_set() and not self._tasks:
+                return
+
+    async def tick(self) -> None:
+        for gen in list(self.held.values()):
+            if gen.finished or gen.cancelled:
+                continue
+            try:
+                fraction = min(0.95, 0.95 * gen.fraction())
+                now = time.monotonic()
+                if fraction > gen.last_progress or now - gen.last_event_at >= 1.0:
+                    await gen.job.progress(fraction, gen.stage())
+                    gen.last_progress, gen.last_event_at = fraction, now
+                else:
+                    await gen.job.heartbeat()
+                if gen.job.cancel_requested or gen.job.lost:
+                    gen.cancelled = True
+                    gen.finished = True
+                    if gen.job.lost:
+                        log.warning("job %s was taken over by another worker; dropping it", gen.id)
+                    else:
+                        log.info("job %s cancelled", gen.id)
+                        await gen.job.mark_cancelled()
+            except Exception:
+                log.exception("progress update for %s failed", gen.id)
+
+    # -- results ---------------------------------------------------------------------------
+
+    async def _finish(self, gen: Generation, decode_s: float, batch_jobs: int, batch_rows: int) -> None:
+        await gen.job.progress(0.96, "encoding audio")
+        lm = gen.slot.lm
+        spec = gen.spec
+        encode_started = time.perf_counter()
+
+        def render(piece: Piece) -> tuple[str, int]:
+            assert piece.codes is not None
+            wav = lm.decode_codes(piece.codes).numpy()
+            data = audio_io.encode(wav, lm.sample_rate, spec.format)
+            key = self.store.put_bytes(data, content_type=audio_io.CONTENT_TYPES[spec.format])
+            return key, int(wav.shape[-1])
+
+        blobs: dict[str, str] = {}
+        samples = 0
+        for i, piece in enumerate(gen.pieces):
+            key, samples = await asyncio.to_thread(render, piece)
+            blobs["audio" if i == 0 else f"audio.{i}"] = key
+        encode_s = time.perf_counter() - encode_started
+        audio_s = samples / lm.sample_rate
+        record = self.record(gen, decode_s=decode_s, encode_s=encode_s, audio_s=audio_s)
+        record["batch_jobs"] = batch_jobs
+        record["batch_size"] = batch_rows
+        gen.finished = True
+        await gen.job.complete(blobs, record)
+        log.info(
+            "generation done: %d audio(s) of %.2f s in a batch of %d jobs (%d rows), decode %.2f s",
+            len(blobs),
+            audio_s,
+            batch_jobs,
+            batch_rows,
+            decode_s,
+        )
+
+    def record(self, gen: Generation, *, decode_s: float, encode_s: float, audio_s: float) -> dict[str, Any]:
+        """The generation record stored with the result (and by the VCS with the commit)."""
+        lm = gen.slot.lm
+        spec = gen.spec
+        composer = gen.slot.composer
+        new_s = gen.pieces[0].new_frames / lm.frame_rate
+        return {
+            "type": spec.kind,
+            "prompt": spec.prompt,
+            "description": spec.description,
+            "hints": spec.hints.to_dict(),
+            "model": lm.spec,
+            "model_info": lm.info(),
+            "backend": gen.slot.backend.name,
+            "seed": spec.seed,
+            "seeds": spec.seeds(),
+            "sampling": {
+                "top_k": spec.sampling.top_k,
+                "top_p": spec.sampling.top_p,
+                "temperature": spec.sampling.temperature,
+                "greedy": spec.sampling.greedy,
+                "guidance_scale": spec.guidance_scale,
+            },
+            "duration_s": spec.duration_s,
+            "num_variations": len(gen.pieces),
+            "format": spec.format,
+            "sample_rate": lm.sample_rate,
+            "channels": lm.audio_channels,
+            "audio_duration_s": audio_s,
+            "generated_duration_s": new_s,
+            "prompt_audio_blob": spec.prompt_audio_blob,
+            "prompt_duration_s": gen.prompt_frames / lm.frame_rate,
+            "melody_blob": spec.melody_blob,
+            "melody_duration_s": gen.melody_s,
+            "windows": len(gen.pieces[0].windows),
+            "window_s": composer.window_frames / lm.frame_rate,
+            "context_s": composer.context_frames / lm.frame_rate,
+            "decode_steps": gen.pieces[0].steps_total(lm.channel_codebooks - 1),
+            "timings": {
+                "queued_s": max(0.0, gen.claimed_at - gen.job.record.created_at),
+                "decode_s": decode_s,
+                "encode_s": encode_s,
+                "realtime_factor": (new_s * len(gen.pieces)) / decode_s if decode_s > 0 else None,
+            },
+        }
