@@ -215,6 +215,8 @@ def test_separator_counts_rpcs_and_analysis_job_and_logs_job_id(stack: Stack, s3
     assert {line["service"] for line in lines} == {"separator"}
     job_lines = [line for line in lines if line.get("job_id") == job.id]
     assert job_lines, "no log line carries the job id"
+    about_job = [line for line in lines if job.id in line["msg"]]
+    assert about_job and all(line.get("job_id") == job.id for line in about_job), about_job
 
 
 def test_gateway_counts_http_requests_and_backends_count_its_calls(stack: Stack) -> None:
