@@ -350,6 +350,7 @@ def test_version_control_workflow(
             },
         )
         assert stems_commit["parent_ids"] == [first["id"]]
+        assert stems_commit["metadata"] == first["metadata"]  # bpm and generation record carried over
         expected = {name: f["blob_key"] for name, f in stem_files.items()} | {"mix": generation.audio["blob_key"]}
         assert _stems(stems_commit) == expected
         assert _get(http, f"/api/vcs/commit/{stems_commit['id']}") == stems_commit

@@ -181,6 +181,7 @@ class CommitCreate(Strict):
     duration_s: float | None = Field(None, ge=0, le=86400)
     sample_rate: int | None = Field(None, gt=0, le=768000)
     generation: dict[str, Any] | None = None
+    inherit_metadata: bool = Field(True, description="Start from the parent's metadata (bpm, key, generation record)")
 
 
 class CommitList(BaseModel):

@@ -112,13 +112,22 @@ async def create_commit(repo_id: RepoId, body: schemas.CommitCreate, state: Stat
         stems[s.name] = await _stem(state, user, s.name, s.blob_key)
     if body.mixdown_blob:
         await require_readable_blob(state, user, body.mixdown_blob)
-    metadata = vcs_pb2.CommitMetadata(key=body.key, generation_json=generation_json)
+    metadata = vcs_pb2.CommitMetadata()
+    if body.inherit_metadata and expected:
+        parent = await state.backends.vcs.GetCommit(
+            vcs_pb2.GetCommitRequest(actor=user.user_id, commit_id=expected, repo_id=repo_id), timeout=state.timeout
+        )
+        metadata.CopyFrom(parent.metadata)
+    if body.key:
+        metadata.key = body.key
+    if generation_json:
+        metadata.generation_json = generation_json
     durations = [s.duration_s for s in stems.values() if s.duration_s > 0]
     if body.bpm is not None:
         metadata.bpm = body.bpm
     if body.duration_s is not None:
         metadata.duration_s = body.duration_s
-    elif durations:
+    elif durations and not metadata.HasField("duration_s"):
         metadata.duration_s = max(durations)
     if body.sample_rate is not None:
         metadata.sample_rate = body.sample_rate

@@ -422,7 +422,8 @@ async function pickCommit(id, circle) {
   }
   for (const m of d.metadata) {
     const tr = document.createElement("tr");
-    for (const v of [m.field, "metadata", m.base_value, m.head_value]) {
+    const short = (v) => (v.length > 48 ? v.slice(0, 47) + "…" : v);
+    for (const v of [m.field, "metadata", short(m.base_value), short(m.head_value)]) {
       const td = document.createElement("td");
       td.textContent = v;
       tr.append(td);
