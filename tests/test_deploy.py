@@ -225,6 +225,19 @@ def test_database_url_and_credentials_come_from_the_secret(rendered: dict[str, l
     assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["migrate"]
 
 
+def test_vcs_leaves_migrations_to_the_job_and_waits_longer_than_its_probe_allows(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    vcs = container(rendered["gpu"], "vcs")
+    env = {e["name"]: e.get("value") for e in vcs["env"]}
+    assert env["BEATFLOW_MIGRATE_ON_START"] == "false"
+    startup = vcs["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] > float(env["BEATFLOW_SCHEMA_WAIT_S"])
+    compose_vcs = validate.load_compose()["services"]["vcs"]
+    assert compose_vcs["environment"]["BEATFLOW_MIGRATE_ON_START"] == "false"
+    assert compose_vcs["depends_on"]["vcs-migrate"]["condition"] == "service_completed_successfully"
+
+
 @pytest.mark.parametrize(
     ("breakage", "expected"),
     [
