@@ -147,6 +147,22 @@ class ListRepositoriesResponse(_message.Message):
     next_page_token: str
     def __init__(self, repositories: _Optional[_Iterable[_Union[Repository, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
+class UpdateRepositoryRequest(_message.Message):
+    __slots__ = ("actor", "repo_id", "name", "description", "visibility", "default_branch")
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    REPO_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    VISIBILITY_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_BRANCH_FIELD_NUMBER: _ClassVar[int]
+    actor: str
+    repo_id: str
+    name: str
+    description: str
+    visibility: Visibility
+    default_branch: str
+    def __init__(self, actor: _Optional[str] = ..., repo_id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., visibility: _Optional[_Union[Visibility, str]] = ..., default_branch: _Optional[str] = ...) -> None: ...
+
 class DeleteRepositoryRequest(_message.Message):
     __slots__ = ("actor", "repo_id")
     ACTOR_FIELD_NUMBER: _ClassVar[int]

@@ -64,6 +64,11 @@ class VcsStub:
                 request_serializer=beatflow_dot_v1_dot_vcs__pb2.DeleteRepositoryRequest.SerializeToString,
                 response_deserializer=beatflow_dot_v1_dot_vcs__pb2.Repository.FromString,
                 _registered_method=True)
+        self.UpdateRepository = channel.unary_unary(
+                '/beatflow.v1.Vcs/UpdateRepository',
+                request_serializer=beatflow_dot_v1_dot_vcs__pb2.UpdateRepositoryRequest.SerializeToString,
+                response_deserializer=beatflow_dot_v1_dot_vcs__pb2.Repository.FromString,
+                _registered_method=True)
         self.SetCollaborator = channel.unary_unary(
                 '/beatflow.v1.Vcs/SetCollaborator',
                 request_serializer=beatflow_dot_v1_dot_vcs__pb2.SetCollaboratorRequest.SerializeToString,
@@ -215,6 +220,12 @@ class VcsServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DeleteRepository(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateRepository(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -391,6 +402,11 @@ def add_VcsServicer_to_server(servicer, server):
             'DeleteRepository': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteRepository,
                     request_deserializer=beatflow_dot_v1_dot_vcs__pb2.DeleteRepositoryRequest.FromString,
+                    response_serializer=beatflow_dot_v1_dot_vcs__pb2.Repository.SerializeToString,
+            ),
+            'UpdateRepository': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateRepository,
+                    request_deserializer=beatflow_dot_v1_dot_vcs__pb2.UpdateRepositoryRequest.FromString,
                     response_serializer=beatflow_dot_v1_dot_vcs__pb2.Repository.SerializeToString,
             ),
             'SetCollaborator': grpc.unary_unary_rpc_method_handler(
@@ -670,6 +686,33 @@ class Vcs:
             target,
             '/beatflow.v1.Vcs/DeleteRepository',
             beatflow_dot_v1_dot_vcs__pb2.DeleteRepositoryRequest.SerializeToString,
+            beatflow_dot_v1_dot_vcs__pb2.Repository.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateRepository(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/beatflow.v1.Vcs/UpdateRepository',
+            beatflow_dot_v1_dot_vcs__pb2.UpdateRepositoryRequest.SerializeToString,
             beatflow_dot_v1_dot_vcs__pb2.Repository.FromString,
             options,
             channel_credentials,

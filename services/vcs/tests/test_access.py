@@ -112,6 +112,24 @@ async def test_public_repository_reads_and_listing(world) -> None:
     assert "alice/beat" not in names  # private
 
 
+async def test_update_repository(world) -> None:
+    vcs, alice, bob = world.vcs, world.alice, world.bob
+    r = world.repo.id
+    other = await vcs.create_repository(alice.id, "other")
+    with pytest.raises(NotFound):
+        await vcs.update_repository(bob.id, r, visibility=Visibility.PUBLIC)
+    updated = await vcs.update_repository(alice.id, r, name="renamed", description="new", visibility=Visibility.PUBLIC)
+    assert (updated.name, updated.description, updated.visibility) == ("renamed", "new", Visibility.PUBLIC)
+    with pytest.raises(PermissionDenied):  # public now: bob sees it but may not change it
+        await vcs.update_repository(bob.id, r, description="mine")
+    with pytest.raises(AlreadyExists):
+        await vcs.update_repository(alice.id, r, name=other.name)
+    with pytest.raises(InvalidArgument):
+        await vcs.update_repository(alice.id, r, default_branch="bad..branch")
+    assert (await vcs.update_repository(alice.id, r, default_branch="dev")).default_branch == "dev"
+    assert (await vcs.update_repository(alice.id, r)).name == "renamed"  # nothing to change
+
+
 async def test_delete_repository(world) -> None:
     vcs = world.vcs
     await world.commit("x", drums="d")

@@ -100,6 +100,8 @@ async def test_workflow_and_status_codes(stub) -> None:
         pb.GarbageCollectRequest(candidate_blobs=[KEY, "ef" * 32], grace_period_s=3600, dry_run=True)
     )
     assert list(gc.deletable_blobs) == [] and gc.referenced == 1 and gc.kept_young == 1
+    upd = await stub.UpdateRepository(pb.UpdateRepositoryRequest(actor=alice.id, repo_id=repo.id, description="d"))
+    assert upd.description == "d" and upd.name == "beat" and upd.visibility == pb.VISIBILITY_PRIVATE
     fork = await stub.Fork(pb.ForkRequest(actor=alice.id, repo_id=repo.id, name="beat-2"))
     assert fork.forked_from_id == repo.id
 

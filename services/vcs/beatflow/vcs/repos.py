@@ -94,6 +94,39 @@ async def list_repositories(
     return repos, token
 
 
+async def update_repository(
+    conn: AsyncConnection,
+    actor: str,
+    repo_id: str,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    visibility: Visibility | None = None,
+    default_branch: str | None = None,
+) -> Repository:
+    """Owner-only changes to name, description, visibility and default branch (None: unchanged)."""
+    await load_repo(conn, repo_id, actor, Role.OWNER)
+    values: dict[str, object] = {}
+    if name is not None:
+        values["name"] = check_repo_name(name)
+    if description is not None:
+        if len(description) > MAX_DESCRIPTION:
+            raise InvalidArgument(f"description longer than {MAX_DESCRIPTION} characters")
+        values["description"] = description
+    if visibility is not None:
+        values["visibility"] = int(visibility)
+    if default_branch is not None:
+        values["default_branch"] = check_ref_name(default_branch, "branch")
+    if values:
+        sets = ", ".join(f"{col} = :{col}" for col in values)
+        try:
+            async with conn.begin_nested():
+                await conn.execute(text(f"UPDATE repositories SET {sets} WHERE id = :id"), {**values, "id": repo_id})
+        except IntegrityError:
+            raise AlreadyExists(f"you already have a repository named {name!r}") from None
+    return await load_repo(conn, repo_id, actor)
+
+
 async def delete_repository(conn: AsyncConnection, actor: str, repo_id: str) -> Repository:
     """Delete a repository; commits no other repository holds go with it (their blobs become GC candidates)."""
     repo = await load_repo(conn, repo_id, actor, Role.OWNER)

@@ -77,6 +77,27 @@ class VcsService:
         async with self._reader.connect() as conn:
             return await repos.list_repositories(conn, actor, page_size, page_token)
 
+    async def update_repository(
+        self,
+        actor: str,
+        repo_id: str,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        visibility: Visibility | None = None,
+        default_branch: str | None = None,
+    ) -> Repository:
+        async with self.engine.begin() as conn:
+            return await repos.update_repository(
+                conn,
+                actor,
+                repo_id,
+                name=name,
+                description=description,
+                visibility=visibility,
+                default_branch=default_branch,
+            )
+
     async def delete_repository(self, actor: str, repo_id: str) -> Repository:
         async with self.engine.begin() as conn:
             return await repos.delete_repository(conn, actor, repo_id)

@@ -143,6 +143,17 @@ class VcsServicer(vcs_pb2_grpc.VcsServicer):
     async def DeleteRepository(self, request: vcs_pb2.DeleteRepositoryRequest, context: Ctx) -> vcs_pb2.Repository:
         return repo_pb(await self.svc.delete_repository(request.actor, request.repo_id))
 
+    async def UpdateRepository(self, request: vcs_pb2.UpdateRepositoryRequest, context: Ctx) -> vcs_pb2.Repository:
+        repo = await self.svc.update_repository(
+            request.actor,
+            request.repo_id,
+            name=request.name if request.HasField("name") else None,
+            description=request.description if request.HasField("description") else None,
+            visibility=_visibility(request.visibility),
+            default_branch=request.default_branch if request.HasField("default_branch") else None,
+        )
+        return repo_pb(repo)
+
     async def SetCollaborator(self, request: vcs_pb2.SetCollaboratorRequest, context: Ctx) -> vcs_pb2.Collaborator:
         role = Role(request.role) if request.role in (0, 1, 2, 3) else Role.NONE
         return collaborator_pb(await self.svc.set_collaborator(request.actor, request.repo_id, request.username, role))
