@@ -29,7 +29,7 @@ from tests.stack_fixtures import Stack, tone_wav
 
 stack = stack_fixtures.stack
 
-MAX_EXAMPLES = 4
+MAX_EXAMPLES = 3
 OUTPUT = Path(__file__).parent / "output"
 # Aimed at real objects, these would destroy what later cases aim at.
 NOT_AIMED = {"DELETE /api/repositories/{repo_id}"}

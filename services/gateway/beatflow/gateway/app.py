@@ -19,6 +19,7 @@ from beatflow.gateway import httperrors, schemas
 from beatflow.gateway.backends import Backends
 from beatflow.gateway.config import GatewaySettings
 from beatflow.gateway.deps import GatewayState, State
+from beatflow.gateway.presign import make_presigner
 from beatflow.gateway.routes import ai, audio, auth, progress, repositories, vcs
 from beatflow.gateway.tokens import TokenSigner
 
@@ -44,11 +45,13 @@ def create_app(settings: GatewaySettings | None = None, *, store: BlobStore | No
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         backends = Backends(settings)
+        blob_store = store or make_blob_store(settings)
         app.state.gateway = GatewayState(
             settings=settings,
             backends=backends,
-            store=store or make_blob_store(settings),
+            store=blob_store,
             signer=TokenSigner(_secret(settings), settings.token_ttl_s),
+            presign=make_presigner(settings, blob_store),
         )
         try:
             yield

@@ -32,5 +32,10 @@ class GatewaySettings(CommonSettings):
     # (the client then reads MinIO directly); ``?redirect=false`` streams.
     presign_downloads: bool = True
     presign_expires_s: int = 900
+    # The S3 endpoint as clients reach it (e.g. "media.example.com" when the
+    # services reach MinIO as "minio:9000"). Presigned URLs are signed for
+    # this host; empty: the endpoint the gateway itself uses.
+    presign_endpoint: str = ""
+    presign_secure: bool | None = None  # default: s3_secure
 
     cors_origins: list[str] = []

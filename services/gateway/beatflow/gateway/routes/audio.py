@@ -177,10 +177,8 @@ async def download(
         kind = sniff(prefix)
         content_type = kind.content_type if kind else "application/octet-stream"
     name = convert.filename(key, content_type)
-    if redirect and state.settings.presign_downloads and request.method == "GET":
-        url = await asyncio.to_thread(
-            state.store.presigned_get_url, key, state.settings.presign_expires_s, name, content_type
-        )
+    if redirect and request.method == "GET":
+        url = await asyncio.to_thread(state.presign, key, name, content_type)
         if url:
             return RedirectResponse(url, status_code=307, headers={"Cache-Control": "no-store"})
     headers = {
