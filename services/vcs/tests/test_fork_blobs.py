@@ -142,3 +142,75 @@ async def test_gc_respects_forks(world, helpers) -> None:
         await conn.execute(text("UPDATE blobs SET created_at = now() - interval '1 day'"))
     result = await vcs.garbage_collect({key: None}, grace_period_s=60, dry_run=False)
     assert result.deletable == [] and result.referenced == 1
+
+
+async def test_gc_racing_commits_never_leaves_a_dangling_reference(world, helpers, local_store) -> None:
+    """Collector and committers racing on the same blobs: a committed blob is never deleted."""
+    import asyncio
+
+    vcs = VcsService(world.vcs.engine, gc_grace_period_s=3600, delete_blob=local_store.delete)
+    keys = [local_store.put_bytes(f"race-{i}".encode()) for i in range(20)]
+    for k in keys:
+        await vcs.register_blob(world.alice.id, k, "audio/wav", 6)
+    async with vcs.engine.begin() as conn:
+        await conn.execute(text("UPDATE blobs SET created_at = now() - interval '1 day'"))
+
+    rng = __import__("random").Random(5)
+
+    async def commit(i: int, k: str) -> bool:
+        await asyncio.sleep(rng.random() * 0.12)
+        try:
+            await vcs.create_commit(world.alice.id, world.repo.id, branch=f"b{i}", stems=[Stem("drums", k)])
+        except FailedPrecondition:
+            return False
+        return True
+
+    async def collect(part: list[str], delay: float):
+        await asyncio.sleep(delay)
+        return await vcs.garbage_collect(dict.fromkeys(part), grace_period_s=60, dry_run=False)
+
+    outcomes = await asyncio.gather(
+        *(collect(keys[j::4], 0.04 * j) for j in range(4)),
+        *(commit(i, k) for i, k in enumerate(keys)),
+    )
+    committed = [k for k, ok in zip(keys, outcomes[4:], strict=True) if ok]
+    deleted = set().union(*(o.deletable for o in outcomes[:4]))
+    assert not deleted & set(committed)
+    for k in keys:
+        assert local_store.exists(k) == (k not in deleted)
+        assert (k in committed) != (k in deleted)  # each blob either got committed or collected
+
+
+async def test_gc_waits_for_a_commit_in_flight(world, helpers, local_store) -> None:
+    """A commit that has pinned a blob but not yet committed makes the collector wait, then keep it."""
+    import asyncio
+
+    from beatflow.vcs import blobs
+    from beatflow.vcs.commits import build_commit, store_commit
+    from beatflow.vcs.model import Metadata
+
+    vcs = VcsService(world.vcs.engine, gc_grace_period_s=3600, delete_blob=local_store.delete)
+    k = local_store.put_bytes(b"in flight")
+    await vcs.register_blob(world.alice.id, k, "audio/wav", 9)
+    async with vcs.engine.begin() as conn:
+        await conn.execute(text("UPDATE blobs SET created_at = now() - interval '1 day'"))
+    commit = build_commit(
+        parents=[],
+        parent_generations=[],
+        stems=[Stem("drums", k)],
+        mixdown_blob="",
+        metadata=Metadata(),
+        author_id=world.alice.id,
+        author_username="alice",
+        message="in flight",
+        repo_id=world.repo.id,
+    )
+    async with vcs.engine.begin() as conn:
+        await blobs.pin_blobs(conn, commit.stems, "")
+        gc = asyncio.create_task(vcs.garbage_collect({k: None}, grace_period_s=60, dry_run=False))
+        await asyncio.sleep(0.3)
+        assert not gc.done()  # blocked on the commit's share lock
+        await store_commit(conn, world.repo.id, commit)
+    result = await gc
+    assert result.deletable == [] and result.referenced == 1
+    assert local_store.exists(k)
