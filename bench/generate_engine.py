@@ -7,8 +7,8 @@ Two workloads, both with guidance scale 3 and top-k 250 sampling, audio decoded 
   one static batch; the engine as N requests in N slots): aggregate real-time factor
   (N * seconds of audio / wall time), for each N in ``--concurrency``.
 
-Peak memory: on CUDA ``torch.cuda.max_memory_allocated`` per measurement; on the CPU the
-process's peak RSS so far (monotonic: it cannot be reset) and the engine's preallocated state.
+Peak memory: on CUDA ``torch.cuda.max_memory_allocated`` per measurement; on the CPU the peak
+resident set size during the measurement (sampled every 5 ms), and the engine's preallocated state.
 
     python bench/generate_engine.py                      # small-arch on CUDA, tiny on the CPU
     python bench/generate_engine.py --preset tiny --concurrency 1,8,32,64
@@ -31,7 +31,7 @@ import argparse  # noqa: E402
 import gc  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
-import resource  # noqa: E402
+import threading  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
@@ -64,17 +64,48 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+class _PeakRss:
+    """Samples the process's resident set size on a thread while a measurement runs."""
+
+    def __init__(self) -> None:
+        self.peak = _rss_mb()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.005):
+            self.peak = max(self.peak, _rss_mb())
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        return max(self.peak, _rss_mb())
+
+
+_sampler: _PeakRss | None = None
+
+
 def _reset_peak(device: torch.device) -> None:
+    global _sampler
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
+    else:
+        _sampler = _PeakRss()
 
 
 def _peak_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    assert _sampler is not None
+    return _sampler.stop()
 
 
 def run_generate(model: Any, tokenizer: Any, n: int, steps: int, device: torch.device) -> dict[str, float]:
@@ -209,7 +240,7 @@ def main() -> None:
         "graphs_captured": len(engine._graphs) if engine._graphs is not None else 0,
         "engine_state_mb": state_mb(engine),
         "model_build_s": load_s,
-        "memory": "peak CUDA allocation" if device.type == "cuda" else "peak process RSS so far (monotonic)",
+        "memory": "peak CUDA allocation" if device.type == "cuda" else "peak process RSS during the run",
     }
     header = (
         f"{'workload':10s} {'n':>3s} {'audio/req':>9s} {'generate s':>10s} {'engine s':>9s} "

@@ -38,8 +38,10 @@ class EngineConfig:
     """Sizes of the preallocated state and how the step runs.
 
     ``max_new_tokens`` and ``max_prompt_frames`` bound a request's token grid; ``max_text_tokens``
-    bounds the conditioning text. ``dtype`` None keeps the decoder's dtype; another dtype converts
-    the loaded decoder in place (one copy of the weights). ``cuda_graphs`` applies on CUDA only.
+    bounds the conditioning text. Streamed frames and chunks are cut every ``stream_every`` steps,
+    at the same steps for every request, so the loop reads the device at most that often.
+    ``dtype`` None keeps the decoder's dtype; another dtype converts the loaded decoder in place
+    (one copy of the weights). ``cuda_graphs`` applies on CUDA only.
     """
 
     max_slots: int = 8
@@ -50,6 +52,7 @@ class EngineConfig:
     dtype: torch.dtype | None = None
     cuda_graphs: bool = True
     length_bucket: int = 128
+    stream_every: int = 10  # steps between looks at streamed frames/chunks (each look reads the device)
 
 
 def half_dtype_for(device: torch.device) -> torch.dtype | None:
@@ -431,6 +434,8 @@ class DecodeEngine:
             if slot.steps_done >= slot.steps_total:
                 self._finish(i, cancelled=False)
                 return
+            if self.steps_run % max(1, self.config.stream_every):
+                return  # stream on shared step boundaries only, so the device is read once for all
             complete = min(slot.col - self.span + 1, slot.total_len - self.span)
             if slot.streamer is not None and slot.streamer.due(complete):
                 self._emit_chunk(slot, complete, final=False)
