@@ -577,9 +577,38 @@ def alert_problems(rules: Doc, metric_names: set[str], anchors: set[str]) -> Ite
                 yield f"{name}: runbook section #{anchor} missing from deploy/README.md"
 
 
+def pod_monitor_problems(monitor: Doc, rendered: list[Doc]) -> Iterator[str]:
+    """The PodMonitor selects every service's pods and names a port they all have."""
+    if monitor.get("kind") != "PodMonitor":
+        yield "not a PodMonitor"
+        return
+    selector = monitor["spec"]["selector"]
+    ports = {e["port"] for e in monitor["spec"]["podMetricsEndpoints"]}
+    for service in SERVICES:
+        deployment = next((d for d in rendered if d["kind"] == "Deployment" and d["metadata"]["name"] == service), None)
+        if deployment is None:
+            continue
+        template = deployment["spec"]["template"]
+        if not _selects(selector, template["metadata"].get("labels", {})):
+            yield f"does not select the {service} pods"
+        names = {p.get("name") for c in template["spec"]["containers"] for p in c.get("ports", [])}
+        if not ports & names:
+            yield f"{service} pods have no port named {sorted(ports)}"
+
+
 def check_alerts(report: Report) -> None:
     rules = yaml.safe_load((DEPLOY / "monitoring" / "prometheus-rules.yaml").read_text())
     report.extend("alerts", alert_problems(rules, exported_metric_names(), readme_anchors()))
+
+
+def check_pod_monitor(report: Report) -> None:
+    monitor = yaml.safe_load((DEPLOY / "monitoring" / "podmonitor.yaml").read_text())
+    try:
+        rendered = render_overlay(OVERLAYS[0])
+    except (FileNotFoundError, RuntimeError) as exc:
+        report.extend("pod monitor", [str(exc)])
+        return
+    report.extend("pod monitor", pod_monitor_problems(monitor, rendered))
 
 
 # ----------------------------------------------------------------------- CLI
@@ -595,6 +624,7 @@ def main(argv: list[str] | None = None) -> int:
     check_compose(report, args.require_tools)
     check_k8s(report, args.require_tools, args.k8s_versions.split(","))
     check_alerts(report)
+    check_pod_monitor(report)
     for check in report.passed:
         print(f"ok    {check}")
     for skipped in report.skipped:

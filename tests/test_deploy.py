@@ -317,6 +317,16 @@ def test_alert_rules_catch_unknown_metrics_and_missing_runbook() -> None:
     assert any("#nowhere" in p for p in problems)
 
 
+def test_pod_monitor_scrapes_every_service(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    monitor = yaml.safe_load((ROOT / "deploy/monitoring/podmonitor.yaml").read_text())
+    assert list(validate.pod_monitor_problems(monitor, rendered["cpu"])) == []
+    monitor["spec"]["selector"]["matchExpressions"][0]["values"].remove("separator")
+    monitor["spec"]["podMetricsEndpoints"][0]["port"] = "prom"
+    problems = list(validate.pod_monitor_problems(monitor, rendered["cpu"]))
+    assert "does not select the separator pods" in problems
+    assert "vcs pods have no port named ['prom']" in problems
+
+
 def test_report_collects_passes_and_problems() -> None:
     report = validate.Report()
     validate.check_dockerfiles(report, require_tools=False)
