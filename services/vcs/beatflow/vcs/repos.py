@@ -130,6 +130,9 @@ async def update_repository(
 async def delete_repository(conn: AsyncConnection, actor: str, repo_id: str) -> Repository:
     """Delete a repository; commits no other repository holds go with it (their blobs become GC candidates)."""
     repo = await load_repo(conn, repo_id, actor, Role.OWNER)
+    # Lock the row first: a fork in flight (which share-locks it) finishes copying before we
+    # decide which commits no repository holds any more.
+    await conn.execute(text("SELECT 1 FROM repositories WHERE id = :r FOR UPDATE"), {"r": repo_id})
     ids = (
         (await conn.execute(text("DELETE FROM repo_commits WHERE repo_id = :r RETURNING commit_id"), {"r": repo_id}))
         .scalars()
@@ -192,6 +195,9 @@ async def fork(conn: AsyncConnection, actor: str, repo_id: str, name: str, visib
     """A new repository of ``actor`` sharing the source's commits (membership rows only) and refs."""
     await require_user(conn, actor)
     source = await load_repo(conn, repo_id, actor, Role.READ)
+    locked = await conn.execute(text("SELECT 1 FROM repositories WHERE id = :r FOR SHARE"), {"r": source.id})
+    if locked.first() is None:  # deleted meanwhile
+        raise NotFound(f"repository {repo_id} not found")
     name = check_repo_name(name or source.name)
     vis = visibility or source.visibility
     if vis == Visibility.PUBLIC and source.visibility == Visibility.PRIVATE and source.role < Role.OWNER:

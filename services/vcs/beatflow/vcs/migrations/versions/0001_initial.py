@@ -85,10 +85,14 @@ def upgrade() -> None:
         sa.Column("duration_s", sa.Float(53), nullable=False),
     )
     op.create_index("ix_commit_stems_blob", "commit_stems", ["blob_key"])
+    # No foreign keys: a fork copies thousands of these rows, and a key check per row (locking
+    # the repository row and every commit row) costs more than the copy. Repository deletion
+    # removes its rows itself; commits are deleted only when no repository holds them; forks and
+    # repository deletion serialize on the source repository's row (see repos.py).
     op.create_table(
         "repo_commits",
-        sa.Column("repo_id", ID, sa.ForeignKey("repositories.id", ondelete="CASCADE"), primary_key=True),
-        sa.Column("commit_id", SHA, sa.ForeignKey("commits.id"), primary_key=True),
+        sa.Column("repo_id", ID, primary_key=True),
+        sa.Column("commit_id", SHA, primary_key=True),
     )
     op.create_index("ix_repo_commits_commit", "repo_commits", ["commit_id"])
     op.create_table(
