@@ -159,8 +159,7 @@ def _wait_ready(procs: list[Proc], check: Any, timeout_s: float) -> None:
         time.sleep(0.2)
 
 
-def _start(name: str, env: dict[str, str], logs: Path) -> Proc:
-    port = localservers.free_port()
+def _start(name: str, env: dict[str, str], logs: Path, port: int) -> Proc:
     log_path = logs / f"{name}.log"
     logf = open(log_path, "ab")
     proc = subprocess.Popen(
@@ -222,6 +221,10 @@ def run_stack(servers: Any, root: Path) -> Iterator[Stack]:
         # Small gateway limits, so the tests can cross them cheaply.
         "BEATFLOW_MAX_UPLOAD_BYTES": str(4_000_000),
         "BEATFLOW_MAX_UPLOAD_DURATION_S": "60",
+        # Cheap Argon2id (same algorithm) so sign-ups do not dominate the suite on two cores.
+        "BEATFLOW_ARGON2_TIME_COST": "1",
+        "BEATFLOW_ARGON2_MEMORY_KIB": "8192",
+        "BEATFLOW_ARGON2_PARALLELISM": "1",
         "BEATFLOW_LOG_JSON": "false",
         "BEATFLOW_GRACE_PERIOD_S": "2",
         "BEATFLOW_TOKEN_SECRET": secrets.token_hex(32),
@@ -233,13 +236,15 @@ def run_stack(servers: Any, root: Path) -> Iterator[Stack]:
     }
     procs: list[Proc] = []
     try:
-        backends = [_start(name, env, logs) for name in BACKENDS]
-        procs.extend(backends)
-        _wait_ready(backends, _grpc_serving, READY_TIMEOUT_S)
-        addrs = {p.name: f"127.0.0.1:{p.port}" for p in backends}
+        # Ports first, so the gateway can start alongside the backends it will call.
+        ports = {name: localservers.free_port() for name in (*BACKENDS, "gateway")}
+        addrs = {name: f"127.0.0.1:{ports[name]}" for name in BACKENDS}
         env.update({f"BEATFLOW_{name.upper()}_ADDR": addr for name, addr in addrs.items()})
-        gateway = _start("gateway", env, logs)
+        backends = [_start(name, env, logs, ports[name]) for name in BACKENDS]
+        procs.extend(backends)
+        gateway = _start("gateway", env, logs, ports["gateway"])
         procs.append(gateway)
+        _wait_ready(backends, _grpc_serving, READY_TIMEOUT_S)
         _wait_ready([gateway], _http_ok, 60.0)
         yield Stack(f"http://127.0.0.1:{gateway.port}", addrs, env, s3, logs, procs)
     finally:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from beatflow.gateway.passwords import hash_password, verify_password
+from beatflow.gateway.passwords import Passwords
 from beatflow.gateway.tokens import InvalidToken, Principal, TokenSigner
 
 
@@ -35,10 +35,18 @@ def test_short_secret_is_refused() -> None:
 
 
 def test_password_hash_is_argon2id_and_salted() -> None:
-    h1, h2 = hash_password("correct horse"), hash_password("correct horse")
-    assert h1.startswith("$argon2id$")
+    passwords = Passwords(time_cost=1, memory_kib=8192, parallelism=1)  # cheap, same algorithm
+    h1, h2 = passwords.hash("correct horse"), passwords.hash("correct horse")
+    assert h1.startswith("$argon2id$v=19$m=8192,t=1,p=1$")
     assert h1 != h2
-    assert verify_password(h1, "correct horse")
-    assert not verify_password(h1, "wrong horse")
-    assert not verify_password(None, "correct horse")
-    assert not verify_password("not a hash", "correct horse")
+    assert passwords.verify(h1, "correct horse")
+    assert not passwords.verify(h1, "wrong horse")
+    assert not passwords.verify(None, "correct horse")
+    assert not passwords.verify("not a hash", "correct horse")
+    # A stronger profile still verifies old hashes, and says they need a rehash.
+    stronger = Passwords(time_cost=2, memory_kib=8192, parallelism=1)
+    assert stronger.verify(h1, "correct horse") and stronger.needs_rehash(h1)
+
+
+def test_default_profile_is_rfc9106_low_memory() -> None:
+    assert Passwords().hash("x").startswith("$argon2id$v=19$m=65536,t=3,p=4$")

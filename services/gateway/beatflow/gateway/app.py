@@ -19,6 +19,7 @@ from beatflow.gateway import httperrors, schemas
 from beatflow.gateway.backends import Backends
 from beatflow.gateway.config import GatewaySettings
 from beatflow.gateway.deps import GatewayState, State
+from beatflow.gateway.passwords import Passwords
 from beatflow.gateway.presign import make_presigner
 from beatflow.gateway.routes import ai, audio, auth, progress, repositories, vcs
 from beatflow.gateway.tokens import TokenSigner
@@ -52,6 +53,7 @@ def create_app(settings: GatewaySettings | None = None, *, store: BlobStore | No
             store=blob_store,
             signer=TokenSigner(_secret(settings), settings.token_ttl_s),
             presign=make_presigner(settings, blob_store),
+            passwords=Passwords(settings.argon2_time_cost, settings.argon2_memory_kib, settings.argon2_parallelism),
         )
         try:
             yield

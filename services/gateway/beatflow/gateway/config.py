@@ -23,6 +23,11 @@ class GatewaySettings(CommonSettings):
     token_secret: str = ""
     token_ttl_s: int = 7 * 24 * 3600
 
+    # Argon2id cost (RFC 9106 low-memory profile); old hashes keep their own.
+    argon2_time_cost: int = 3
+    argon2_memory_kib: int = 64 * 1024
+    argon2_parallelism: int = 4
+
     # Uploads: refused while streaming once larger than this, and refused
     # before decoding when the header says the audio is longer than this.
     max_upload_bytes: int = 100 * 1024 * 1024

@@ -14,6 +14,7 @@ from beatflow.common.blobstore import BlobStore
 from beatflow.gateway.backends import Backends
 from beatflow.gateway.config import GatewaySettings
 from beatflow.gateway.httperrors import ApiError
+from beatflow.gateway.passwords import Passwords
 from beatflow.gateway.presign import Presigner
 from beatflow.gateway.tokens import InvalidToken, Principal, TokenSigner
 
@@ -25,6 +26,7 @@ class GatewayState:
     store: BlobStore
     signer: TokenSigner
     presign: Presigner
+    passwords: Passwords
     # (user, task) pairs whose outputs were already registered with vcs.
     registered: collections.OrderedDict[tuple[str, str], None] = field(default_factory=collections.OrderedDict)
     register_lock: asyncio.Lock = field(default_factory=asyncio.Lock)

@@ -8,7 +8,6 @@ from fastapi import APIRouter
 from beatflow.gateway import convert, schemas
 from beatflow.gateway.deps import State, User
 from beatflow.gateway.httperrors import ApiError
-from beatflow.gateway.passwords import hash_password_async, verify_password_async
 from beatflow.gateway.tokens import Principal
 from beatflow.v1 import vcs_pb2
 
@@ -29,7 +28,7 @@ def _token(state: State, user: vcs_pb2.User) -> schemas.TokenOut:
     summary="Create an account and get a bearer token",
 )
 async def signup(body: schemas.Credentials, state: State) -> schemas.TokenOut:
-    password_hash = await hash_password_async(body.password)
+    password_hash = await state.passwords.hash_async(body.password)
     user = await state.backends.vcs.CreateUser(
         vcs_pb2.CreateUserRequest(username=body.username, password_hash=password_hash), timeout=state.timeout
     )
@@ -45,9 +44,9 @@ async def signin(body: schemas.Credentials, state: State) -> schemas.TokenOut:
     except grpc.aio.AioRpcError as exc:
         if exc.code() != grpc.StatusCode.NOT_FOUND:
             raise
-        await verify_password_async(None, body.password)  # same cost as a wrong password
+        await state.passwords.verify_async(None, body.password)  # same cost as a wrong password
         raise ApiError(401, _BAD_CREDENTIALS) from None
-    if not await verify_password_async(creds.password_hash, body.password):
+    if not await state.passwords.verify_async(creds.password_hash, body.password):
         raise ApiError(401, _BAD_CREDENTIALS)
     return _token(state, creds.user)
 
