@@ -113,11 +113,8 @@ class GitGraph:
         return {self.name[s] for s in out.split()}
 
     def is_ancestor(self, a: str, b: str) -> bool:
-        full_env = {**os.environ, "HOME": str(self.root)}
-        res = subprocess.run(
-            ["git", "merge-base", "--is-ancestor", self.sha[a], self.sha[b]], cwd=self.root, env=full_env, check=False
-        )
-        return res.returncode == 0
+        """``git merge-base --is-ancestor``, derived: a is an ancestor of b iff a is their only merge base."""
+        return self.merge_bases(a, b) == {a}
 
 
 @pytest.fixture

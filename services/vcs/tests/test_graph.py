@@ -72,22 +72,23 @@ def test_hand_built_graphs_match_git(git_graph, graph: dict[str, list[str]]) -> 
     git = git_graph(graph)
     for a in graph:
         for b in graph:
-            assert set(merge_bases(graph, a, b)) == git.merge_bases(a, b), (a, b)
-            assert is_ancestor(graph, a, b) == git.is_ancestor(a, b), (a, b)
+            expected = git.merge_bases(a, b)
+            assert set(merge_bases(graph, a, b)) == expected, (a, b)
+            assert is_ancestor(graph, a, b) == (expected == {a}), (a, b)
 
 
 def test_random_dags_match_git(git_graph) -> None:
     rng = random.Random(1234)
     checked = multi = 0
-    for round_ in range(3):
+    for round_ in range(2):
         graph = _random_dag(rng, 60)
         git = git_graph(graph)
         names = list(graph)
-        for _ in range(40):
+        for _ in range(30):
             a, b = rng.choice(names), rng.choice(names)
             ours = set(merge_bases(graph, a, b))
             assert ours == git.merge_bases(a, b), (round_, a, b)
             multi += len(ours) > 1
             checked += 1
-    assert checked == 120
+    assert checked == 60
     assert multi > 0  # the random graphs did exercise several best common ancestors
