@@ -49,13 +49,16 @@ def ws_state(websocket: WebSocket) -> GatewayState:
 _bearer = HTTPBearer(auto_error=False, description="A token from /api/auth/signin or /api/auth/signup")
 
 
+_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+
 def _principal(state: GatewayState, token: str | None) -> Principal:
     if not token:
-        raise ApiError(401, "sign in first: send 'Authorization: Bearer <token>'")
+        raise ApiError(401, "sign in first: send 'Authorization: Bearer <token>'", headers=_CHALLENGE)
     try:
         return state.signer.verify(token)
     except InvalidToken as exc:
-        raise ApiError(401, f"invalid token: {exc}") from None
+        raise ApiError(401, f"invalid token: {exc}", headers=_CHALLENGE) from None
 
 
 async def current_user(

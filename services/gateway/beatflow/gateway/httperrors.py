@@ -7,10 +7,13 @@ down is 503, never a 500 with a traceback.
 
 from __future__ import annotations
 
+import json
 import logging
 
 import grpc
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from beatflow.common.errors import BeatflowError
@@ -41,14 +44,27 @@ def http_status(code: grpc.StatusCode) -> int:
 class ApiError(Exception):
     """An HTTP error with a JSON body ``{"detail": ..., **extra}``."""
 
-    def __init__(self, status: int, detail: str, **extra: object) -> None:
+    def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None, **extra: object) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
+        self.headers = headers
         self.extra = extra
 
 
+class AsciiJSONResponse(JSONResponse):
+    """JSON with non-ASCII escaped: echoes of client input (even lone surrogates) always encode."""
+
+    def render(self, content: object) -> bytes:
+        return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
+
+
 def install(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{k: v for k, v in err.items() if k != "ctx"} for err in exc.errors()]
+        return AsciiJSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
+
     @app.exception_handler(grpc.aio.AioRpcError)
     async def _grpc_error(request: Request, exc: grpc.aio.AioRpcError) -> JSONResponse:
         status = http_status(exc.code())
@@ -65,4 +81,4 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse({"detail": exc.detail, **exc.extra}, status_code=exc.status)
+        return JSONResponse({"detail": exc.detail, **exc.extra}, status_code=exc.status, headers=exc.headers)

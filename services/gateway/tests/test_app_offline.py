@@ -1,0 +1,75 @@
+"""The app in-process with every backend down: clear 503s, never a 500; checks that need no backend still work."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from beatflow.common.blobstore import LocalBlobStore
+from beatflow.common.localservers import free_port
+from beatflow.gateway.app import create_app
+from beatflow.gateway.config import GatewaySettings
+from beatflow.gateway.tokens import Principal
+
+
+@pytest.fixture
+async def client(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, str]]:
+    dead = f"127.0.0.1:{free_port()}"  # nothing listens there
+    settings = GatewaySettings(
+        token_secret="s" * 32, vcs_addr=dead, generator_addr=dead, separator_addr=dead, rpc_timeout_s=5
+    )
+    app = create_app(settings, store=LocalBlobStore(tmp_path / "blobs"))
+    async with app.router.lifespan_context(app):
+        token = app.state.gateway.signer.issue(Principal("u1", "ada"))
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as http:
+            yield http, token
+
+
+async def test_health_reports_unreachable_backends(client: tuple[httpx.AsyncClient, str]) -> None:
+    http, _token = client
+    r = await http.get("/health")
+    assert r.status_code == 200
+    assert r.json() == {
+        "status": "degraded",
+        "backends": {"vcs": "UNREACHABLE", "generator": "UNREACHABLE", "separator": "UNREACHABLE"},
+    }
+    assert (await http.get("/health", params={"strict": "true"})).status_code == 503
+
+
+async def test_backend_down_is_503_with_a_message(client: tuple[httpx.AsyncClient, str]) -> None:
+    http, token = client
+    auth = {"Authorization": f"Bearer {token}"}
+    for method, url, body in [
+        ("POST", "/api/auth/signup", {"username": "ada", "password": "correct horse"}),
+        ("GET", "/api/repositories", None),
+        ("POST", "/api/ai/generate", {"prompt": "x", "duration": 1}),
+        ("GET", "/api/ai/status/abc", None),
+    ]:
+        r = await http.request(method, url, json=body, headers=auth)
+        assert r.status_code == 503, (url, r.text)
+        assert "unavailable" in r.json()["detail"]
+        assert r.headers["x-content-type-options"] == "nosniff"
+
+
+async def test_checks_that_need_no_backend(client: tuple[httpx.AsyncClient, str]) -> None:
+    http, token = client
+    r = await http.get("/api/repositories")
+    assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+    auth = {"Authorization": f"Bearer {token}"}
+    r = await http.post("/api/audio/upload", content=b"<html>not audio</html>", headers=auth)
+    assert r.status_code == 415
+    r = await http.post("/api/ai/generate", json={"prompt": "", "duration": 1}, headers=auth)
+    assert r.status_code == 422
+    r = await http.post("/api/repositories/create", json={"name": "a\u0000b"}, headers=auth)
+    assert r.status_code == 422
+    lone_surrogate = b'{"message": "m", "generation": {"k": "\\ud800"}}'  # valid JSON, not storable text
+    r = await http.post(
+        "/api/vcs/commit/r1", content=lone_surrogate, headers={**auth, "Content-Type": "application/json"}
+    )
+    assert r.status_code == 422
+    studio = await http.get("/")
+    assert studio.status_code == 200 and "BeatFlow Studio" in studio.text
+    assert "default-src 'self'" in studio.headers["content-security-policy"]
