@@ -32,6 +32,7 @@ CHROMIUM_ARGS = [
 ]
 OUTPUT = Path(__file__).parent / "output"
 TIMEOUT_MS = 90_000
+expect.set_options(timeout=TIMEOUT_MS)  # generation and separation take seconds on a busy CPU
 
 
 @pytest.fixture(scope="module")
