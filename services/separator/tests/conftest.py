@@ -45,6 +45,7 @@ def settings_for(redis_url: str, s3_settings: dict[str, Any], **extra: Any) -> S
         redis_url=redis_url,
         separator_model="tiny",
         separator_heartbeat_s=0.5,
+        separator_claim_block_ms=200,
         grace_period_s=2.0,
         log_json=False,
         **s3_settings,

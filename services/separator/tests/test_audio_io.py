@@ -74,7 +74,7 @@ def test_prepare_mix_mono_22k_to_stereo_44k(tmp_path: Path) -> None:
     src = tmp_path / "in.wav"
     src.write_bytes(encode(mono, 22050, "WAV", "FLOAT"))
     mix = audio_io.prepare_mix(src, tmp_path / "mix.f32", sample_rate=44100, channels=2)
-    data = mix.open()
+    data = mix.open()[:]
     assert data.shape == (88200, 2)
     assert np.array_equal(data[:, 0], data[:, 1])
     assert mix.source.sample_rate == 22050 and mix.source.channels == 1

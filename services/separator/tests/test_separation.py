@@ -23,14 +23,14 @@ def read(path: Path) -> np.ndarray:
 
 
 def test_matches_demucs_apply_model_and_sums_to_the_mix(tmp_path: Path) -> None:
-    mix = music_like(6.3, 44100, seed=5)
+    mix = music_like(5.3, 44100, seed=5)
     expected = apply_model(TINY.model, torch.from_numpy(mix.T.copy())[None], shifts=0, split=True,
                            overlap=0.5, segment=4.0)[0].numpy()
     seen: list[tuple[int, int]] = []
     report = separate(TINY, mix, tmp_path, SeparationOptions(segment_s=4.0, overlap=0.5),
                       on_segment=lambda d, t: seen.append((d, t)))
     assert seen == [(i, report.segments) for i in range(1, report.segments + 1)]
-    assert report.segments == 4  # stride 2 s over 6.3 s
+    assert report.segments == 3  # stride 2 s over 5.3 s: full, full, partial segment
     stems = {name: read(path) for name, path in report.stems.items()}
     for i, name in enumerate(TINY.sources):
         assert stems[name].shape == mix.shape
@@ -57,12 +57,12 @@ def test_cancel_check_stops_between_model_passes(tmp_path: Path) -> None:
 
     def check() -> None:
         calls.append(1)
-        if len(calls) > 3:
+        if len(calls) > 1:
             raise RuntimeError("stop")
 
     with pytest.raises(RuntimeError, match="stop"):
         separate(TINY, mix, tmp_path, SeparationOptions(segment_s=1.0, overlap=0.0), check_cancel=check)
-    assert len(calls) == 4
+    assert len(calls) == 2  # one pass ran, the next was refused
 
 
 def test_option_checks() -> None:

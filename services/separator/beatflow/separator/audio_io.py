@@ -10,6 +10,7 @@ finished.
 from __future__ import annotations
 
 import math
+import os
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -308,8 +309,38 @@ class PreparedMix:
     mean: float  # of the mono downmix, for demucs' input normalisation
     std: float
 
-    def open(self) -> np.ndarray:
-        return np.memmap(self.path, dtype=np.float32, mode="r", shape=(self.frames, self.channels))
+    def open(self) -> RawFrames:
+        return RawFrames(self.path, self.frames, self.channels)
+
+
+class RawFrames:
+    """Read-only ``[frames, channels]`` float32 view of a raw file, read with ``pread`` per slice.
+
+    Unlike a memmap, the pages it has read do not stay mapped into the process,
+    so resident memory does not grow with the track length.
+    """
+
+    def __init__(self, path: Path, frames: int, channels: int) -> None:
+        self.path = path
+        self.shape = (frames, channels)
+        self._fd = os.open(path, os.O_RDONLY)
+
+    def __getitem__(self, index: slice) -> np.ndarray:
+        if not isinstance(index, slice) or index.step not in (None, 1):
+            raise TypeError("RawFrames supports contiguous row slices only")
+        start, stop, _ = index.indices(self.shape[0])
+        count = max(0, stop - start)
+        frame_bytes = 4 * self.shape[1]
+        data = os.pread(self._fd, count * frame_bytes, start * frame_bytes)
+        return np.frombuffer(data, dtype=np.float32).reshape(count, self.shape[1])
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __del__(self) -> None:
+        self.close()
 
 
 def prepare_mix(

@@ -35,4 +35,5 @@ class SeparatorSettings(CommonSettings):
     separator_concurrency: int = 1  # separation jobs at a time (one model, one device)
     separator_analysis_concurrency: int = 2
     separator_heartbeat_s: float = 5.0
+    separator_claim_block_ms: int = 1000  # how long a worker waits on an empty queue (and so at shutdown)
     separator_work_dir: Path | None = None  # scratch space for decoded mixes and stems; None: system temp

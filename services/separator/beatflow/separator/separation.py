@@ -20,7 +20,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -125,7 +125,16 @@ def segment_plan(model: LoadedModel, opts: SeparationOptions, frames: int) -> tu
     return window, max_shift, seg_len, stride, total
 
 
-def _window(mix: np.ndarray, start: int, stop: int) -> np.ndarray:
+class Frames(Protocol):
+    """``[frames, channels]`` float32 audio that can be sliced by rows (an array or a RawFrames file)."""
+
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+
+    def __getitem__(self, index: slice) -> np.ndarray: ...
+
+
+def _window(mix: Frames, start: int, stop: int) -> np.ndarray:
     """``mix[start:stop]`` as ``[channels, n]`` float32, zero outside the track."""
     frames = mix.shape[0]
     out = np.zeros((mix.shape[1], stop - start), dtype=np.float32)
@@ -152,7 +161,7 @@ CheckFn = Callable[[], None]
 
 def separate(
     model: LoadedModel,
-    mix: np.ndarray,
+    mix: Frames,
     out_dir: Path,
     opts: SeparationOptions,
     *,
@@ -161,7 +170,7 @@ def separate(
     on_segment: ProgressFn | None = None,
     check_cancel: CheckFn | None = None,
 ) -> SeparationReport:
-    """Separate ``mix`` (``[frames, channels]`` at the model's rate; a memmap is fine) into stem files.
+    """Separate ``mix`` (``[frames, channels]`` at the model's rate; an array or RawFrames) into stem files.
 
     ``on_segment(done, total)`` runs after each segment; ``check_cancel()`` runs
     before each model pass (every shift, every model of a bag) and may raise to stop.

@@ -205,10 +205,14 @@ class SeparatorService:
                     frac = DECODE_SHARE + (1 - DECODE_SHARE - UPLOAD_SHARE) * done / total
                     report(frac, f"separating {done}/{total} segments")
 
-                result = separate(
-                    model, mix.open(), tmp / "stems", opts,
-                    mean=mix.mean, std=mix.std, on_segment=on_segment, check_cancel=check_cancel,
-                )
+                frames = mix.open()
+                try:
+                    result = separate(
+                        model, frames, tmp / "stems", opts,
+                        mean=mix.mean, std=mix.std, on_segment=on_segment, check_cancel=check_cancel,
+                    )
+                finally:
+                    frames.close()
                 check_cancel()
                 blobs: dict[str, str] = {}
                 content_type = audio_io.StemWriter.CONTENT_TYPES[opts.format]
