@@ -15,19 +15,22 @@ from beatflow.separator.server import build_app
 log = logging.getLogger("beatflow.separator")
 
 
-async def main() -> None:
+async def main() -> int:
     settings = SeparatorSettings()
     configure_logging("separator", settings.log_level, settings.log_json)
     app = await build_app(settings)
-    await serve(app.grpc, settings, ready=app.ready, service="separator")
+    try:
+        await serve(app.grpc, settings, ready=app.ready, service="separator")
+    except BeatflowError as exc:  # e.g. the model cannot be loaded: say why, stop cleanly, exit non-zero
+        log.error("separator cannot start: %s", exc.message)
+        await app.grpc.stop(0)
+        return 2
+    return 0
 
 
 def run() -> None:
     try:
-        asyncio.run(main())
-    except BeatflowError as exc:  # e.g. the model cannot be loaded: say why and exit non-zero
-        log.error("separator cannot start: %s", exc.message)
-        sys.exit(2)
+        sys.exit(asyncio.run(main()))
     except KeyboardInterrupt:
         pass
 

@@ -145,6 +145,31 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+REMOTE_HOSTS = ("huggingface.co", "dl.fbaipublicfiles.com")
+
+
+def remote_reachable(timeout_s: float = 3.0) -> bool:
+    """Whether any model download host answers a TCP connect (the hub client would retry for a minute)."""
+    import socket
+
+    for host in REMOTE_HOSTS:
+        try:
+            with socket.create_connection((host, 443), timeout=timeout_s):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def _unavailable(name: str, where: str, why: str) -> Unavailable:
+    return Unavailable(
+        f"could not load demucs model {name!r} from {where} ({why}). "
+        "Put the weights in BEATFLOW_SEPARATOR_MODEL_DIR (the layout of `demucs --repo`), "
+        "or use the built-in random-weight model 'tiny' (BEATFLOW_SEPARATOR_MODEL=tiny, "
+        "or BEATFLOW_SEPARATOR_FALLBACK_TINY=true to fall back to it)"
+    )
+
+
 def _load_pretrained(name: str, model_dir: Path | None) -> torch.nn.Module:
     from demucs import pretrained
 
@@ -153,19 +178,14 @@ def _load_pretrained(name: str, model_dir: Path | None) -> torch.nn.Module:
             if not model_dir.is_dir():
                 raise FailedPrecondition(f"model directory {model_dir} does not exist")
             return pretrained.get_model(name, repo=model_dir)
+        if not remote_reachable():
+            raise _unavailable(name, "the demucs model hub", "the network cannot reach " + " or ".join(REMOTE_HOSTS))
         return pretrained.get_model(name)
-    except (FailedPrecondition, InvalidArgument):
+    except (FailedPrecondition, InvalidArgument, Unavailable):
         raise
-    except SystemExit as exc:  # demucs.utils.fatal() exits on some errors
-        raise Unavailable(f"could not load demucs model {name!r}: {exc}") from None
-    except Exception as exc:  # network errors, missing files, bad checksums
+    except (Exception, SystemExit) as exc:  # network errors, missing files, bad checksums; demucs' fatal() exits
         where = f"model directory {model_dir}" if model_dir is not None else "the demucs model hub"
-        raise Unavailable(
-            f"could not load demucs model {name!r} from {where} ({type(exc).__name__}: {exc}). "
-            "Put the weights in BEATFLOW_SEPARATOR_MODEL_DIR (the layout of `demucs --repo`), "
-            "or use the built-in random-weight model 'tiny' (BEATFLOW_SEPARATOR_MODEL=tiny, "
-            "or BEATFLOW_SEPARATOR_FALLBACK_TINY=true to fall back to it)"
-        ) from None
+        raise _unavailable(name, where, f"{type(exc).__name__}: {exc}") from None
 
 
 def load_model(name: str, *, model_dir: Path | None = None, device: str = "auto") -> LoadedModel:
