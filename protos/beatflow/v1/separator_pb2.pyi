@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class SeparateRequest(_message.Message):
-    __slots__ = ("audio_blob", "model", "two_stems", "shifts", "overlap", "segment_s", "format", "residual_stem", "idempotency_key", "owner")
+    __slots__ = ("audio_blob", "model", "two_stems", "shifts", "overlap", "segment_s", "format", "residual_stem", "idempotency_key", "owner", "seed")
     AUDIO_BLOB_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     TWO_STEMS_FIELD_NUMBER: _ClassVar[int]
@@ -18,6 +18,7 @@ class SeparateRequest(_message.Message):
     RESIDUAL_STEM_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
     audio_blob: str
     model: str
     two_stems: str
@@ -28,7 +29,8 @@ class SeparateRequest(_message.Message):
     residual_stem: str
     idempotency_key: str
     owner: str
-    def __init__(self, audio_blob: _Optional[str] = ..., model: _Optional[str] = ..., two_stems: _Optional[str] = ..., shifts: _Optional[int] = ..., overlap: _Optional[float] = ..., segment_s: _Optional[float] = ..., format: _Optional[_Union[_generator_pb2.AudioFormat, str]] = ..., residual_stem: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., owner: _Optional[str] = ...) -> None: ...
+    seed: int
+    def __init__(self, audio_blob: _Optional[str] = ..., model: _Optional[str] = ..., two_stems: _Optional[str] = ..., shifts: _Optional[int] = ..., overlap: _Optional[float] = ..., segment_s: _Optional[float] = ..., format: _Optional[_Union[_generator_pb2.AudioFormat, str]] = ..., residual_stem: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., owner: _Optional[str] = ..., seed: _Optional[int] = ...) -> None: ...
 
 class AnalyzeRequest(_message.Message):
     __slots__ = ("audio_blob", "idempotency_key", "owner")

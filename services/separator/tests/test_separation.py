@@ -74,3 +74,14 @@ def test_option_checks() -> None:
                 SeparationOptions(two_stems="piano"), SeparationOptions(residual_stem="no_vocals")]:
         with pytest.raises(InvalidArgument):
             check_options(bad, sources)
+
+
+@pytest.mark.gpu
+def test_cuda_gives_the_cpu_stems(tmp_path: Path) -> None:
+    gpu = load_model("tiny", device="cuda")
+    mix = music_like(4.0, 44100, seed=8)
+    cpu_report = separate(TINY, mix, tmp_path / "cpu", SeparationOptions())
+    gpu_report = separate(gpu, mix, tmp_path / "gpu", SeparationOptions())
+    for name, path in cpu_report.stems.items():
+        assert np.abs(read(path) - read(gpu_report.stems[name])).max() < 1e-3, name
+    assert np.abs(sum(read(p) for p in gpu_report.stems.values()) - mix).max() < 1e-6

@@ -27,6 +27,7 @@ def options_from_proto(request: separator_pb2.SeparateRequest) -> SeparationOpti
         segment_s=request.segment_s if request.HasField("segment_s") else None,
         format=FORMATS[request.format],
         residual_stem=request.residual_stem,
+        seed=request.seed if request.HasField("seed") else 0,
     )
 
 
