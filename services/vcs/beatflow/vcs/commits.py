@@ -241,26 +241,7 @@ INSERT INTO repo_commits (repo_id, commit_id) VALUES (:repo, :id) ON CONFLICT DO
 
 async def store_commit(conn: AsyncConnection, repo_id: str, commit: Commit) -> None:
     """Insert the commit (once, shared by every repository) and make it a member of ``repo_id`` (one statement)."""
-    st = commit.stems
-    await conn.execute(
-        text(_STORE_COMMIT),
-        {
-            "id": commit.id,
-            "parents": list(commit.parent_ids),
-            "author": commit.author_id,
-            "msg": commit.message,
-            "ts": commit.timestamp,
-            "mix": commit.mixdown_blob or None,
-            "meta": json.dumps(commit.metadata.canonical()),
-            "gen": commit.generation,
-            "repo": repo_id,
-            "names": [s.name for s in st],
-            "keys": [s.blob_key for s in st],
-            "types": [s.content_type for s in st],
-            "sizes": [s.size_bytes for s in st],
-            "durs": [s.duration_s for s in st],
-        },
-    )
+    await conn.execute(text(_STORE_COMMIT), {**_commit_params(commit), "repo": repo_id})
 
 
 def _known_blobs(parents: Iterable[Commit]) -> set[str]:
@@ -272,6 +253,70 @@ def _known_blobs(parents: Iterable[Commit]) -> set[str]:
     return known
 
 
+_CAS_UPDATE = """
+    UPDATE refs SET commit_id = :id
+    WHERE repo_id = :repo AND kind = 'branch' AND name = :branch AND commit_id = :expected
+    RETURNING 1
+"""
+_CAS_CREATE = """
+    INSERT INTO refs (repo_id, kind, name, commit_id) VALUES (:repo, 'branch', :branch, :id)
+    ON CONFLICT DO NOTHING RETURNING 1
+"""
+# One round trip for the whole write: move the branch (compare-and-swap); only if it moved,
+# record and share-lock the new blobs, insert the commit, its stems and the membership. The
+# caller rolls the transaction back when the branch did not move or a blob was collected.
+_WRITE_COMMIT = """
+WITH moved AS ({cas}),
+added AS (
+    INSERT INTO blobs (key, content_type, size_bytes)
+    SELECT * FROM unnest(CAST(:bkeys AS varchar[]), CAST(:btypes AS varchar[]), CAST(:bsizes AS bigint[]))
+    WHERE EXISTS (SELECT 1 FROM moved)
+    ON CONFLICT DO NOTHING RETURNING key
+),
+pinned AS (
+    SELECT key, deleted_at IS NOT NULL AS gone FROM blobs
+    WHERE key = ANY(CAST(:bkeys AS varchar[])) AND EXISTS (SELECT 1 FROM moved)
+    ORDER BY key FOR SHARE
+),
+new_commit AS (
+    INSERT INTO commits (id, parent_ids, author_id, message, timestamp, mixdown_blob, metadata, generation)
+    SELECT :id, :parents, :author, :msg, :ts, :mix, CAST(:meta AS jsonb), :gen
+    WHERE EXISTS (SELECT 1 FROM moved)
+    ON CONFLICT (id) DO NOTHING RETURNING id
+),
+new_stems AS (
+    INSERT INTO commit_stems (commit_id, name, blob_key, content_type, size_bytes, duration_s)
+    SELECT new_commit.id, u.* FROM new_commit, unnest(CAST(:names AS varchar[]), CAST(:keys AS varchar[]),
+        CAST(:types AS varchar[]), CAST(:sizes AS bigint[]), CAST(:durs AS float8[])) AS u
+),
+member AS (
+    INSERT INTO repo_commits (repo_id, commit_id) SELECT :repo, :id WHERE EXISTS (SELECT 1 FROM moved)
+    ON CONFLICT DO NOTHING
+)
+SELECT EXISTS (SELECT 1 FROM moved) AS moved,
+       ARRAY(SELECT key FROM pinned WHERE gone ORDER BY key) AS gone
+"""
+
+
+def _commit_params(commit: Commit) -> dict[str, object]:
+    st = commit.stems
+    return {
+        "id": commit.id,
+        "parents": list(commit.parent_ids),
+        "author": commit.author_id,
+        "msg": commit.message,
+        "ts": commit.timestamp,
+        "mix": commit.mixdown_blob or None,
+        "meta": json.dumps(commit.metadata.canonical()),
+        "gen": commit.generation,
+        "names": [s.name for s in st],
+        "keys": [s.blob_key for s in st],
+        "types": [s.content_type for s in st],
+        "sizes": [s.size_bytes for s in st],
+        "durs": [s.duration_s for s in st],
+    }
+
+
 async def commit_onto_branch(
     conn: AsyncConnection,
     repo: Repository,
@@ -281,14 +326,30 @@ async def commit_onto_branch(
     commit: Commit,
     parents: Iterable[Commit],
 ) -> Commit:
-    """Write ``commit`` and move ``branch`` from ``expected`` to it, all in the caller's transaction."""
+    """Write ``commit`` and move ``branch`` from ``expected`` ('' = create it) to it, in the caller's transaction."""
     known = _known_blobs(parents)
-    fresh = [s for s in commit.stems if s.blob_key not in known]
-    fresh_mix = commit.mixdown_blob if commit.mixdown_blob and commit.mixdown_blob not in known else ""
-    await blobs.check_blob_access(conn, actor, [s.blob_key for s in fresh] + ([fresh_mix] if fresh_mix else []))
-    await move_branch(conn, repo.id, branch, expected, commit.id)
-    await blobs.pin_blobs(conn, fresh, fresh_mix)
-    await store_commit(conn, repo.id, commit)
+    fresh: dict[str, tuple[str, int]] = {s.blob_key: (s.content_type, s.size_bytes) for s in commit.stems}
+    if commit.mixdown_blob:
+        fresh.setdefault(commit.mixdown_blob, ("application/octet-stream", 0))
+    for k in known:
+        fresh.pop(k, None)
+    await blobs.check_blob_access(conn, actor, fresh)
+    bkeys = sorted(fresh)
+    sql = _WRITE_COMMIT.format(cas=_CAS_UPDATE if expected else _CAS_CREATE)
+    params = {
+        **_commit_params(commit),
+        "repo": repo.id,
+        "branch": branch,
+        "expected": expected,
+        "bkeys": bkeys,
+        "btypes": [fresh[k][0] for k in bkeys],
+        "bsizes": [fresh[k][1] for k in bkeys],
+    }
+    row = (await conn.execute(text(sql), params)).one()
+    if not row.moved:
+        raise await _stale(conn, repo.id, branch, expected)
+    if row.gone:
+        raise FailedPrecondition(f"blob {row.gone[0]} was garbage-collected; upload and register it again")
     return commit
 
 
