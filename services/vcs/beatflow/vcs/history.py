@@ -25,6 +25,7 @@ from beatflow.vcs.tokens import decode_token, encode_token
 
 DEFAULT_PAGE = 50
 MAX_PAGE = 500
+MAX_FRONTIER = 64
 
 _FIRST_PARENT = """
 WITH RECURSIVE chain(id, n) AS (
@@ -38,12 +39,13 @@ SELECT id FROM chain ORDER BY n
 
 _DAG_WALK = """
 WITH RECURSIVE walk(id) AS (
-    SELECT CAST(:head AS varchar) COLLATE "C"
+    SELECT CAST(rc.commit_id AS varchar) COLLATE "C" FROM repo_commits rc
+    WHERE rc.repo_id = :repo AND rc.commit_id = ANY(CAST(:seeds AS varchar[]))
   UNION
     SELECT CAST(p.pid AS varchar) COLLATE "C" FROM walk w JOIN commits c ON c.id = w.id AND c.generation > :floor
     CROSS JOIN LATERAL unnest(c.parent_ids) AS p(pid)
 )
-SELECT c.id, c.generation, c.timestamp FROM walk JOIN commits c ON c.id = walk.id
+SELECT c.id, c.generation, c.timestamp, c.parent_ids FROM walk JOIN commits c ON c.id = walk.id
 WHERE c.generation >= :floor {after}
 ORDER BY c.generation DESC, c.timestamp DESC, c.id DESC LIMIT :n
 """
@@ -108,24 +110,38 @@ async def log(
         page, rest = ids[:size], ids[size:]
         token = encode_token({"h": head, "fp": True, "n": rest[0]}) if rest else ""
     else:
-        rows = await _dag_page(conn, head, cursor, size + 1)
+        rows = await _dag_page(conn, repo.id, head, cursor, size + 1)
         page = [r.id for r in rows[:size]]
         token = ""
         if len(rows) > size:
             last = rows[size - 1]
-            token = encode_token({"h": head, "fp": False, "g": last.generation, "t": last.timestamp, "i": last.id})
+            nxt: dict[str, object] = {"h": head, "fp": False, "g": last.generation, "t": last.timestamp, "i": last.id}
+            # The frontier (parents of what was shown, not shown yet) lets the next page walk from
+            # there instead of from the head: every later commit is an ancestor of it.
+            emitted = set(page)
+            frontier = {str(f) for f in cursor.get("f", ())} | {p for r in rows[:size] for p in r.parent_ids}
+            frontier -= emitted
+            if len(frontier) <= MAX_FRONTIER:
+                nxt["f"] = sorted(frontier)
+            token = encode_token(nxt)
     commits = await load_commits(conn, page, repo.id)
     return [commits[c] for c in page], token
 
 
-async def _dag_page(conn: AsyncConnection, head: str, cursor: Mapping[str, Any], n: int) -> list[Any]:
-    """Ancestors of ``head`` after the cursor, walking only generations above a floor that widens as needed."""
+async def _dag_page(conn: AsyncConnection, repo_id: str, head: str, cursor: Mapping[str, Any], n: int) -> list[Any]:
+    """Ancestors of ``head`` after the cursor, walking only generations above a floor that widens as needed.
+
+    The walk starts from the cursor's frontier when the token carries one (only commits of this
+    repository are taken as seeds), else from the head.
+    """
     top_gen = (await conn.execute(text("SELECT generation FROM commits WHERE id = :h"), {"h": head})).scalar_one()
-    params: dict[str, Any] = {"head": head, "n": n}
+    params: dict[str, Any] = {"repo": repo_id, "seeds": [head], "n": n}
     after = ""
     if cursor:
         try:
             params.update(g=int(cursor["g"]), t=float(cursor["t"]), i=str(cursor["i"]))
+            if "f" in cursor:
+                params["seeds"] = [str(f) for f in cursor["f"]][:MAX_FRONTIER]
         except (KeyError, TypeError, ValueError):
             raise InvalidArgument("malformed page token") from None
         after = "AND (c.generation, c.timestamp, c.id) < (:g, :t, :i)"
