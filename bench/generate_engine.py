@@ -257,8 +257,8 @@ def main() -> None:
     for r in rows:
         print(
             f"{r['workload']:10s} {r['requests']:3d} {r['audio_s_per_request']:8.1f}s "
-            f"{fmt(r['generate_wall_s'], '10.2f')} {r['engine_wall_s']:9.2f} {fmt(r['generate_rtf'], '8.1f')} "
-            f"{r['engine_rtf']:8.1f} {fmt(r['speedup'], '6.2f')}x {fmt(r['generate_peak_mb'], '8.0f')} "
+            f"{fmt(r['generate_wall_s'], '10.2f')} {r['engine_wall_s']:9.2f} {fmt(r['generate_rtf'], '8.3g')} "
+            f"{r['engine_rtf']:8.3g} {fmt(r['speedup'], '6.2f')}x {fmt(r['generate_peak_mb'], '8.0f')} "
             f"{r['engine_peak_mb']:8.0f}"
         )
     out = (

@@ -341,3 +341,29 @@ def test_half_precision_engine_runs_on_gpu(tokenizer: Any) -> None:
     for x, y in zip(res, again, strict=True):
         assert torch.equal(x.codes, y.codes)
         assert np.isfinite(x.audio).all()
+
+
+def test_engine_shares_the_model_weights(tokenizer: Any) -> None:
+    model = build_preset_model("tiny")
+    before = {name: p.data_ptr() for name, p in model.named_parameters()}
+    eng = DecodeEngine(model, tokenizer, EngineConfig(max_slots=2, max_new_tokens=10))
+    assert {name: p.data_ptr() for name, p in model.named_parameters()} == before
+    assert eng.view.layers[0] is model.decoder.model.decoder.layers[0]
+    assert eng.view.lm_heads[0].weight.data_ptr() == before["decoder.lm_heads.0.weight"]
+    # what the engine allocates is its state (caches, grids), none of it a parameter
+    state = {t.data_ptr() for t in (*eng.k_cache, *eng.v_cache, eng.seq)}
+    assert not state & set(before.values())
+
+
+def test_a_failing_callback_fails_only_its_request(engine: DecodeEngine) -> None:
+    def boom(done: int, total: int) -> None:
+        if done == 3:
+            raise RuntimeError("callback broke")
+
+    bad = engine.submit(_req("bad callback", 10, on_progress=boom))
+    good = engine.submit(_copy(MIXED[1]))
+    while not (bad.done() and good.done()):
+        engine.step()
+    with pytest.raises(RuntimeError, match="callback broke"):
+        bad.result()
+    assert torch.equal(good.result().codes, _solo(engine, _copy(MIXED[1])).codes)

@@ -155,5 +155,11 @@ class EngineBackend:
 
 
 def create_backend(lm: LoadedModel) -> EngineBackend:
-    """The factory ``beatflow.generator.backend.make_backend("engine", lm)`` looks up."""
-    return EngineBackend(lm)
+    """The factory ``beatflow.generator.backend.make_backend("engine", lm)`` looks up.
+
+    Sized for the service's window (``BEATFLOW_GENERATOR_MAX_WINDOW_S``): a window's prompt plus its
+    new frames is the longest request the worker sends.
+    """
+    from beatflow.generator.config import GeneratorSettings
+
+    return EngineBackend(lm, window_s=GeneratorSettings().generator_max_window_s)
