@@ -136,8 +136,13 @@ def sample_rows(
     top_p = top_p.repeat_interleave(rows_per_request)
 
     scaled = logits / temp[:, None]
-    sorted_logits, sorted_idx = scaled.sort(dim=-1, descending=True)
-    ranks = torch.arange(logits.shape[-1], device=device)[None, :]
+    # Only the top max(k) candidates can be drawn: a partial top-k is much cheaper than a full sort.
+    k_max = int(top_k.max().item())
+    if k_max < logits.shape[-1]:
+        sorted_logits, sorted_idx = scaled.topk(k_max, dim=-1)
+    else:
+        sorted_logits, sorted_idx = scaled.sort(dim=-1, descending=True)
+    ranks = torch.arange(sorted_logits.shape[-1], device=device)[None, :]
     keep = ranks < top_k[:, None]
     probs = torch.softmax(sorted_logits.masked_fill(~keep, float("-inf")), dim=-1)
     before = probs.cumsum(dim=-1) - probs  # mass strictly before each token
@@ -146,7 +151,7 @@ def sample_rows(
     cdf = probs.cumsum(dim=-1)
     draws = torch.stack([torch.rand(rows_per_request, generator=g, device=device) for g in generators[:n_req]])
     u = draws.reshape(-1, 1) * cdf[:, -1:]
-    pos = torch.searchsorted(cdf, u, right=True).clamp_(max=logits.shape[-1] - 1)
+    pos = torch.searchsorted(cdf, u, right=True).clamp_(max=sorted_logits.shape[-1] - 1)
     sampled = sorted_idx.gather(-1, pos).squeeze(-1)
     return torch.where(greedy, logits.argmax(dim=-1), sampled)
 

@@ -210,10 +210,22 @@ def build_preset_model(
                 config = MusicgenConfig(text_encoder=text, audio_encoder=codec, decoder=dec)
                 model = MusicgenForConditionalGeneration(config)
                 model.generation_config = generation_config_for(dec)
+            _init_codebooks(model)
     typed: Any = model
     typed = typed.to(dtype=dtype)
     typed.eval()
     return cast(MusicgenForConditionalGeneration | MusicgenMelodyForConditionalGeneration, typed)
+
+
+@torch.no_grad()
+def _init_codebooks(model: Any) -> None:
+    """Random codebook entries: they are buffers, which weight init leaves at zero (every code the same sound)."""
+    for layer in model.audio_encoder.quantizer.layers:
+        book = layer.codebook
+        book.embed.copy_(torch.randn_like(book.embed))
+        book.embed_avg.copy_(book.embed)
+        book.cluster_size.fill_(1.0)
+        book.inited.fill_(True)
 
 
 def build_byte_tokenizer() -> PreTrainedTokenizerFast:
