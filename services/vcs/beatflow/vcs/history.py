@@ -16,9 +16,9 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from beatflow.common.errors import InvalidArgument
+from beatflow.common.errors import InvalidArgument, NotFound
 from beatflow.vcs.commits import commits_in_repo, list_refs, load_commits, resolve
-from beatflow.vcs.graph import Node, is_ancestor_steps, merge_base_steps, run_async
+from beatflow.vcs.graph import Node, merge_base_steps, run_async
 from beatflow.vcs.model import BlameEntry, Commit, Ref, Repository
 from beatflow.vcs.names import is_commit_id
 from beatflow.vcs.tokens import decode_token, encode_token
@@ -61,6 +61,18 @@ walk(id, generation, parent_ids) AS (
     WHERE w.generation > (SELECT max(generation) FROM seed) - :window
 )
 SELECT id, generation, parent_ids FROM walk
+"""
+
+_IS_ANCESTOR = """
+WITH RECURSIVE target AS (SELECT generation FROM commits WHERE id = :anc),
+walk(id) AS (
+    SELECT CAST(id AS varchar) COLLATE "C" FROM commits WHERE id = :desc
+  UNION
+    SELECT CAST(p.pid AS varchar) COLLATE "C" FROM walk w JOIN commits c ON c.id = w.id
+    CROSS JOIN LATERAL unnest(c.parent_ids) AS p(pid)
+    WHERE c.generation > (SELECT generation FROM target)
+)
+SELECT EXISTS (SELECT 1 FROM walk WHERE id = :anc) AS found FROM target
 """
 
 _BLAME = """
@@ -201,8 +213,14 @@ async def merge_bases(conn: AsyncConnection, a: str, b: str) -> list[str]:
 
 
 async def is_ancestor(conn: AsyncConnection, ancestor: str, descendant: str) -> bool:
-    nodes: dict[str, Node] = {}
-    return bool(await run_async(is_ancestor_steps(ancestor, descendant, nodes), nodes, GraphLoader(conn)))
+    """One recursive query from ``descendant``, pruned below the ancestor's generation, stopping when found.
+
+    (Same answer as :func:`beatflow.vcs.graph.is_ancestor_steps`, without a round trip per window.)
+    """
+    row = (await conn.execute(text(_IS_ANCESTOR), {"anc": ancestor, "desc": descendant})).first()
+    if row is None:
+        raise NotFound("commit not found")
+    return bool(row.found)
 
 
 async def blame(conn: AsyncConnection, repo: Repository, ref: str) -> list[BlameEntry]:
