@@ -185,8 +185,10 @@ def _stop(procs: list[Proc]) -> None:
 
 
 @contextlib.contextmanager
-def run_stack(servers: Any, root: Path) -> Iterator[Stack]:
-    """Start the services on the given real servers; stop them all on exit."""
+def run_stack(
+    servers: Any, root: Path, backends: tuple[str, ...] = BACKENDS, extra_env: dict[str, str] | None = None
+) -> Iterator[Stack]:
+    """Start the services on the given real servers (and Redis of its own); stop them all on exit."""
     logs = root / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     database = "stack_" + uuid.uuid4().hex[:12]
@@ -233,18 +235,19 @@ def run_stack(servers: Any, root: Path) -> Iterator[Stack]:
         "BEATFLOW_SEPARATOR_TORCH_THREADS": "1",
         "OMP_NUM_THREADS": "1",
         "PYTHONUNBUFFERED": "1",
+        **(extra_env or {}),
     }
     procs: list[Proc] = []
     try:
         # Ports first, so the gateway can start alongside the backends it will call.
-        ports = {name: localservers.free_port() for name in (*BACKENDS, "gateway")}
-        addrs = {name: f"127.0.0.1:{ports[name]}" for name in BACKENDS}
+        ports = {name: localservers.free_port() for name in (*backends, "gateway")}
+        addrs = {name: f"127.0.0.1:{ports[name]}" for name in backends}
         env.update({f"BEATFLOW_{name.upper()}_ADDR": addr for name, addr in addrs.items()})
-        backends = [_start(name, env, logs, ports[name]) for name in BACKENDS]
-        procs.extend(backends)
+        started = [_start(name, env, logs, ports[name]) for name in backends]
+        procs.extend(started)
         gateway = _start("gateway", env, logs, ports["gateway"])
         procs.append(gateway)
-        _wait_ready(backends, _grpc_serving, READY_TIMEOUT_S)
+        _wait_ready(started, _grpc_serving, READY_TIMEOUT_S)
         _wait_ready([gateway], _http_ok, 60.0)
         yield Stack(f"http://127.0.0.1:{gateway.port}", addrs, env, s3, logs, procs)
     finally:
