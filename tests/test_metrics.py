@@ -264,4 +264,6 @@ def test_generator_counts_a_generation_job(stack: Stack) -> None:
     assert value(text, "beatflow_jobs_total", kind="generate", state="SUCCEEDED") == 1
     assert value(text, "beatflow_job_seconds_count", kind="generate") == 1
     assert value(text, "beatflow_rpc_total", method="/beatflow.v1.Generator/SubmitGeneration", code="OK") == 1
+    assert has_sample(text, "beatflow_job_queue_depth", kind="generate")
+    assert value(text, "beatflow_job_queue_depth", kind="generate") == 0
     assert any(line.get("job_id") == job.id for line in generator.log_lines())

@@ -11,11 +11,13 @@ import asyncio
 import logging
 import os
 import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from beatflow.common import metrics
 from beatflow.common.blobstore import BlobStore, make_blob_store
 from beatflow.common.errors import FailedPrecondition, Unavailable
 from beatflow.common.grpcserver import GrpcServer, Service, create_grpc_server
@@ -96,6 +98,7 @@ class GeneratorApp:
         self.worker: GenerationWorker | None = None
         self._stop = asyncio.Event()
         self._worker_task: asyncio.Task[None] | None = None
+        self._stop_depth_sampler: Callable[[], Awaitable[None]] | None = None
 
     @property
     def ready(self) -> bool:
@@ -117,10 +120,14 @@ class GeneratorApp:
             )
             self.worker = GenerationWorker(self.queue, self.store, self.slots, config, consumer=consumer)
             self._worker_task = asyncio.create_task(self.worker.run(self._stop))
+            # beatflow_job_queue_depth{kind="generate"}: what the gpu overlay's HPA scales on.
+            self._stop_depth_sampler = metrics.start_queue_depth_sampler(self.queue, [KIND])
 
     async def close(self) -> None:
         """Stop claiming, let running batches finish, close Redis."""
         self._stop.set()
+        if self._stop_depth_sampler is not None:
+            await self._stop_depth_sampler()
         if self._worker_task is not None:
             try:
                 await asyncio.wait_for(asyncio.shield(self._worker_task), self.settings.grace_period_s)
