@@ -267,7 +267,9 @@ class DecodeEngine:
             length = min(self.cache_len, -(-length // lb) * lb)
             self._graphs.run(bucket, length, self.view.info.vocab, self._snapshot)
         else:
-            self._step_impl(n, length, self._sort_width())
+            width = self._sort_width()
+            nucleus = any(0.0 < s.handle.request.sampling.top_p < 1.0 for s in self._slots)
+            self._step_impl(n, length, width, nucleus)
         self.steps_run += 1
         for i in reversed(range(n)):
             self._after_step(i)
@@ -294,7 +296,7 @@ class DecodeEngine:
 
         return restore
 
-    def _step_impl(self, n: int, length: int, width: int) -> None:
+    def _step_impl(self, n: int, length: int, width: int, nucleus: bool = True) -> None:
         info = self.view.info
         k = info.num_codebooks
         col = self.col[:n]
@@ -311,7 +313,7 @@ class DecodeEngine:
         scores = guide(logits.float().view(n, 2, k, info.vocab), self.guidance[:n])
         uniform = counter_uniform(self.seed_lo[:n], self.seed_hi[:n], col + 1, k)
         nxt = choose_tokens(
-            scores, self.greedy[:n], self.temperature[:n], self.top_k[:n], self.top_p[:n], uniform, width
+            scores, self.greedy[:n], self.temperature[:n], self.top_k[:n], self.top_p[:n], uniform, width, nucleus
         )
         target = (col + 1).view(n, 1, 1).expand(n, k, 1)
         cur = seq.gather(2, target).squeeze(2)

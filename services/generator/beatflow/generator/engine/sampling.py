@@ -58,13 +58,14 @@ def choose_tokens(
     top_p: torch.Tensor,
     uniform: torch.Tensor,
     sort_width: int,
+    nucleus: bool = True,
 ) -> torch.Tensor:
     """Pick one token per (row, codebook) from float32 scores (rows, codebooks, vocab).
 
     Rows are independent: what a row picks depends on its own scores, settings and uniform number
     only. ``sort_width`` must be at least every sampling row's ``top_k`` (the vocabulary size when
     any row has top-k off or top-p on); the values it selects are exact, so the width does not
-    change any row's result.
+    change any row's result. ``nucleus`` False skips the top-p pass (no row has top-p on).
     """
     rows, books, vocab = scores.shape
     flat = scores.reshape(rows * books, vocab)
@@ -80,17 +81,17 @@ def choose_tokens(
     k = torch.where((k <= 0) | (k > width), torch.full_like(k, width), k)
     kth = top_vals.gather(-1, (k - 1)[:, None])
     keep = x >= kth
-    masked = torch.where(keep, x, torch.full_like(x, float("-inf")))
-    probs = torch.softmax(masked, dim=-1)
+    probs = torch.softmax(x.masked_fill(~keep, float("-inf")), dim=-1)
 
-    p = per_code(top_p)
-    sorted_probs = probs.gather(-1, top_idx)
-    before = sorted_probs.cumsum(dim=-1) - sorted_probs
-    kept_sorted = (before < p[:, None]) | (p[:, None] <= 0) | (p[:, None] >= 1)
-    kept_sorted[:, 0] = True
-    last_kept = kept_sorted.to(torch.long).sum(dim=-1, keepdim=True) - 1
-    p_floor = top_vals.gather(-1, last_kept)
-    probs = torch.where(x >= p_floor, probs, torch.zeros_like(probs))
+    if nucleus:
+        p = per_code(top_p)
+        sorted_probs = probs.gather(-1, top_idx)
+        before = sorted_probs.cumsum(dim=-1) - sorted_probs
+        kept_sorted = (before < p[:, None]) | (p[:, None] <= 0) | (p[:, None] >= 1)
+        kept_sorted[:, 0] = True
+        last_kept = kept_sorted.to(torch.long).sum(dim=-1, keepdim=True) - 1
+        p_floor = top_vals.gather(-1, last_kept)
+        probs = probs.masked_fill(x < p_floor, 0.0)
 
     cdf = probs.cumsum(dim=-1)
     target = uniform.reshape(-1, 1) * cdf[:, -1:]
