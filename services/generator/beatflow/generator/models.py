@@ -215,8 +215,9 @@ def load_model(spec: str, device: str | torch.device = "cpu", dtype: str | torch
             f"model spec {spec!r} is neither a preset ({', '.join(presets.PRESETS)}), an existing local "
             "directory nor a hub id; use the 'tiny' preset for offline tests and demos"
         )
+    offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0", "false", "False")
     try:
-        config = AutoConfig.from_pretrained(spec)
+        config = AutoConfig.from_pretrained(spec, local_files_only=offline)
         cls: type[MusicgenModel]
         if config.model_type == "musicgen_melody":
             cls = MusicgenMelodyForConditionalGeneration
@@ -224,12 +225,11 @@ def load_model(spec: str, device: str | torch.device = "cpu", dtype: str | torch
             cls = MusicgenForConditionalGeneration
         else:
             raise ModelLoadError(f"model spec {spec!r} is a {config.model_type!r} model, not MusicGen")
-        model = cls.from_pretrained(spec, dtype=dt)
-        tokenizer = AutoTokenizer.from_pretrained(spec)
+        model = cls.from_pretrained(spec, dtype=dt, local_files_only=offline)
+        tokenizer = AutoTokenizer.from_pretrained(spec, local_files_only=offline)
     except ModelLoadError:
         raise
     except Exception as exc:  # every loader failure becomes one clear message
-        offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0", "false", "False")
         hint = " (HF_HUB_OFFLINE is set and it is not in the local cache)" if offline else ""
         raise ModelLoadError(
             f"could not load MusicGen {where} {spec!r}{hint}: {type(exc).__name__}: {exc}. "
