@@ -367,3 +367,14 @@ def test_a_failing_callback_fails_only_its_request(engine: DecodeEngine) -> None
     with pytest.raises(RuntimeError, match="callback broke"):
         bad.result()
     assert torch.equal(good.result().codes, _solo(engine, _copy(MIXED[1])).codes)
+
+
+def test_close_fails_what_is_left(tiny: Any, tokenizer: Any) -> None:
+    eng = DecodeEngine(tiny, tokenizer, EngineConfig(max_slots=1, max_new_tokens=30))
+    running = eng.submit(_req("running", 30))
+    queued = eng.submit(_req("queued", 30))
+    eng.step()
+    eng.close()
+    for h in (running, queued):
+        with pytest.raises(RuntimeError, match="closed"):
+            h.result(timeout=1)

@@ -224,6 +224,13 @@ class DecodeEngine:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+        with self._step_lock:  # nobody is left to run them: fail what is still queued or running
+            with self._lock:
+                pending, self._pending = list(self._pending), deque()
+            for handle in pending:
+                if not handle.future.done():
+                    handle.future.set_exception(RuntimeError("decode engine closed"))
+            self._fail_all("decode engine closed")
 
     def _loop(self) -> None:
         while True:
@@ -238,10 +245,10 @@ class DecodeEngine:
                 log.exception("decode step failed")
                 self._fail_all()
 
-    def _fail_all(self) -> None:
+    def _fail_all(self, why: str = "decode step failed") -> None:
         for slot in list(self._slots):
             if not slot.handle.future.done():
-                slot.handle.future.set_exception(RuntimeError("decode step failed"))
+                slot.handle.future.set_exception(RuntimeError(why))
         self._slots.clear()
         self.active.zero_()
 
