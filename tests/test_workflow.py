@@ -166,6 +166,15 @@ def test_status_and_idempotency(stack: Stack, generation: Generation) -> None:
         body = {"prompt": "Upbeat electronic music", "bpm": 128, "mood": "energetic", "duration": SECONDS, "seed": 7}
         again = _post(http, "/api/ai/generate", body, 202, headers={"Idempotency-Key": generation.key})
         assert again["task_id"] == generation.task_id
+        # The key is scoped to the operation: the same key on another kind of work is a new task.
+        separate = {"audio_blob": generation.audio["blob_key"], "model": "tiny"}
+        sep = _post(http, "/api/ai/separate-stems", separate, 202, headers={"Idempotency-Key": generation.key})
+        assert sep["task_id"] != generation.task_id and sep["kind"] != generation.task["kind"]
+        assert (
+            _post(http, "/api/ai/separate-stems", separate, 202, headers={"Idempotency-Key": generation.key})["task_id"]
+            == sep["task_id"]
+        )
+        _post(http, f"/api/ai/tasks/{sep['task_id']}/cancel", None, 200)
     # The key is scoped to the user: the same key from someone else is new work.
     _bob, bob = stack.signup("bob")
     with stack.client(bob) as http:

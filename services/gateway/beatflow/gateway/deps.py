@@ -82,12 +82,12 @@ async def current_user_or_query_token(
     return _principal(state, credentials.credentials if credentials else access_token)
 
 
-def idempotency_key(
-    user: Principal,
-    key: str | None,
-) -> str:
-    """The job queue's idempotency key: the client's key, scoped to the user."""
-    return f"{user.user_id}:{key}" if key else ""
+def idempotency_key(user: Principal, key: str | None, operation: str) -> str:
+    """The job queue's idempotency key: the client's key, scoped to the user and the operation.
+
+    Two users (or one user's generate and separate calls) reusing a key never share a task.
+    """
+    return f"{user.user_id}:{operation}:{key}" if key else ""
 
 
 IdempotencyHeader = Annotated[

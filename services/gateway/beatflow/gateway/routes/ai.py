@@ -57,7 +57,7 @@ async def generate(
         format=_FORMATS[body.format],
         melody_blob=body.melody_blob or "",
         prompt_audio_blob=body.prompt_audio_blob or "",
-        idempotency_key=idempotency_key(user, key),
+        idempotency_key=idempotency_key(user, key, "generate"),
         owner=user.user_id,
     )
     if body.seed is not None:
@@ -82,7 +82,7 @@ async def hum_to_beat(
         num_variations=1,
         format=_FORMATS[body.format],
         melody_blob=body.melody_blob,
-        idempotency_key=idempotency_key(user, key),
+        idempotency_key=idempotency_key(user, key, "hum-to-beat"),
         owner=user.user_id,
     )
     if body.seed is not None:
@@ -102,7 +102,7 @@ async def separate_stems(
         shifts=body.shifts,
         format=_FORMATS[body.format],
         residual_stem=body.residual_stem,
-        idempotency_key=idempotency_key(user, key),
+        idempotency_key=idempotency_key(user, key, "separate-stems"),
         owner=user.user_id,
     )
     if body.overlap is not None:
@@ -119,7 +119,7 @@ async def analyze_audio(
 ) -> schemas.AnalyzeOut:
     await require_readable_blob(state, user, body.audio_blob)
     request = separator_pb2.AnalyzeRequest(
-        audio_blob=body.audio_blob, idempotency_key=idempotency_key(user, key), owner=user.user_id
+        audio_blob=body.audio_blob, idempotency_key=idempotency_key(user, key, "analyze-audio"), owner=user.user_id
     )
     if body.background:
         job = await state.backends.separator.SubmitAnalysis(request, timeout=state.timeout)
