@@ -62,8 +62,11 @@ def _load(spec: str, fallback: str, settings: GeneratorSettings) -> LoadedModel:
         return load_model(fallback, settings.generator_device, settings.generator_dtype)
 
 
-def load_slots(settings: GeneratorSettings) -> dict[str, ModelSlot]:
-    """Load the main model (and the melody model, if configured) with their backends."""
+def load_slots(settings: GeneratorSettings, model: LoadedModel | None = None) -> dict[str, ModelSlot]:
+    """Load the main model (and the melody model, if configured) with their backends.
+
+    ``model``: an already loaded main model to serve instead of loading ``generator_model``.
+    """
     if settings.generator_torch_threads > 0:
         torch.set_num_threads(settings.generator_torch_threads)
 
@@ -72,7 +75,7 @@ def load_slots(settings: GeneratorSettings) -> dict[str, ModelSlot]:
         composer = Composer(lm, backend, settings.generator_max_window_s, settings.generator_context_s)
         return ModelSlot(role, lm, backend, composer)
 
-    main = _load(settings.generator_model, "tiny", settings)
+    main = model if model is not None else _load(settings.generator_model, "tiny", settings)
     slots = {"text": slot("text", main)}
     if settings.generator_melody_model and settings.generator_melody_model != settings.generator_model:
         melody = _load(settings.generator_melody_model, "tiny-melody", settings)
@@ -89,8 +92,11 @@ def load_slots(settings: GeneratorSettings) -> dict[str, ModelSlot]:
 class GeneratorApp:
     """The service's state: queue, blob store, models and the worker task."""
 
-    def __init__(self, settings: GeneratorSettings, store: BlobStore | None = None) -> None:
+    def __init__(
+        self, settings: GeneratorSettings, store: BlobStore | None = None, model: LoadedModel | None = None
+    ) -> None:
         self.settings = settings
+        self._preloaded = model
         self.queue = JobQueue.from_settings(settings)
         self.store = store if store is not None else make_blob_store(settings)
         self.limits = limits_from(settings)
@@ -108,7 +114,7 @@ class GeneratorApp:
         """Load the model(s) once and start the worker; the server reports SERVING after this."""
         if self.ready:
             return
-        self.slots = await asyncio.to_thread(load_slots, self.settings)
+        self.slots = await asyncio.to_thread(load_slots, self.settings, self._preloaded)
         if self.settings.generator_run_worker:
             consumer = f"generator-{socket.gethostname()}-{os.getpid()}-{id(self):x}"
             config = WorkerConfig(
@@ -193,9 +199,14 @@ class GeneratorServer(GrpcServer):
         await self.app.start()
 
 
-async def create_server(settings: GeneratorSettings, *, store: BlobStore | None = None) -> tuple[GeneratorServer, int]:
-    """Build (not start) the server; ``await server.ready()`` loads the model (``serve`` does it)."""
-    app = GeneratorApp(settings, store)
+async def create_server(
+    settings: GeneratorSettings, *, store: BlobStore | None = None, model: LoadedModel | None = None
+) -> tuple[GeneratorServer, int]:
+    """Build (not start) the server; ``await server.ready()`` loads the model (``serve`` does it).
+
+    ``store`` and ``model`` replace the blob store and main model the settings name (benchmarks).
+    """
+    app = GeneratorApp(settings, store, model)
     gs = create_grpc_server(
         settings,
         [
