@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed
 DISTS  := protos services/common services/vcs services/generator services/separator services/gateway
 PROTOS := $(wildcard protos/beatflow/v1/*.proto)
 
-.PHONY: venv run test lint protos check-protos sysdeps bench clean
+.PHONY: venv run test lint protos check-protos sysdeps validate-deploy bench clean
 
 venv: $(STAMP)
 
@@ -42,7 +42,11 @@ sysdeps:
 run: venv
 	$(PY) -m beatflow.common.stack
 
-test: venv sysdeps
+# Dockerfiles, docker-compose (every profile) and the Kubernetes overlays, with real tools.
+validate-deploy: venv
+	bash deploy/validate.sh
+
+test: venv sysdeps validate-deploy
 	$(PY) -m pytest -q
 
 lint: venv
