@@ -35,10 +35,11 @@ _KNOWN = "(EXISTS (SELECT 1 FROM blobs b WHERE b.key = k) OR " + _REFERENCED + "
 _READABLE_BY_ACTOR = f"""
     EXISTS (SELECT 1 FROM blobs b WHERE b.key = k AND b.uploader_id = :actor)
  OR EXISTS (SELECT 1 FROM blob_owners o WHERE o.key = k AND o.user_id = :actor)
- OR EXISTS (SELECT 1 FROM commit_stems s JOIN repo_commits rc ON rc.commit_id = s.commit_id
-            JOIN repositories r ON r.id = rc.repo_id WHERE s.blob_key = k AND {READABLE})
- OR EXISTS (SELECT 1 FROM commits c JOIN repo_commits rc ON rc.commit_id = c.id
-            JOIN repositories r ON r.id = rc.repo_id WHERE c.mixdown_blob = k AND {READABLE})
+ OR EXISTS (SELECT 1 FROM commit_stems s JOIN commits c ON c.id = s.commit_id
+            JOIN repo_commits rc ON rc.commit_seq = c.seq
+            JOIN repositories r ON r.seq = rc.repo_seq WHERE s.blob_key = k AND {READABLE})
+ OR EXISTS (SELECT 1 FROM commits c JOIN repo_commits rc ON rc.commit_seq = c.seq
+            JOIN repositories r ON r.seq = rc.repo_seq WHERE c.mixdown_blob = k AND {READABLE})
 """
 
 

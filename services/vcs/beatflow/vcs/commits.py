@@ -64,7 +64,10 @@ async def load_commits(
         return {}
     sql = _LOAD_COMMITS
     if members_only:
-        sql += " AND EXISTS (SELECT 1 FROM repo_commits rc WHERE rc.repo_id = :repo AND rc.commit_id = c.id)"
+        sql += (
+            " AND EXISTS (SELECT 1 FROM repo_commits rc WHERE rc.commit_seq = c.seq"
+            " AND rc.repo_seq = (SELECT seq FROM repositories WHERE id = :repo))"
+        )
     rows = (await conn.execute(text(sql), {"ids": ids, "repo": repo_id})).all()
     return {
         r.id: Commit(
@@ -87,7 +90,10 @@ async def load_commits(
 async def commits_in_repo(conn: AsyncConnection, repo_id: str, ids: Iterable[str]) -> set[str]:
     ids = list(set(ids))
     rows = await conn.execute(
-        text("SELECT commit_id FROM repo_commits WHERE repo_id = :r AND commit_id = ANY(:ids)"),
+        text(
+            "SELECT c.id FROM commits c JOIN repo_commits rc ON rc.commit_seq = c.seq "
+            "WHERE rc.repo_seq = (SELECT seq FROM repositories WHERE id = :r) AND c.id = ANY(:ids)"
+        ),
         {"r": repo_id, "ids": ids},
     )
     return set(rows.scalars())
@@ -229,13 +235,16 @@ _STORE_COMMIT = """
 WITH new_commit AS (
     INSERT INTO commits (id, parent_ids, author_id, message, timestamp, mixdown_blob, metadata, generation)
     VALUES (:id, :parents, :author, :msg, :ts, :mix, CAST(:meta AS jsonb), :gen)
-    ON CONFLICT (id) DO NOTHING RETURNING id
+    ON CONFLICT (id) DO NOTHING RETURNING id, seq
 ), new_stems AS (
     INSERT INTO commit_stems (commit_id, name, blob_key, content_type, size_bytes, duration_s)
     SELECT new_commit.id, u.* FROM new_commit, unnest(CAST(:names AS varchar[]), CAST(:keys AS varchar[]),
         CAST(:types AS varchar[]), CAST(:sizes AS bigint[]), CAST(:durs AS float8[])) AS u
 )
-INSERT INTO repo_commits (repo_id, commit_id) VALUES (:repo, :id) ON CONFLICT DO NOTHING
+INSERT INTO repo_commits (repo_seq, commit_seq)
+SELECT (SELECT seq FROM repositories WHERE id = :repo),
+       COALESCE((SELECT seq FROM new_commit), (SELECT seq FROM commits WHERE id = :id))
+ON CONFLICT DO NOTHING
 """
 
 
@@ -282,7 +291,7 @@ new_commit AS (
     INSERT INTO commits (id, parent_ids, author_id, message, timestamp, mixdown_blob, metadata, generation)
     SELECT :id, :parents, :author, :msg, :ts, :mix, CAST(:meta AS jsonb), :gen
     WHERE EXISTS (SELECT 1 FROM moved)
-    ON CONFLICT (id) DO NOTHING RETURNING id
+    ON CONFLICT (id) DO NOTHING RETURNING id, seq
 ),
 new_stems AS (
     INSERT INTO commit_stems (commit_id, name, blob_key, content_type, size_bytes, duration_s)
@@ -290,7 +299,10 @@ new_stems AS (
         CAST(:types AS varchar[]), CAST(:sizes AS bigint[]), CAST(:durs AS float8[])) AS u
 ),
 member AS (
-    INSERT INTO repo_commits (repo_id, commit_id) SELECT :repo, :id WHERE EXISTS (SELECT 1 FROM moved)
+    INSERT INTO repo_commits (repo_seq, commit_seq)
+    SELECT (SELECT seq FROM repositories WHERE id = :repo),
+           COALESCE((SELECT seq FROM new_commit), (SELECT seq FROM commits WHERE id = :id))
+    WHERE EXISTS (SELECT 1 FROM moved)
     ON CONFLICT DO NOTHING
 )
 SELECT EXISTS (SELECT 1 FROM moved) AS moved,

@@ -39,8 +39,8 @@ SELECT id FROM chain ORDER BY n
 
 _DAG_WALK = """
 WITH RECURSIVE walk(id) AS (
-    SELECT CAST(rc.commit_id AS varchar) COLLATE "C" FROM repo_commits rc
-    WHERE rc.repo_id = :repo AND rc.commit_id = ANY(CAST(:seeds AS varchar[]))
+    SELECT CAST(s.id AS varchar) COLLATE "C" FROM commits s JOIN repo_commits rc ON rc.commit_seq = s.seq
+    WHERE rc.repo_seq = (SELECT seq FROM repositories WHERE id = :repo) AND s.id = ANY(CAST(:seeds AS varchar[]))
   UNION
     SELECT CAST(p.pid AS varchar) COLLATE "C" FROM walk w JOIN commits c ON c.id = w.id AND c.generation > :floor
     CROSS JOIN LATERAL unnest(c.parent_ids) AS p(pid)
@@ -176,7 +176,8 @@ async def commit_graph(
         (
             await conn.execute(
                 text(
-                    "SELECT c.id FROM repo_commits rc JOIN commits c ON c.id = rc.commit_id WHERE rc.repo_id = :r "
+                    "SELECT c.id FROM repo_commits rc JOIN commits c ON c.seq = rc.commit_seq "
+                    "WHERE rc.repo_seq = (SELECT seq FROM repositories WHERE id = :r) "
                     "ORDER BY c.generation DESC, c.timestamp DESC, c.id DESC LIMIT :n"
                 ),
                 {"r": repo.id, "n": n},

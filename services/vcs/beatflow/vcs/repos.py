@@ -134,7 +134,15 @@ async def delete_repository(conn: AsyncConnection, actor: str, repo_id: str) -> 
     # decide which commits no repository holds any more.
     await conn.execute(text("SELECT 1 FROM repositories WHERE id = :r FOR UPDATE"), {"r": repo_id})
     ids = (
-        (await conn.execute(text("DELETE FROM repo_commits WHERE repo_id = :r RETURNING commit_id"), {"r": repo_id}))
+        (
+            await conn.execute(
+                text(
+                    "DELETE FROM repo_commits WHERE repo_seq = (SELECT seq FROM repositories WHERE id = :r) "
+                    "RETURNING commit_seq"
+                ),
+                {"r": repo_id},
+            )
+        )
         .scalars()
         .all()
     )
@@ -142,8 +150,8 @@ async def delete_repository(conn: AsyncConnection, actor: str, repo_id: str) -> 
     if ids:
         await conn.execute(
             text(
-                "DELETE FROM commits c WHERE c.id = ANY(:ids) "
-                "AND NOT EXISTS (SELECT 1 FROM repo_commits rc WHERE rc.commit_id = c.id) "
+                "DELETE FROM commits c WHERE c.seq = ANY(:ids) "
+                "AND NOT EXISTS (SELECT 1 FROM repo_commits rc WHERE rc.commit_seq = c.seq) "
                 "AND NOT EXISTS (SELECT 1 FROM refs f WHERE f.commit_id = c.id)"
             ),
             {"ids": list(ids)},
@@ -213,8 +221,9 @@ async def fork(conn: AsyncConnection, actor: str, repo_id: str, name: str, visib
     )
     await conn.execute(
         text(
-            "INSERT INTO repo_commits (repo_id, commit_id) "
-            "SELECT :new, commit_id FROM repo_commits WHERE repo_id = :src"
+            "INSERT INTO repo_commits (repo_seq, commit_seq) "
+            "SELECT (SELECT seq FROM repositories WHERE id = :new), commit_seq FROM repo_commits "
+            "WHERE repo_seq = (SELECT seq FROM repositories WHERE id = :src)"
         ),
         {"new": new_id, "src": source.id},
     )

@@ -156,8 +156,9 @@ class VcsService:
                 repo_id = (
                     await conn.execute(
                         text(
-                            "SELECT r.id FROM repo_commits rc JOIN repositories r ON r.id = rc.repo_id "
-                            f"WHERE rc.commit_id = :c AND {READABLE} LIMIT 1"
+                            "SELECT r.id FROM commits c JOIN repo_commits rc ON rc.commit_seq = c.seq "
+                            "JOIN repositories r ON r.seq = rc.repo_seq "
+                            f"WHERE c.id = :c AND {READABLE} LIMIT 1"
                         ),
                         {"c": commit_id, "actor": actor},
                     )

@@ -38,6 +38,8 @@ def upgrade() -> None:
     op.create_table(
         "repositories",
         sa.Column("id", ID, primary_key=True),
+        # Compact internal key for the (large) commit membership table.
+        sa.Column("seq", sa.BigInteger, sa.Identity(always=True), nullable=False, unique=True),
         sa.Column("owner_id", ID, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
         sa.Column("name", sa.String(100), nullable=False),
         sa.Column("description", sa.Text, nullable=False, server_default=""),
@@ -63,6 +65,7 @@ def upgrade() -> None:
     op.create_table(
         "commits",
         sa.Column("id", SHA, primary_key=True),
+        sa.Column("seq", sa.BigInteger, sa.Identity(always=True), nullable=False, unique=True),
         sa.Column("parent_ids", postgresql.ARRAY(SHA), nullable=False),
         sa.Column("author_id", ID, sa.ForeignKey("users.id"), nullable=False),
         sa.Column("message", sa.Text, nullable=False),
@@ -85,16 +88,17 @@ def upgrade() -> None:
         sa.Column("duration_s", sa.Float(53), nullable=False),
     )
     op.create_index("ix_commit_stems_blob", "commit_stems", ["blob_key"])
-    # No foreign keys: a fork copies thousands of these rows, and a key check per row (locking
-    # the repository row and every commit row) costs more than the copy. Repository deletion
-    # removes its rows itself; commits are deleted only when no repository holds them; forks and
-    # repository deletion serialize on the source repository's row (see repos.py).
+    # Membership on the compact keys (16-byte rows and index entries: a fork copies one row per
+    # commit). No foreign keys: a key check per row (locking the repository row and every commit
+    # row) would cost more than the copy. Repository deletion removes its rows itself; commits
+    # are deleted only when no repository holds them; forks and repository deletion serialize on
+    # the source repository's row (see repos.py).
     op.create_table(
         "repo_commits",
-        sa.Column("repo_id", ID, primary_key=True),
-        sa.Column("commit_id", SHA, primary_key=True),
+        sa.Column("repo_seq", sa.BigInteger, primary_key=True),
+        sa.Column("commit_seq", sa.BigInteger, primary_key=True),
     )
-    op.create_index("ix_repo_commits_commit", "repo_commits", ["commit_id"])
+    op.create_index("ix_repo_commits_commit", "repo_commits", ["commit_seq"])
     op.create_table(
         "refs",
         sa.Column("repo_id", ID, sa.ForeignKey("repositories.id", ondelete="CASCADE"), primary_key=True),
