@@ -73,3 +73,15 @@ async def test_checks_that_need_no_backend(client: tuple[httpx.AsyncClient, str]
     studio = await http.get("/")
     assert studio.status_code == 200 and "BeatFlow Studio" in studio.text
     assert "default-src 'self'" in studio.headers["content-security-policy"]
+
+
+async def test_docs_page_needs_no_cdn(client: tuple[httpx.AsyncClient, str]) -> None:
+    http, _token = client
+    page = await http.get("/docs")
+    assert page.status_code == 200
+    assert "cdn" not in page.text.lower()
+    assert "/docs-assets/swagger-ui-bundle.js" in page.text
+    script = await http.get("/docs-assets/swagger-ui-bundle.js")
+    assert script.status_code == 200
+    assert "javascript" in script.headers["content-type"]
+    assert len(script.content) > 100_000

@@ -9,9 +9,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
 from typing import Any
 
+import swagger_ui_bundle
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from beatflow.common.blobstore import BlobStore, make_blob_store
@@ -88,6 +90,7 @@ def create_app(settings: GatewaySettings | None = None, *, store: BlobStore | No
         description="AI music generation, stem separation and version control for audio. "
         "Sign up or sign in under /api/auth, then send `Authorization: Bearer <token>`.",
         lifespan=lifespan,
+        docs_url=None,  # served below from the packaged Swagger UI, not a CDN (offline installs)
     )
     httperrors.install(app)
     if settings.cors_origins:
@@ -122,5 +125,16 @@ def create_app(settings: GatewaySettings | None = None, *, store: BlobStore | No
         response.headers["Cache-Control"] = "no-cache"
         return response
 
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="BeatFlow API",
+            swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs-assets/swagger-ui.css",
+            swagger_favicon_url="/docs-assets/favicon-32x32.png",
+        )
+
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
+    app.mount("/docs-assets", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="docs-assets")
     return app
