@@ -222,3 +222,19 @@ async def test_jobs_reach_terminal_states_only(gen: Client) -> None:
     final, events = await gen.wait_job(job.id)
     assert final.state in TERMINAL
     assert [ev.state for ev in events].count(jobs_pb2.JOB_STATE_SUCCEEDED) == 1
+
+
+async def test_audio_streams_in_chunks_that_add_up_to_the_result(start_generator: StartFn) -> None:
+    gen = await start_generator(generator_stream_chunk_s=0.5)
+    job = await gen.submit(prompt="house", duration_s=3.0, seed=4)
+    final, events = await gen.wait_job(job.id)
+    assert final.state == jobs_pb2.JOB_STATE_SUCCEEDED, final.error
+    chunk_keys = [ev.chunk_blob for ev in events if ev.chunk_blob]
+    assert len(chunk_keys) >= 2, "audio arrived in several chunks before the result"
+    assert all(ev.state == jobs_pb2.JOB_STATE_RUNNING for ev in events if ev.chunk_blob)
+    chunks = [gen.audio(key)[0] for key in chunk_keys]
+    streamed = np.concatenate(chunks)
+    audio, _ = gen.audio(final.result_blobs["audio"])
+    assert streamed.shape == audio.shape
+    assert np.abs(streamed - audio).max() < 1e-3
+    assert json.loads(final.result_json)["chunks"] == len(chunk_keys)

@@ -49,4 +49,8 @@ class GeneratorSettings(CommonSettings):
     generator_min_melody_s: float = 1.0
     generator_silence_db: float = -60.0  # a melody recording quieter than this is "silent"
 
-    generator_progress_interval_s: float = 0.5  # progress events while decoding (at most this apart)
+    generator_progress_interval_s: float = 0.5
+    # Stream the first variation's audio while it decodes, as WAV chunks of about this many
+    # seconds on the job's progress stream (JobEvent.chunk_blob). None: 1 s on a GPU, off on the
+    # CPU (each chunk decodes the whole prefix so far, which a CPU pays for); 0 disables.
+    generator_stream_chunk_s: float | None = None  # progress events while decoding (at most this apart)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from beatflow.generator.backend import DecodeRequest, GenerationBackend, Sampling
+from beatflow.generator.backend import DecodeRequest, FramesFn, GenerationBackend, Sampling
 from beatflow.generator.models import LoadedModel
 
 log = logging.getLogger(__name__)
@@ -112,8 +112,13 @@ class Composer:
         pieces: Sequence[Piece],
         on_progress: PieceProgress | None = None,
         is_cancelled: PieceCancelled | None = None,
+        on_frames: FramesFn | None = None,
     ) -> None:
-        """Fill ``piece.codes`` (or ``piece.cancelled``) for every piece."""
+        """Fill ``piece.codes`` (or ``piece.cancelled``) for every piece.
+
+        ``on_frames(piece_id, start, codes)`` streams new frames as they complete, ``start``
+        counted from the first new frame of the window (windows arrive in order).
+        """
         for piece in pieces:
             if not piece.windows:
                 self.plan(piece)
@@ -152,7 +157,7 @@ class Composer:
                     )
                 )
             log.info("decoding window %d for %d pieces", index, len(active))
-            results = self.backend.decode(requests, on_step=step, is_cancelled=is_cancelled)
+            results = self.backend.decode(requests, on_step=step, is_cancelled=is_cancelled, on_frames=on_frames)
             for res in results:
                 p = by_id[res.request_id]
                 p.batch_size = max(p.batch_size, res.batch_size)

@@ -123,11 +123,18 @@ class GeneratorApp:
                 progress_interval_s=self.settings.generator_progress_interval_s,
                 window_s=self.settings.generator_max_window_s,
                 context_s=self.settings.generator_context_s,
+                stream_chunk_s=self._stream_chunk_s(),
             )
             self.worker = GenerationWorker(self.queue, self.store, self.slots, config, consumer=consumer)
             self._worker_task = asyncio.create_task(self.worker.run(self._stop))
             # beatflow_job_queue_depth{kind="generate"}: what the gpu overlay's HPA scales on.
             self._stop_depth_sampler = metrics.start_queue_depth_sampler(self.queue, [KIND])
+
+    def _stream_chunk_s(self) -> float:
+        chunk = self.settings.generator_stream_chunk_s
+        if chunk is None:
+            return 1.0 if self.slots["text"].lm.device.type == "cuda" else 0.0
+        return max(0.0, chunk)
 
     async def close(self) -> None:
         """Stop claiming, let running batches finish, close Redis."""

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from redis.exceptions import RedisError
 
 from beatflow.common.blobstore import BlobStore
 from beatflow.common.errors import BeatflowError, FailedPrecondition
@@ -37,6 +38,7 @@ from beatflow.common.logging import bind
 from beatflow.generator import audio_io
 from beatflow.generator.backend import DecodeRequest, GenerationBackend
 from beatflow.generator.chroma import chroma_features
+from beatflow.generator.engine.audio import ChunkStreamer, CodecDecoder
 from beatflow.generator.longform import Composer, Piece
 from beatflow.generator.models import LoadedModel
 from beatflow.generator.request import GenerationSpec
@@ -60,6 +62,7 @@ class ModelSlot:
 class WorkerConfig:
     max_batch: int = 8
     max_wait_ms: int = 100
+    stream_chunk_s: float = 0.0  # > 0: stream the first variation's audio in chunks of about this length
     progress_interval_s: float = 0.5
     window_s: float = 30.0
     context_s: float = 10.0
@@ -81,6 +84,18 @@ class Generation:
     finished: bool = False
     last_progress: float = -1.0
     last_event_at: float = 0.0
+    streamer: ChunkStreamer | None = None  # streams pieces[0] when chunks are enabled
+    streamed: list[torch.Tensor] = field(default_factory=list)  # its new frames so far, in order
+    stream_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    chunks: list[str] = field(default_factory=list)  # chunk blob keys sent
+
+    def stream_codes(self) -> torch.Tensor:
+        """The streamed piece's codes so far: its audio prompt, then every new frame."""
+        parts = [self.pieces[0].prompt_codes.cpu()] if self.pieces[0].prompt_codes is not None else []
+        parts += self.streamed
+        if not parts:
+            return torch.empty((self.slot.lm.num_codebooks, 0), dtype=torch.long)
+        return torch.cat(parts, dim=1)
 
     @property
     def id(self) -> str:
@@ -134,6 +149,7 @@ class GenerationWorker:
         self.held: dict[str, Generation] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.batches_run = 0
+        self._codec_decoders: dict[str, CodecDecoder] = {}
         self.aborting = False  # shutting down past the grace period: stop decoding, release jobs
 
     @property
@@ -167,6 +183,10 @@ class GenerationWorker:
                 jobs = await self._gather(room, stop)
             except asyncio.CancelledError:
                 raise
+            except (RedisError, OSError) as exc:
+                log.warning("claiming generation jobs failed (%s: %s); retrying", type(exc).__name__, exc)
+                await asyncio.sleep(0.2)
+                continue
             except Exception:
                 log.exception("claiming generation jobs failed; retrying")
                 await asyncio.sleep(1.0)
@@ -252,7 +272,12 @@ class GenerationWorker:
         for p in pieces:
             slot.composer.plan(p)
         prompt_frames = 0 if prompt_codes is None else int(prompt_codes.shape[1])
-        return Generation(job, spec, slot, pieces, prompt_frames=prompt_frames, melody_s=melody_s)
+        gen = Generation(job, spec, slot, pieces, prompt_frames=prompt_frames, melody_s=melody_s)
+        if self.config.stream_chunk_s > 0:
+            decoder = self._codec_decoders.setdefault(slot.role, CodecDecoder(lm.model))
+            chunk = max(1, round(self.config.stream_chunk_s * lm.frame_rate))
+            gen.streamer = ChunkStreamer(decoder, chunk, prompt_frames + frames)
+        return gen
 
     # -- batching -------------------------------------------------------------------------
 
@@ -307,13 +332,24 @@ class GenerationWorker:
             gen = by_piece.get(piece_id)
             return gen is None or gen.cancelled or self.aborting
 
+        streamed = {g.pieces[0].piece_id: g for g in group if g.streamer is not None}
+
+        def on_frames(piece_id: str, _start: int, codes: torch.Tensor) -> None:
+            gen = streamed.get(piece_id)
+            if gen is not None:
+                gen.streamed.append(codes.cpu())
+
         pieces = [p for g in group for p in g.pieces]
         for p in pieces:
             p.codes, p.cancelled, p.batch_size = None, False, 0
+        for g in group:
+            g.streamed.clear()
         started = time.perf_counter()
         error: BaseException | None = None
         try:
-            await asyncio.to_thread(slot.composer.run, pieces, on_progress, is_cancelled)
+            await asyncio.to_thread(
+                slot.composer.run, pieces, on_progress, is_cancelled, on_frames if streamed else None
+            )
         except Exception as exc:
             error = exc
         decode_s = time.perf_counter() - started
@@ -395,6 +431,8 @@ class GenerationWorker:
                     gen.last_progress, gen.last_event_at = fraction, now
                 else:
                     await gen.job.heartbeat()
+                if gen.streamer is not None and not gen.stream_lock.locked():
+                    await self._stream(gen)
                 if gen.job.cancel_requested or gen.job.lost:
                     gen.cancelled = True
                     gen.finished = True
@@ -405,6 +443,23 @@ class GenerationWorker:
                         await gen.job.mark_cancelled()
             except Exception:
                 log.exception("progress update for %s failed", gen.id)
+
+    async def _stream(self, gen: Generation) -> None:
+        """Send the next chunk of the first variation's audio when enough stable frames are done."""
+        assert gen.streamer is not None
+        codes = gen.stream_codes()
+        if not gen.streamer.due(int(codes.shape[1])):
+            return
+        async with gen.stream_lock:
+            key = await asyncio.to_thread(self._chunk_blob, gen, codes, False)
+            gen.chunks.append(key)
+            await gen.job.progress(gen.last_progress, gen.stage(), chunk_blob=key)
+
+    def _chunk_blob(self, gen: Generation, codes: torch.Tensor, final: bool) -> str:
+        assert gen.streamer is not None
+        audio = gen.streamer.take(codes, final)
+        data = audio_io.encode(audio, gen.slot.lm.sample_rate, "wav")
+        return self.store.put_bytes(data, content_type="audio/wav")
 
     # -- results ---------------------------------------------------------------------------
 
@@ -421,6 +476,11 @@ class GenerationWorker:
             key = self.store.put_bytes(data, content_type=audio_io.CONTENT_TYPES[spec.format])
             return key, int(wav.shape[-1])
 
+        if gen.streamer is not None and gen.pieces[0].codes is not None:
+            async with gen.stream_lock:
+                key = await asyncio.to_thread(self._chunk_blob, gen, gen.pieces[0].codes, True)
+                gen.chunks.append(key)
+            await gen.job.progress(0.96, "last audio chunk", chunk_blob=key)
         blobs: dict[str, str] = {}
         samples = 0
         for i, piece in enumerate(gen.pieces):
@@ -431,6 +491,7 @@ class GenerationWorker:
         record = self.record(gen, decode_s=decode_s, encode_s=encode_s, audio_s=audio_s)
         record["batch_jobs"] = batch_jobs
         record["batch_size"] = batch_rows
+        record["chunks"] = len(gen.chunks)
         gen.finished = True
         await gen.job.complete(blobs, record)
         log.info(
