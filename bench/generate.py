@@ -137,6 +137,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 generator_device=str(device),
                 generator_dtype=args.dtype,
                 generator_backend=args.backend,
+                generator_melody_model="none",
                 generator_max_batch=max(batch_sizes),
                 generator_max_wait_ms=2000,
                 generator_max_window_s=max(30.0, args.seconds + 1),

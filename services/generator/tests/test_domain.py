@@ -169,3 +169,11 @@ def test_audio_formats_round_trip() -> None:
     assert not audio_io.is_silent(wav)
     with pytest.raises(InvalidArgument):
         audio_io.decode(b"garbage bytes")
+
+
+def test_melody_model_auto_follows_the_main_model(tiny: LoadedModel) -> None:
+    from beatflow.generator.server import melody_spec_for
+
+    assert melody_spec_for("auto", tiny) == ("tiny-melody", False)
+    assert melody_spec_for("none", tiny) == ("", False)
+    assert melody_spec_for("facebook/musicgen-melody", tiny) == ("facebook/musicgen-melody", True)

@@ -13,9 +13,12 @@ class GeneratorSettings(CommonSettings):
     # local directory saved with save_pretrained, or a preset (tiny,
     # tiny-melody, small-arch, medium-arch, large-arch, melody-arch).
     generator_model: str = "facebook/musicgen-small"
-    # Optional second model for hum-to-beat when the main one has no melody
-    # conditioning (e.g. facebook/musicgen-melody, tiny-melody).
-    generator_melody_model: str = ""
+    # Model for hum-to-beat when the main one has no melody conditioning.
+    # "auto": tiny-melody beside a tiny* preset, melody-arch beside an *-arch
+    # preset, else facebook/musicgen-melody -- and if that cannot be loaded the
+    # service still starts, without hum-to-beat (FAILED_PRECONDITION).
+    # "" or "none": no melody model. Anything else must load.
+    generator_melody_model: str = "auto"
     generator_device: str = "auto"  # auto | cpu | cuda | cuda:N
     generator_dtype: str = "auto"  # auto (float32) | float32 | float16 | bfloat16
     # If a model cannot be loaded, log why and serve the random-weight `tiny`

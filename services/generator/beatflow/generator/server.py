@@ -62,6 +62,20 @@ def _load(spec: str, fallback: str, settings: GeneratorSettings) -> LoadedModel:
         return load_model(fallback, settings.generator_device, settings.generator_dtype)
 
 
+def melody_spec_for(setting: str, main: LoadedModel) -> tuple[str, bool]:
+    """The melody model to load (``""``: none) and whether failing to load it is fatal."""
+    value = setting.strip()
+    if value.lower() in ("", "none"):
+        return "", False
+    if value.lower() != "auto":
+        return value, True
+    if main.spec.startswith("tiny"):
+        return "tiny-melody", False
+    if main.spec.endswith("-arch"):
+        return "melody-arch", False
+    return "facebook/musicgen-melody", False
+
+
 def load_slots(settings: GeneratorSettings, model: LoadedModel | None = None) -> dict[str, ModelSlot]:
     """Load the main model (and the melody model, if configured) with their backends.
 
@@ -77,13 +91,20 @@ def load_slots(settings: GeneratorSettings, model: LoadedModel | None = None) ->
 
     main = model if model is not None else _load(settings.generator_model, "tiny", settings)
     slots = {"text": slot("text", main)}
-    if settings.generator_melody_model and settings.generator_melody_model != settings.generator_model:
-        melody = _load(settings.generator_melody_model, "tiny-melody", settings)
-        if not melody.is_melody:
-            raise ModelLoadError(f"melody model {melody.spec!r} has no melody conditioning")
-        slots["melody"] = slot("melody", melody)
-    elif main.is_melody:
+    melody_spec, required = melody_spec_for(settings.generator_melody_model, main)
+    if main.is_melody:
         slots["melody"] = slots["text"]
+    elif melody_spec:
+        try:
+            melody = _load(melody_spec, "tiny-melody", settings)
+        except ModelLoadError as exc:
+            if required:
+                raise
+            log.warning("%s -- serving without hum-to-beat (set BEATFLOW_GENERATOR_MELODY_MODEL)", exc)
+        else:
+            if not melody.is_melody:
+                raise ModelLoadError(f"melody model {melody.spec!r} has no melody conditioning")
+            slots["melody"] = slot("melody", melody)
     for role, s in slots.items():
         log.info("%s model %s loaded on %s (%s)", role, s.lm.spec, s.lm.device, s.lm.dtype)
     return slots
