@@ -113,9 +113,34 @@ def request_generator(seed: int, device: torch.device) -> torch.Generator:
     return gen
 
 
+@dataclass(frozen=True)
+class RowParams:
+    """Per-row sampling settings as device tensors, built once per batch (no host work per step)."""
+
+    greedy: torch.Tensor
+    temperature: torch.Tensor
+    top_k: torch.Tensor
+    top_p: torch.Tensor
+    k_max: int  # candidates any row can draw from
+
+    @classmethod
+    def build(cls, settings: Sequence[Sampling], rows_per_request: int, vocab: int, device: torch.device) -> RowParams:
+        def rows(values: list[float] | list[bool] | list[int]) -> torch.Tensor:
+            return torch.tensor(values, device=device).repeat_interleave(rows_per_request)
+
+        ks = [min(max(s.top_k, 1), vocab) if s.top_k > 0 else vocab for s in settings]
+        return cls(
+            greedy=rows([s.greedy for s in settings]),
+            temperature=rows([max(s.temperature, 1e-5) for s in settings]),
+            top_k=rows(ks),
+            top_p=rows([s.top_p if 0.0 < s.top_p < 1.0 else 1.0 for s in settings]),
+            k_max=max(ks),
+        )
+
+
 def sample_rows(
     logits: torch.Tensor,
-    settings: Sequence[Sampling],
+    settings: Sequence[Sampling] | RowParams,
     generators: Sequence[torch.Generator],
     rows_per_request: int,
 ) -> torch.Tensor:
@@ -125,35 +150,29 @@ def sample_rows(
     come from each request's own generator, so a row's token depends only on
     its logits and its request's seed, not on the rest of the batch.
     """
-    n_req = len(settings)
     device = logits.device
+    vocab = logits.shape[-1]
+    p = settings if isinstance(settings, RowParams) else RowParams.build(settings, rows_per_request, vocab, device)
+    n_req = logits.shape[0] // rows_per_request
     logits = logits.float()
-    greedy = torch.tensor([s.greedy for s in settings], device=device).repeat_interleave(rows_per_request)
-    temp = torch.tensor([max(s.temperature, 1e-5) for s in settings], device=device).repeat_interleave(rows_per_request)
-    top_k = torch.tensor([s.top_k if s.top_k > 0 else logits.shape[-1] for s in settings], device=device)
-    top_k = top_k.clamp(1, logits.shape[-1]).repeat_interleave(rows_per_request)
-    top_p = torch.tensor([s.top_p if 0.0 < s.top_p < 1.0 else 1.0 for s in settings], device=device)
-    top_p = top_p.repeat_interleave(rows_per_request)
-
-    scaled = logits / temp[:, None]
+    scaled = logits / p.temperature[:, None]
     # Only the top max(k) candidates can be drawn: a partial top-k is much cheaper than a full sort.
-    k_max = int(top_k.max().item())
-    if k_max < logits.shape[-1]:
-        sorted_logits, sorted_idx = scaled.topk(k_max, dim=-1)
+    if p.k_max < vocab:
+        sorted_logits, sorted_idx = scaled.topk(p.k_max, dim=-1)
     else:
         sorted_logits, sorted_idx = scaled.sort(dim=-1, descending=True)
     ranks = torch.arange(sorted_logits.shape[-1], device=device)[None, :]
-    keep = ranks < top_k[:, None]
+    keep = ranks < p.top_k[:, None]
     probs = torch.softmax(sorted_logits.masked_fill(~keep, float("-inf")), dim=-1)
     before = probs.cumsum(dim=-1) - probs  # mass strictly before each token
-    keep &= before < top_p[:, None]
+    keep &= before < p.top_p[:, None]
     probs = probs.masked_fill(~keep, 0.0)
     cdf = probs.cumsum(dim=-1)
     draws = torch.stack([torch.rand(rows_per_request, generator=g, device=device) for g in generators[:n_req]])
     u = draws.reshape(-1, 1) * cdf[:, -1:]
     pos = torch.searchsorted(cdf, u, right=True).clamp_(max=sorted_logits.shape[-1] - 1)
     sampled = sorted_idx.gather(-1, pos).squeeze(-1)
-    return torch.where(greedy, logits.argmax(dim=-1), sampled)
+    return torch.where(p.greedy, logits.argmax(dim=-1), sampled)
 
 
 class _StepSampler(LogitsProcessor):
@@ -180,6 +199,7 @@ class _StepSampler(LogitsProcessor):
         self.cancel_every = cancel_every
         self.generators = [request_generator(r.seed, lm.device) for r in requests]
         self.settings = [r.sampling for r in requests]
+        self.params: RowParams | None = None
         self.tokens = torch.empty((len(requests) * self.k, steps_total), dtype=torch.long, device=lm.device)
         self.step = 0
         self.cancelled = [False] * len(requests)
@@ -192,7 +212,9 @@ class _StepSampler(LogitsProcessor):
             cond, uncond = scores[:rows], scores[rows:]
             scale = self.requests[0].guidance_scale
             logits = uncond + (cond - uncond) * scale
-        tokens = sample_rows(logits, self.settings, self.generators, self.k)
+        if self.params is None:
+            self.params = RowParams.build(self.settings, self.k, logits.shape[-1], logits.device)
+        tokens = sample_rows(logits, self.params, self.generators, self.k)
         self.tokens[:, self.step] = tokens
         self.step += 1
         self._report()
