@@ -78,7 +78,7 @@ async def test_deep_merge_base_prefetches_in_windows(world, helpers) -> None:
         nodes: dict = {}
         bases = await run_async(merge_base_steps(ids["a299"], ids["b299"], nodes), nodes, loader)
     assert bases == [ids["root"]]
-    assert loader.queries <= 4  # windows of 256, 512, ... generations
+    assert loader.queries <= 4  # windows of 32, 128, 512 generations
 
 
 async def _setup_branches(world):

@@ -191,9 +191,13 @@ async def commit_graph(
 
 
 class GraphLoader:
-    """Batched parent lookups for the graph algorithms, prefetching a generation window each time (doubling)."""
+    """Batched parent lookups for the graph algorithms, prefetching a generation window each time.
 
-    def __init__(self, conn: AsyncConnection, window: int = 256, max_window: int = 16384) -> None:
+    The window starts small (a merge base near the tips costs one short query) and grows
+    fourfold per call (a base deep in history costs a handful of queries).
+    """
+
+    def __init__(self, conn: AsyncConnection, window: int = 32, max_window: int = 16384) -> None:
         self.conn = conn
         self.window = window
         self.max_window = max_window
@@ -202,7 +206,7 @@ class GraphLoader:
     async def __call__(self, ids: set[str]) -> Mapping[str, Node]:
         self.queries += 1
         rows = await self.conn.execute(text(_PREFETCH), {"ids": sorted(ids), "window": self.window})
-        self.window = min(self.window * 2, self.max_window)
+        self.window = min(self.window * 4, self.max_window)
         return {r.id: (r.generation, tuple(r.parent_ids)) for r in rows}
 
 
