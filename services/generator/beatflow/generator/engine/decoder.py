@@ -130,6 +130,16 @@ class DecoderView:
         x = layer.final_layer_norm(h)
         return h + layer.fc2(layer.activation_fn(layer.fc1(x)))
 
+    @staticmethod
+    def _add_linear(res: torch.Tensor, x: torch.Tensor, linear: Any) -> torch.Tensor:
+        """``res + linear(x)`` for bias-free projections as one GEMM with the residual as its C
+        operand (one kernel fewer per call on the GPU)."""
+        if linear.bias is not None:
+            return res + linear(x)
+        shape = res.shape
+        out = torch.addmm(res.reshape(-1, shape[-1]), x.reshape(-1, x.shape[-1]), linear.weight.t())
+        return out.view(shape)
+
     def step(
         self,
         hidden: torch.Tensor,
@@ -162,9 +172,16 @@ class DecoderView:
             o = F.scaled_dot_product_attention(
                 q, k_all[:, :, :length], v_all[:, :, :length], attn_mask=visible, scale=self.scaling
             )
-            h = res + attn.out_proj(o.transpose(1, 2).reshape(h.shape))
+            h = self._add_linear(res, o.transpose(1, 2).reshape(h.shape), attn.out_proj)
             if cross_k is not None and cross_v is not None:
-                h = self._cross(layer, h, cross_k[i][:rows], cross_v[i][:rows], cross_mask)
-            h = self._ffn(layer, h)
+                cross = layer.encoder_attn
+                x = layer.encoder_attn_layer_norm(h)
+                q = self._split(cross.q_proj(x))
+                o = F.scaled_dot_product_attention(
+                    q, cross_k[i][:rows], cross_v[i][:rows], attn_mask=cross_mask, scale=self.scaling
+                )
+                h = self._add_linear(h, o.transpose(1, 2).reshape(h.shape), cross.out_proj)
+            x = layer.final_layer_norm(h)
+            h = self._add_linear(h, layer.activation_fn(layer.fc1(x)), layer.fc2)
         h = self.core.layer_norm(h)[:, 0]
         return torch.stack([head(h) for head in self.lm_heads], dim=1)
