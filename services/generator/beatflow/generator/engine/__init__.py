@@ -1,7 +1,19 @@
 """A fast MusicGen decode engine: static KV cache, continuous batching, streaming, CUDA graphs.
 
-Use :class:`DecodeEngine` on a loaded ``MusicgenForConditionalGeneration`` (or the melody model);
-:class:`EngineBackend` adapts it to the generator service's backend protocol.
+Use :class:`DecodeEngine` on a loaded ``MusicgenForConditionalGeneration`` (or the melody model)::
+
+    engine = DecodeEngine(model, tokenizer, EngineConfig(max_slots=16, max_new_tokens=1503))
+    engine.start()  # step loop on a background thread (or drive engine.step() yourself)
+    handle = engine.submit(EngineRequest(max_new_tokens=753, text="lofi beat", seed=1, on_chunk=publish))
+    result = handle.result()  # codes (codebooks, frames), audio (channels, samples)
+
+The service uses it through ``beatflow.generator.engine.backend.EngineBackend`` (the
+``GenerationBackend`` protocol): set ``BEATFLOW_GENERATOR_BACKEND=engine``.
+
+Layout: ``decoder`` (the step and prefill on the model's own modules), ``conditioning`` (text,
+melody, continuation inputs), ``delay`` (codebook delay pattern), ``sampling`` (guidance, top-k/p,
+counter-based randomness), ``audio`` (codec decode, streamed chunks), ``graphs`` (CUDA graphs),
+``engine`` (slots and the loop), ``backend`` (the service adapter).
 """
 
 from beatflow.generator.engine.engine import DecodeEngine, EngineConfig, RequestHandle, half_dtype_for
