@@ -358,6 +358,7 @@ def main() -> None:
     parser.add_argument("--database-url", default="", help="an empty database (postgresql+asyncpg://...)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "vcs.json")
     args = parser.parse_args()
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="beatflow-bench-") as tmpdir:
         tmp = Path(tmpdir)
         tmp.chmod(0o755)
@@ -372,16 +373,23 @@ def main() -> None:
         finally:
             if server is not None:
                 server.stop()
-    report = {
+    report: dict[str, Any] = {
         "bench": "vcs",
         "seed": SEED,
         "postgres": "external" if args.database_url else f"embedded, fsync={'off' if args.no_fsync else 'on'}",
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            # Other work on the machine inflates every figure; the 1-minute load before and after.
+            "loadavg_1m_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
+        },
         "results": results,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(table(results))
+    print(f"\nload average (1 min) before/after: {report['machine']['loadavg_1m_before_after']}, cpus {os.cpu_count()}")
     print(f"\nwrote {args.out}")
 
 
