@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -177,3 +179,14 @@ def test_melody_model_auto_follows_the_main_model(tiny: LoadedModel) -> None:
     assert melody_spec_for("auto", tiny) == ("tiny-melody", False)
     assert melody_spec_for("none", tiny) == ("", False)
     assert melody_spec_for("facebook/musicgen-melody", tiny) == ("facebook/musicgen-melody", True)
+
+
+def test_a_saved_model_directory_loads_like_a_hub_checkpoint(tiny: LoadedModel, tmp_path: Path) -> None:
+    tiny.model.save_pretrained(tmp_path)
+    tiny.tokenizer.save_pretrained(tmp_path)
+    loaded = load_model(str(tmp_path))
+    assert loaded.spec == str(tmp_path) and not loaded.is_melody and loaded.num_codebooks == 4
+    ours, theirs = tiny.model.state_dict(), loaded.model.state_dict()
+    assert ours.keys() == theirs.keys()
+    assert all(torch.equal(ours[k], theirs[k]) for k in ours)
+    assert loaded.tokenize(["lofi"])["input_ids"].tolist() == tiny.tokenize(["lofi"])["input_ids"].tolist()

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import torch
 from transformers import (
@@ -195,6 +197,37 @@ def _wrap(spec: str, model: MusicgenModel, tokenizer: PreTrainedTokenizerBase, d
     return loaded
 
 
+def _hub_endpoint() -> str:
+    return os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+
+
+def hub_reachable(timeout_s: float = 3.0) -> bool:
+    """A quick TCP connect to the hub, so an offline machine fails in seconds, not after retries."""
+    url = urlparse(_hub_endpoint())
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname or "", port), timeout=timeout_s).close()
+    except OSError:
+        return False
+    return True
+
+
+def _from_pretrained(
+    spec: str, dtype: torch.dtype, *, local_only: bool
+) -> tuple[MusicgenModel, PreTrainedTokenizerBase]:
+    config = AutoConfig.from_pretrained(spec, local_files_only=local_only)
+    cls: type[MusicgenModel]
+    if config.model_type == "musicgen_melody":
+        cls = MusicgenMelodyForConditionalGeneration
+    elif config.model_type == "musicgen":
+        cls = MusicgenForConditionalGeneration
+    else:
+        raise ModelLoadError(f"model spec {spec!r} is a {config.model_type!r} model, not MusicGen")
+    model = cls.from_pretrained(spec, dtype=dtype, local_files_only=local_only)
+    tokenizer = AutoTokenizer.from_pretrained(spec, local_files_only=local_only)
+    return model, tokenizer
+
+
 def load_model(spec: str, device: str | torch.device = "cpu", dtype: str | torch.dtype = torch.float32) -> LoadedModel:
     """Load ``spec`` onto ``device`` in ``dtype``.
 
@@ -217,16 +250,17 @@ def load_model(spec: str, device: str | torch.device = "cpu", dtype: str | torch
         )
     offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0", "false", "False")
     try:
-        config = AutoConfig.from_pretrained(spec, local_files_only=offline)
-        cls: type[MusicgenModel]
-        if config.model_type == "musicgen_melody":
-            cls = MusicgenMelodyForConditionalGeneration
-        elif config.model_type == "musicgen":
-            cls = MusicgenForConditionalGeneration
+        if where == "local directory" or offline:
+            model, tokenizer = _from_pretrained(spec, dt, local_only=True)
         else:
-            raise ModelLoadError(f"model spec {spec!r} is a {config.model_type!r} model, not MusicGen")
-        model = cls.from_pretrained(spec, dtype=dt, local_files_only=offline)
-        tokenizer = AutoTokenizer.from_pretrained(spec, local_files_only=offline)
+            try:  # the local cache first: no network round trips when the files are there
+                model, tokenizer = _from_pretrained(spec, dt, local_only=True)
+            except ModelLoadError:
+                raise
+            except Exception:
+                if not hub_reachable():
+                    raise ConnectionError(f"the hub ({_hub_endpoint()}) cannot be reached from here") from None
+                model, tokenizer = _from_pretrained(spec, dt, local_only=False)
     except ModelLoadError:
         raise
     except Exception as exc:  # every loader failure becomes one clear message
