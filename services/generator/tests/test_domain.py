@@ -190,3 +190,17 @@ def test_a_saved_model_directory_loads_like_a_hub_checkpoint(tiny: LoadedModel, 
     assert ours.keys() == theirs.keys()
     assert all(torch.equal(ours[k], theirs[k]) for k in ours)
     assert loaded.tokenize(["lofi"])["input_ids"].tolist() == tiny.tokenize(["lofi"])["input_ids"].tolist()
+
+
+def test_stereo_model_gives_two_channels_and_takes_stereo_prompts() -> None:
+    stereo = load_model("tiny-stereo")
+    assert stereo.audio_channels == 2 and stereo.num_codebooks == 8 and stereo.channel_codebooks == 4
+    backend = GenerateBackend(stereo)
+    first = backend.decode([DecodeRequest("a", "wide pads", 25, 1)])[0]
+    assert first.codes is not None and first.codes.shape == (8, 25)
+    wav = stereo.decode_codes(first.codes)
+    assert wav.shape == (2, 25 * 640)
+    prompt = stereo.encode_audio(wav)
+    assert prompt.shape == (8, 25)
+    more = backend.decode([DecodeRequest("b", "wide pads", 10, 2, prompt_codes=prompt)])[0]
+    assert more.codes is not None and more.codes.shape == (8, 10)

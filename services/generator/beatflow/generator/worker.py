@@ -215,7 +215,11 @@ class GenerationWorker:
             left_ms = int((deadline - time.monotonic()) * 1000)
             if left_ms <= 0:
                 break
-            jobs += await self.queue.claim(KIND, self.consumer, count=room - len(jobs), block_ms=max(1, left_ms))
+            try:
+                jobs += await self.queue.claim(KIND, self.consumer, count=room - len(jobs), block_ms=max(1, left_ms))
+            except (RedisError, OSError) as exc:  # keep (and run) what was claimed already
+                log.warning("claiming more generation jobs failed (%s); going on with %d", exc, len(jobs))
+                break
         return jobs
 
     # -- preparing inputs -----------------------------------------------------------------
