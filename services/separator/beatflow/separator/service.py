@@ -179,19 +179,17 @@ class SeparatorService:
                 src = tmp / "input"
                 self._download(key, src)
                 check_cancel()
-                last = [0.0]
+                handle, info = audio_io.open_audio(src, max_duration_s=self.settings.separator_max_duration_s)
+                handle.close()
+                last_report = [0.0]
 
                 def on_block(decoded: int) -> None:
+                    """Decoding progress, at most once a second."""
                     now = time.monotonic()
-                    if now - last[0] >= 1.0:
-                        last[0] = now
-                        frac = DECODE_SHARE * min(1.0, decoded / max(1, src_frames[0]))
-                        report(frac, "decoding")
+                    if now - last_report[0] >= 1.0:
+                        last_report[0] = now
+                        report(DECODE_SHARE * min(1.0, decoded / max(1, info.frames)), "decoding")
 
-                src_frames = [1]
-                handle, info = audio_io.open_audio(src, max_duration_s=self.settings.separator_max_duration_s)
-                src_frames[0] = info.frames
-                handle.close()
                 mix = audio_io.prepare_mix(
                     src, tmp / "mix.f32",
                     sample_rate=model.samplerate, channels=model.audio_channels,
