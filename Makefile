@@ -34,6 +34,7 @@ check-protos: venv
 
 # System packages some tests drive (headless Chromium for the studio test).
 sysdeps:
+	@command -v git >/dev/null 2>&1 || { echo "the vcs tests compare merge bases with git: install git"; exit 1; }
 	@command -v chromium >/dev/null 2>&1 || { \
 	  echo "installing Debian chromium for the browser test"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
@@ -55,6 +56,9 @@ lint: venv
 
 bench: venv
 	$(PY) bench/queue.py
+	$(PY) bench/vcs.py
+	$(PY) bench/separate.py
+	$(PY) bench/generate.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
