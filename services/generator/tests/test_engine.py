@@ -304,6 +304,8 @@ def test_invalid_requests_are_refused(engine: DecodeEngine) -> None:
     with pytest.raises(ValueError):
         engine.submit(_req("too long", 1000))
     with pytest.raises(ValueError):
+        engine.submit(_req("no whole frame", 3))
+    with pytest.raises(ValueError):
         engine.submit(_req("bad", 10, SamplingParams(top_p=1.5)))
     long_prompt = torch.zeros((4, 40), dtype=torch.long)
     h = engine.submit(_req("prompt too long", 10, prompt_codes=long_prompt))

@@ -194,8 +194,9 @@ class DecodeEngine:
     def submit(self, request: EngineRequest) -> RequestHandle:
         """Queue a request; it joins the running batch at the next step boundary."""
         request.sampling.validate()
-        if request.max_new_tokens < 1 or request.max_new_tokens > self.config.max_new_tokens:
-            raise ValueError(f"max_new_tokens must be within 1..{self.config.max_new_tokens}")
+        if not self.span <= request.max_new_tokens <= self.config.max_new_tokens:
+            # fewer steps than the codebook delay would not complete a single frame
+            raise ValueError(f"max_new_tokens must be within {self.span}..{self.config.max_new_tokens}")
         handle = RequestHandle(request)
         with self._lock:
             self._pending.append(handle)
