@@ -139,6 +139,7 @@ def wav_header(*, channels: int = 2, rate: int = 44100, bits: int = 16, data_byt
         ("zero-channels", wav_header(channels=0) + b"\x00" * 64, "channels"),
         ("absurd-rate", wav_header(rate=4_000_000_000 // 4) + b"\x00" * 64, "sample rate"),
         ("absurd-chunk", b"RIFF\xff\xff\xff\xffWAVEJUNK\xf0\xff\xff\xff" + b"\x00" * 64, "declares"),
+        ("m4a", b"\x00\x00\x00\x20ftypM4A \x00\x00\x02\x00" + b"\x00" * 64, "not supported"),
     ],
 )
 async def test_bad_uploads_are_refused_at_submit(client, name: str, payload: bytes, message: str) -> None:  # type: ignore[no-untyped-def]
@@ -174,6 +175,12 @@ async def test_bad_options_and_limits_are_refused(client) -> None:  # type: igno
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await client.separator.SubmitSeparation(req)
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, req
+    client.app.settings.separator_max_upload_bytes = 1000
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await client.separator.SubmitSeparation(separator_pb2.SeparateRequest(audio_blob=key))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "over the limit" in (err.value.details() or "")
+    client.app.settings.separator_max_upload_bytes = 10**9
     client.app.settings.separator_max_duration_s = 2.0
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await client.separator.SubmitSeparation(separator_pb2.SeparateRequest(audio_blob=key))

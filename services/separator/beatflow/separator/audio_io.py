@@ -149,6 +149,8 @@ def sniff_header(read: Callable[[int, int], bytes], size: int) -> HeaderInfo:
         return HeaderInfo("mp3")
     if head[:4] == b"caff":
         return HeaderInfo("caf")
+    if head[4:8] == b"ftyp":
+        raise InvalidArgument("MP4/M4A/AAC audio is not supported; upload WAV, FLAC, MP3, OGG or AIFF")
     raise InvalidArgument("not a supported audio file (expected WAV, FLAC, MP3, OGG/Vorbis/Opus, AIFF or CAF)")
 
 
