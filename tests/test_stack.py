@@ -43,7 +43,6 @@ def test_stack_starts_serves_and_stops(tmp_path: Path) -> None:
         **os.environ,
         "BEATFLOW_GENERATOR_MODEL": "tiny",
         "BEATFLOW_SEPARATOR_MODEL": "tiny",
-        "BEATFLOW_SEPARATOR_MODELS": "tiny",
         "BEATFLOW_GRACE_PERIOD_S": "2",
         "PYTHONUNBUFFERED": "1",
     }
