@@ -27,6 +27,17 @@ TERMINAL = {
 }
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread() -> Any:
+    """Tiny models are launch-bound: one intra-op thread avoids contention on a busy 2-core box."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @dataclass
 class Client:
     server: GeneratorServer

@@ -52,15 +52,6 @@ def reference(model: Any, prompt_codes: torch.Tensor | None = None, **kwargs: An
     return extract_codes(grid, channels), audio[0].numpy()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Any:
-    """Tiny models are launch-bound: one intra-op thread avoids contention on a busy 2-core box."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def tokenizer() -> Any:
     return build_byte_tokenizer()

@@ -16,14 +16,6 @@ from beatflow.generator.models import LoadedModel, load_model
 GREEDY = Sampling(greedy=True)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Any:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def lm() -> LoadedModel:
     return load_model("tiny")

@@ -13,15 +13,6 @@ from beatflow.generator.engine.sampling import choose_tokens, counter_uniform, g
 from beatflow.generator.presets import build_preset_model
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Any:
-    """Tiny models are launch-bound: one intra-op thread avoids contention on a busy 2-core box."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def tiny() -> Any:
     return build_preset_model("tiny")
