@@ -175,6 +175,10 @@ def sample_rows(
     return torch.where(p.greedy, logits.argmax(dim=-1), sampled)
 
 
+class _AllStepsSampled(Exception):
+    """Raised after the last step: every code is recorded, so ``generate()`` need not run the codec."""
+
+
 class _StepSampler(LogitsProcessor):
     """Per-step hook inside ``generate()``: samples, records, reports, checks cancellation."""
 
@@ -218,6 +222,10 @@ class _StepSampler(LogitsProcessor):
         self.tokens[:, self.step] = tokens
         self.step += 1
         self._report()
+        if self.step >= self.steps_total:
+            # generate() would now decode the whole batch to audio, which the
+            # service does itself from the codes: stop before that work.
+            raise _AllStepsSampled
         out = torch.full((rows, scores.shape[-1]), _OTHER, dtype=scores.dtype, device=scores.device)
         out.scatter_(1, tokens[:, None], _CHOSEN)
         return torch.cat([out, out], dim=0) if doubled else out
@@ -334,6 +342,8 @@ class GenerateBackend:
                 lm.model.generate(**kwargs, generation_config=config, logits_processor=LogitsProcessorList([sampler]))
             except DecodeCancelled:
                 cancelled = True
+            except _AllStepsSampled:
+                pass
         results = []
         for i, req in enumerate(group):
             if cancelled or sampler.cancelled[i]:
