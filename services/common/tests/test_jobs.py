@@ -400,3 +400,15 @@ async def test_progress_callback_reports_from_a_thread_and_stops_on_cancel(queue
     history = await queue.history(job.id)
     assert any(e.stage == "step 5" for e in history)
     assert history[-1].state == JobState.CANCELLED
+
+
+async def test_queue_client_outlives_a_slow_blocking_read(redis_url: str) -> None:
+    """redis-py's default 5 s read timeout would drop a reply that comes later (a
+    busy worker's loop reads late); the queue's client waits for it."""
+    from beatflow.common.jobs import connect_redis
+
+    client = connect_redis(redis_url)
+    try:
+        assert await client.xread({"bf:test:nothing": "$"}, block=6000) in (None, [], {})
+    finally:
+        await client.aclose()

@@ -21,7 +21,7 @@ import torch
 
 from beatflow.common.blobstore import BlobStore, make_blob_store
 from beatflow.common.grpcserver import GrpcServer, Service, create_grpc_server
-from beatflow.common.jobs import JobQueue, jobs_service, run_worker
+from beatflow.common.jobs import JobQueue, connect_redis, jobs_service, run_worker
 from beatflow.separator.config import SeparatorSettings
 from beatflow.separator.service import ANALYZE, SEPARATE, SeparatorService, make_registry
 from beatflow.separator.servicer import SeparatorServicer
@@ -86,7 +86,7 @@ class SeparatorApp:
 async def build_app(settings: SeparatorSettings, *, blobs: BlobStore | None = None) -> SeparatorApp:
     if settings.separator_torch_threads > 0:
         torch.set_num_threads(settings.separator_torch_threads)
-    redis = aioredis.Redis.from_url(settings.redis_url)
+    redis = connect_redis(settings.redis_url)
     queue = JobQueue.from_settings(settings, redis)
     service = SeparatorService(settings, queue, blobs or make_blob_store(settings), make_registry(settings))
     grpc_server = create_grpc_server(

@@ -67,7 +67,7 @@ Redis layout and guarantees: see :mod:`beatflow.common.jobs.queue`.
 """
 
 from beatflow.common.jobs.model import JobCancelled, JobEvent, JobRecord, JobState
-from beatflow.common.jobs.queue import GROUP, ClaimedJob, JobQueue
+from beatflow.common.jobs.queue import GROUP, ClaimedJob, JobQueue, connect_redis
 from beatflow.common.jobs.servicer import JobsServicer, jobs_service
 from beatflow.common.jobs.worker import NON_RETRYABLE, Handler, run_worker
 
@@ -82,6 +82,7 @@ __all__ = [
     "JobRecord",
     "JobState",
     "JobsServicer",
+    "connect_redis",
     "jobs_service",
     "run_worker",
 ]

@@ -74,6 +74,15 @@ def _stream_entries(resp: Any) -> list[tuple[str, Any]]:
     return out
 
 
+def connect_redis(url: str) -> aioredis.Redis:
+    """A Redis client for the queue: blocking reads take up to a second, so the read
+    timeout is generous (a busy worker's loop may answer late; redis-py's 5 s default
+    then drops replies that carried delivered jobs), while connects fail fast."""
+    return aioredis.Redis.from_url(
+        url, socket_timeout=30, socket_connect_timeout=5, socket_keepalive=True, health_check_interval=15
+    )
+
+
 class JobQueue:
     """Durable job queue on Redis Streams consumer groups (see the module docstring)."""
 
@@ -117,7 +126,7 @@ class JobQueue:
     @classmethod
     def from_settings(cls, settings: Any, redis: aioredis.Redis | None = None) -> JobQueue:
         """A queue configured from ``CommonSettings`` (redis_url, job_* fields)."""
-        client = redis if redis is not None else aioredis.Redis.from_url(settings.redis_url)
+        client = redis if redis is not None else connect_redis(settings.redis_url)
         return cls(
             client,
             retry_limit=settings.job_retry_limit,
