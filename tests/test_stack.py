@@ -94,5 +94,7 @@ def test_stack_starts_serves_and_stops(tmp_path: Path) -> None:
     for name in EXPECTED_GRPC:
         if installed(name):
             assert f"{name:<10} stopped" in output
+    if installed("generator"):
+        assert "model tiny" in output  # the start-up table names the generator's model
     # Data persists under the one data directory.
     assert (tmp_path / "data" / "postgres" / "PG_VERSION").exists()

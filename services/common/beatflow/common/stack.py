@@ -56,6 +56,23 @@ def grpc_serving(port: int, timeout_s: float = 1.0) -> bool:
     return bool(resp.status == health_pb2.HealthCheckResponse.SERVING)
 
 
+def describe(name: str, port: int) -> str:
+    """What a service serves, for the start-up table (the generator names its model)."""
+    if name != "generator":
+        return ""
+    import grpc
+
+    from beatflow.v1 import generator_pb2, generator_pb2_grpc
+
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        try:
+            info = generator_pb2_grpc.GeneratorStub(channel).GetModelInfo(generator_pb2.ModelInfoRequest(), timeout=5)
+        except grpc.RpcError:
+            return ""
+    melody = f", melody {info.melody_spec}" if info.melody_spec and info.melody_spec != info.spec else ""
+    return f"  model {info.spec}{melody} on {info.device} ({info.backend})"
+
+
 def http_ok(port: int) -> bool:
     import urllib.request
 
@@ -157,7 +174,11 @@ def main(argv: list[str] | None = None) -> int:
                 ok = http_ok(svc.port) if svc.name == "gateway" else grpc_serving(svc.port)
                 if ok:
                     kind = "http" if svc.name == "gateway" else "grpc"
-                    print(f"  {svc.name:<10} {kind}://127.0.0.1:{svc.port}  SERVING  (log {svc.log_path})", flush=True)
+                    about = "" if svc.name == "gateway" else describe(svc.name, svc.port)
+                    print(
+                        f"  {svc.name:<10} {kind}://127.0.0.1:{svc.port}  SERVING{about}  (log {svc.log_path})",
+                        flush=True,
+                    )
                     pending.remove(svc)
             if time.monotonic() > deadline:
                 print(f"  not ready after {args.ready_timeout:.0f}s: {[s.name for s in pending]}", flush=True)
