@@ -107,10 +107,12 @@ async def log(
     if page_token:
         tok = decode_token(page_token)
         head = str(tok.get("h", ""))
+        # The first-parent cursor names the next commit to show: it must be of this repository too.
+        pinned = [head, str(tok.get("n", head))] if first_parent else [head]
         if (
-            not is_commit_id(head)
-            or not await commits_in_repo(conn, repo.id, [head])
+            not all(is_commit_id(c) for c in pinned)
             or bool(tok.get("fp")) != first_parent
+            or len(await commits_in_repo(conn, repo.id, pinned)) != len(set(pinned))
         ):
             raise InvalidArgument("page token does not belong to this history")
         cursor = tok
