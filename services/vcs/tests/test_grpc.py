@@ -141,3 +141,16 @@ async def test_separate_migration_job(database_url: str, tmp_path: Path) -> None
     assert "schema at revision 0001" in stdout.decode()
     gs, _ = await create_server(settings)  # schema at head: ready at once
     await gs.stop(0)
+
+
+async def test_unknown_collaborator_role_is_refused_not_a_removal(stub) -> None:
+    alice = await stub.CreateUser(pb.CreateUserRequest(username="alice", password_hash="h1"))
+    await stub.CreateUser(pb.CreateUserRequest(username="bob", password_hash="h2"))
+    repo = await stub.CreateRepository(pb.CreateRepositoryRequest(actor=alice.id, name="beat"))
+    await stub.SetCollaborator(
+        pb.SetCollaboratorRequest(actor=alice.id, repo_id=repo.id, username="bob", role=pb.ROLE_WRITE)
+    )
+    bad = pb.SetCollaboratorRequest(actor=alice.id, repo_id=repo.id, username="bob", role=7)  # type: ignore[arg-type]
+    assert await code_of(stub.SetCollaborator(bad)) == grpc.StatusCode.INVALID_ARGUMENT
+    found = await stub.ListCollaborators(pb.ListCollaboratorsRequest(actor=alice.id, repo_id=repo.id))
+    assert [(c.username, c.role) for c in found.collaborators] == [("bob", pb.ROLE_WRITE)]

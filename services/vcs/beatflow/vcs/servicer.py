@@ -6,6 +6,7 @@ from typing import TypeAlias
 
 import grpc
 
+from beatflow.common.errors import InvalidArgument
 from beatflow.v1 import vcs_pb2, vcs_pb2_grpc
 from beatflow.vcs.model import (
     BlameEntry,
@@ -155,7 +156,9 @@ class VcsServicer(vcs_pb2_grpc.VcsServicer):
         return repo_pb(repo)
 
     async def SetCollaborator(self, request: vcs_pb2.SetCollaboratorRequest, context: Ctx) -> vcs_pb2.Collaborator:
-        role = Role(request.role) if request.role in (0, 1, 2, 3) else Role.NONE
+        if request.role not in (0, 1, 2, 3):  # an unknown role must not read as NONE (= remove the collaborator)
+            raise InvalidArgument(f"unknown role {request.role}")
+        role = Role(request.role)
         return collaborator_pb(await self.svc.set_collaborator(request.actor, request.repo_id, request.username, role))
 
     async def ListCollaborators(
