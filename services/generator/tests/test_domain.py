@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from beatflow.common.blobstore import BlobStore
 from beatflow.common.errors import InvalidArgument
 from beatflow.generator import audio_io
 from beatflow.generator.backend import DecodeRequest, GenerateBackend, Sampling, request_generator, sample_rows
@@ -204,3 +205,23 @@ def test_stereo_model_gives_two_channels_and_takes_stereo_prompts() -> None:
     assert prompt.shape == (8, 25)
     more = backend.decode([DecodeRequest("b", "wide pads", 10, 2, prompt_codes=prompt)])[0]
     assert more.codes is not None and more.codes.shape == (8, 10)
+
+
+@pytest.mark.parametrize("role", ["melody", "prompt"])
+async def test_uploads_with_nan_or_inf_samples_are_rejected(s3_store: BlobStore, role: str) -> None:
+    import io
+
+    import soundfile as sf
+
+    from beatflow.generator.uploads import check_upload
+
+    t = np.arange(32000 * 2) / 32000
+    wav = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    for bad in (np.nan, np.inf):
+        wav_bad = wav.copy()
+        wav_bad[100] = bad
+        buf = io.BytesIO()
+        sf.write(buf, wav_bad, 32000, format="WAV", subtype="FLOAT")
+        key = s3_store.put_bytes(buf.getvalue(), content_type="audio/wav")
+        with pytest.raises(InvalidArgument, match="NaN or infinite"):
+            await check_upload(s3_store, key, role, Limits())

@@ -15,6 +15,8 @@ from beatflow.generator.request import Limits
 def _check(data: bytes, role: str, limits: Limits) -> audio_io.AudioInfo:
     wav, rate = audio_io.decode(data)
     info = audio_io.AudioInfo(rate, wav.shape[0], wav.shape[1])
+    if not np.isfinite(wav).all():
+        raise InvalidArgument(f"{role} audio contains NaN or infinite samples")
     if info.duration_s > limits.max_upload_s:
         raise InvalidArgument(f"{role} is {info.duration_s:.1f} s long; the limit is {limits.max_upload_s:g} s")
     if role == "melody":
@@ -30,8 +32,8 @@ def _check(data: bytes, role: str, limits: Limits) -> audio_io.AudioInfo:
                 f"audio prompt is {info.duration_s:.1f} s long; the limit is {limits.max_prompt_audio_s:g} s "
                 "(only its end is needed to continue it)"
             )
-        if info.duration_s < 0.1 or not np.isfinite(wav).all():
-            raise InvalidArgument("audio prompt is too short or not valid audio")
+        if info.duration_s < 0.1:
+            raise InvalidArgument("audio prompt is too short")
     return info
 
 
