@@ -123,8 +123,12 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"BeatFlow: data in {data}", flush=True)
     pg = localservers.start_postgres(data / "postgres", args.postgres_port)
-    localservers.ensure_database(pg.url, "beatflow")
-    redis = localservers.start_redis(data / "redis", args.redis_port)
+    try:
+        localservers.ensure_database(pg.url, "beatflow")
+        redis = localservers.start_redis(data / "redis", args.redis_port)
+    except BaseException:  # PostgreSQL runs in its own session: Ctrl-C would not reach it
+        pg.stop()
+        raise
     print(f"  postgres   {pg.url}/beatflow", flush=True)
     print(f"  redis      {redis.url}", flush=True)
     print(f"  blobs      {data / 'blobs'}", flush=True)

@@ -1,0 +1,54 @@
+"""Local servers started for the embedded stack never outlive it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from beatflow.common import localservers
+
+
+def _listening(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+        return True
+    return False
+
+
+def test_stack_stops_postgres_when_redis_cannot_start(tmp_path: Path) -> None:
+    tmp_path.chmod(0o755)
+    data = tmp_path / "data"
+    pg_port = localservers.free_port()
+    with socket.socket() as taken:  # bound, not listening: redis-server cannot bind it and exits
+        taken.bind(("127.0.0.1", 0))
+        redis_port = taken.getsockname()[1]
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "beatflow.common.stack",
+                "--data-dir",
+                str(data),
+                "--postgres-port",
+                str(pg_port),
+                "--redis-port",
+                str(redis_port),
+                "--only",
+                "vcs",
+                "--exit-when-ready",
+            ],
+            capture_output=True,
+            timeout=120,
+        )
+    pid_file = data / "postgres" / "postmaster.pid"
+    still_running = localservers._pg_running(data / "postgres")
+    if still_running:  # clean up the orphan before failing
+        with contextlib.suppress(Exception):
+            os.kill(int(pid_file.read_text().splitlines()[0]), signal.SIGINT)
+    assert proc.returncode != 0
+    assert not still_running, "PostgreSQL was left running after the stack failed to start"
+    assert not _listening(pg_port)
