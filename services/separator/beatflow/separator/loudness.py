@@ -26,17 +26,24 @@ def k_weighting(sample_rate: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """The two K-weighting biquads ``[(b, a), (b, a)]`` for ``sample_rate``."""
     # Stage 1: high shelf, +4 dB above ~1.7 kHz.
     f0, gain_db, q = 1681.974450955533, 3.999843853973347, 0.7071752369554196
-    k = math.tan(math.pi * f0 / sample_rate)
-    vh = 10.0 ** (gain_db / 20.0)
-    vb = vh**0.4996667741545416
-    a0 = 1.0 + k / q + k * k
-    b1 = np.array([(vh + vb * k / q + k * k) / a0, 2.0 * (k * k - vh) / a0, (vh - vb * k / q + k * k) / a0])
-    a1 = np.array([1.0, 2.0 * (k * k - 1.0) / a0, (1.0 - k / q + k * k) / a0])
+    if f0 >= sample_rate / 2:
+        # The shelf lies above Nyquist, where the bilinear transform turns unstable; below it the gain is ~0 dB.
+        b1, a1 = np.array([1.0, 0.0, 0.0]), np.array([1.0, 0.0, 0.0])
+    else:
+        k = math.tan(math.pi * f0 / sample_rate)
+        vh = 10.0 ** (gain_db / 20.0)
+        vb = vh**0.4996667741545416
+        a0 = 1.0 + k / q + k * k
+        b1 = np.array([(vh + vb * k / q + k * k) / a0, 2.0 * (k * k - vh) / a0, (vh - vb * k / q + k * k) / a0])
+        a1 = np.array([1.0, 2.0 * (k * k - 1.0) / a0, (1.0 - k / q + k * k) / a0])
     # Stage 2: RLB high-pass at ~38 Hz.
     f0, q = 38.13547087602444, 0.5003270373238773
     k = math.tan(math.pi * f0 / sample_rate)
     a0 = 1.0 + k / q + k * k
-    b2 = np.array([1.0, -2.0, 1.0])
+    # The recommendation's numerator is [1, -2, 1] at 48 kHz, whose passband gain is a0 there; keep that
+    # gain at every rate (unscaled, low rates would read up to ~2 dB loud).
+    k48 = math.tan(math.pi * f0 / 48000)
+    b2 = np.array([1.0, -2.0, 1.0]) * (1.0 + k48 / q + k48 * k48) / a0
     a2 = np.array([1.0, 2.0 * (k * k - 1.0) / a0, (1.0 - k / q + k * k) / a0])
     return [(b1, a1), (b2, a2)]
 
