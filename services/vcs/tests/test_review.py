@@ -17,3 +17,23 @@ async def test_forged_first_parent_token_cannot_read_another_repository(world) -
     with pytest.raises(InvalidArgument):
         page, _ = await world.vcs.log(world.bob.id, public.id, first_parent=True, page_token=forged)
         assert secret.id not in [c.id for c in page]
+
+
+async def test_a_reader_cannot_publish_private_work_through_a_private_fork(world) -> None:
+    from beatflow.common.errors import FailedPrecondition
+    from beatflow.vcs.model import Role
+
+    v = world.vcs
+    await world.commit("secret", drums="secret-drums")
+    await v.set_collaborator(world.alice.id, world.repo.id, "bob", Role.READ)
+    fork = await v.fork(world.bob.id, world.repo.id, "mine", Visibility.PRIVATE)
+    with pytest.raises(FailedPrecondition):  # made public afterwards
+        await v.update_repository(world.bob.id, fork.id, visibility=Visibility.PUBLIC)
+    with pytest.raises(FailedPrecondition):  # or through a public fork of the private fork
+        await v.fork(world.bob.id, fork.id, "mine2", Visibility.PUBLIC)
+    assert (await v.get_repository(world.bob.id, fork.id)).visibility == Visibility.PRIVATE
+    # the owner of the private source may publish a fork of it
+    own = await v.fork(world.alice.id, world.repo.id, "copy", Visibility.PRIVATE)
+    assert (await v.update_repository(world.alice.id, own.id, visibility=Visibility.PUBLIC)).visibility == (
+        Visibility.PUBLIC
+    )

@@ -51,6 +51,23 @@ async def _insert_repo(
     return repo_id
 
 
+_PRIVATE_OF_OTHERS = """
+WITH RECURSIVE chain(id, owner_id, visibility, forked_from_id) AS (
+    SELECT id, owner_id, visibility, forked_from_id FROM repositories WHERE id = :src
+  UNION
+    SELECT r.id, r.owner_id, r.visibility, r.forked_from_id
+    FROM chain JOIN repositories r ON r.id = chain.forked_from_id
+)
+SELECT EXISTS (SELECT 1 FROM chain WHERE visibility = 1 AND owner_id <> :actor)
+"""
+
+
+async def _check_publish(conn: AsyncConnection, actor: str, source_id: str) -> None:
+    """Refuse publishing a fork of ``source_id`` when it (or what it was forked from) is another's private work."""
+    if (await conn.execute(text(_PRIVATE_OF_OTHERS), {"src": source_id, "actor": actor})).scalar():
+        raise FailedPrecondition("only the owner may publish a fork of a private repository")
+
+
 async def create_repository(
     conn: AsyncConnection, actor: str, name: str, description: str, visibility: Visibility, default_branch: str
 ) -> Repository:
@@ -105,7 +122,9 @@ async def update_repository(
     default_branch: str | None = None,
 ) -> Repository:
     """Owner-only changes to name, description, visibility and default branch (None: unchanged)."""
-    await load_repo(conn, repo_id, actor, Role.OWNER)
+    repo = await load_repo(conn, repo_id, actor, Role.OWNER)
+    if visibility == Visibility.PUBLIC and repo.visibility != Visibility.PUBLIC and repo.forked_from_id:
+        await _check_publish(conn, actor, repo.forked_from_id)
     values: dict[str, object] = {}
     if name is not None:
         values["name"] = check_repo_name(name)
@@ -208,8 +227,8 @@ async def fork(conn: AsyncConnection, actor: str, repo_id: str, name: str, visib
         raise NotFound(f"repository {repo_id} not found")
     name = check_repo_name(name or source.name)
     vis = visibility or source.visibility
-    if vis == Visibility.PUBLIC and source.visibility == Visibility.PRIVATE and source.role < Role.OWNER:
-        raise FailedPrecondition("only the owner may publish a fork of a private repository")
+    if vis == Visibility.PUBLIC:
+        await _check_publish(conn, actor, source.id)
     new_id = await _insert_repo(
         conn,
         owner_id=actor,
