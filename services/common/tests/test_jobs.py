@@ -91,6 +91,12 @@ async def test_same_idempotency_key_returns_same_job(queue: JobQueue, client: ai
     assert await client.xlen(queue.queue_key(KIND)) == 4
 
 
+async def test_idempotency_keys_of_owners_with_colons_never_collide(queue: JobQueue) -> None:
+    mine = await queue.submit(KIND, {"n": 1}, owner="a", idempotency_key="b:c")
+    theirs = await queue.submit(KIND, {"n": 2}, owner="a:b", idempotency_key="c")
+    assert theirs.id != mine.id and theirs.owner == "a:b" and theirs.request == {"n": 2}
+
+
 async def test_concurrent_submits_with_one_key_make_one_job(queue: JobQueue, client: aioredis.Redis) -> None:
     records = await asyncio.gather(*(queue.submit(KIND, {"i": i}, idempotency_key="same") for i in range(25)))
     assert len({r.id for r in records}) == 1

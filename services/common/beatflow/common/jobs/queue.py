@@ -155,6 +155,8 @@ class JobQueue:
 
     def idempotency_key(self, kind: str, owner: str, key: str) -> str:
         # scoped by owner: one user's key never resolves to another user's job
+        # (':' in the owner is escaped, so owner "a:b" + key "c" != owner "a" + key "b:c")
+        owner = owner.replace("%", "%25").replace(":", "%3A")
         return f"{self.prefix}:idem:{kind}:{owner}:{key}"
 
     def _job_keys(self, job_id: str, kind: str) -> list[str]:
