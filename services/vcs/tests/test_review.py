@@ -37,3 +37,45 @@ async def test_a_reader_cannot_publish_private_work_through_a_private_fork(world
     assert (await v.update_repository(world.alice.id, own.id, visibility=Visibility.PUBLIC)).visibility == (
         Visibility.PUBLIC
     )
+
+
+async def test_deleting_a_repository_while_a_commit_is_in_flight_leaves_no_orphans(world) -> None:
+    """The commit's membership row and commit must go with the repository (else its blobs are pinned forever)."""
+    import asyncio
+
+    from beatflow.vcs import commits
+    from beatflow.vcs.access import load_repo_as_user
+    from beatflow.vcs.model import Metadata, Role
+
+    v = world.vcs
+    first = await world.commit("one", drums="d1")
+    seq = await _scalar(v, "SELECT seq FROM repositories WHERE id = :r", r=world.repo.id)
+    async with v.engine.begin() as conn:
+        repo, username = await load_repo_as_user(conn, world.repo.id, world.alice.id, Role.WRITE)
+        late = await commits.create_commit(
+            conn,
+            repo,
+            world.alice.id,
+            username,
+            branch="main",
+            expected_head=first.id,
+            message="late",
+            stems=[],
+            mixdown_blob="",
+            metadata=Metadata(),
+            inherit_stems=True,
+        )
+        deleting = asyncio.create_task(v.delete_repository(world.alice.id, world.repo.id))
+        while not await _scalar(v, "SELECT count(*) FROM pg_locks WHERE NOT granted"):
+            assert not deleting.done()
+            await asyncio.sleep(0.01)
+    await deleting
+    assert await _scalar(v, "SELECT count(*) FROM repo_commits WHERE repo_seq = :s", s=seq) == 0
+    assert await _scalar(v, "SELECT count(*) FROM commits WHERE id = :c", c=late.id) == 0
+
+
+async def _scalar(v, sql: str, **params):
+    from sqlalchemy import text
+
+    async with v.engine.connect() as conn:
+        return (await conn.execute(text(sql), params)).scalar()

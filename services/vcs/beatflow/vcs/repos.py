@@ -150,8 +150,10 @@ async def delete_repository(conn: AsyncConnection, actor: str, repo_id: str) -> 
     """Delete a repository; commits no other repository holds go with it (their blobs become GC candidates)."""
     repo = await load_repo(conn, repo_id, actor, Role.OWNER)
     # Lock the row first: a fork in flight (which share-locks it) finishes copying before we
-    # decide which commits no repository holds any more.
+    # decide which commits no repository holds any more. Then the refs: a commit in flight
+    # (which holds its branch row) commits its membership row first, so the delete below sees it.
     await conn.execute(text("SELECT 1 FROM repositories WHERE id = :r FOR UPDATE"), {"r": repo_id})
+    await conn.execute(text("SELECT 1 FROM refs WHERE repo_id = :r FOR UPDATE"), {"r": repo_id})
     ids = (
         (
             await conn.execute(
