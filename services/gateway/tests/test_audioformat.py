@@ -107,3 +107,17 @@ def test_mpeg_frame_header_fields() -> None:
     assert frame.length == 417
     assert frame.samples == 1152
     assert parse_mpeg_frame(bytes([0xFF, 0xFB, 0xF0, 0x64])) is None  # bitrate index 15 is invalid
+
+
+def test_wav_duration_ignores_a_forged_byte_rate(tmp_path: Path) -> None:
+    """The duration limit cannot be dodged by a huge byte rate in the fmt chunk: decoders ignore it."""
+    buf = io.BytesIO()
+    sf.write(buf, _tone(2.0, 8000, 1), 8000, format="WAV", subtype="PCM_16")
+    data = bytearray(buf.getvalue())
+    fmt = data.index(b"fmt ")
+    data[fmt + 16 : fmt + 20] = (0xFFFFFFFF).to_bytes(4, "little")  # byte rate
+    path = tmp_path / "forged"
+    path.write_bytes(bytes(data))
+    assert sf.info(str(path)).duration == pytest.approx(2.0)
+    with open(path, "rb") as fh:
+        assert read_header(fh).duration_s == pytest.approx(2.0, abs=1e-3)

@@ -136,6 +136,10 @@ def _file_size(fh: BinaryIO) -> int:
     return os.fstat(fh.fileno()).st_size
 
 
+# PCM, IEEE float, A-law, mu-law and WAVE_FORMAT_EXTENSIBLE: fixed bytes per sample.
+_LINEAR_WAV_TAGS = frozenset({0x0001, 0x0003, 0x0006, 0x0007, 0xFFFE})
+
+
 def _wav_header(fh: BinaryIO, size: int) -> AudioHeader:
     fh.seek(12)
     fmt: tuple[int, int, int, int] | None = None
@@ -148,7 +152,11 @@ def _wav_header(fh: BinaryIO, size: int) -> AudioHeader:
             body = fh.read(min(clen, 64))
             if len(body) < 16:
                 raise UnreadableAudio("WAV fmt chunk too short")
-            _tag, channels, rate, byte_rate = struct.unpack("<HHII", body[:12])
+            tag, channels, rate, byte_rate, _align, bits = struct.unpack("<HHIIHH", body[:16])
+            if tag in _LINEAR_WAV_TAGS:
+                # Decoders size a frame from the sample width; the stated byte
+                # rate is redundant and may lie (a huge one hides the duration).
+                byte_rate = rate * channels * ((bits + 7) // 8)
             fmt = (channels, rate, byte_rate, 0)
             fh.seek(clen - len(body) + (clen & 1), os.SEEK_CUR)
         elif cid == b"data":
