@@ -85,3 +85,20 @@ def test_cuda_gives_the_cpu_stems(tmp_path: Path) -> None:
     for name, path in cpu_report.stems.items():
         assert np.abs(read(path) - read(gpu_report.stems[name])).max() < 1e-3, name
     assert np.abs(sum(read(p) for p in gpu_report.stems.values()) - mix).max() < 1e-6
+
+
+def test_negative_seed_with_shifts_is_accepted_and_deterministic(tmp_path: Path) -> None:
+    """The proto's seed is an int64: a negative one must not crash the job inside numpy."""
+    mix = music_like(1.0, 44100, seed=8)
+    opts = SeparationOptions(segment_s=1.0, shifts=1, seed=-5)
+    a = separate(TINY, mix, tmp_path / "a", opts)
+    b = separate(TINY, mix, tmp_path / "b", opts)
+    for name in a.stems:
+        assert np.array_equal(read(a.stems[name]), read(b.stems[name]))
+
+
+def test_overlap_near_one_is_refused() -> None:
+    """Overlap 0.9999 would mean a model pass every few samples: a job that never ends."""
+    with pytest.raises(InvalidArgument, match="overlap"):
+        check_options(SeparationOptions(overlap=0.9999), TINY.sources)
+    check_options(SeparationOptions(overlap=0.9), TINY.sources)

@@ -31,6 +31,7 @@ from beatflow.separator.audio_io import FORMATS, StemWriter
 from beatflow.separator.models import LoadedModel
 
 MAX_SHIFTS = 10
+MAX_OVERLAP = 0.9  # beyond this the passes per segment explode (0.9999: one pass every few samples)
 
 
 @dataclass
@@ -72,8 +73,8 @@ def check_options(opts: SeparationOptions, sources: list[str]) -> StemPlan:
         raise InvalidArgument(f"stem format must be WAV or FLAC, not {opts.format!r}")
     if not 0 <= opts.shifts <= MAX_SHIFTS:
         raise InvalidArgument(f"shifts must be between 0 and {MAX_SHIFTS}, not {opts.shifts}")
-    if not 0.0 <= opts.overlap < 1.0 or math.isnan(opts.overlap):
-        raise InvalidArgument(f"overlap must be in [0, 1), not {opts.overlap}")
+    if not 0.0 <= opts.overlap <= MAX_OVERLAP or math.isnan(opts.overlap):
+        raise InvalidArgument(f"overlap must be between 0 and {MAX_OVERLAP}, not {opts.overlap}")
     if opts.two_stems:
         if opts.two_stems not in sources:
             raise InvalidArgument(f"two_stems must name one of the model's sources {sources}, not {opts.two_stems!r}")
@@ -192,7 +193,7 @@ def separate(
     out_dir.mkdir(parents=True, exist_ok=True)
     writers = {name: StemWriter(out_dir / f"{name}.{opts.format}", opts.format, sr, channels) for name in plan.outputs}
     residual_peak = 0.0
-    rng = np.random.default_rng(opts.seed)
+    rng = np.random.default_rng(opts.seed & (2**64 - 1))  # any int64 seed (numpy refuses negatives)
 
     def callback(_info: dict[str, Any]) -> None:
         if check_cancel is not None:
