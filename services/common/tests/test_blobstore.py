@@ -93,3 +93,12 @@ def test_make_blob_store_from_settings(tmp_path: Path, s3_settings: dict[str, ob
     assert s3.get_bytes(key) == b"via settings"
     with pytest.raises(ValueError, match="unknown blob backend"):
         make_blob_store(CommonSettings(blob_backend="ftp"))
+
+
+def test_read_range_outside_the_blob_is_empty(blob_store: BlobStore) -> None:
+    key = blob_store.put_bytes(b"0123456789")
+    assert blob_store.read_range(key, 8, 20) == b"89"
+    assert blob_store.read_range(key, 10, 15) == b""  # starts past the end
+    assert blob_store.read_range(key, 5, 3) == b""  # empty range, not "the rest"
+    empty = blob_store.put_bytes(b"")
+    assert blob_store.read_range(empty, 0, 0) == b""

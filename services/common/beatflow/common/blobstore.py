@@ -174,6 +174,8 @@ class LocalBlobStore(BlobStore):
         path = self._path(key)
         if not path.exists():
             raise NotFound(f"blob {key} not found")
+        if end < start:
+            return b""
         with open(path, "rb") as fh:
             fh.seek(start)
             return fh.read(end - start + 1)
@@ -244,7 +246,17 @@ class S3BlobStore(BlobStore):
             response.release_conn()
 
     def read_range(self, key: str, start: int, end: int) -> bytes:
-        response = self._response(key, offset=start, length=end - start + 1)
+        from minio.error import S3Error
+
+        if end < start:  # minio reads a length <= 0 as "to the end"
+            self.stat(key)
+            return b""
+        try:
+            response = self._response(key, offset=start, length=end - start + 1)
+        except S3Error as exc:
+            if exc.code == "InvalidRange":  # starts past the end (as the local store: no bytes)
+                return b""
+            raise
         try:
             return bytes(response.read())
         finally:
