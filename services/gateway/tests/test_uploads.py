@@ -87,3 +87,29 @@ def test_parse_range() -> None:
         with pytest.raises(ApiError) as err:
             parse_range(bad, 1000)
         assert err.value.status == 416
+
+
+async def test_multipart_body_beyond_the_file_part_counts_against_the_limit(tmp_path: Path) -> None:
+    """Bytes outside the 'file' part (other fields, their headers) are bounded too, not parsed forever."""
+    filler = (f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="pad"\r\n\r\n').encode() + b"p" * 1_000_000
+    body = filler + b"\r\n" + _multipart(b"RIFF" + b"a" * 1000)
+    seen: list[int] = []
+    with pytest.raises(ApiError) as err:
+        await spool_upload(
+            f"multipart/form-data; boundary={BOUNDARY}", _chunks(body, 10_000, seen), 50_000, str(tmp_path)
+        )
+    assert err.value.status == 413
+    assert len(seen) < 20  # refused once the body passed the limit and its allowance for multipart framing
+    assert os.listdir(tmp_path) == []
+
+    huge_header = f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="{"n" * 1_000_000}"\r\n\r\n'
+    seen.clear()
+    with pytest.raises(ApiError) as err:
+        await spool_upload(
+            f"multipart/form-data; boundary={BOUNDARY}",
+            _chunks(huge_header.encode() + b"RIFF\r\n--" + BOUNDARY.encode() + b"--\r\n", 10_000, seen),
+            50_000,
+            str(tmp_path),
+        )
+    assert err.value.status in (400, 413)  # the parser's own header cap, or the body limit
+    assert len(seen) < 20

@@ -19,6 +19,9 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 
 from beatflow.gateway.httperrors import ApiError
 
+MULTIPART_OVERHEAD = 64 * 1024
+"""Bytes a multipart body may carry beyond the audio: boundaries, part headers, small fields."""
+
 
 @dataclass
 class Spooled:
@@ -119,7 +122,12 @@ async def spool_upload(
                 state = _MultipartState(sink)
                 try:
                     parser = _multipart_parser(boundary, state)
+                    received = 0
                     async for chunk in chunks:
+                        # Other fields and part headers are not spooled, but bounded all the same.
+                        received += len(chunk)
+                        if received > limit + MULTIPART_OVERHEAD:
+                            raise ApiError(413, f"upload larger than the limit of {limit} bytes")
                         parser.write(chunk)
                     parser.finalize()
                 except ApiError:

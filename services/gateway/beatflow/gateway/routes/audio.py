@@ -19,7 +19,7 @@ from beatflow.gateway.audioformat import BY_CONTENT_TYPE, AudioHeader, Unreadabl
 from beatflow.gateway.deps import State, User, current_user_or_query_token
 from beatflow.gateway.httperrors import ApiError
 from beatflow.gateway.tokens import Principal
-from beatflow.gateway.uploads import spool_upload
+from beatflow.gateway.uploads import MULTIPART_OVERHEAD, spool_upload
 from beatflow.v1 import vcs_pb2
 
 router = APIRouter(prefix="/api/audio", tags=["audio"])
@@ -68,7 +68,7 @@ def _inspect(path: str) -> AudioHeader:
 async def upload(request: Request, state: State, user: User) -> schemas.UploadOut:
     settings = state.settings
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > settings.max_upload_bytes + 64 * 1024:
+    if declared and declared.isdigit() and int(declared) > settings.max_upload_bytes + MULTIPART_OVERHEAD:
         raise ApiError(413, f"upload larger than the limit of {settings.max_upload_bytes} bytes")
     spooled = await spool_upload(request.headers.get("content-type", ""), request.stream(), settings.max_upload_bytes)
     try:
