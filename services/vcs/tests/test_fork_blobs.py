@@ -185,8 +185,8 @@ async def test_gc_waits_for_a_commit_in_flight(world, helpers, local_store) -> N
     """A commit that has pinned a blob but not yet committed makes the collector wait, then keep it."""
     import asyncio
 
-    from beatflow.vcs import blobs
-    from beatflow.vcs.commits import build_commit, store_commit
+    from beatflow.vcs import commits
+    from beatflow.vcs.access import load_repo_as_user
     from beatflow.vcs.model import Metadata
 
     vcs = VcsService(world.vcs.engine, gc_grace_period_s=3600, delete_blob=local_store.delete)
@@ -194,23 +194,25 @@ async def test_gc_waits_for_a_commit_in_flight(world, helpers, local_store) -> N
     await vcs.register_blob(world.alice.id, k, "audio/wav", 9)
     async with vcs.engine.begin() as conn:
         await conn.execute(text("UPDATE blobs SET created_at = now() - interval '1 day'"))
-    commit = build_commit(
-        parents=[],
-        parent_generations=[],
-        stems=[Stem("drums", k)],
-        mixdown_blob="",
-        metadata=Metadata(),
-        author_id=world.alice.id,
-        author_username="alice",
-        message="in flight",
-        repo_id=world.repo.id,
-    )
-    async with vcs.engine.begin() as conn:
-        await blobs.pin_blobs(conn, commit.stems, "")
+    async with vcs.engine.begin() as conn:  # the service's own commit path, left open
+        repo, username = await load_repo_as_user(conn, world.repo.id, world.alice.id, Role.WRITE)
+        await commits.create_commit(
+            conn,
+            repo,
+            world.alice.id,
+            username,
+            branch="main",
+            expected_head="",
+            message="in flight",
+            stems=[Stem("drums", k)],
+            mixdown_blob="",
+            metadata=Metadata(),
+        )
         gc = asyncio.create_task(vcs.garbage_collect({k: None}, grace_period_s=60, dry_run=False))
-        await asyncio.sleep(0.3)
-        assert not gc.done()  # blocked on the commit's share lock
-        await store_commit(conn, world.repo.id, commit)
+        async with vcs.engine.connect() as probe:  # wait until the collector blocks on the commit's share lock
+            while not (await probe.execute(text("SELECT count(*) FROM pg_locks WHERE NOT granted"))).scalar():
+                assert not gc.done()
+                await asyncio.sleep(0.01)
     result = await gc
     assert result.deletable == [] and result.referenced == 1
     assert local_store.exists(k)

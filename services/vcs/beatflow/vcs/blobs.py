@@ -22,9 +22,9 @@ from collections.abc import Callable, Iterable, Mapping
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from beatflow.common.errors import FailedPrecondition, InvalidArgument, PermissionDenied
+from beatflow.common.errors import InvalidArgument, PermissionDenied
 from beatflow.vcs.access import READABLE, require_user
-from beatflow.vcs.model import GcResult, Stem
+from beatflow.vcs.model import GcResult
 from beatflow.vcs.names import check_blob_key
 
 _REFERENCED = """
@@ -81,31 +81,6 @@ async def check_blob_access(conn: AsyncConnection, actor: str, keys: Iterable[st
     denied = (await conn.execute(text(sql), {"keys": wanted, "actor": actor})).scalar()
     if denied is not None:
         raise PermissionDenied(f"blob {denied} is not readable by you")
-
-
-async def pin_blobs(conn: AsyncConnection, stems: Iterable[Stem], mixdown: str) -> None:
-    """Ensure rows for the blobs a new commit references and share-lock them against the collector."""
-    info: dict[str, tuple[str, int]] = {s.blob_key: (s.content_type, s.size_bytes) for s in stems}
-    if mixdown and mixdown not in info:
-        info[mixdown] = ("application/octet-stream", 0)
-    if not info:
-        return
-    keys = sorted(info)
-    # Rows this statement inserts are ours (and fresh); rows that existed are share-locked and checked.
-    gone = (
-        await conn.execute(
-            text(
-                "WITH added AS (INSERT INTO blobs (key, content_type, size_bytes) "
-                "SELECT * FROM unnest(CAST(:keys AS varchar[]), CAST(:types AS varchar[]), CAST(:sizes AS bigint[])) "
-                "ON CONFLICT DO NOTHING RETURNING key) "
-                "SELECT key, deleted_at IS NOT NULL AS gone FROM blobs WHERE key = ANY(:keys) ORDER BY key FOR SHARE"
-            ),
-            {"keys": keys, "types": [info[k][0] for k in keys], "sizes": [info[k][1] for k in keys]},
-        )
-    ).all()
-    dead = [r.key for r in gone if r.gone]
-    if dead:
-        raise FailedPrecondition(f"blob {dead[0]} was garbage-collected; upload and register it again")
 
 
 async def garbage_collect(
