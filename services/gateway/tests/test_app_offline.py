@@ -85,3 +85,21 @@ async def test_docs_page_needs_no_cdn(client: tuple[httpx.AsyncClient, str]) -> 
     assert script.status_code == 200
     assert "javascript" in script.headers["content-type"]
     assert len(script.content) > 100_000
+
+
+async def test_request_bodies_other_than_uploads_are_bounded(client: tuple[httpx.AsyncClient, str]) -> None:
+    """A JSON body is read whole into memory, so it has a size cap; uploads stream under their own."""
+    http, token = client
+    auth = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    big = b'{"message": "m", "generation": {"pad": "' + b"x" * (2 * 1024 * 1024) + b'"}}'
+
+    async def chunked() -> AsyncIterator[bytes]:  # no Content-Length: counted as it arrives
+        for i in range(0, len(big), 64 * 1024):
+            yield big[i : i + 64 * 1024]
+
+    for url, headers in [("/api/vcs/commit/r1", auth), ("/api/auth/signin", {"Content-Type": "application/json"})]:
+        assert (await http.post(url, content=big, headers=headers)).status_code == 413
+        assert (await http.post(url, content=chunked(), headers=headers)).status_code == 413
+    # The upload route keeps its own, larger limit: judged as (not) audio, not refused by size.
+    r = await http.post("/api/audio/upload", content=b"<html>" * 400_000, headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 415, r.text

@@ -90,6 +90,7 @@ def create_app(settings: GatewaySettings | None = None, *, store: BlobStore | No
         description="AI music generation, stem separation and version control for audio. "
         "Sign up or sign in under /api/auth, then send `Authorization: Bearer <token>`.",
         lifespan=lifespan,
+        max_body_size=settings.max_json_body_bytes,  # the upload route raises its own limit
         docs_url=None,  # served below from the packaged Swagger UI, not a CDN (offline installs)
     )
     httperrors.install(app)

@@ -32,6 +32,8 @@ class GatewaySettings(CommonSettings):
     # before decoding when the header says the audio is longer than this.
     max_upload_bytes: int = 100 * 1024 * 1024
     max_upload_duration_s: float = 600.0
+    # Every other request body (JSON, read whole into memory): refused when larger.
+    max_json_body_bytes: int = 1024 * 1024
 
     # Downloads from an S3 store answer with a redirect to a presigned URL
     # (the client then reads MinIO directly); ``?redirect=false`` streams.

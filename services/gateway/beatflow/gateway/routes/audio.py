@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import sys
 from collections.abc import Iterator
 from typing import Annotated, Literal
 
@@ -64,6 +65,7 @@ def _inspect(path: str) -> AudioHeader:
         400: {"description": "Malformed body or unreadable audio header"},
     },
     summary="Upload audio (raw body or multipart 'file'); stored by content hash",
+    max_body_size=sys.maxsize,  # not the app's JSON cap: max_upload_bytes is enforced while streaming
 )
 async def upload(request: Request, state: State, user: User) -> schemas.UploadOut:
     settings = state.settings
