@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from beatflow.common import localservers
+from beatflow.common import healthcheck, localservers
 
 # name -> (gRPC port, metrics port); the gateway's port is HTTP.
 SERVICES: dict[str, tuple[int, int]] = {
@@ -45,15 +45,7 @@ def installed(name: str) -> bool:
 
 
 def grpc_serving(port: int, timeout_s: float = 1.0) -> bool:
-    import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        try:
-            resp = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout_s)
-        except grpc.RpcError:
-            return False
-    return bool(resp.status == health_pb2.HealthCheckResponse.SERVING)
+    return healthcheck.check_grpc(f"127.0.0.1:{port}", timeout_s=timeout_s) == "SERVING"
 
 
 def describe(name: str, port: int) -> str:
@@ -74,13 +66,7 @@ def describe(name: str, port: int) -> str:
 
 
 def http_ok(port: int) -> bool:
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as resp:
-            return bool(resp.status == 200)
-    except Exception:
-        return False
+    return healthcheck.check_http(f"http://127.0.0.1:{port}/health", timeout_s=2) == "SERVING"
 
 
 def _token_secret(data: Path) -> str:
