@@ -79,3 +79,28 @@ async def _scalar(v, sql: str, **params):
 
     async with v.engine.connect() as conn:
         return (await conn.execute(text(sql), params)).scalar()
+
+
+async def test_values_postgresql_cannot_store_are_invalid_arguments(world, helpers) -> None:
+    """A NUL character, an over-long content type or a NUL escape in JSON: INVALID_ARGUMENT, not INTERNAL."""
+    from beatflow.vcs.model import Metadata, Stem
+
+    v, a, r = world.vcs, world.alice.id, world.repo.id
+    k = helpers.blob("x")
+    with pytest.raises(InvalidArgument):
+        await v.create_commit(a, r, message="a\x00b")
+    with pytest.raises(InvalidArgument):
+        await v.create_commit(a, r, stems=[Stem("drums", k, "x" * 500)])
+    with pytest.raises(InvalidArgument):
+        await v.create_commit(a, r, metadata=Metadata(key="\x00"))
+    with pytest.raises(InvalidArgument):
+        await v.update_repository(a, r, description="\x00")
+    with pytest.raises(InvalidArgument):
+        await v.register_blob(a, k, "x" * 1000)
+    with pytest.raises(InvalidArgument):
+        await v.create_user("zed", "\x00")
+    assert await v.list_refs(a, r) == []  # nothing half-written
+    with pytest.raises(InvalidArgument):  # reads too
+        await v.log(a, r, "main\x00")
+    with pytest.raises(InvalidArgument):
+        await v.get_credentials(username="\x00")

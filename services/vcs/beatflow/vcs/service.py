@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from beatflow.common.errors import InvalidArgument, NotFound
 from beatflow.vcs import blobs, commits, history, merging, repos, users
@@ -29,6 +31,17 @@ from beatflow.vcs.model import (
 from beatflow.vcs.names import is_commit_id
 
 
+@contextmanager
+def _data_errors() -> Iterator[None]:
+    """A value PostgreSQL cannot store or compare (NUL character, too long: SQLSTATE class 22) is INVALID_ARGUMENT."""
+    try:
+        yield
+    except DBAPIError as exc:
+        if not str(getattr(exc.orig, "sqlstate", "") or "").startswith("22"):
+            raise
+        raise InvalidArgument(f"invalid value: {str(exc.orig).splitlines()[0][:200]}") from None
+
+
 class VcsService:
     """Git for audio over PostgreSQL. ``delete_blob`` removes bytes from the blob store (None: GC only reports)."""
 
@@ -46,13 +59,26 @@ class VcsService:
         self.gc_grace_period_s = gc_grace_period_s
         self.delete_blob = delete_blob
 
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncConnection]:
+        """A transaction (rolled back before a data error becomes INVALID_ARGUMENT)."""
+        with _data_errors():
+            async with self.engine.begin() as conn:
+                yield conn
+
+    @asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncConnection]:
+        with _data_errors():
+            async with self._reader.connect() as conn:
+                yield conn
+
     # users
     async def create_user(self, username: str, password_hash: str) -> User:
-        async with self.engine.begin() as conn:
+        async with self._write() as conn:
             return await users.create_user(conn, username, password_hash)
 
     async def get_credentials(self, user_id: str = "", username: str = "") -> tuple[User, str]:
-        async with self._reader.connect() as conn:
+        async with self._read() as conn:
             return await users.get_credentials(conn, user_id, username)
 
     # repositories
@@ -64,17 +90,17 @@ class VcsService:
         visibility: Visibility = Visibility.PRIVATE,
         default_branch: str = "main",
     ) -> Repository:
-        async with self.engine.begin() as conn:
+        async with self._write() as conn:
             return await repos.create_repository(conn, actor, name, description, visibility, default_branch)
 
     async def get_repository(self, actor: str, repo_id: str) -> Repository:
-        async with self._reader.connect() as conn:
+        async with self._read() as conn:
             return await load_repo(conn, repo_id, actor)
 
     async def list_repositories(
         self, actor: str, page_size: int = 0, page_token: str = ""
     ) -> tuple[list[Repository], str]:
-        async with self._reader.connect() as conn:
+        async with self._read() as conn:
             return await repos.list_repositories(conn, actor, page_size, page_token)
 
     async def update_repository(
@@ -87,7 +113,7 @@ class VcsService:
         visibility: Visibility | None = None,
         default_branch: str | None = None,
     ) -> Repository:
-        async with self.engine.begin() as conn:
+        async with self._write() as conn:
             return await repos.update_repository(
                 conn,
                 actor,
@@ -99,19 +125,19 @@ class VcsService:
             )
 
     async def delete_repository(self, actor: str, repo_id: str) -> Repository:
-        async with self.engine.begin() as conn:
+        async with self._write() as conn:
             return await repos.delete_repository(conn, actor, repo_id)
 
     async def set_collaborator(self, actor: str, repo_id: str, username: str, role: Role) -> Collaborator:
-        async with self.engine.begin() as conn:
+        async with self._write() as conn:
             return await repos.set_collaborator(conn, actor, repo_id, username, role)
 
     async def list_collaborators(self, actor: str, repo_id: str) -> list[Collaborator]:
-        async with self._reader.connect() as conn:
+        async with self._read() as conn:
             return await repos.list_collaborators(conn, actor, repo_id)
 
     async def fork(self, actor: str, repo_id: str, name: str = "", visibility: Visibility | None = None) -> Repository:
-        async with self.engine.begin() as conn:
+        async with self._write() as conn:
             return await repos.fork(conn, actor, repo_id, name, visibility)
 
     # commits
@@ -130,7 +156,7 @@ class VcsService:
         inherit_stems: bool = False,
         remove_stems: Sequence[str] = (),
     ) -> Commit:
-        async with self.engine.begin() as conn:
+        async with self._write() as conn:
             repo, username = await load_repo_as_user(conn, repo_id, actor, Role.WRITE)
             return await commits.create_commit(
                 conn,
@@ -149,7 +175,7 @@ class VcsService:
             )
 
     async def get_commit(self, actor: str, commit_id: str, repo_id: str = "") -> Commit:
-        async with self._reader.connect() as conn:
+        async with self._read() as conn:
             if not repo_id:
                 if not is_commit_id(commit_id):
                     raise NotFound(f"commit {commit_id[:80]!r} not found")
@@ -169,39 +195,39 @@ class VcsService:
             return await commits.get_commit(conn, repo, commit_id)
 
     async def checkout(self, actor: str, repo_id: str, ref: str = "") -> Commit:
-        async with self._reader.connect() as conn:
+        async with self._read() as conn:
             repo = await load_repo(conn, repo_id, actor)
             cid = await commits.resolve(conn, repo, ref)
             return (await commits.load_commits(conn, [cid], repo.id))[cid]
 
     # refs
     async def list_refs(self, actor: str, repo_id: str) -> list[Ref]:
-        async with self._reader.connect() as conn:
+        async with self._read() as conn:
             repo = await load_repo(conn, repo_id, actor)
             return await commits.list_refs(conn, repo.id)
 
     async def create_branch(self, actor: str, repo_id: str, name: str, from_ref: str = "") -> Ref:
-        async with self.engine.begin() as conn:
+        async with self._write() as conn:
             repo = await load_repo(conn, repo_id, actor, Role.WRITE)
             return await commits.create_branch(conn, repo, name, from_ref)
 
     async def delete_branch(self, actor: str, repo_id: str, name: str) -> Ref:
-        async with self.engine.begin() as conn:
+        async with self._write() as conn:
             repo = await load_repo(conn, repo_id, actor, Role.WRITE)
             return await commits.delete_ref(conn, repo, "branch", name)
 
     async def rename_branch(self, actor: str, repo_id: str, name: str, new_name: str) -> Ref:
-        async with self.engine.begin() as conn:
+        async with self._write() as conn:
             repo = await load_repo(conn, repo_id, actor, Role.WRITE)
             return await commits.rename_branch(conn, repo, name, new_name)
 
     async def create_tag(self, actor: str, repo_id: str, name: str, target: str = "", message: str = "") -> Ref:
-        async with self.engine.begin() as conn:
+        async with self._write() as conn:
             repo = await load_repo(conn, repo_id, actor, Role.WRITE)
             return await commits.create_tag(conn, repo, name, target, message)
 
     async def delete_tag(self, actor: str, repo_id: str, name: str) -> Ref:
-        async with self.engine.begin() as conn:
+        async with self._write() as conn:
             repo = await load_repo(conn, repo_id, actor, Role.WRITE)
             return await commits.delete_ref(conn, repo, "tag", name)
 
@@ -216,39 +242,39 @@ class VcsService:
         page_size: int = 0,
         page_token: str = "",
     ) -> tuple[list[Commit], str]:
-        async with self._reader.connect() as conn:
+        async with self._read() as conn:
             repo = await load_repo(conn, repo_id, actor)
             return await history.log(conn, repo, ref, first_parent, page_size, page_token)
 
     async def commit_graph(
         self, actor: str, repo_id: str, limit: int = 0
     ) -> tuple[list[Commit], list[tuple[str, str]], list[Ref]]:
-        async with self._reader.connect() as conn:
+        async with self._read() as conn:
             repo = await load_repo(conn, repo_id, actor)
             return await history.commit_graph(conn, repo, limit)
 
     async def is_ancestor(self, actor: str, repo_id: str, ancestor: str, descendant: str) -> bool:
-        async with self._reader.connect() as conn:
+        async with self._read() as conn:
             repo = await load_repo(conn, repo_id, actor)
             a = await commits.resolve(conn, repo, ancestor)
             d = await commits.resolve(conn, repo, descendant)
             return await history.is_ancestor(conn, a, d)
 
     async def merge_base(self, actor: str, repo_id: str, a: str, b: str) -> list[str]:
-        async with self._reader.connect() as conn:
+        async with self._read() as conn:
             repo = await load_repo(conn, repo_id, actor)
             ca = await commits.resolve(conn, repo, a)
             cb = await commits.resolve(conn, repo, b)
             return await history.merge_bases(conn, ca, cb)
 
     async def blame(self, actor: str, repo_id: str, ref: str = "") -> list[BlameEntry]:
-        async with self._reader.connect() as conn:
+        async with self._read() as conn:
             repo = await load_repo(conn, repo_id, actor)
             return await history.blame(conn, repo, ref)
 
     # diff / merge / revert
     async def diff(self, actor: str, repo_id: str, base: str, head: str) -> Diff:
-        async with self._reader.connect() as conn:
+        async with self._read() as conn:
             repo = await load_repo(conn, repo_id, actor)
             return await merging.diff(conn, repo, base, head)
 
@@ -266,7 +292,7 @@ class VcsService:
         no_fast_forward: bool = False,
         dry_run: bool = False,
     ) -> MergeOutcome:
-        async with self.engine.begin() as conn:
+        async with self._write() as conn:
             repo, username = await load_repo_as_user(conn, repo_id, actor, Role.READ if dry_run else Role.WRITE)
             return await merging.merge(
                 conn,
@@ -286,7 +312,7 @@ class VcsService:
     async def revert(
         self, actor: str, repo_id: str, *, branch: str = "", commit_id: str, expected_head: str = "", message: str = ""
     ) -> Commit:
-        async with self.engine.begin() as conn:
+        async with self._write() as conn:
             repo, username = await load_repo_as_user(conn, repo_id, actor, Role.WRITE)
             return await merging.revert(
                 conn,
@@ -301,11 +327,11 @@ class VcsService:
 
     # blobs
     async def register_blob(self, actor: str, key: str, content_type: str = "", size_bytes: int = 0) -> None:
-        async with self.engine.begin() as conn:
+        async with self._write() as conn:
             await blobs.register_blob(conn, actor, key, content_type, size_bytes)
 
     async def can_read_blob(self, actor: str, key: str) -> bool:
-        async with self._reader.connect() as conn:
+        async with self._read() as conn:
             return await blobs.can_read_blob(conn, actor, key)
 
     async def garbage_collect(
@@ -314,5 +340,5 @@ class VcsService:
         grace = grace_period_s if grace_period_s > 0 else self.gc_grace_period_s
         if len(candidates) > 100_000:
             raise InvalidArgument("at most 100000 candidates per call")
-        async with self.engine.begin() as conn:
+        async with self._write() as conn:
             return await blobs.garbage_collect(conn, candidates, grace, dry_run, self.delete_blob)
