@@ -144,3 +144,19 @@ async def test_graceful_shutdown_reports_not_serving_and_drains(running: Any) ->
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await _call(channel, "Unary")(b"late", timeout=1)
     assert err.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+
+async def test_unimplemented_method_reports_unimplemented() -> None:
+    from beatflow.v1 import jobs_pb2, jobs_pb2_grpc
+
+    base = jobs_pb2_grpc.JobsServicer()  # the generated base: every method unimplemented
+    name = jobs_pb2.DESCRIPTOR.services_by_name["Jobs"].full_name
+    gs = create_grpc_server(CommonSettings(port=0), [Service(name, jobs_pb2_grpc.add_JobsServicer_to_server, base)])
+    await gs.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{gs.port}") as channel:
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await jobs_pb2_grpc.JobsStub(channel).GetJob(jobs_pb2.GetJobRequest(job_id="x"))
+            assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    finally:
+        await gs.stop(0)

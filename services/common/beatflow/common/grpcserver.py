@@ -69,6 +69,8 @@ class GrpcServer:
 def _status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     if isinstance(exc, BeatflowError):
         return exc.code, exc.message
+    if isinstance(exc, NotImplementedError):  # what the generated base servicer raises
+        return grpc.StatusCode.UNIMPLEMENTED, "method not implemented"
     return grpc.StatusCode.INTERNAL, "internal error"
 
 
