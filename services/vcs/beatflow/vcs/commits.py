@@ -357,7 +357,10 @@ async def commit_onto_branch(
         "btypes": [fresh[k][0] for k in bkeys],
         "bsizes": [fresh[k][1] for k in bkeys],
     }
-    row = (await conn.execute(text(sql), params)).one()
+    try:
+        row = (await conn.execute(text(sql), params)).one()
+    except IntegrityError:  # the new branch's repository row is gone: deleted while we committed
+        raise NotFound(f"repository {repo.owner_username}/{repo.name} was deleted") from None
     if not row.moved:
         raise await _stale(conn, repo.id, branch, expected)
     if row.gone:
