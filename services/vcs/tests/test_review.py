@@ -122,3 +122,21 @@ async def test_a_commit_racing_the_deletion_of_its_repository_is_not_found(world
             await asyncio.sleep(0.01)
     with pytest.raises(NotFound):
         await late
+
+
+async def test_a_branch_created_while_its_repository_is_deleted_is_not_found(world) -> None:
+    import asyncio
+
+    from beatflow.common.errors import NotFound
+    from beatflow.vcs import repos
+
+    v = world.vcs
+    await world.commit("one", drums="d1")
+    async with v.engine.begin() as conn:  # the deletion, left open
+        await repos.delete_repository(conn, world.alice.id, world.repo.id)
+        late = asyncio.create_task(v.create_branch(world.alice.id, world.repo.id, "side"))
+        while not await _scalar(v, "SELECT count(*) FROM pg_locks WHERE NOT granted"):
+            assert not late.done()
+            await asyncio.sleep(0.01)
+    with pytest.raises(NotFound):  # not ALREADY_EXISTS
+        await late

@@ -450,7 +450,9 @@ async def _insert_ref(conn: AsyncConnection, repo_id: str, kind: str, name: str,
                 text("INSERT INTO refs (repo_id, kind, name, commit_id, message) VALUES (:r, :k, :n, :c, :m)"),
                 {"r": repo_id, "k": kind, "n": name, "c": cid, "m": message},
             )
-    except IntegrityError:
+    except IntegrityError as exc:
+        if getattr(exc.orig, "sqlstate", "") != "23505":  # not a duplicate: the repository was deleted meanwhile
+            raise NotFound(f"repository {repo_id} not found") from None
         raise AlreadyExists(f"{kind} {name!r} already exists") from None
     return Ref(name, cid, kind == "tag", message)
 
