@@ -70,3 +70,21 @@ async def test_idempotency_key_returns_the_same_job(gen: Any) -> None:
     c = await gen.submit(prompt="rock", duration_s=0.5, idempotency_key="k-1", owner="bob")
     assert a.id == b.id and c.id != a.id
     assert a.owner == "alice"
+
+
+def test_engine_backend_is_sized_for_the_servers_window(redis_url: str, s3_settings: dict[str, Any]) -> None:
+    """The engine must take the window from the server's settings, not from a fresh read of the environment."""
+    from beatflow.generator.engine.backend import EngineBackend
+    from beatflow.generator.server import load_slots
+
+    settings = settings_for(
+        redis_url, s3_settings, generator_backend="engine", generator_max_window_s=40.0, generator_melody_model=""
+    )
+    slots = load_slots(settings)
+    backend = slots["text"].backend
+    try:
+        assert isinstance(backend, EngineBackend)
+        lm = slots["text"].lm
+        assert backend.engine.config.max_new_tokens == lm.steps_for_frames(lm.frames_for_seconds(40.0))
+    finally:
+        backend.close()

@@ -354,17 +354,13 @@ class GenerateBackend:
         return results
 
 
-def make_backend(name: str, lm: LoadedModel) -> GenerationBackend:
-    """``generate`` (this module) or ``engine`` (``beatflow.generator.engine``: ``create_backend(lm)``)."""
+def make_backend(name: str, lm: LoadedModel, *, window_s: float | None = None) -> GenerationBackend:
+    """``generate`` (this module) or ``engine`` (``beatflow.generator.engine``), the engine sized for
+    ``window_s`` (None: the configured ``generator_max_window_s``)."""
     if name == "generate":
         return GenerateBackend(lm)
     if name == "engine":
-        import importlib
+        from beatflow.generator.engine.backend import create_backend
 
-        module = importlib.import_module("beatflow.generator.engine")
-        factory = getattr(module, "create_backend", None) or getattr(module, "EngineBackend", None)
-        if factory is None:
-            raise RuntimeError("beatflow.generator.engine provides no create_backend(lm)")
-        backend: GenerationBackend = factory(lm)
-        return backend
+        return create_backend(lm, window_s=window_s)
     raise ValueError(f"unknown generation backend {name!r}; use 'generate' or 'engine'")

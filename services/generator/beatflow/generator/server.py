@@ -85,7 +85,7 @@ def load_slots(settings: GeneratorSettings, model: LoadedModel | None = None) ->
         torch.set_num_threads(settings.generator_torch_threads)
 
     def slot(role: str, lm: LoadedModel) -> ModelSlot:
-        backend = make_backend(settings.generator_backend, lm)
+        backend = make_backend(settings.generator_backend, lm, window_s=settings.generator_max_window_s)
         composer = Composer(lm, backend, settings.generator_max_window_s, settings.generator_context_s)
         return ModelSlot(role, lm, backend, composer)
 

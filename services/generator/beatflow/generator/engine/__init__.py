@@ -20,11 +20,11 @@ from beatflow.generator.engine.engine import DecodeEngine, EngineConfig, Request
 from beatflow.generator.engine.types import AudioChunk, EngineRequest, EngineResult, SamplingParams
 
 
-def create_backend(lm: object) -> object:
+def create_backend(lm: object, *, window_s: float | None = None) -> object:
     """``make_backend("engine", lm)``: the engine as the service's GenerationBackend (imported lazily)."""
     from beatflow.generator.engine.backend import create_backend as make
 
-    return make(lm)  # type: ignore[arg-type]
+    return make(lm, window_s=window_s)  # type: ignore[arg-type]
 
 
 __all__ = [

@@ -154,12 +154,14 @@ class EngineBackend:
             raise
 
 
-def create_backend(lm: LoadedModel) -> EngineBackend:
-    """The factory ``beatflow.generator.backend.make_backend("engine", lm)`` looks up.
+def create_backend(lm: LoadedModel, *, window_s: float | None = None) -> EngineBackend:
+    """The factory ``beatflow.generator.backend.make_backend("engine", lm, window_s=...)`` calls.
 
-    Sized for the service's window (``BEATFLOW_GENERATOR_MAX_WINDOW_S``): a window's prompt plus its
-    new frames is the longest request the worker sends.
+    Sized for the service's window (``window_s``, default ``BEATFLOW_GENERATOR_MAX_WINDOW_S``): a
+    window's prompt plus its new frames is the longest request the worker sends.
     """
-    from beatflow.generator.config import GeneratorSettings
+    if window_s is None:
+        from beatflow.generator.config import GeneratorSettings
 
-    return EngineBackend(lm, window_s=GeneratorSettings().generator_max_window_s)
+        window_s = GeneratorSettings().generator_max_window_s
+    return EngineBackend(lm, window_s=window_s)
