@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import threading
+import uuid
 from pathlib import Path
 
 import pytest
@@ -102,3 +104,31 @@ def test_read_range_outside_the_blob_is_empty(blob_store: BlobStore) -> None:
     assert blob_store.read_range(key, 5, 3) == b""  # empty range, not "the rest"
     empty = blob_store.put_bytes(b"")
     assert blob_store.read_range(empty, 0, 0) == b""
+
+
+def test_services_starting_together_share_a_new_bucket(s3_settings: dict[str, object]) -> None:
+    """Every store checks for the bucket, then creates it: the losers of that race must not fail
+    (outside us-east-1, S3 answers a second create with BucketAlreadyOwnedByYou)."""
+    bucket = "r-" + uuid.uuid4().hex[:20]
+    barrier = threading.Barrier(8)
+    errors: list[Exception] = []
+
+    def start() -> None:
+        barrier.wait()
+        try:
+            S3BlobStore(
+                str(s3_settings["s3_endpoint"]),
+                str(s3_settings["s3_access_key"]),
+                str(s3_settings["s3_secret_key"]),
+                bucket,
+                region="eu-west-1",
+            )
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []

@@ -222,7 +222,13 @@ class S3BlobStore(BlobStore):
         self.client = Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=secure, region=region)
         self.bucket = bucket
         if create_bucket and not self.client.bucket_exists(bucket):
-            self.client.make_bucket(bucket)
+            from minio.error import S3Error
+
+            try:
+                self.client.make_bucket(bucket)
+            except S3Error as exc:  # another process created it since we looked
+                if exc.code != "BucketAlreadyOwnedByYou":
+                    raise
 
     def _store_spooled(self, key: str, path: Path, size: int, content_type: str) -> None:
         self.client.fput_object(self.bucket, key, str(path), content_type=content_type)
