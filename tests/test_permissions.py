@@ -9,6 +9,8 @@ Then A grants B read access: B can read but still not write.
 
 from __future__ import annotations
 
+import contextlib
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -156,6 +158,21 @@ def test_other_user_websocket_is_closed_without_events(stack: Stack, world: Worl
         with pytest.raises(ConnectionClosed) as closed:
             ws.recv(timeout=30)
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 4404
+
+
+def test_owner_websocket_ignores_client_frames(stack: Stack, world: World) -> None:
+    """Frames the client sends (text or binary) do not end the stream: the history and "done" still come."""
+    ws_url = stack.base_url.replace("http://", "ws://") + f"/ws/tasks/{world.task}"
+    with connect(ws_url, additional_headers={"Authorization": f"Bearer {world.a_token}"}) as ws:
+        with contextlib.suppress(ConnectionClosed):  # a fast replay may already have closed the socket
+            ws.send(b"\x00binary")
+            ws.send("text")
+        kinds = []
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                kinds.append(json.loads(ws.recv(timeout=30))["type"])
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1000, closed.value
+    assert kinds[-1] == "done" and "progress" in kinds, kinds
 
 
 def test_unauthenticated_and_forged_tokens_get_401(stack: Stack, world: World) -> None:

@@ -153,9 +153,9 @@ async def task_socket(
         return
 
     async def watch_disconnect() -> None:
-        with contextlib.suppress(WebSocketDisconnect):
-            while True:
-                await websocket.receive_text()
+        # Client frames (text or binary) are ignored; only the disconnect matters.
+        while (await websocket.receive())["type"] != "websocket.disconnect":
+            pass
 
     listener = asyncio.create_task(watch_disconnect())
     try:
