@@ -132,3 +132,27 @@ def test_services_starting_together_share_a_new_bucket(s3_settings: dict[str, ob
     for t in threads:
         t.join()
     assert errors == []
+
+
+def test_concurrent_puts_of_one_new_blob_never_show_torn_metadata(local_store: LocalBlobStore) -> None:
+    """Uploads of the same new content race past the exists check; a reader must never see
+    the content-type sidecar half rewritten."""
+    errors: list[str] = []
+    for _ in range(50):
+        payload = uuid.uuid4().bytes * 4  # new content every round
+        barrier = threading.Barrier(8)
+
+        def put_and_stat(payload: bytes = payload, barrier: threading.Barrier = barrier) -> None:
+            barrier.wait()
+            try:
+                info = local_store.stat(local_store.put_bytes(payload, content_type="audio/wav"))
+                assert info.content_type == "audio/wav" and info.size == len(payload)
+            except Exception as exc:
+                errors.append(repr(exc))
+
+        threads = [threading.Thread(target=put_and_stat) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert errors == []

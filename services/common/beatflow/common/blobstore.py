@@ -156,8 +156,10 @@ class LocalBlobStore(BlobStore):
     def _store_spooled(self, key: str, path: Path, size: int, content_type: str) -> None:
         dest = self._path(key)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        meta = dest.with_suffix(".json")
-        meta.write_text(json.dumps({"content_type": content_type, "size": size, "created_at": time.time()}))
+        meta = {"content_type": content_type, "size": size, "created_at": time.time()}
+        with tempfile.NamedTemporaryFile("w", prefix="meta-", dir=self.root / "tmp", delete=False) as tmp:
+            tmp.write(json.dumps(meta))
+        os.replace(tmp.name, dest.with_suffix(".json"))  # a concurrent put of the same blob rewrites it
         os.replace(path, dest)  # atomic: readers never see a half-written blob
 
     def _raw_chunks(self, key: str) -> Iterator[bytes]:
