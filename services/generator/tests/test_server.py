@@ -88,3 +88,20 @@ def test_engine_backend_is_sized_for_the_servers_window(redis_url: str, s3_setti
         assert backend.engine.config.max_new_tokens == lm.steps_for_frames(lm.frames_for_seconds(40.0))
     finally:
         backend.close()
+
+
+async def test_closing_the_app_stops_the_engine_thread(redis_url: str, s3_settings: dict[str, Any]) -> None:
+    import threading
+
+    from beatflow.generator.server import GeneratorApp
+
+    def engine_threads() -> int:
+        return sum(1 for t in threading.enumerate() if t.name == "decode-engine")
+
+    before = engine_threads()
+    settings = settings_for(redis_url, s3_settings, generator_backend="engine", generator_melody_model="")
+    app = GeneratorApp(settings)
+    await app.start()
+    assert engine_threads() == before + 1
+    await app.close()
+    assert engine_threads() == before

@@ -172,6 +172,11 @@ class GeneratorApp:
                 await asyncio.gather(self._worker_task, return_exceptions=True)
             except Exception:
                 log.exception("generation worker ended with an error")
+        backends = {id(slot.backend): slot.backend for slot in self.slots.values()}  # melody may share text's
+        for backend in backends.values():
+            close = getattr(backend, "close", None)  # the engine's step thread; generate() has none
+            if close is not None:
+                await asyncio.to_thread(close)
         await self.queue.redis.aclose()
 
     def _require_ready(self) -> None:
