@@ -103,3 +103,12 @@ async def test_request_bodies_other_than_uploads_are_bounded(client: tuple[httpx
     # The upload route keeps its own, larger limit: judged as (not) audio, not refused by size.
     r = await http.post("/api/audio/upload", content=b"<html>" * 400_000, headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 415, r.text
+
+
+async def test_non_ascii_token_is_401_not_500(client: tuple[httpx.AsyncClient, str]) -> None:
+    http, token = client
+    bad = token.rsplit(".", 1)[0] + ".\u00e9t\u00e9"
+    r = await http.get("/api/ai/tasks/t1/events", params={"access_token": bad})
+    assert r.status_code == 401, r.text
+    r = await http.get("/api/repositories", headers={b"Authorization": b"Bearer " + bad.encode()})
+    assert r.status_code == 401, r.text

@@ -62,7 +62,7 @@ class TokenSigner:
             expected = self._sign(payload)
         except UnicodeEncodeError:
             raise InvalidToken("malformed token") from None
-        if not hmac.compare_digest(expected, signature):
+        if not signature.isascii() or not hmac.compare_digest(expected, signature):  # compare_digest: ASCII only
             raise InvalidToken("bad signature")
         try:
             claims = json.loads(_unb64(payload))
