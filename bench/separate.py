@@ -114,19 +114,21 @@ def _run_one(variant: str, model_name: str, device: str, wav: str, threads: int,
     for path in sorted(out.rglob("*"), reverse=True):
         path.unlink() if path.is_file() else path.rmdir()
     out.rmdir()
-    queue.put({
-        "variant": variant,
-        "model": model_name,
-        "device": str(model.device),
-        "audio_s": frames / model.samplerate,
-        "wall_s": round(wall, 3),
-        "rtf": round(wall / (frames / model.samplerate), 4),
-        "peak_rss_growth_mb": round(max(0, peak - base) / 1024, 1) if exact_peak else None,
-        "peak_gpu_mb": round(gpu_peak / 2**20, 1) if gpu_peak else None,
-        "parameters_m": round(model.num_parameters / 1e6, 2),
-        "threads": torch.get_num_threads(),
-        "_np": np.__version__,
-    })
+    queue.put(
+        {
+            "variant": variant,
+            "model": model_name,
+            "device": str(model.device),
+            "audio_s": frames / model.samplerate,
+            "wall_s": round(wall, 3),
+            "rtf": round(wall / (frames / model.samplerate), 4),
+            "peak_rss_growth_mb": round(max(0, peak - base) / 1024, 1) if exact_peak else None,
+            "peak_gpu_mb": round(gpu_peak / 2**20, 1) if gpu_peak else None,
+            "parameters_m": round(model.num_parameters / 1e6, 2),
+            "threads": torch.get_num_threads(),
+            "_np": np.__version__,
+        }
+    )
 
 
 def _spawn(ctx: Any, variant: str, args: argparse.Namespace, wav: str, seconds: float) -> dict[str, Any] | None:
@@ -140,8 +142,11 @@ def _spawn(ctx: Any, variant: str, args: argparse.Namespace, wav: str, seconds: 
     row: dict[str, Any] = queue.get()
     row.pop("_np", None)
     row["loadavg_1m"] = round(os.getloadavg()[0], 2)
-    print(f"  {variant:<22} {seconds:>6.0f}s  RTF {row['rtf']:.3f}  (load {row['loadavg_1m']})", file=sys.stderr,
-          flush=True)
+    print(
+        f"  {variant:<22} {seconds:>6.0f}s  RTF {row['rtf']:.3f}  (load {row['loadavg_1m']})",
+        file=sys.stderr,
+        flush=True,
+    )
     return row
 
 
@@ -152,10 +157,16 @@ def _best_of(runs: list[dict[str, Any]], variants: list[str]) -> list[dict[str, 
         key = (row["audio_s"], row["variant"])
         kept = best.get(key)
         if kept is None or row["wall_s"] < kept["wall_s"]:
-            peaks = [r["peak_rss_growth_mb"] for r in runs
-                     if (r["audio_s"], r["variant"]) == key and r["peak_rss_growth_mb"] is not None]
-            best[key] = {**row, "repeats": sum((r["audio_s"], r["variant"]) == key for r in runs),
-                         "peak_rss_growth_mb": max(peaks) if peaks else None}
+            peaks = [
+                r["peak_rss_growth_mb"]
+                for r in runs
+                if (r["audio_s"], r["variant"]) == key and r["peak_rss_growth_mb"] is not None
+            ]
+            best[key] = {
+                **row,
+                "repeats": sum((r["audio_s"], r["variant"]) == key for r in runs),
+                "peak_rss_growth_mb": max(peaks) if peaks else None,
+            }
     return sorted(best.values(), key=lambda r: (r["audio_s"], variants.index(r["variant"])))
 
 
@@ -186,7 +197,7 @@ def main() -> None:
             variants = args.variants.split(",")
             for rep in range(args.repeat):
                 # Rotate the order each repeat: machine load drifts, and whoever runs first pays for it.
-                order = variants[rep % len(variants):] + variants[: rep % len(variants)]
+                order = variants[rep % len(variants) :] + variants[: rep % len(variants)]
                 for variant in order:
                     row = _spawn(ctx, variant, args, wav, seconds)
                     if row is not None:
@@ -194,15 +205,19 @@ def main() -> None:
                         runs.append(row)
         rows = _best_of(runs, variants)
 
-    header = (f"{'variant':<22} {'model':<14} {'device':<7} {'audio s':>8} {'wall s':>8} {'RTF':>7} "
-              f"{'peak RSS +MB':>13} {'peak GPU MB':>12}")
+    header = (
+        f"{'variant':<22} {'model':<14} {'device':<7} {'audio s':>8} {'wall s':>8} {'RTF':>7} "
+        f"{'peak RSS +MB':>13} {'peak GPU MB':>12}"
+    )
     print(header)
     print("-" * len(header))
     for r in rows:
         rss = "-" if r["peak_rss_growth_mb"] is None else f"{r['peak_rss_growth_mb']:.1f}"
         gpu = "-" if r["peak_gpu_mb"] is None else f"{r['peak_gpu_mb']:.1f}"
-        print(f"{r['variant']:<22} {r['model']:<14} {r['device']:<7} {r['audio_s']:>8.1f} {r['wall_s']:>8.2f} "
-              f"{r['rtf']:>7.3f} {rss:>13} {gpu:>12}")
+        print(
+            f"{r['variant']:<22} {r['model']:<14} {r['device']:<7} {r['audio_s']:>8.1f} {r['wall_s']:>8.2f} "
+            f"{r['rtf']:>7.3f} {rss:>13} {gpu:>12}"
+        )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     meta: dict[str, Any] = {"host": platform.node(), "cpus": os.cpu_count(), "python": platform.python_version()}

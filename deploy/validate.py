@@ -402,7 +402,9 @@ def k8s_problems(docs: list[Doc], overlay: str) -> Iterator[str]:
     if not by_kind.get("Ingress"):
         yield "no Ingress"
     if not any(
-        "migrate" in (c.get("args") or []) for j in by_kind.get("Job", {}).values() for c in _pod_spec(j)["containers"]  # type: ignore[index]
+        "migrate" in (c.get("args") or [])
+        for j in by_kind.get("Job", {}).values()
+        for c in _pod_spec(j)["containers"]  # type: ignore[index]
     ):
         yield "no migration Job"
     if not by_kind.get("Secret"):
@@ -448,8 +450,12 @@ def k8s_problems(docs: list[Doc], overlay: str) -> Iterator[str]:
             refs = [e.get("valueFrom", {}) for e in container.get("env", [])]
             refs += container.get("envFrom", [])
             for ref in refs:
-                for key, kind in (("configMapKeyRef", "ConfigMap"), ("configMapRef", "ConfigMap"),
-                                  ("secretKeyRef", "Secret"), ("secretRef", "Secret")):
+                for key, kind in (
+                    ("configMapKeyRef", "ConfigMap"),
+                    ("configMapRef", "ConfigMap"),
+                    ("secretKeyRef", "Secret"),
+                    ("secretRef", "Secret"),
+                ):
                     if key in ref and ref[key]["name"] not in by_kind.get(kind, {}):
                         yield f"{name}: refers to missing {kind} {ref[key]['name']}"
         for volume in spec.get("volumes", []):

@@ -77,4 +77,3 @@ async def client(separator_settings: SeparatorSettings, s3_store: S3BlobStore) -
     finally:
         await channel.close()
         await app.grpc.stop(1.0)
-

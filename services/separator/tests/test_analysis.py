@@ -27,8 +27,11 @@ def test_tempo_of_click_tracks_within_two_percent() -> None:
         errors[bpm] = (est.bpm - bpm) / bpm
         assert est.confidence > 0.5
     hits = sum(abs(e) <= 0.02 for e in errors.values())
-    print(f"\nclick-track tempo accuracy: {hits}/{len(tempi)} within 2% (errors: "
-          + ", ".join(f"{b}:{100 * e:+.2f}%" for b, e in errors.items()) + ")")
+    print(
+        f"\nclick-track tempo accuracy: {hits}/{len(tempi)} within 2% (errors: "
+        + ", ".join(f"{b}:{100 * e:+.2f}%" for b, e in errors.items())
+        + ")"
+    )
     assert hits == len(tempi)
 
 
@@ -50,8 +53,7 @@ def test_aperiodic_noise_has_low_tempo_confidence() -> None:
 
 
 def test_key_of_chord_progressions() -> None:
-    cases = [(t, m, p) for t in ["C", "D#", "F#", "A"] for m in ("major", "minor")
-             for p in ("cadence", "pop", "modal")]
+    cases = [(t, m, p) for t in ["C", "D#", "F#", "A"] for m in ("major", "minor") for p in ("cadence", "pop", "modal")]
     right = 0
     misses = []
     for tonic, mode, prog in cases:

@@ -24,11 +24,13 @@ def read(path: Path) -> np.ndarray:
 
 def test_matches_demucs_apply_model_and_sums_to_the_mix(tmp_path: Path) -> None:
     mix = music_like(5.3, 44100, seed=5)
-    expected = apply_model(TINY.model, torch.from_numpy(mix.T.copy())[None], shifts=0, split=True,
-                           overlap=0.5, segment=4.0)[0].numpy()
+    expected = apply_model(
+        TINY.model, torch.from_numpy(mix.T.copy())[None], shifts=0, split=True, overlap=0.5, segment=4.0
+    )[0].numpy()
     seen: list[tuple[int, int]] = []
-    report = separate(TINY, mix, tmp_path, SeparationOptions(segment_s=4.0, overlap=0.5),
-                      on_segment=lambda d, t: seen.append((d, t)))
+    report = separate(
+        TINY, mix, tmp_path, SeparationOptions(segment_s=4.0, overlap=0.5), on_segment=lambda d, t: seen.append((d, t))
+    )
     assert seen == [(i, report.segments) for i in range(1, report.segments + 1)]
     assert report.segments == 3  # stride 2 s over 5.3 s: full, full, partial segment
     stems = {name: read(path) for name, path in report.stems.items()}
@@ -70,8 +72,13 @@ def test_option_checks() -> None:
     plan = check_options(SeparationOptions(two_stems="drums"), sources)
     assert plan.outputs == ["drums", "no_drums"] and plan.residual == "no_drums"
     assert plan.groups["no_drums"] == [1, 2, 3]
-    for bad in [SeparationOptions(format="mp3"), SeparationOptions(overlap=-0.1), SeparationOptions(shifts=-1),
-                SeparationOptions(two_stems="piano"), SeparationOptions(residual_stem="no_vocals")]:
+    for bad in [
+        SeparationOptions(format="mp3"),
+        SeparationOptions(overlap=-0.1),
+        SeparationOptions(shifts=-1),
+        SeparationOptions(two_stems="piano"),
+        SeparationOptions(residual_stem="no_vocals"),
+    ]:
         with pytest.raises(InvalidArgument):
             check_options(bad, sources)
 

@@ -35,9 +35,7 @@ log = logging.getLogger(__name__)
 
 RPC_TOTAL = Counter("beatflow_rpc_total", "gRPC calls handled", ["method", "code"])
 RPC_SECONDS = Histogram("beatflow_rpc_seconds", "gRPC call latency", ["method"])
-HTTP_TOTAL = Counter(
-    "beatflow_http_requests_total", "HTTP requests handled", ["method", "route", "status"]
-)
+HTTP_TOTAL = Counter("beatflow_http_requests_total", "HTTP requests handled", ["method", "route", "status"])
 HTTP_SECONDS = Histogram("beatflow_http_request_seconds", "HTTP request latency", ["method", "route"])
 JOBS_TOTAL = Counter("beatflow_jobs_total", "Jobs finished, by kind and final state", ["kind", "state"])
 JOB_SECONDS = Histogram(
@@ -49,9 +47,7 @@ JOB_SECONDS = Histogram(
 QUEUE_DEPTH = Gauge("beatflow_job_queue_depth", "Jobs waiting in a queue", ["kind"])
 
 # Not registered directly: _ScrapeRefresh reads CUDA's counters, then yields these.
-GPU_MEMORY_BYTES = Gauge(
-    "beatflow_gpu_memory_bytes", "GPU memory allocated by this process", ["device"], registry=None
-)
+GPU_MEMORY_BYTES = Gauge("beatflow_gpu_memory_bytes", "GPU memory allocated by this process", ["device"], registry=None)
 GPU_MEMORY_RESERVED_BYTES = Gauge(
     "beatflow_gpu_memory_reserved_bytes",
     "GPU memory reserved by this process's caching allocator",

@@ -397,8 +397,9 @@ class StemWriter:
         self.fmt = fmt
         self.path = Path(path)
         subtype = "FLOAT" if fmt == "wav" else "PCM_24"
-        self._file = sf.SoundFile(str(path), "w", samplerate=sample_rate, channels=channels,
-                                  format=fmt.upper(), subtype=subtype)
+        self._file = sf.SoundFile(
+            str(path), "w", samplerate=sample_rate, channels=channels, format=fmt.upper(), subtype=subtype
+        )
         self.frames = 0
 
     def write(self, block: np.ndarray) -> None:

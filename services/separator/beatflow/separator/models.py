@@ -203,7 +203,12 @@ def load_model(name: str, *, model_dir: Path | None = None, device: str = "auto"
     loaded = LoadedModel(name=name, model=module, device=dev)
     log.info(
         "loaded model %s: %d sources %s at %d Hz, %.1f M parameters on %s",
-        name, len(loaded.sources), loaded.sources, loaded.samplerate, loaded.num_parameters / 1e6, dev,
+        name,
+        len(loaded.sources),
+        loaded.sources,
+        loaded.samplerate,
+        loaded.num_parameters / 1e6,
+        dev,
     )
     return loaded
 

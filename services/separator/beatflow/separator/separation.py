@@ -47,8 +47,13 @@ class SeparationOptions:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "model": self.model, "two_stems": self.two_stems, "shifts": self.shifts, "overlap": self.overlap,
-            "segment_s": self.segment_s, "format": self.format, "residual_stem": self.residual_stem,
+            "model": self.model,
+            "two_stems": self.two_stems,
+            "shifts": self.shifts,
+            "overlap": self.overlap,
+            "segment_s": self.segment_s,
+            "format": self.format,
+            "residual_stem": self.residual_stem,
             "seed": self.seed,
         }
 
@@ -203,8 +208,9 @@ def separate(
         if check_cancel is not None:
             check_cancel()
         with torch.no_grad():
-            est = apply_model(model.model, chunk, shifts=0, split=False, segment=seg_s, device=model.device,
-                              callback=callback)
+            est = apply_model(
+                model.model, chunk, shifts=0, split=False, segment=seg_s, device=model.device, callback=callback
+            )
         return est[0].float().cpu().numpy()  # [sources, channels, chunk length]
 
     try:

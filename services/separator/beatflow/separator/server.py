@@ -53,16 +53,32 @@ class SeparatorApp:
             consumer = f"separator-{socket.gethostname()}-{os.getpid()}-{id(self):x}"
             s = self.settings
             self._workers = [
-                asyncio.create_task(run_worker(
-                    self.queue, SEPARATE, self.service.handle_separation, consumer=consumer,
-                    concurrency=s.separator_concurrency, heartbeat_s=s.separator_heartbeat_s, stop=self._stop,
-                    block_ms=s.separator_claim_block_ms,
-                ), name="separate-worker"),
-                asyncio.create_task(run_worker(
-                    self.queue, ANALYZE, self.service.handle_analysis, consumer=consumer,
-                    concurrency=s.separator_analysis_concurrency, heartbeat_s=s.separator_heartbeat_s,
-                    stop=self._stop, block_ms=s.separator_claim_block_ms,
-                ), name="analyze-worker"),
+                asyncio.create_task(
+                    run_worker(
+                        self.queue,
+                        SEPARATE,
+                        self.service.handle_separation,
+                        consumer=consumer,
+                        concurrency=s.separator_concurrency,
+                        heartbeat_s=s.separator_heartbeat_s,
+                        stop=self._stop,
+                        block_ms=s.separator_claim_block_ms,
+                    ),
+                    name="separate-worker",
+                ),
+                asyncio.create_task(
+                    run_worker(
+                        self.queue,
+                        ANALYZE,
+                        self.service.handle_analysis,
+                        consumer=consumer,
+                        concurrency=s.separator_analysis_concurrency,
+                        heartbeat_s=s.separator_heartbeat_s,
+                        stop=self._stop,
+                        block_ms=s.separator_claim_block_ms,
+                    ),
+                    name="analyze-worker",
+                ),
             ]
 
     async def close(self) -> None:

@@ -85,9 +85,7 @@ class SeparatorService:
     def _check_model_options(self, opts: SeparationOptions) -> None:
         name = self.registry.resolve_name(opts.model)
         if not models.known_model(name, self.settings.separator_model_dir):
-            raise InvalidArgument(
-                f"unknown model {name!r}; known: {sorted([*models.PRETRAINED, *models.PRESETS])}"
-            )
+            raise InvalidArgument(f"unknown model {name!r}; known: {sorted([*models.PRETRAINED, *models.PRESETS])}")
         loaded = self.registry.loaded().get(name)
         sources = loaded.sources if loaded else models.PRETRAINED.get(name) or models.PRESETS.get(name)
         if sources:
@@ -191,9 +189,12 @@ class SeparatorService:
                         report(DECODE_SHARE * min(1.0, decoded / max(1, info.frames)), "decoding")
 
                 mix = audio_io.prepare_mix(
-                    src, tmp / "mix.f32",
-                    sample_rate=model.samplerate, channels=model.audio_channels,
-                    max_duration_s=self.settings.separator_max_duration_s, on_block=on_block,
+                    src,
+                    tmp / "mix.f32",
+                    sample_rate=model.samplerate,
+                    channels=model.audio_channels,
+                    max_duration_s=self.settings.separator_max_duration_s,
+                    on_block=on_block,
                 )
                 seg_s = segment_length_s(opts, model)
                 total = segment_plan(model, opts, mix.frames)[4]
@@ -206,8 +207,14 @@ class SeparatorService:
                 frames = mix.open()
                 try:
                     result = separate(
-                        model, frames, tmp / "stems", opts,
-                        mean=mix.mean, std=mix.std, on_segment=on_segment, check_cancel=check_cancel,
+                        model,
+                        frames,
+                        tmp / "stems",
+                        opts,
+                        mean=mix.mean,
+                        std=mix.std,
+                        on_segment=on_segment,
+                        check_cancel=check_cancel,
                     )
                 finally:
                     frames.close()
@@ -266,4 +273,3 @@ def make_registry(settings: SeparatorSettings) -> models.ModelRegistry:
         device=settings.separator_device,
         fallback_tiny=settings.separator_fallback_tiny,
     )
-

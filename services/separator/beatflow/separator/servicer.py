@@ -39,7 +39,9 @@ class SeparatorServicer(separator_pb2_grpc.SeparatorServicer):
         self, request: separator_pb2.SeparateRequest, context: grpc.aio.ServicerContext
     ) -> jobs_pb2.Job:
         record = await self.service.submit_separation(
-            request.audio_blob, options_from_proto(request), owner=request.owner,
+            request.audio_blob,
+            options_from_proto(request),
+            owner=request.owner,
             idempotency_key=request.idempotency_key,
         )
         return record.to_proto()
