@@ -1,6 +1,6 @@
 # BeatFlow — one entry point for people and CI.
 #   make run    the whole stack on this machine (creates .venv, installs, starts)
-#   make test   the test suite against real PostgreSQL, Redis and S3 servers
+#   make test   the test suite against real PostgreSQL, Redis and S3 servers (test-slow: the long runs)
 #   make lint   ruff + mypy
 PYTHON ?= python3
 VENV   := .venv
@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed
 DISTS  := protos services/common services/vcs services/generator services/separator services/gateway
 PROTOS := $(wildcard protos/beatflow/v1/*.proto)
 
-.PHONY: venv run test lint protos check-protos sysdeps validate-deploy bench clean
+.PHONY: venv run test test-slow lint protos check-protos sysdeps validate-deploy bench clean
 
 venv: $(STAMP)
 
@@ -48,7 +48,11 @@ validate-deploy: venv
 	bash deploy/validate.sh
 
 test: venv sysdeps validate-deploy
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not slow"
+
+# The longer runs (fuzzing at depth, fault loops): not part of `make test`'s 5-minute budget.
+test-slow: venv sysdeps
+	$(PY) -m pytest -q -m slow
 
 lint: venv
 	$(BIN)/ruff check .
