@@ -12,7 +12,8 @@ and writes what it found, failures included, to one JSON file:
   second of audio and whether the engine's greedy float32 tokens equal ``generate()``'s.
 * ``separation``: ``bench/separate.py`` (the separator's segment loop against plain demucs
   ``apply_model``) on a 3-minute track, real-time factor and peak memory; plus, measured here, the
-  largest difference between the two outputs (must be within 1e-3).
+  largest difference between the two outputs (must be within 1e-3); the loop runs with one segment
+  per model pass and with eight (``separator_segment_batch``: auto takes 8 on CUDA).
 
     make gpu-check                       # CUDA, the *-arch presets (real shapes, random weights)
     make gpu-check DEVICE=cpu QUICK=1    # the same path at toy sizes: CI runs this
@@ -242,7 +243,7 @@ def separation_bench(size: dict[str, Any], device: str, timeout_s: float) -> dic
             f"--model={size['separator_model']}",
             f"--seconds={size['separation_seconds']:g}",
             f"--device={device}",
-            "--variants=beatflow,apply_model shifts=0",
+            "--variants=beatflow,beatflow batch=8,apply_model shifts=0",
             f"--out={out}",
         ]
         return _run_json(cmd, out, timeout_s)

@@ -70,7 +70,7 @@ def test_gpu_check_quick_on_the_cpu_writes_every_field(tmp_path: Path) -> None:
     assert 0 < checks["time_to_first_second_s"] <= checks["stream_total_s"]
     assert checks["stream_audio_s"] == pytest.approx(checks["stream_request_s"], abs=0.05)
     variants = {r["variant"] for r in report["separation"]["runs"]}
-    assert variants == {"beatflow", "apply_model shifts=0"}
+    assert variants == {"beatflow", "beatflow batch=8", "apply_model shifts=0"}
     for run in report["separation"]["runs"]:
         assert run["rtf"] > 0
     sep = report["separation_equality"]
