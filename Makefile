@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed
 DISTS  := protos services/common services/vcs services/generator services/separator services/gateway
 PROTOS := $(wildcard protos/beatflow/v1/*.proto)
 
-.PHONY: venv run test test-slow lint protos check-protos sysdeps validate-deploy bench clean
+.PHONY: venv run test test-slow lint protos check-protos sysdeps validate-deploy bench gpu-check gpu-wheels clean
 
 venv: $(STAMP)
 
@@ -64,6 +64,23 @@ bench: venv
 	$(PY) bench/vcs.py
 	$(PY) bench/separate.py
 	$(PY) bench/generate.py
+
+# GPU readiness: gpu-marked tests + engine/separation benchmarks into one JSON (bench/gpu_check.py).
+# On a bare GPU machine (no network) carry .whl/ (make gpu-wheels) and use its python3:
+#   make gpu-check PY=python3 GPU_WHEELS=.whl
+DEVICE ?= cuda
+QUICK  ?=
+GPU_WHEELS ?=
+gpu-check:
+	@if [ -n "$(GPU_WHEELS)" ]; then \
+	  $(PY) -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/bf-site $(GPU_WHEELS)/*.whl || exit 1; fi
+	PYTHONPATH="$(if $(GPU_WHEELS),/tmp/bf-site:)$(CURDIR)/protos:$(CURDIR)/services/common:$(CURDIR)/services/generator:$(CURDIR)/services/separator:$(CURDIR)/services/vcs:$(CURDIR)/services/gateway:$$PYTHONPATH" \
+	  $(PY) bench/gpu_check.py --device $(DEVICE) $(if $(QUICK),--quick)
+
+# Wheels (Python 3.12, x86-64) of what gpu-check needs that a bare GPU machine (torch, transformers,
+# numpy, scipy, pytest preinstalled) lacks, into the ignored .whl/ folder that travels with the command.
+gpu-wheels: venv
+	$(PY) bench/gpu_wheels.py .whl
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

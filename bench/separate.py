@@ -5,6 +5,7 @@ For each track length, in a fresh subprocess each (so peak memory is clean):
 * ``beatflow``: the separator's job pipeline minus blob transfers — decode the
   file block by block, resample to a raw float32 file, separate segment by
   segment, write stems (float WAV) as they finish;
+* ``beatflow batch=8``: the same, eight full-length segments per model pass (the GPU setting);
 * ``apply_model``: the plain demucs way — read the whole file, one
   ``apply_model(model, mix)`` call with its defaults (shifts=1, split=True,
   overlap=0.25), write the stems;
@@ -44,7 +45,7 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
-VARIANTS = ["beatflow", "apply_model", "apply_model shifts=0"]
+VARIANTS = ["beatflow", "beatflow batch=8", "apply_model", "apply_model shifts=0"]
 
 
 def _rss_kib(field: str) -> int:
@@ -86,9 +87,18 @@ def _run_one(variant: str, model_name: str, device: str, wav: str, threads: int,
     exact_peak = _reset_peak()
     started = time.perf_counter()
     frames = 0
-    if variant == "beatflow":
+    if variant.startswith("beatflow"):
+        batch = int(variant.partition("batch=")[2] or 1)
         mix = prepare_mix(wav, out / "mix.f32", sample_rate=model.samplerate, channels=model.audio_channels)
-        report = separate(model, mix.open(), out / "stems", SeparationOptions(format="wav"), mean=mix.mean, std=mix.std)
+        report = separate(
+            model,
+            mix.open(),
+            out / "stems",
+            SeparationOptions(format="wav"),
+            mean=mix.mean,
+            std=mix.std,
+            segment_batch=batch,
+        )
         frames = report.frames
     else:
         from demucs.apply import apply_model

@@ -78,7 +78,7 @@ class ModelInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("spec", "device", "dtype", "sample_rate", "channels", "frame_rate", "supports_melody", "max_duration_s", "max_batch", "melody_spec", "backend", "window_s", "max_variations", "max_prompt_chars", "num_codebooks", "max_wait_ms")
+    __slots__ = ("spec", "device", "dtype", "sample_rate", "channels", "frame_rate", "supports_melody", "max_duration_s", "max_batch", "melody_spec", "backend", "window_s", "max_variations", "max_prompt_chars", "num_codebooks", "max_wait_ms", "backend_reason")
     SPEC_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     DTYPE_FIELD_NUMBER: _ClassVar[int]
@@ -95,6 +95,7 @@ class ModelInfo(_message.Message):
     MAX_PROMPT_CHARS_FIELD_NUMBER: _ClassVar[int]
     NUM_CODEBOOKS_FIELD_NUMBER: _ClassVar[int]
     MAX_WAIT_MS_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_REASON_FIELD_NUMBER: _ClassVar[int]
     spec: str
     device: str
     dtype: str
@@ -111,4 +112,5 @@ class ModelInfo(_message.Message):
     max_prompt_chars: int
     num_codebooks: int
     max_wait_ms: int
-    def __init__(self, spec: _Optional[str] = ..., device: _Optional[str] = ..., dtype: _Optional[str] = ..., sample_rate: _Optional[int] = ..., channels: _Optional[int] = ..., frame_rate: _Optional[float] = ..., supports_melody: _Optional[bool] = ..., max_duration_s: _Optional[float] = ..., max_batch: _Optional[int] = ..., melody_spec: _Optional[str] = ..., backend: _Optional[str] = ..., window_s: _Optional[float] = ..., max_variations: _Optional[int] = ..., max_prompt_chars: _Optional[int] = ..., num_codebooks: _Optional[int] = ..., max_wait_ms: _Optional[int] = ...) -> None: ...
+    backend_reason: str
+    def __init__(self, spec: _Optional[str] = ..., device: _Optional[str] = ..., dtype: _Optional[str] = ..., sample_rate: _Optional[int] = ..., channels: _Optional[int] = ..., frame_rate: _Optional[float] = ..., supports_melody: _Optional[bool] = ..., max_duration_s: _Optional[float] = ..., max_batch: _Optional[int] = ..., melody_spec: _Optional[str] = ..., backend: _Optional[str] = ..., window_s: _Optional[float] = ..., max_variations: _Optional[int] = ..., max_prompt_chars: _Optional[int] = ..., num_codebooks: _Optional[int] = ..., max_wait_ms: _Optional[int] = ..., backend_reason: _Optional[str] = ...) -> None: ...

@@ -109,3 +109,30 @@ def test_overlap_near_one_is_refused() -> None:
     with pytest.raises(InvalidArgument, match="overlap"):
         check_options(SeparationOptions(overlap=0.9999), TINY.sources)
     check_options(SeparationOptions(overlap=0.9), TINY.sources)
+
+
+def test_batched_segments_give_the_same_stems(tmp_path: Path) -> None:
+    mix = music_like(9.3, 44100, seed=8)  # stride 1.5 s: segments at 0, 1.5, ... 9 s
+    opts = SeparationOptions(segment_s=2.0, overlap=0.25)
+    passes: list[int] = []
+    hook = TINY.model.register_forward_hook(lambda _m, args, _out: passes.append(args[0].shape[0]))
+    try:
+        one = separate(TINY, mix, tmp_path / "one", opts)
+        solo = list(passes)
+        passes.clear()
+        seen: list[tuple[int, int]] = []
+        four = separate(
+            TINY, mix, tmp_path / "four", opts, segment_batch=4, on_segment=lambda d, t: seen.append((d, t))
+        )
+    finally:
+        hook.remove()
+    assert one.segments == four.segments == 7
+    assert solo == [1] * 7
+    # five full-length segments: a batch of four, then the fifth alone; the two partial ones alone
+    assert passes == [4, 1, 1, 1]
+    assert seen == [(i, four.segments) for i in range(1, four.segments + 1)]
+    for name in one.stems:
+        a, b = read(one.stems[name]), read(four.stems[name])
+        assert a.shape == b.shape == mix.shape
+        assert np.abs(a - b).max() < 1e-5, name
+    assert np.abs(sum(read(p) for p in four.stems.values()) - mix).max() < 1e-6

@@ -23,7 +23,7 @@ from beatflow.common.errors import FailedPrecondition, Unavailable
 from beatflow.common.grpcserver import GrpcServer, Service, create_grpc_server
 from beatflow.common.jobs import JobQueue, JobRecord
 from beatflow.common.jobs.servicer import jobs_service
-from beatflow.generator.backend import make_backend
+from beatflow.generator.backend import choose_backend, make_backend
 from beatflow.generator.config import GeneratorSettings
 from beatflow.generator.longform import Composer
 from beatflow.generator.models import LoadedModel, ModelLoadError, load_model
@@ -106,7 +106,16 @@ def load_slots(settings: GeneratorSettings, model: LoadedModel | None = None) ->
                 raise ModelLoadError(f"melody model {melody.spec!r} has no melody conditioning")
             slots["melody"] = slot("melody", melody)
     for role, s in slots.items():
-        log.info("%s model %s loaded on %s (%s)", role, s.lm.spec, s.lm.device, s.lm.dtype)
+        _, why = choose_backend(settings.generator_backend, s.lm.device)
+        log.info(
+            "%s model %s loaded on %s (%s), backend %s: %s",
+            role,
+            s.lm.spec,
+            s.lm.device,
+            s.lm.dtype,
+            s.backend.name,
+            why,
+        )
     return slots
 
 
@@ -213,6 +222,7 @@ class GeneratorApp:
             "max_batch": self.settings.generator_max_batch,
             "melody_spec": melody.lm.spec if melody is not None else "",
             "backend": main.backend.name,
+            "backend_reason": choose_backend(self.settings.generator_backend, main.lm.device)[1],
             "window_s": self.settings.generator_max_window_s,
             "max_variations": self.limits.max_variations,
             "max_prompt_chars": self.limits.max_prompt_chars,

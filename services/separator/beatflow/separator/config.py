@@ -21,6 +21,9 @@ class SeparatorSettings(CommonSettings):
     separator_fallback_tiny: bool = False
     separator_device: str = "auto"  # auto | cpu | cuda | cuda:N
     separator_torch_threads: int = 0  # 0: torch's default
+    # Full-length segments per model pass (no shifts): 0 = auto (8 on CUDA, 1 on the CPU, where
+    # batching gains nothing); `make gpu-check` measures 1 against 8 on the GPU.
+    separator_segment_batch: int = 0
 
     # Input limits, checked at submit time where the header allows and again when decoding.
     separator_max_upload_bytes: int = 1024 * 1024 * 1024

@@ -175,11 +175,15 @@ def separate(
     std: float = 1.0,
     on_segment: ProgressFn | None = None,
     check_cancel: CheckFn | None = None,
+    segment_batch: int = 1,
 ) -> SeparationReport:
     """Separate ``mix`` (``[frames, channels]`` at the model's rate; an array or RawFrames) into stem files.
 
     ``on_segment(done, total)`` runs after each segment; ``check_cancel()`` runs
     before each model pass (every shift, every model of a bag) and may raise to stop.
+    ``segment_batch`` > 1 runs that many consecutive full-length segments through the model in one
+    batch (without shifts): the same stems, fewer and larger passes (what a GPU wants; demucs'
+    ``apply_model`` runs them one by one). Memory grows by about that many windows of estimates.
     """
     plan = check_options(opts, model.sources)
     seg_s = segment_length_s(opts, model)
@@ -205,22 +209,45 @@ def separate(
             check_cancel()
 
     def run(chunk: TensorChunk) -> np.ndarray:
+        return run_many(chunk)[0]  # [sources, channels, chunk length]
+
+    def context_of(offset: int, length: int) -> torch.Tensor:
+        ctx = _window(mix, offset - context, offset + length + context)
+        return torch.from_numpy((ctx - mean) / scale)[None].to(model.device)
+
+    offsets = list(range(0, frames, stride))
+    batched: dict[int, np.ndarray] = {}  # estimates of segments run ahead in a batch, by index
+
+    def run_batch(first: int) -> None:
+        """Full-length segments ``first``, ``first + 1``, ... (up to ``segment_batch``) in one pass."""
+        group = [i for i in range(first, min(first + segment_batch, total)) if frames - offsets[i] >= seg_len]
+        if len(group) < 2:
+            return
+        stacked = torch.cat([context_of(offsets[i], seg_len) for i in group])
+        est = run_many(TensorChunk(stacked, context, seg_len))
+        for j, i in enumerate(group):
+            batched[i] = est[j]
+
+    def run_many(chunk: TensorChunk) -> np.ndarray:
         if check_cancel is not None:
             check_cancel()
         with torch.no_grad():
             est = apply_model(
                 model.model, chunk, shifts=0, split=False, segment=seg_s, device=model.device, callback=callback
             )
-        return est[0].float().cpu().numpy()  # [sources, channels, chunk length]
+        return est.float().cpu().numpy()  # [batch, sources, channels, chunk length]
 
     try:
-        for index, offset in enumerate(range(0, frames, stride)):
+        for index, offset in enumerate(offsets):
             length = min(seg_len, frames - offset)
-            ctx = _window(mix, offset - context, offset + length + context)
-            ctx_t = torch.from_numpy((ctx - mean) / scale)[None].to(model.device)
-            if not opts.shifts:
-                est_np = run(TensorChunk(ctx_t, context, length))
+            if not opts.shifts and segment_batch > 1 and index not in batched:
+                run_batch(index)
+            if index in batched:
+                est_np = batched.pop(index)
+            elif not opts.shifts:
+                est_np = run(TensorChunk(context_of(offset, length), context, length))
             else:
+                ctx_t = context_of(offset, length)
                 est_np = np.zeros((n_src, channels, length), dtype=np.float32)
                 for _ in range(opts.shifts):
                     d = int(rng.integers(0, max_shift + 1))

@@ -215,6 +215,7 @@ class SeparatorService:
                         std=mix.std,
                         on_segment=on_segment,
                         check_cancel=check_cancel,
+                        segment_batch=segment_batch_for(self.settings.separator_segment_batch, model),
                     )
                 finally:
                     frames.close()
@@ -273,3 +274,10 @@ def make_registry(settings: SeparatorSettings) -> models.ModelRegistry:
         device=settings.separator_device,
         fallback_tiny=settings.separator_fallback_tiny,
     )
+
+
+def segment_batch_for(setting: int, model: models.LoadedModel) -> int:
+    """Segments per model pass: the setting, or (0: auto) 8 on CUDA and 1 on the CPU."""
+    if setting > 0:
+        return setting
+    return 8 if model.device.type == "cuda" else 1
