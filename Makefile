@@ -53,7 +53,7 @@ test: venv sysdeps validate-deploy
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy protos/beatflow services/common/beatflow services/vcs/beatflow services/generator/beatflow services/separator/beatflow services/gateway/beatflow bench
+	$(BIN)/mypy  # files, paths and strictness: [tool.mypy] in pyproject.toml
 
 bench: venv
 	$(PY) bench/queue.py

@@ -19,7 +19,7 @@ _CHANGE = {
     vcs_pb2.CHANGE_KIND_CHANGED: "changed",
     vcs_pb2.CHANGE_KIND_UNCHANGED: "unchanged",
 }
-_STATE = {
+_STATE: dict[int, str] = {
     jobs_pb2.JOB_STATE_QUEUED: "queued",
     jobs_pb2.JOB_STATE_RUNNING: "running",
     jobs_pb2.JOB_STATE_SUCCEEDED: "succeeded",
@@ -35,7 +35,7 @@ TERMINAL = {
 }
 
 
-def visibility(value: str | None) -> int:
+def visibility(value: str | None) -> vcs_pb2.Visibility:
     return vcs_pb2.VISIBILITY_PUBLIC if value == "public" else vcs_pb2.VISIBILITY_PRIVATE
 
 

@@ -60,7 +60,7 @@ async def _branch_head(state: GatewayState, user: Principal, repo_id: str, branc
     )
     for ref in reply.refs:
         if not ref.is_tag and ref.name == branch:
-            return ref.commit_id
+            return str(ref.commit_id)
     return ""
 
 
