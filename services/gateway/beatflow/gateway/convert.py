@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from beatflow.common.audioformat import BY_CONTENT_TYPE
 from beatflow.gateway import schemas
-from beatflow.gateway.audioformat import BY_CONTENT_TYPE
 from beatflow.v1 import jobs_pb2, separator_pb2, vcs_pb2
 
 DOWNLOAD_PREFIX = "/api/audio/download/"

@@ -39,6 +39,23 @@ class JobState(enum.IntEnum):
         return cls[text] if text in cls.__members__ else cls.UNSPECIFIED
 
 
+class JobKind(enum.StrEnum):
+    """The kinds of job, one per queue: the one definition producers and readers share.
+
+    ``generate`` covers text-to-music, continuation and hum-to-beat (melody-conditioned)
+    alike; the outputs of a ``generate`` job are named ``audio``, ``audio.1``, ...
+    """
+
+    GENERATE = "generate"
+    SEPARATE = "separate"
+    ANALYZE = "analyze"
+
+    @property
+    def produces_audio_mix(self) -> bool:
+        """Outputs are whole mixes (not stems), and the result is a generation record."""
+        return self is JobKind.GENERATE
+
+
 _TERMINAL = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.DEAD})
 TERMINAL_NAMES = frozenset(s.name for s in _TERMINAL)
 
