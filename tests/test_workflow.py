@@ -331,7 +331,7 @@ def _head(http: httpx.Client, repo: str, branch: str) -> str:
     return next(r["commit_id"] for r in refs if r["name"] == branch)
 
 
-class _CallCounter(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+class _CallCounter(grpc.aio.UnaryUnaryClientInterceptor):
     """Records the method of every unary gRPC call the gateway makes."""
 
     def __init__(self) -> None:

@@ -38,10 +38,6 @@ def check_key(key: str) -> str:
     return key
 
 
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 @dataclass(frozen=True)
 class BlobInfo:
     key: str
