@@ -29,6 +29,7 @@ Text = Annotated[str, Field(max_length=5000)]
 Visibility = Literal["private", "public"]
 RoleName = Literal["read", "write", "owner"]
 TaskStatus = Literal["unspecified", "queued", "running", "succeeded", "failed", "cancelled", "dead"]
+ChangeName = Literal["unspecified", "added", "removed", "changed", "unchanged"]
 
 
 def _clean(value: Any) -> Any:
@@ -259,7 +260,7 @@ class ForkCreate(Strict):
 
 class StemChangeOut(BaseModel):
     name: str
-    change: Literal["unspecified", "added", "removed", "changed", "unchanged"]
+    change: ChangeName
     base_blob: str | None
     head_blob: str | None
 

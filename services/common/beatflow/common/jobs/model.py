@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from beatflow.v1 import jobs_pb2
 
@@ -30,8 +30,8 @@ class JobState(enum.IntEnum):
         """A job in a terminal state never changes again."""
         return self in _TERMINAL
 
-    def to_proto(self) -> int:
-        return int(jobs_pb2.JobState.Value(f"JOB_STATE_{self.name}"))
+    def to_proto(self) -> jobs_pb2.JobState:
+        return cast(jobs_pb2.JobState, jobs_pb2.JobState.Value(f"JOB_STATE_{self.name}"))
 
     @classmethod
     def parse(cls, value: Any) -> JobState:
@@ -141,7 +141,7 @@ class JobRecord:
         return jobs_pb2.Job(
             id=self.id,
             kind=self.kind,
-            state=self.state.to_proto(),  # type: ignore[arg-type]
+            state=self.state.to_proto(),
             progress=self.progress,
             stage=self.stage,
             queue_position=self.queue_position,
@@ -192,7 +192,7 @@ class JobEvent:
         return jobs_pb2.JobEvent(
             event_id=self.event_id,
             job_id=self.job_id,
-            state=self.state.to_proto(),  # type: ignore[arg-type]
+            state=self.state.to_proto(),
             progress=self.progress,
             stage=self.stage,
             error=self.error,
