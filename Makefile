@@ -57,7 +57,7 @@ test-slow: venv sysdeps
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy protos/beatflow services/common/beatflow services/vcs/beatflow services/generator/beatflow services/separator/beatflow services/gateway/beatflow bench
+	$(BIN)/mypy  # files, paths and strictness: [tool.mypy] in pyproject.toml
 
 bench: venv
 	$(PY) bench/queue.py

@@ -80,7 +80,7 @@ def run_generate(lm: LoadedModel, n: int, seconds: float) -> float:
     """Wall seconds for n requests as one static batch through model.generate() (audio included)."""
     texts = [PROMPTS[i % len(PROMPTS)] for i in range(n)]
     steps = lm.steps_for_frames(lm.frames_for_seconds(seconds))
-    inputs = lm.tokenize(texts)
+    inputs: dict[str, Any] = dict(lm.tokenize(texts))
     _sync(lm.device)
     started = time.perf_counter()
     with torch.inference_mode():

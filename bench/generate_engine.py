@@ -171,7 +171,8 @@ def main() -> None:
     model = build_preset_model(args.preset, device=device)
     load_s = time.perf_counter() - t0
     tokenizer = build_byte_tokenizer()
-    frame_rate = float(model.config.audio_encoder.frame_rate)
+    codec_config: Any = model.config.audio_encoder
+    frame_rate = float(codec_config.frame_rate)
     span = model.decoder.config.num_codebooks // model.decoder.config.audio_channels
 
     def steps_for(seconds: float) -> int:

@@ -193,7 +193,8 @@ def generation_checks(size: dict[str, Any], device_name: str) -> dict[str, Any]:
     del fp32
 
     # time to the first streamed second, at the engine's serving dtype (bf16/fp16 on CUDA)
-    frame_rate = float(model.config.audio_encoder.frame_rate)
+    codec_config: Any = model.config.audio_encoder
+    frame_rate = float(codec_config.frame_rate)
     span = k // channels
     long_steps = round(size["first_chunk_seconds"] * frame_rate) + span - 1
     engine = DecodeEngine(
@@ -264,8 +265,9 @@ def separation_equality(size: dict[str, Any], device: str) -> dict[str, Any]:
     mix = music_like(size["equality_seconds"], model.samplerate, seed=5)
     segment = float(model.default_segment_s)
     with torch.no_grad():
+        net: Any = model.model  # a demucs model, typed as a plain Module
         expected = apply_model(
-            model.model,
+            net,
             torch.from_numpy(mix.T.copy())[None],
             shifts=0,
             split=True,

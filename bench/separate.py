@@ -77,6 +77,7 @@ def _run_one(variant: str, model_name: str, device: str, wav: str, threads: int,
     if threads:
         torch.set_num_threads(threads)
     model = load_model(model_name, device=device)
+    net: Any = model.model  # a demucs model, typed as a plain Module
     with torch.no_grad():  # warm up kernels outside the measurement
         model.model(torch.zeros(1, 2, int(model.samplerate * model.default_segment_s), device=model.device))
     if model.device.type == "cuda":
@@ -109,9 +110,9 @@ def _run_one(variant: str, model_name: str, device: str, wav: str, threads: int,
         mean, std = float(ref.mean()), float(ref.std()) or 1.0
         x = torch.from_numpy(((audio - mean) / std).T.copy())[None]
         if variant.endswith("shifts=0"):
-            est = apply_model(model.model, x, device=model.device, shifts=0)[0] * std + mean
+            est = apply_model(net, x, device=model.device, shifts=0)[0] * std + mean
         else:
-            est = apply_model(model.model, x, device=model.device)[0] * std + mean
+            est = apply_model(net, x, device=model.device)[0] * std + mean
         for name, stem in zip(model.sources, est, strict=True):
             sf.write(str(out / f"{name}.wav"), stem.cpu().numpy().T, sr, subtype="FLOAT")
         frames = audio.shape[0]

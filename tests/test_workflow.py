@@ -16,12 +16,16 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import grpc
 import httpx
 import numpy as np
 import pytest
 import soundfile as sf
 from websockets.sync.client import connect
 
+from beatflow.gateway.app import create_app
+from beatflow.gateway.backends import Backends
+from beatflow.gateway.config import GatewaySettings
 from tests import stack_fixtures
 from tests.stack_fixtures import Stack, tone_wav
 
@@ -325,6 +329,117 @@ def _stems(commit: dict[str, Any]) -> dict[str, str]:
 def _head(http: httpx.Client, repo: str, branch: str) -> str:
     refs = _get(http, f"/api/repositories/{repo}/branches")["refs"]
     return next(r["commit_id"] for r in refs if r["name"] == branch)
+
+
+class _CallCounter(grpc.aio.UnaryUnaryClientInterceptor):
+    """Records the method of every unary gRPC call the gateway makes."""
+
+    def __init__(self) -> None:
+        self.methods: list[str] = []
+
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        method = details.method
+        self.methods.append(method.decode() if isinstance(method, bytes) else method)
+        return await continuation(details, request)
+
+
+async def test_a_task_commit_is_at_most_three_backend_calls(
+    stack: Stack, alice: str, separation: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The commit route translates: vcs resolves the head, describes and registers the outputs itself."""
+    for name, value in stack.env.items():
+        if name.startswith("BEATFLOW_"):
+            monkeypatch.setenv(name, value)
+    settings = GatewaySettings()
+    app = create_app(settings, store=stack.store())
+    counter = _CallCounter()
+    async with app.router.lifespan_context(app):
+        await app.state.gateway.backends.close()
+        app.state.gateway.backends = Backends(settings, interceptors=[counter])
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://gateway",
+            headers={"Authorization": f"Bearer {alice}"},
+        ) as http:
+            r = await http.post("/api/repositories/create", json={"name": "counted-" + uuid.uuid4().hex[:8]})
+            assert r.status_code == 201, r.text
+            repo_id = r.json()["id"]
+            counter.methods.clear()
+            r = await http.post(
+                f"/api/vcs/commit/{repo_id}", json={"message": "stems", "from_task": separation["task_id"], "bpm": 90}
+            )
+            assert r.status_code == 201, r.text
+    commit = r.json()
+    assert len(commit["stems"]) == len(separation["files"]) >= 4
+    assert all(s["size_bytes"] > 0 and s["duration_s"] > 0 for s in commit["stems"]), commit["stems"]
+    assert commit["metadata"]["duration_s"] == max(s["duration_s"] for s in commit["stems"])
+    assert len(counter.methods) <= 3, counter.methods
+    assert counter.methods == ["/beatflow.v1.Jobs/GetJob", "/beatflow.v1.Vcs/CreateCommit"], counter.methods
+    assert counter.methods[-1] == "/beatflow.v1.Vcs/CreateCommit", counter.methods
+
+
+def test_new_branch_starts_from_the_default_head_and_orphans_are_explicit(stack: Stack, alice: str) -> None:
+    take = stack.upload(alice, tone_wav(1.0, freq=330.0))["blob_key"]
+    other = stack.upload(alice, tone_wav(1.0, freq=440.0))["blob_key"]
+    with stack.client(alice) as http:
+        repo_id = _post(http, "/api/repositories/create", {"name": "branching-" + uuid.uuid4().hex[:8]})["id"]
+        root = _post(
+            http, f"/api/vcs/commit/{repo_id}", {"message": "one", "stems": [{"name": "mix", "blob_key": take}]}
+        )
+        assert root["parent_ids"] == []  # the repository's first commit
+        assert root["stems"][0]["duration_s"] > 0.9 and root["metadata"]["duration_s"] > 0.9
+        # Committing to a branch that does not exist starts it at the default branch's head.
+        side = _post(
+            http,
+            f"/api/vcs/commit/{repo_id}",
+            {
+                "message": "drums",
+                "branch": "side",
+                "stems": [{"name": "drums", "blob_key": other}],
+                "inherit_stems": True,
+            },
+        )
+        assert side["parent_ids"] == [root["id"]] and _stems(side) == {"mix": take, "drums": other}
+        diff = _get(http, f"/api/vcs/diff/{repo_id}", params={"base": "main", "head": "side"})
+        assert {s["name"]: s["change"] for s in diff["stems"]} == {"mix": "unchanged", "drums": "added"}
+        # ... or at the commit named.
+        named = _post(
+            http,
+            f"/api/vcs/commit/{repo_id}",
+            {
+                "message": "from side",
+                "branch": "side2",
+                "parent_commit_id": side["id"],
+                "stems": [{"name": "pad", "blob_key": take}],
+            },
+        )
+        assert named["parent_ids"] == [side["id"]]
+        # An unrelated history only when asked for.
+        orphan = _post(
+            http,
+            f"/api/vcs/commit/{repo_id}",
+            {"message": "fresh", "branch": "fresh", "orphan": True, "stems": [{"name": "mix", "blob_key": other}]},
+        )
+        assert orphan["parent_ids"] == []
+        again = http.post(
+            f"/api/vcs/commit/{repo_id}",
+            json={"message": "x", "branch": "main", "orphan": True, "stems": [{"name": "mix", "blob_key": other}]},
+        )
+        assert again.status_code == 409 and "exists" in again.json()["detail"], again.text
+        # The seed's literal body: no stems, no task -> 422 naming what is missing.
+        empty = http.post(
+            f"/api/vcs/commit/{repo_id}", json={"message": "Initial", "bpm": 120, "parent_commit_id": None}
+        )
+        assert empty.status_code == 422, empty.text
+        assert "nothing to commit" in empty.text and "from_task" in empty.text and "stems" in empty.text
+        # Someone else's audio cannot be committed by key.
+        _bob, bob_token = stack.signup("bob")
+        bobs = stack.upload(bob_token, tone_wav(1.0, freq=550.0))["blob_key"]
+        stolen = http.post(
+            f"/api/vcs/commit/{repo_id}", json={"message": "x", "stems": [{"name": "mix", "blob_key": bobs}]}
+        )
+        assert stolen.status_code == 404, stolen.text
+        assert _head(http, repo_id, "main") == root["id"]
 
 
 def test_version_control_workflow(

@@ -260,7 +260,7 @@ class Commit(_message.Message):
     def __init__(self, id: _Optional[str] = ..., repo_id: _Optional[str] = ..., parent_ids: _Optional[_Iterable[str]] = ..., author_id: _Optional[str] = ..., author_username: _Optional[str] = ..., message: _Optional[str] = ..., timestamp: _Optional[float] = ..., stems: _Optional[_Iterable[_Union[Stem, _Mapping]]] = ..., mixdown_blob: _Optional[str] = ..., metadata: _Optional[_Union[CommitMetadata, _Mapping]] = ...) -> None: ...
 
 class CreateCommitRequest(_message.Message):
-    __slots__ = ("actor", "repo_id", "branch", "expected_head", "message", "stems", "mixdown_blob", "metadata", "extra_parent_ids", "inherit_stems", "remove_stems")
+    __slots__ = ("actor", "repo_id", "branch", "expected_head", "message", "stems", "mixdown_blob", "metadata", "extra_parent_ids", "inherit_stems", "remove_stems", "resolve_head", "orphan", "inherit_metadata", "owned_blobs", "require_readable")
     ACTOR_FIELD_NUMBER: _ClassVar[int]
     REPO_ID_FIELD_NUMBER: _ClassVar[int]
     BRANCH_FIELD_NUMBER: _ClassVar[int]
@@ -272,6 +272,11 @@ class CreateCommitRequest(_message.Message):
     EXTRA_PARENT_IDS_FIELD_NUMBER: _ClassVar[int]
     INHERIT_STEMS_FIELD_NUMBER: _ClassVar[int]
     REMOVE_STEMS_FIELD_NUMBER: _ClassVar[int]
+    RESOLVE_HEAD_FIELD_NUMBER: _ClassVar[int]
+    ORPHAN_FIELD_NUMBER: _ClassVar[int]
+    INHERIT_METADATA_FIELD_NUMBER: _ClassVar[int]
+    OWNED_BLOBS_FIELD_NUMBER: _ClassVar[int]
+    REQUIRE_READABLE_FIELD_NUMBER: _ClassVar[int]
     actor: str
     repo_id: str
     branch: str
@@ -283,7 +288,12 @@ class CreateCommitRequest(_message.Message):
     extra_parent_ids: _containers.RepeatedScalarFieldContainer[str]
     inherit_stems: bool
     remove_stems: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, actor: _Optional[str] = ..., repo_id: _Optional[str] = ..., branch: _Optional[str] = ..., expected_head: _Optional[str] = ..., message: _Optional[str] = ..., stems: _Optional[_Iterable[_Union[Stem, _Mapping]]] = ..., mixdown_blob: _Optional[str] = ..., metadata: _Optional[_Union[CommitMetadata, _Mapping]] = ..., extra_parent_ids: _Optional[_Iterable[str]] = ..., inherit_stems: _Optional[bool] = ..., remove_stems: _Optional[_Iterable[str]] = ...) -> None: ...
+    resolve_head: bool
+    orphan: bool
+    inherit_metadata: bool
+    owned_blobs: _containers.RepeatedScalarFieldContainer[str]
+    require_readable: bool
+    def __init__(self, actor: _Optional[str] = ..., repo_id: _Optional[str] = ..., branch: _Optional[str] = ..., expected_head: _Optional[str] = ..., message: _Optional[str] = ..., stems: _Optional[_Iterable[_Union[Stem, _Mapping]]] = ..., mixdown_blob: _Optional[str] = ..., metadata: _Optional[_Union[CommitMetadata, _Mapping]] = ..., extra_parent_ids: _Optional[_Iterable[str]] = ..., inherit_stems: _Optional[bool] = ..., remove_stems: _Optional[_Iterable[str]] = ..., resolve_head: _Optional[bool] = ..., orphan: _Optional[bool] = ..., inherit_metadata: _Optional[bool] = ..., owned_blobs: _Optional[_Iterable[str]] = ..., require_readable: _Optional[bool] = ...) -> None: ...
 
 class GetCommitRequest(_message.Message):
     __slots__ = ("actor", "commit_id", "repo_id")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from beatflow.gateway.audioformat import (
+from beatflow.common.audioformat import (
     FLAC,
     MP3,
     OGG,

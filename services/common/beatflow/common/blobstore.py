@@ -38,10 +38,6 @@ def check_key(key: str) -> str:
     return key
 
 
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 @dataclass(frozen=True)
 class BlobInfo:
     key: str
@@ -235,7 +231,7 @@ class S3BlobStore(BlobStore):
     def _store_spooled(self, key: str, path: Path, size: int, content_type: str) -> None:
         self.client.fput_object(self.bucket, key, str(path), content_type=content_type)
 
-    def _response(self, key: str, offset: int = 0, length: int = 0):  # type: ignore[no-untyped-def]
+    def _response(self, key: str, offset: int = 0, length: int = 0):
         from minio.error import S3Error
 
         try:
@@ -311,7 +307,7 @@ class S3BlobStore(BlobStore):
                 self.bucket,
                 check_key(key),
                 expires=dt.timedelta(seconds=expires_s),
-                extra_query_params=headers or None,  # type: ignore[arg-type]
+                extra_query_params=headers or None,
             )
         )
 

@@ -43,16 +43,8 @@ class Unauthenticated(BeatflowError):
     code = grpc.StatusCode.UNAUTHENTICATED
 
 
-class ResourceExhausted(BeatflowError):
-    code = grpc.StatusCode.RESOURCE_EXHAUSTED
-
-
 class Unavailable(BeatflowError):
     code = grpc.StatusCode.UNAVAILABLE
-
-
-class Aborted(BeatflowError):
-    code = grpc.StatusCode.ABORTED
 
 
 class DataLoss(BeatflowError):

@@ -103,8 +103,8 @@ def create_app(settings: GatewaySettings | None = None, *, store: BlobStore | No
             expose_headers=["Content-Range", "Content-Disposition", "Accept-Ranges"],
         )
 
-    app.add_middleware(NoSniffMiddleware)  # type: ignore[arg-type]
-    app.add_middleware(HttpMetricsMiddleware)  # type: ignore[arg-type]
+    app.add_middleware(NoSniffMiddleware)
+    app.add_middleware(HttpMetricsMiddleware)
 
     for module in (auth, ai, progress, audio, repositories, vcs):
         app.include_router(module.router)

@@ -8,7 +8,7 @@ and fall back to the separator when the generator is unreachable.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 import grpc
@@ -56,8 +56,9 @@ class Backend:
 class Backends:
     """One channel per backend, shared by all requests of this gateway process."""
 
-    def __init__(self, settings: GatewaySettings) -> None:
+    def __init__(self, settings: GatewaySettings, interceptors: Sequence[grpc.aio.ClientInterceptor] = ()) -> None:
         self.timeout = settings.rpc_timeout_s
+        self._interceptors = list(interceptors)
         self.generator_backend = Backend("generator", settings.generator_addr, self._channel(settings.generator_addr))
         self.separator_backend = Backend("separator", settings.separator_addr, self._channel(settings.separator_addr))
         self.vcs_backend = Backend("vcs", settings.vcs_addr, self._channel(settings.vcs_addr))
@@ -69,9 +70,8 @@ class Backends:
             jobs_pb2_grpc.JobsStub(self.separator_backend.channel),
         ]
 
-    @staticmethod
-    def _channel(addr: str) -> grpc.aio.Channel:
-        return grpc.aio.insecure_channel(addr, options=_CHANNEL_OPTIONS)
+    def _channel(self, addr: str) -> grpc.aio.Channel:
+        return grpc.aio.insecure_channel(addr, options=_CHANNEL_OPTIONS, interceptors=self._interceptors or None)
 
     @property
     def all(self) -> list[Backend]:

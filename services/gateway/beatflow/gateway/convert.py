@@ -5,21 +5,25 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from beatflow.common.audioformat import BY_CONTENT_TYPE
 from beatflow.gateway import schemas
-from beatflow.gateway.audioformat import BY_CONTENT_TYPE
 from beatflow.v1 import jobs_pb2, separator_pb2, vcs_pb2
 
 DOWNLOAD_PREFIX = "/api/audio/download/"
 
-_ROLE = {vcs_pb2.ROLE_READ: "read", vcs_pb2.ROLE_WRITE: "write", vcs_pb2.ROLE_OWNER: "owner"}
+_ROLE: dict[vcs_pb2.Role, schemas.RoleName] = {
+    vcs_pb2.ROLE_READ: "read",
+    vcs_pb2.ROLE_WRITE: "write",
+    vcs_pb2.ROLE_OWNER: "owner",
+}
 ROLE_VALUE = {v: k for k, v in _ROLE.items()}
-_CHANGE = {
+_CHANGE: dict[int, schemas.ChangeName] = {
     vcs_pb2.CHANGE_KIND_ADDED: "added",
     vcs_pb2.CHANGE_KIND_REMOVED: "removed",
     vcs_pb2.CHANGE_KIND_CHANGED: "changed",
     vcs_pb2.CHANGE_KIND_UNCHANGED: "unchanged",
 }
-_STATE = {
+_STATE: dict[int, schemas.TaskStatus] = {
     jobs_pb2.JOB_STATE_QUEUED: "queued",
     jobs_pb2.JOB_STATE_RUNNING: "running",
     jobs_pb2.JOB_STATE_SUCCEEDED: "succeeded",
@@ -35,11 +39,11 @@ TERMINAL = {
 }
 
 
-def visibility(value: str | None) -> int:
+def visibility(value: str | None) -> vcs_pb2.Visibility:
     return vcs_pb2.VISIBILITY_PUBLIC if value == "public" else vcs_pb2.VISIBILITY_PRIVATE
 
 
-def _visibility_name(value: int) -> str:
+def _visibility_name(value: int) -> schemas.Visibility:
     return "public" if value == vcs_pb2.VISIBILITY_PUBLIC else "private"
 
 
@@ -67,16 +71,16 @@ def repository(msg: vcs_pb2.Repository) -> schemas.RepositoryOut:
         owner_username=msg.owner_username,
         name=msg.name,
         description=msg.description,
-        visibility=_visibility_name(msg.visibility),  # type: ignore[arg-type]
+        visibility=_visibility_name(msg.visibility),
         default_branch=msg.default_branch,
         forked_from_id=msg.forked_from_id or None,
         created_at=msg.created_at,
-        role=_ROLE.get(msg.role),  # type: ignore[arg-type]
+        role=_ROLE.get(msg.role),
     )
 
 
 def collaborator(msg: vcs_pb2.Collaborator) -> schemas.CollaboratorOut:
-    return schemas.CollaboratorOut(user_id=msg.user_id, username=msg.username, role=_ROLE.get(msg.role))  # type: ignore[arg-type]
+    return schemas.CollaboratorOut(user_id=msg.user_id, username=msg.username, role=_ROLE.get(msg.role))
 
 
 def _json_or_none(text: str) -> dict[str, Any] | None:
@@ -135,7 +139,7 @@ def diff(msg: vcs_pb2.DiffResponse, base: str, head: str) -> schemas.DiffOut:
         stems=[
             schemas.StemChangeOut(
                 name=s.name,
-                change=_CHANGE.get(s.kind, "unspecified"),  # type: ignore[arg-type]
+                change=_CHANGE.get(s.kind, "unspecified"),
                 base_blob=s.base_blob or None,
                 head_blob=s.head_blob or None,
             )
@@ -184,7 +188,7 @@ def analysis(msg: separator_pb2.Analysis) -> schemas.AnalysisOut:
     )
 
 
-def task_status(state: int) -> str:
+def task_status(state: int) -> schemas.TaskStatus:
     return _STATE.get(state, "unspecified")
 
 
@@ -217,7 +221,7 @@ def task(msg: jobs_pb2.Job) -> schemas.TaskOut:
     return schemas.TaskOut(
         task_id=msg.id,
         kind=msg.kind,
-        status=task_status(msg.state),  # type: ignore[arg-type]
+        status=task_status(msg.state),
         progress=msg.progress,
         stage=msg.stage,
         queue_position=msg.queue_position,
@@ -237,7 +241,7 @@ def task_event(msg: jobs_pb2.JobEvent, job: jobs_pb2.Job | None = None) -> schem
     return schemas.TaskEventOut(
         event_id=msg.event_id,
         task_id=msg.job_id,
-        status=task_status(msg.state),  # type: ignore[arg-type]
+        status=task_status(msg.state),
         progress=msg.progress,
         stage=msg.stage,
         error=msg.error or None,

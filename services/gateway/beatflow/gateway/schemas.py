@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 _BLOB_RE = re.compile(r"^([0-9a-f]{64})(\.[a-z0-9]{1,5})?$")
 
@@ -29,6 +29,7 @@ Text = Annotated[str, Field(max_length=5000)]
 Visibility = Literal["private", "public"]
 RoleName = Literal["read", "write", "owner"]
 TaskStatus = Literal["unspecified", "queued", "running", "succeeded", "failed", "cancelled", "dead"]
+ChangeName = Literal["unspecified", "added", "removed", "changed", "unchanged"]
 
 
 def _clean(value: Any) -> Any:
@@ -166,8 +167,9 @@ class CommitCreate(Strict):
     branch: RefName | None = Field(None, description="Default: the repository's default branch")
     parent_commit_id: Id | None = Field(
         None,
-        description="The branch head the caller built on (compare-and-swap). Omitted: the current head. "
-        "Empty string: the branch must not exist yet.",
+        description="An existing branch: the head the caller built on (compare-and-swap; 409 if it moved). "
+        "A branch that does not exist yet: the commit it starts from. "
+        "Omitted: the branch's current head, or for a new branch the default branch's head.",
     )
     stems: list[StemIn] = Field(default_factory=list, max_length=64)
     from_task: Id | None = Field(
@@ -182,6 +184,18 @@ class CommitCreate(Strict):
     sample_rate: int | None = Field(None, gt=0, le=768000)
     generation: dict[str, Any] | None = None
     inherit_metadata: bool = Field(True, description="Start from the parent's metadata (bpm, key, generation record)")
+    orphan: bool = Field(False, description="Start a new branch as an unrelated history (a root commit with no parent)")
+
+    @model_validator(mode="after")
+    def _something_to_commit(self) -> CommitCreate:
+        if not (self.stems or self.from_task or self.mixdown_blob or self.inherit_stems):
+            raise ValueError(
+                "nothing to commit: give stems (name and blob_key of uploaded audio), from_task (the id of a "
+                "finished task whose outputs become stems), or inherit_stems: true to keep the parent's stems"
+            )
+        if self.orphan and (self.parent_commit_id or self.inherit_stems):
+            raise ValueError("an orphan commit has no parent: drop parent_commit_id and inherit_stems")
+        return self
 
 
 class CommitList(BaseModel):
@@ -246,7 +260,7 @@ class ForkCreate(Strict):
 
 class StemChangeOut(BaseModel):
     name: str
-    change: Literal["unspecified", "added", "removed", "changed", "unchanged"]
+    change: ChangeName
     base_blob: str | None
     head_blob: str | None
 

@@ -101,7 +101,7 @@ def _multipart_parser(boundary: bytes, state: _MultipartState) -> MultipartParse
             "on_headers_finished": on_headers_finished,
             "on_part_data": on_part_data,
             "on_part_end": on_part_end,
-        },  # type: ignore[arg-type]
+        },
     )
 
 

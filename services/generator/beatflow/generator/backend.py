@@ -35,7 +35,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
@@ -320,7 +320,7 @@ class GenerateBackend:
         max_frames = max(r.new_frames for r in group)
         steps = lm.steps_for_frames(max_frames)
         sampler = _StepSampler(group, lm, steps, on_step, is_cancelled, on_frames)
-        kwargs: dict[str, object] = dict(lm.tokenize([r.description for r in group]))
+        kwargs: dict[str, Any] = dict(lm.tokenize([r.description for r in group]))
         if group[0].prompt_codes is not None:
             prompts = torch.stack([r.prompt_codes for r in group if r.prompt_codes is not None])
             kwargs["decoder_input_ids"] = prompts.reshape(-1, prompts.shape[-1]).to(lm.device)

@@ -33,7 +33,7 @@ from redis.exceptions import RedisError
 
 from beatflow.common.blobstore import BlobStore
 from beatflow.common.errors import BeatflowError, FailedPrecondition
-from beatflow.common.jobs import ClaimedJob, JobQueue
+from beatflow.common.jobs import ClaimedJob, JobKind, JobQueue
 from beatflow.common.logging import bind
 from beatflow.generator import audio_io
 from beatflow.generator.backend import DecodeRequest, GenerationBackend
@@ -45,7 +45,7 @@ from beatflow.generator.request import GenerationSpec
 
 log = logging.getLogger(__name__)
 
-KIND = "generate"
+KIND = JobKind.GENERATE
 
 
 @dataclass

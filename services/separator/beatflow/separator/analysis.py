@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import librosa
 import numpy as np
@@ -51,7 +52,7 @@ class Analysis:
     loudness_lufs: float
     peak_dbfs: float
 
-    def to_dict(self) -> dict[str, float | int | str]:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 

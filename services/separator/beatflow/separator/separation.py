@@ -208,6 +208,8 @@ def separate(
         if check_cancel is not None:
             check_cancel()
 
+    net: Any = model.model  # a demucs model (HTDemucs or a bag); typed as a plain Module
+
     def run(chunk: TensorChunk) -> np.ndarray:
         return run_many(chunk)[0]  # [sources, channels, chunk length]
 
@@ -232,9 +234,7 @@ def separate(
         if check_cancel is not None:
             check_cancel()
         with torch.no_grad():
-            est = apply_model(
-                model.model, chunk, shifts=0, split=False, segment=seg_s, device=model.device, callback=callback
-            )
+            est = apply_model(net, chunk, shifts=0, split=False, segment=seg_s, device=model.device, callback=callback)
         return est.float().cpu().numpy()  # [batch, sources, channels, chunk length]
 
     try:

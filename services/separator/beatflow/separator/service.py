@@ -17,7 +17,7 @@ from typing import Any
 
 from beatflow.common.blobstore import BlobStore
 from beatflow.common.errors import InvalidArgument, NotFound
-from beatflow.common.jobs import ClaimedJob, JobCancelled, JobQueue, JobRecord
+from beatflow.common.jobs import ClaimedJob, JobCancelled, JobKind, JobQueue, JobRecord
 from beatflow.separator import analysis, audio_io, models
 from beatflow.separator.config import SeparatorSettings
 from beatflow.separator.separation import (
@@ -30,8 +30,8 @@ from beatflow.separator.separation import (
 
 log = logging.getLogger(__name__)
 
-SEPARATE = "separate"
-ANALYZE = "analyze"
+SEPARATE = JobKind.SEPARATE
+ANALYZE = JobKind.ANALYZE
 DECODE_SHARE = 0.05  # progress fraction for decoding/resampling
 UPLOAD_SHARE = 0.05  # and for uploading the stems
 

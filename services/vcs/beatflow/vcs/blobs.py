@@ -11,18 +11,25 @@ registration clears the tombstone), so no commit ever points at deleted audio.
 The collector deletes from the blob store itself (``make_blob_store``) unless
 asked for a dry run; the caller supplies the candidates (e.g. the store's
 listing), with the store's creation time for blobs never registered here.
+
+A commit may name a stem by its blob key alone: its content type, size and
+duration come from an earlier commit's stem of the same blob, else from the
+blob's header in the store (read once: from then on a commit holds them).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from beatflow.common.errors import InvalidArgument, PermissionDenied
+from beatflow.common.audioformat import header_from_prefix
+from beatflow.common.blobstore import BlobStore
+from beatflow.common.errors import InvalidArgument, NotFound, PermissionDenied
 from beatflow.vcs.access import READABLE, require_user
 from beatflow.vcs.model import GcResult
 from beatflow.vcs.names import check_blob_key
@@ -41,6 +48,99 @@ _READABLE_BY_ACTOR = f"""
  OR EXISTS (SELECT 1 FROM commits c JOIN repo_commits rc ON rc.commit_seq = c.seq
             JOIN repositories r ON r.seq = rc.repo_seq WHERE c.mixdown_blob = k AND {READABLE})
 """
+
+
+_PROBE_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class BlobAudio:
+    """What a stem record says about its blob."""
+
+    content_type: str
+    size_bytes: int
+    duration_s: float
+
+
+def probe_blob(store: BlobStore, key: str) -> BlobAudio | None:
+    """Type, size and duration from the blob's stat and header (WAV, FLAC; other types: duration 0)."""
+    try:
+        info = store.stat(key)
+        prefix = store.read_range(key, 0, max(0, min(info.size, _PROBE_BYTES) - 1))
+    except NotFound:
+        return None
+    kind, duration = header_from_prefix(prefix, info.size)
+    return BlobAudio(kind.content_type if kind else info.content_type, info.size, duration or 0.0)
+
+
+async def audio_info(
+    conn: AsyncConnection, keys: Collection[str], probe: Callable[[str], BlobAudio | None] | None
+) -> dict[str, BlobAudio]:
+    """Content type, size and duration of the blobs vcs can describe: from an earlier commit's stem,
+    else ``probe`` (the store); without a store, a registered blob's type and size with duration 0."""
+    wanted = sorted(set(keys))
+    if not wanted:
+        return {}
+    rows = await conn.execute(
+        text(
+            "SELECT DISTINCT ON (blob_key) blob_key, content_type, size_bytes, duration_s FROM commit_stems "
+            "WHERE blob_key = ANY(:keys) ORDER BY blob_key, size_bytes DESC"
+        ),
+        {"keys": wanted},
+    )
+    found = {r.blob_key: BlobAudio(r.content_type, int(r.size_bytes), float(r.duration_s)) for r in rows}
+    missing = [k for k in wanted if k not in found]
+    if missing and probe is not None:
+        probed = await asyncio.gather(*(asyncio.to_thread(probe, k) for k in missing))
+        found.update({k: a for k, a in zip(missing, probed, strict=True) if a is not None})
+    elif missing:
+        rows = await conn.execute(
+            text("SELECT key, content_type, size_bytes FROM blobs WHERE key = ANY(:keys) AND deleted_at IS NULL"),
+            {"keys": missing},
+        )
+        found.update({r.key: BlobAudio(r.content_type, int(r.size_bytes), 0.0) for r in rows})
+    return found
+
+
+async def register_owned(conn: AsyncConnection, actor: str, blobs: Mapping[str, BlobAudio]) -> None:
+    """Register blobs the caller vouches are ``actor``'s (a finished job's outputs), as an upload would."""
+    keys = sorted(blobs)
+    if not keys:
+        return
+    await conn.execute(
+        text(
+            "INSERT INTO blobs (key, uploader_id, content_type, size_bytes) "
+            "SELECT k, :u, t, s FROM unnest(CAST(:keys AS varchar[]), CAST(:types AS varchar[]), "
+            "CAST(:sizes AS bigint[])) AS q(k, t, s) "
+            "ON CONFLICT (key) DO UPDATE SET deleted_at = NULL, "
+            "uploader_id = COALESCE(blobs.uploader_id, EXCLUDED.uploader_id), "
+            "created_at = CASE WHEN blobs.deleted_at IS NULL THEN blobs.created_at ELSE now() END"
+        ),
+        {
+            "u": actor,
+            "keys": keys,
+            "types": [blobs[k].content_type for k in keys],
+            "sizes": [blobs[k].size_bytes for k in keys],
+        },
+    )
+    await conn.execute(
+        text(
+            "INSERT INTO blob_owners (key, user_id) SELECT k, :u FROM unnest(CAST(:keys AS varchar[])) AS q(k) "
+            "ON CONFLICT DO NOTHING"
+        ),
+        {"u": actor, "keys": keys},
+    )
+
+
+async def require_readable(conn: AsyncConnection, actor: str, keys: Iterable[str]) -> None:
+    """NOT_FOUND (as if absent) for the first blob ``actor`` cannot read, never-seen blobs included."""
+    wanted = sorted(set(keys))
+    if not wanted:
+        return
+    sql = f"SELECT k FROM unnest(CAST(:keys AS varchar[])) AS q(k) WHERE NOT ({_READABLE_BY_ACTOR}) ORDER BY k LIMIT 1"
+    denied = (await conn.execute(text(sql), {"keys": wanted, "actor": actor})).scalar()
+    if denied is not None:
+        raise NotFound(f"audio {denied} not found")
 
 
 async def register_blob(conn: AsyncConnection, actor: str, key: str, content_type: str, size_bytes: int) -> None:

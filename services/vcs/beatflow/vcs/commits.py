@@ -5,6 +5,11 @@ through ``repo_commits``. Moving a branch is a single conditional UPDATE
 (``... WHERE commit_id = :expected``) in the same transaction as the commit
 rows, so concurrent writers either see their expected head and win, or get
 FAILED_PRECONDITION naming the current head, and nothing they wrote remains.
+
+With ``resolve_head`` the caller names no head: the branch's row is locked and
+the commit goes on whatever it holds (concurrent writers queue instead of
+failing); a new branch starts at the given commit or the default branch's head,
+and an unrelated root history is made only when asked for (``orphan``).
 """
 
 from __future__ import annotations
@@ -12,7 +17,8 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import text
@@ -107,12 +113,42 @@ async def get_commit(conn: AsyncConnection, repo: Repository, cid: str) -> Commi
     return found[cid]
 
 
-async def branch_head(conn: AsyncConnection, repo_id: str, name: str) -> str | None:
-    row = await conn.execute(
-        text("SELECT commit_id FROM refs WHERE repo_id = :r AND kind = 'branch' AND name = :n"),
-        {"r": repo_id, "n": name},
-    )
+async def branch_head(conn: AsyncConnection, repo_id: str, name: str, *, lock: bool = False) -> str | None:
+    """The branch's head (None: no such branch); ``lock`` holds its row until the transaction ends."""
+    sql = "SELECT commit_id FROM refs WHERE repo_id = :r AND kind = 'branch' AND name = :n"
+    row = await conn.execute(text(sql + (" FOR UPDATE" if lock else "")), {"r": repo_id, "n": name})
     return row.scalar()
+
+
+async def _start_point(
+    conn: AsyncConnection, repo: Repository, branch: str, expected_head: str, orphan: bool
+) -> tuple[str, str]:
+    """(compare-and-swap head, first parent) for a commit onto ``branch``'s current head (see ``resolve_head``)."""
+    current = await branch_head(conn, repo.id, branch, lock=True)
+    if current is not None:
+        if orphan:
+            raise FailedPrecondition(f"branch {branch!r} exists; an orphan commit starts a new branch")
+        if expected_head and expected_head != current:
+            raise FailedPrecondition(
+                f"stale head: branch {branch!r} is at {current}, not at the expected {expected_head}"
+            )
+        return current, current
+    if orphan:
+        return "", ""
+    if expected_head:
+        return "", expected_head
+    return "", await branch_head(conn, repo.id, repo.default_branch) or ""
+
+
+def _merge_metadata(base: Metadata, given: Metadata) -> Metadata:
+    """``base`` with the fields set in ``given`` (a number not None, a text not empty) replacing its own."""
+    return Metadata(
+        bpm=given.bpm if given.bpm is not None else base.bpm,
+        key=given.key or base.key,
+        duration_s=given.duration_s if given.duration_s is not None else base.duration_s,
+        sample_rate=given.sample_rate if given.sample_rate is not None else base.sample_rate,
+        generation_json=given.generation_json or base.generation_json,
+    )
 
 
 async def resolve(conn: AsyncConnection, repo: Repository, ref: str) -> str:
@@ -383,7 +419,14 @@ async def create_commit(
     extra_parent_ids: Sequence[str] = (),
     inherit_stems: bool = False,
     remove_stems: Sequence[str] = (),
+    resolve_head: bool = False,
+    orphan: bool = False,
+    inherit_metadata: bool = False,
+    owned_blobs: Sequence[str] = (),
+    require_readable: bool = False,
+    probe: Callable[[str], blobs.BlobAudio | None] | None = None,
 ) -> Commit:
+    """Write a commit of ``stems`` onto ``branch`` (see the module docstring and ``CreateCommitRequest``)."""
     branch = check_ref_name(branch or repo.default_branch)
     if len(message) > MAX_MESSAGE:
         raise InvalidArgument(f"message longer than {MAX_MESSAGE} characters")
@@ -391,6 +434,8 @@ async def create_commit(
         raise InvalidArgument(f"more than {MAX_STEMS} stems")
     if expected_head and not is_commit_id(expected_head):
         raise InvalidArgument(f"expected_head {expected_head[:80]!r} is not a commit id")
+    if orphan and not resolve_head:
+        raise InvalidArgument("orphan needs resolve_head (without it, an empty expected_head starts a root commit)")
     checked = [_check_stem(s) for s in stems]
     names = [s.name for s in checked]
     if len(set(names)) != len(names):
@@ -398,7 +443,23 @@ async def create_commit(
     if mixdown_blob:
         check_blob_key(mixdown_blob, "mixdown blob key")
     metadata = _check_metadata(metadata)
-    parent_ids = ([expected_head] if expected_head else []) + [p for p in extra_parent_ids if p != expected_head]
+    owned = {check_blob_key(k) for k in owned_blobs}
+    named = {s.blob_key for s in checked} | ({mixdown_blob} if mixdown_blob else set())
+    if owned - named:
+        raise InvalidArgument(f"owned blob {sorted(owned - named)[0]} is not a stem or mixdown of this commit")
+    if require_readable:
+        await blobs.require_readable(conn, actor, named - owned)
+    info = await blobs.audio_info(conn, owned | {s.blob_key for s in checked if s.size_bytes == 0}, probe)
+    if lost := sorted(owned - info.keys()):
+        raise NotFound(f"audio {lost[0]} not found")
+    await blobs.register_owned(conn, actor, {k: info[k] for k in owned})
+    undescribed = {s.name for s in checked if s.size_bytes == 0 and s.blob_key in info}
+    checked = [replace(s, **vars(info[s.blob_key])) if s.name in undescribed else s for s in checked]
+    described = [s for s in checked if s.name in undescribed]
+    parent = expected_head
+    if resolve_head:
+        expected_head, parent = await _start_point(conn, repo, branch, expected_head, orphan)
+    parent_ids = ([parent] if parent else []) + [p for p in extra_parent_ids if p != parent]
     if len(parent_ids) > MAX_PARENTS or len(set(parent_ids)) != len(parent_ids):
         raise InvalidArgument("parents must be distinct (at most 16)")
     for p in parent_ids:
@@ -410,9 +471,13 @@ async def create_commit(
         if expected_head in missing:
             raise await _stale(conn, repo.id, branch, expected_head)
         raise NotFound(f"parent commit {sorted(missing)[0]} not found in this repository")
+    if inherit_metadata and parent:
+        metadata = _merge_metadata(parents[parent].metadata, metadata)
+    if metadata.duration_s is None and any(s.duration_s > 0 for s in described):
+        metadata = replace(metadata, duration_s=max(s.duration_s for s in described))
     stem_map: dict[str, Stem] = {}
-    if inherit_stems and expected_head:
-        stem_map = parents[expected_head].stem_map()
+    if inherit_stems and parent:
+        stem_map = parents[parent].stem_map()
     for name in remove_stems:
         if name not in stem_map:
             raise InvalidArgument(f"cannot remove stem {name!r}: the parent has no such stem (or inherit_stems is off)")

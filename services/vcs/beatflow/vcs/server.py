@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 
@@ -11,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from beatflow.common.blobstore import make_blob_store
 from beatflow.common.grpcserver import GrpcServer, Service, create_grpc_server
 from beatflow.v1 import vcs_pb2, vcs_pb2_grpc
+from beatflow.vcs.blobs import probe_blob
 from beatflow.vcs.config import VcsSettings
 from beatflow.vcs.db import make_engine
 from beatflow.vcs.migrate import current_revision, head_revision, migrate
@@ -45,8 +47,13 @@ async def create_server(settings: VcsSettings) -> tuple[GrpcServer, int]:
     except BaseException:
         await engine.dispose()
         raise
-    delete = make_blob_store(settings).delete if settings.gc_delete_from_store else None
-    service = VcsService(engine, gc_grace_period_s=settings.gc_grace_period_s, delete_blob=delete)
+    store = make_blob_store(settings)
+    service = VcsService(
+        engine,
+        gc_grace_period_s=settings.gc_grace_period_s,
+        delete_blob=store.delete if settings.gc_delete_from_store else None,
+        probe_blob=functools.partial(probe_blob, store),
+    )
     gs = create_grpc_server(
         settings, [Service(SERVICE_NAME, vcs_pb2_grpc.add_VcsServicer_to_server, VcsServicer(service))]
     )

@@ -43,7 +43,11 @@ def _data_errors() -> Iterator[None]:
 
 
 class VcsService:
-    """Git for audio over PostgreSQL. ``delete_blob`` removes bytes from the blob store (None: GC only reports)."""
+    """Git for audio over PostgreSQL.
+
+    ``delete_blob`` removes bytes from the blob store (None: GC only reports); ``probe_blob``
+    reads a blob's type, size and duration from the store for stems named by key alone.
+    """
 
     def __init__(
         self,
@@ -51,6 +55,7 @@ class VcsService:
         *,
         gc_grace_period_s: float = 86400.0,
         delete_blob: Callable[[str], None] | None = None,
+        probe_blob: Callable[[str], blobs.BlobAudio | None] | None = None,
     ) -> None:
         self.engine = engine
         # Reads run in autocommit: no BEGIN/COMMIT round trips. Under READ COMMITTED a transaction
@@ -58,6 +63,7 @@ class VcsService:
         self._reader = engine.execution_options(isolation_level="AUTOCOMMIT")
         self.gc_grace_period_s = gc_grace_period_s
         self.delete_blob = delete_blob
+        self.probe_blob = probe_blob
 
     @asynccontextmanager
     async def _write(self) -> AsyncIterator[AsyncConnection]:
@@ -155,6 +161,11 @@ class VcsService:
         extra_parent_ids: Sequence[str] = (),
         inherit_stems: bool = False,
         remove_stems: Sequence[str] = (),
+        resolve_head: bool = False,
+        orphan: bool = False,
+        inherit_metadata: bool = False,
+        owned_blobs: Sequence[str] = (),
+        require_readable: bool = False,
     ) -> Commit:
         async with self._write() as conn:
             repo, username = await load_repo_as_user(conn, repo_id, actor, Role.WRITE)
@@ -172,6 +183,12 @@ class VcsService:
                 extra_parent_ids=extra_parent_ids,
                 inherit_stems=inherit_stems,
                 remove_stems=remove_stems,
+                resolve_head=resolve_head,
+                orphan=orphan,
+                inherit_metadata=inherit_metadata,
+                owned_blobs=owned_blobs,
+                require_readable=require_readable,
+                probe=self.probe_blob,
             )
 
     async def get_commit(self, actor: str, commit_id: str, repo_id: str = "") -> Commit:

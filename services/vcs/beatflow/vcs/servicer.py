@@ -180,6 +180,11 @@ class VcsServicer(vcs_pb2_grpc.VcsServicer):
             extra_parent_ids=list(request.extra_parent_ids),
             inherit_stems=request.inherit_stems,
             remove_stems=list(request.remove_stems),
+            resolve_head=request.resolve_head,
+            orphan=request.orphan,
+            inherit_metadata=request.inherit_metadata,
+            owned_blobs=list(request.owned_blobs),
+            require_readable=request.require_readable,
         )
         return commit_pb(commit)
 

@@ -11,6 +11,7 @@ Public API (import from ``beatflow.common.jobs``):
     JobEvent            dataclass: event_id, job_id, state, progress, stage, error,
                         result_blobs, chunk_blob, timestamp; .to_proto()
     JobCancelled        exception raised inside a handler when its job was cancelled
+    JobKind             StrEnum of job kinds (GENERATE, SEPARATE, ANALYZE): the queue names
 
     JobQueue(redis: redis.asyncio.Redis, *, prefix="bf", retry_limit=3,
              heartbeat_timeout_s=30.0, retention_s=7*86400)
@@ -66,7 +67,7 @@ Public API (import from ``beatflow.common.jobs``):
 Redis layout and guarantees: see :mod:`beatflow.common.jobs.queue`.
 """
 
-from beatflow.common.jobs.model import JobCancelled, JobEvent, JobRecord, JobState
+from beatflow.common.jobs.model import JobCancelled, JobEvent, JobKind, JobRecord, JobState
 from beatflow.common.jobs.queue import GROUP, ClaimedJob, JobQueue, connect_redis
 from beatflow.common.jobs.servicer import JobsServicer, jobs_service
 from beatflow.common.jobs.worker import NON_RETRYABLE, Handler, run_worker
@@ -78,6 +79,7 @@ __all__ = [
     "Handler",
     "JobCancelled",
     "JobEvent",
+    "JobKind",
     "JobQueue",
     "JobRecord",
     "JobState",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from beatflow.v1 import jobs_pb2
 
@@ -30,13 +30,30 @@ class JobState(enum.IntEnum):
         """A job in a terminal state never changes again."""
         return self in _TERMINAL
 
-    def to_proto(self) -> int:
-        return int(jobs_pb2.JobState.Value(f"JOB_STATE_{self.name}"))
+    def to_proto(self) -> jobs_pb2.JobState:
+        return cast(jobs_pb2.JobState, jobs_pb2.JobState.Value(f"JOB_STATE_{self.name}"))
 
     @classmethod
     def parse(cls, value: Any) -> JobState:
         text = as_str(value)
         return cls[text] if text in cls.__members__ else cls.UNSPECIFIED
+
+
+class JobKind(enum.StrEnum):
+    """The kinds of job, one per queue: the one definition producers and readers share.
+
+    ``generate`` covers text-to-music, continuation and hum-to-beat (melody-conditioned)
+    alike; the outputs of a ``generate`` job are named ``audio``, ``audio.1``, ...
+    """
+
+    GENERATE = "generate"
+    SEPARATE = "separate"
+    ANALYZE = "analyze"
+
+    @property
+    def produces_audio_mix(self) -> bool:
+        """Outputs are whole mixes (not stems), and the result is a generation record."""
+        return self is JobKind.GENERATE
 
 
 _TERMINAL = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.DEAD})
@@ -124,7 +141,7 @@ class JobRecord:
         return jobs_pb2.Job(
             id=self.id,
             kind=self.kind,
-            state=self.state.to_proto(),  # type: ignore[arg-type]
+            state=self.state.to_proto(),
             progress=self.progress,
             stage=self.stage,
             queue_position=self.queue_position,
@@ -175,7 +192,7 @@ class JobEvent:
         return jobs_pb2.JobEvent(
             event_id=self.event_id,
             job_id=self.job_id,
-            state=self.state.to_proto(),  # type: ignore[arg-type]
+            state=self.state.to_proto(),
             progress=self.progress,
             stage=self.stage,
             error=self.error,

@@ -207,7 +207,7 @@ class JobQueue:
         """The job, or None when unknown (or expired after its retention)."""
         if not job_id or len(job_id) > _MAX_JOB_ID:
             return None
-        raw = await self.redis.hgetall(self.job_key(job_id))  # type: ignore[misc]
+        raw = await self.redis.hgetall(self.job_key(job_id))
         if not raw:
             return None
         record = JobRecord.from_redis(raw)
@@ -252,7 +252,7 @@ class JobQueue:
         while True:
             entries = _stream_entries(await self.redis.xread({ev_key: last}, count=100, block=block_ms))
             if not entries:
-                state = await self.redis.hget(job_key, "state")  # type: ignore[misc]
+                state = await self.redis.hget(job_key, "state")
                 if state is not None and not JobState.parse(state).terminal:
                     continue
                 # finished (or expired): take what is left, without waiting
@@ -278,7 +278,7 @@ class JobQueue:
 
     async def queue_position(self, job_id: str) -> int:
         """Jobs ahead of this one that no worker has taken yet; 0 once it runs."""
-        raw = await self.redis.hmget(self.job_key(job_id), ["state", "entry", "kind"])  # type: ignore[misc]
+        raw = await self.redis.hmget(self.job_key(job_id), ["state", "entry", "kind"])
         state, entry, kind = (as_str(v) if v is not None else None for v in raw)
         if state is None:
             raise NotFound(f"job {job_id!r} not found")

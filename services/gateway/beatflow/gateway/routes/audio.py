@@ -12,11 +12,11 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 
+from beatflow.common.audioformat import BY_CONTENT_TYPE, AudioHeader, UnreadableAudio, read_header, sniff
 from beatflow.common.blobstore import CHUNK, BlobStore
 from beatflow.common.errors import NotFound
 from beatflow.gateway import convert, schemas
 from beatflow.gateway.access import require_readable_blob
-from beatflow.gateway.audioformat import BY_CONTENT_TYPE, AudioHeader, UnreadableAudio, read_header, sniff
 from beatflow.gateway.deps import State, User, current_user_or_query_token
 from beatflow.gateway.httperrors import ApiError
 from beatflow.gateway.tokens import Principal

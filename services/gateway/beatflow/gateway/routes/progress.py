@@ -3,20 +3,20 @@
 Both replay the task's events from the start (a late subscriber sees the
 history), follow live events, and end after the terminal event. SSE clients
 may resume with ``Last-Event-ID``. Idle streams carry a keep-alive so proxies
-do not cut them.
+do not cut them (for SSE, FastAPI's own framing and ping; the WebSocket sends
+``{"type": "keepalive"}``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import grpc
 from fastapi import APIRouter, Depends, Header, Path, Query, WebSocket, WebSocketDisconnect
-from fastapi.responses import StreamingResponse
+from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from beatflow.gateway import convert
 from beatflow.gateway.access import owned_job, register_outputs
@@ -79,19 +79,19 @@ async def _with_keepalive(source: AsyncIterator[Any], every_s: float) -> AsyncIt
             await task
 
 
-def _sse(event: str, data: dict[str, Any], event_id: str = "") -> bytes:
-    lines = [f"event: {event}"]
-    if event_id:
-        lines.append(f"id: {event_id}")
-    lines.append("data: " + json.dumps(data, separators=(",", ":")))
-    return ("\n".join(lines) + "\n\n").encode()
+async def _owned_task(
+    task_id: TaskId, state: State, user: Annotated[Principal, Depends(current_user_or_query_token)]
+) -> Principal:
+    """404 before the stream starts (a dependency runs before the response's headers go out)."""
+    await owned_job(state, user, task_id)
+    return user
 
 
 @router.get(
     "/api/ai/tasks/{task_id}/events",
-    response_class=StreamingResponse,
+    response_class=EventSourceResponse,
     responses={
-        200: {"content": {"text/event-stream": {}}, "description": "Events 'progress', then one 'done'"},
+        200: {"description": "Events 'progress', then one 'done'"},
         404: {"description": "No such task, or not yours"},
     },
     summary="Task progress as Server-Sent Events",
@@ -99,34 +99,21 @@ def _sse(event: str, data: dict[str, Any], event_id: str = "") -> bytes:
 async def task_events(
     task_id: TaskId,
     state: State,
-    user: Annotated[Principal, Depends(current_user_or_query_token)],
+    user: Annotated[Principal, Depends(_owned_task)],
     last_event_id: Annotated[
         str | None, Header(alias="Last-Event-ID", max_length=64, pattern=r"^[0-9]+-[0-9]+$")
     ] = None,
     after: Annotated[
         str | None, Query(max_length=64, pattern=r"^[0-9]+-[0-9]+$", description="Resume after this event id")
     ] = None,
-) -> StreamingResponse:
-    await owned_job(state, user, task_id)
-    resume = after or last_event_id or ""
-
-    async def body() -> AsyncIterator[bytes]:
-        yield b"retry: 2000\n\n"
-        try:
-            async for item in _with_keepalive(_event_payloads(state, user, task_id, resume), KEEPALIVE_S):
-                if item is None:
-                    yield b": keep-alive\n\n"
-                    continue
-                kind, payload = item
-                yield _sse(kind, payload, payload.get("event_id", ""))
-        except grpc.aio.AioRpcError as exc:
-            yield _sse("error", {"detail": exc.details() or exc.code().name, "code": exc.code().name})
-
-    return StreamingResponse(
-        body(),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+) -> AsyncIterator[ServerSentEvent]:
+    """FastAPI frames the events and sends a keep-alive comment when the stream is idle."""
+    yield ServerSentEvent(retry=2000, comment="stream start")
+    try:
+        async for kind, payload in _event_payloads(state, user, task_id, after or last_event_id or ""):
+            yield ServerSentEvent(event=kind, id=payload.get("event_id") or None, data=payload)
+    except grpc.aio.AioRpcError as exc:
+        yield ServerSentEvent(event="error", data={"detail": exc.details() or exc.code().name, "code": exc.code().name})
 
 
 @router.websocket("/ws/tasks/{task_id}")

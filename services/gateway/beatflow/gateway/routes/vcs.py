@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import JSONResponse
 
-from beatflow.common.errors import NotFound
+from beatflow.common.jobs import JobKind
 from beatflow.gateway import convert, schemas
-from beatflow.gateway.access import owned_job, register_outputs, require_readable_blob
-from beatflow.gateway.audioformat import header_from_prefix
+from beatflow.gateway.access import owned_job
 from beatflow.gateway.deps import GatewayState, State, User
 from beatflow.gateway.graphlayout import assign_lanes, topo_order
-from beatflow.gateway.httperrors import ApiError
 from beatflow.gateway.routes.ai import require_succeeded
 from beatflow.gateway.tokens import Principal
-from beatflow.v1 import vcs_pb2
+from beatflow.v1 import jobs_pb2, vcs_pb2
 
 router = APIRouter(prefix="/api/vcs", tags=["vcs"])
 
@@ -54,36 +51,13 @@ async def _default_branch(state: GatewayState, user: Principal, repo_id: str) ->
     return repo.default_branch or "main"
 
 
-async def _branch_head(state: GatewayState, user: Principal, repo_id: str, branch: str) -> str:
-    reply = await state.backends.vcs.ListRefs(
-        vcs_pb2.ListRefsRequest(actor=user.user_id, repo_id=repo_id), timeout=state.timeout
-    )
-    for ref in reply.refs:
-        if not ref.is_tag and ref.name == branch:
-            return ref.commit_id
-    return ""
-
-
-async def _stem(state: GatewayState, user: Principal, name: str, blob_key: str) -> vcs_pb2.Stem:
-    """A stem record for a blob the caller may read, with size, type and duration from the store."""
-    await require_readable_blob(state, user, blob_key)
-    try:
-        info = await asyncio.to_thread(state.store.stat, blob_key)
-        prefix = await asyncio.to_thread(state.store.read_range, blob_key, 0, max(0, min(info.size, 64 * 1024) - 1))
-    except NotFound:
-        raise ApiError(404, f"audio {blob_key} not found") from None
-    kind, duration = header_from_prefix(prefix, info.size)
-    content_type = kind.content_type if kind else info.content_type
-    return vcs_pb2.Stem(
-        name=name, blob_key=blob_key, content_type=content_type, size_bytes=info.size, duration_s=duration or 0.0
-    )
-
-
-def _stem_name_for_output(kind: str, output: str) -> str:
-    """Generation outputs are named audio, audio.1, ...: as stems they are the mix."""
-    if kind in ("generate", "generation", "hum", "hum_to_beat") or output.startswith("audio"):
-        return "mix" + output[len("audio") :] if output.startswith("audio") else output
-    return output
+def _task_stems(job: jobs_pb2.Job) -> dict[str, str]:
+    """A finished task's outputs as stems: a generation's audio, audio.1, ... are the mix, mix.1, ..."""
+    mix = job.kind == JobKind.GENERATE
+    return {
+        ("mix" + output.removeprefix("audio") if mix and output.startswith("audio") else output): key
+        for output, key in sorted(job.result_blobs.items())
+    }
 
 
 @router.post(
@@ -93,56 +67,42 @@ def _stem_name_for_output(kind: str, output: str) -> str:
     summary="Commit a set of stems to a branch",
 )
 async def create_commit(repo_id: RepoId, body: schemas.CommitCreate, state: State, user: User) -> schemas.CommitOut:
-    branch = body.branch or await _default_branch(state, user, repo_id)
-    expected = body.parent_commit_id
-    if expected is None:
-        expected = await _branch_head(state, user, repo_id, branch)
-    stems: dict[str, vcs_pb2.Stem] = {}
+    """One vcs call (two with ``from_task``): vcs resolves the head, checks and describes the blobs."""
+    stems = {s.name: s.blob_key for s in body.stems}
+    owned: set[str] = set()
     generation_json = json.dumps(body.generation) if body.generation is not None else ""
     if body.from_task:
         job = await owned_job(state, user, body.from_task)
         require_succeeded(job)
-        await register_outputs(state, user, job)
-        for output, key in sorted(dict(job.result_blobs).items()):
-            name = _stem_name_for_output(job.kind, output)
-            stems[name] = await _stem(state, user, name, key)
-        if not generation_json and job.result_json and job.kind not in ("separate", "analyze"):
+        outputs = {name: key for name, key in _task_stems(job).items() if name not in stems}
+        stems = {**outputs, **stems}
+        owned = set(outputs.values())
+        if not generation_json and job.result_json and job.kind == JobKind.GENERATE:
             generation_json = job.result_json
-    for s in body.stems:
-        stems[s.name] = await _stem(state, user, s.name, s.blob_key)
-    if body.mixdown_blob:
-        await require_readable_blob(state, user, body.mixdown_blob)
-    metadata = vcs_pb2.CommitMetadata()
-    if body.inherit_metadata and expected:
-        parent = await state.backends.vcs.GetCommit(
-            vcs_pb2.GetCommitRequest(actor=user.user_id, commit_id=expected, repo_id=repo_id), timeout=state.timeout
-        )
-        metadata.CopyFrom(parent.metadata)
-    if body.key:
-        metadata.key = body.key
-    if generation_json:
-        metadata.generation_json = generation_json
-    durations = [s.duration_s for s in stems.values() if s.duration_s > 0]
+    metadata = vcs_pb2.CommitMetadata(key=body.key, generation_json=generation_json)
     if body.bpm is not None:
         metadata.bpm = body.bpm
     if body.duration_s is not None:
         metadata.duration_s = body.duration_s
-    elif durations and not metadata.HasField("duration_s"):
-        metadata.duration_s = max(durations)
     if body.sample_rate is not None:
         metadata.sample_rate = body.sample_rate
     reply = await state.backends.vcs.CreateCommit(
         vcs_pb2.CreateCommitRequest(
             actor=user.user_id,
             repo_id=repo_id,
-            branch=branch,
-            expected_head=expected,
+            branch=body.branch or "",
+            expected_head=body.parent_commit_id or "",
+            resolve_head=True,
+            orphan=body.orphan,
             message=body.message,
-            stems=list(stems.values()),
+            stems=[vcs_pb2.Stem(name=name, blob_key=key) for name, key in stems.items()],
             mixdown_blob=body.mixdown_blob or "",
             metadata=metadata,
+            inherit_metadata=body.inherit_metadata,
             inherit_stems=body.inherit_stems,
             remove_stems=body.remove_stems,
+            owned_blobs=sorted(owned),
+            require_readable=True,
         ),
         timeout=state.timeout,
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Hashable, Sequence
+from typing import Any
 
 import torch
 
@@ -33,7 +34,7 @@ def default_slots(lm: LoadedModel, grid: int, dtype: torch.dtype | None) -> int:
     key/value cache takes at most a third of the free GPU memory; 8 on a CPU."""
     if lm.device.type != "cuda":
         return 8
-    cfg = lm.model.config.decoder
+    cfg: Any = lm.model.config.decoder
     itemsize = torch.empty((), dtype=dtype or lm.dtype).element_size()
     prefix = (lm.chroma_length + 256) if lm.is_melody else 0
     per_slot = 2 * 2 * cfg.num_hidden_layers * (grid + prefix) * cfg.hidden_size * itemsize  # 2 rows, K and V
