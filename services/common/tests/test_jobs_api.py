@@ -20,7 +20,6 @@ KIND = "api"
 @pytest.fixture
 async def client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
     client = aioredis.Redis.from_url(redis_url)
-    await client.flushdb()
     yield client
     await client.aclose()
 
