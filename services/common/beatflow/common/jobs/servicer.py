@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 
@@ -17,6 +18,15 @@ def _job_id(value: str) -> str:
     if not value:
         raise InvalidArgument("job_id is required")
     return value
+
+
+def job_options_from_proto(options: jobs_pb2.JobOptions) -> dict[str, Any]:
+    """``JobQueue.submit`` keyword arguments from a request's ``JobOptions``."""
+    return {
+        "deadline_s": options.deadline_s or None,
+        "webhook_url": options.webhook_url,
+        "webhook_events": list(options.webhook_events),
+    }
 
 
 def _owner(value: str) -> str:
