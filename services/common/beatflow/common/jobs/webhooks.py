@@ -348,9 +348,11 @@ class WebhookStore:
 
     # -- sending ----------------------------------------------------------------------------
 
-    async def attempt(self, client: httpx.AsyncClient, delivery: Delivery) -> tuple[bool, str]:
+    async def attempt(
+        self, client: httpx.AsyncClient, delivery: Delivery, secret: str | None = None
+    ) -> tuple[bool, str]:
         """POST the signed payload (following allowed redirects); (delivered, error)."""
-        signer = Webhook(await self.secret(delivery.owner))
+        signer = Webhook(secret or await self.secret(delivery.owner))
         now = datetime.now(tz=UTC)
         headers = {
             "content-type": "application/json",
@@ -395,7 +397,9 @@ async def run_delivery_loop(
             try:
                 batch = await store.claim_due(concurrency)
                 if batch:
-                    await asyncio.gather(*(_deliver(store, client, d) for d in batch))
+                    owners = sorted({d.owner for d in batch})
+                    keys = dict(zip(owners, await asyncio.gather(*(store.secret(o) for o in owners)), strict=True))
+                    await asyncio.gather(*(_deliver(store, client, d, keys[d.owner]) for d in batch))
                     continue
             except asyncio.CancelledError:
                 raise
@@ -405,8 +409,8 @@ async def run_delivery_loop(
                 await asyncio.wait_for(stop.wait(), poll_s)
 
 
-async def _deliver(store: WebhookStore, client: httpx.AsyncClient, delivery: Delivery) -> None:
-    ok, error = await store.attempt(client, delivery)
+async def _deliver(store: WebhookStore, client: httpx.AsyncClient, delivery: Delivery, secret: str) -> None:
+    ok, error = await store.attempt(client, delivery, secret)
     outcome = await store.record(delivery, ok, error)
     if outcome == 3:
         log.warning(
