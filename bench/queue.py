@@ -304,7 +304,8 @@ def _best(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 async def run(args: argparse.Namespace, url: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    rows, deliveries = [], []
+    rows: list[dict[str, Any]] = []
+    deliveries: list[dict[str, Any]] = []
     receiver = Receiver() if args.webhooks else None
     try:
         for n_workers in [int(w) for w in args.workers.split(",")]:
