@@ -414,7 +414,10 @@ DEADLINE = (
     + r"""
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local h = redis.call('HMGET', KEYS[1], 'state', 'entry', 'deadline_at')
-if TERMINAL[h[1]] then return 0 end
+if TERMINAL[h[1]] then
+  redis.call('ZREM', PREFIX .. 'deadlines', redis.call('HGET', KEYS[1], 'id'))
+  return 0
+end
 local deadline = tonumber(h[3]) or 0
 if deadline <= 0 or deadline > tonumber(NOW) then return 0 end
 if h[1] == 'QUEUED' and h[2] and h[2] ~= '' then
