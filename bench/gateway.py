@@ -10,7 +10,9 @@ what is measured):
 * ``GET /api/ai/tasks/{id}`` — task status (gateway -> Jobs.GetJob -> Redis);
 * ``GET /api/vcs/history/{repo}`` — history (gateway -> vcs -> PostgreSQL);
 * ``GET /`` of a trivial FastAPI app served by uvicorn the same way as the
-  gateway, in the same run: the ceiling a Python HTTP process reaches here.
+  gateway, in the same run: the ceiling a Python HTTP process reaches here;
+* ``Jobs.GetJob`` called on the generator directly over gRPC (no gateway): how
+  much of the status figure the backend behind the gateway allows.
 
 Every response must be 200, or the run fails. Prints a table and writes JSON.
 
@@ -109,8 +111,54 @@ async def _load(host: str, port: int, path: str, headers: str, clients: int, sec
     }
 
 
+async def _grpc_load(addr: str, job_id: str, clients: int, seconds: float) -> dict[str, Any]:
+    import grpc
+
+    from beatflow.v1 import jobs_pb2, jobs_pb2_grpc
+
+    done, latencies = 0, []
+    deadline = time.perf_counter() + seconds
+    async with grpc.aio.insecure_channel(addr) as channel:
+        stub = jobs_pb2_grpc.JobsStub(channel)
+        request = jobs_pb2.GetJobRequest(job_id=job_id)
+
+        async def client() -> None:
+            nonlocal done
+            while time.perf_counter() < deadline:
+                t0 = time.perf_counter()
+                await stub.GetJob(request, timeout=30)
+                latencies.append(time.perf_counter() - t0)
+                done += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(clients)))
+        elapsed = time.perf_counter() - started
+    latencies.sort()
+    return {
+        "requests": done,
+        "errors": 0,
+        "seconds": round(elapsed, 3),
+        "rps": round(done / elapsed, 1),
+        "p50_ms": round(latencies[len(latencies) // 2] * 1000, 2),
+        "p99_ms": round(latencies[int(len(latencies) * 0.99)] * 1000, 2),
+    }
+
+
 def _load_process(args: tuple[Any, ...], out: Any) -> None:
-    out.put(asyncio.run(_load(*args)))
+    if args[0] == "grpc":
+        out.put(asyncio.run(_grpc_load(*args[1:])))
+    else:
+        out.put(asyncio.run(_load(*args)))
+
+
+def measure_grpc(addr: str, job_id: str, clients: int, seconds: float) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    proc = ctx.Process(target=_load_process, args=(("grpc", addr, job_id, clients, seconds), out))
+    proc.start()
+    result: dict[str, Any] = out.get(timeout=seconds + 120)
+    proc.join(30)
+    return result
 
 
 def measure(url: str, path: str, token: str, clients: int, seconds: float) -> dict[str, Any]:
@@ -158,7 +206,12 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "gateway.json"))
     args = parser.parse_args()
 
-    rows: dict[str, list[dict[str, Any]]] = {"trivial FastAPI": [], "task status": [], "history": []}
+    rows: dict[str, list[dict[str, Any]]] = {
+        "trivial FastAPI": [],
+        "task status": [],
+        "history": [],
+        "GetJob (gRPC)": [],
+    }
     with tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp:
         root = Path(tmp)
         root.chmod(0o755)
@@ -179,6 +232,9 @@ def main() -> None:
                     )
                     rows["history"].append(
                         measure(stack.base_url, f"/api/vcs/history/{repo_id}", token, args.clients, args.seconds)
+                    )
+                    rows["GetJob (gRPC)"].append(
+                        measure_grpc(stack.addrs["generator"], task_id, args.clients, args.seconds)
                     )
                     print("  round:", {k: v[-1]["rps"] for k, v in rows.items()}, file=sys.stderr)
         finally:
