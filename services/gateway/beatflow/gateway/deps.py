@@ -112,11 +112,11 @@ def parse_cancel_after(value: str | None) -> float | None:
     try:
         seconds = float(text)
     except ValueError:
-        if not _DURATION_RE.match(text):
-            raise ApiError(422, "Cancel-After must be seconds or a duration like 1h30m, 5m, 45s") from None
+        if not _DURATION_RE.match(text):  # (the header's pattern already refused it)
+            raise ApiError(400, "Cancel-After must be seconds or a duration like 1h30m, 5m, 45s") from None
         seconds = sum(float(n) * _UNIT_S[u] for n, u in re.findall(r"(\d+(?:\.\d+)?)(h|ms|m|s)", text))
     if not 0 < seconds <= 366 * 86400:
-        raise ApiError(422, "Cancel-After must be more than 0 s and at most 366 days")
+        raise ApiError(400, "Cancel-After must be more than 0 s and at most 366 days")
     return seconds
 
 
@@ -125,6 +125,7 @@ CancelAfterHeader = Annotated[
     Header(
         alias="Cancel-After",
         max_length=64,
+        pattern=r"^[0-9]+(\.[0-9]+)?$|^([0-9]+(\.[0-9]+)?(h|ms|m|s))+$",
         description="Cancel the task (reason 'deadline') if not finished by then: seconds or e.g. 1h30m, 5m, 45s",
     ),
 ]
