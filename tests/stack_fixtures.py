@@ -229,6 +229,9 @@ def run_stack(
         "BEATFLOW_ARGON2_PARALLELISM": "1",
         "BEATFLOW_LOG_JSON": "false",
         "BEATFLOW_GRACE_PERIOD_S": "2",
+        # webhook receivers in tests listen on loopback; retry them quickly
+        "BEATFLOW_JOB_WEBHOOK_ALLOW_PRIVATE_TARGETS": "true",
+        "BEATFLOW_JOB_WEBHOOK_BACKOFF_S": "0.2",
         "BEATFLOW_TOKEN_SECRET": secrets.token_hex(32),
         # Two CPU cores shared by three model-serving processes: one torch thread each.
         "BEATFLOW_GENERATOR_TORCH_THREADS": "1",

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x62\x65\x61tflow/v1/jobs.proto\x12\x0b\x62\x65\x61tflow.v1\"\x83\x03\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12$\n\x05state\x18\x03 \x01(\x0e\x32\x15.beatflow.v1.JobState\x12\x10\n\x08progress\x18\x04 \x01(\x01\x12\r\n\x05stage\x18\x05 \x01(\t\x12\x16\n\x0equeue_position\x18\x06 \x01(\x03\x12\r\n\x05\x65rror\x18\x07 \x01(\t\x12\x37\n\x0cresult_blobs\x18\x08 \x03(\x0b\x32!.beatflow.v1.Job.ResultBlobsEntry\x12\x13\n\x0bresult_json\x18\t \x01(\t\x12\x10\n\x08\x61ttempts\x18\n \x01(\x05\x12\x12\n\ncreated_at\x18\x0b \x01(\x01\x12\x12\n\nstarted_at\x18\x0c \x01(\x01\x12\x13\n\x0b\x66inished_at\x18\r \x01(\x01\x12\r\n\x05owner\x18\x0e \x01(\t\x12\x14\n\x0crequest_json\x18\x0f \x01(\t\x1a\x32\n\x10ResultBlobsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x9b\x02\n\x08JobEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12$\n\x05state\x18\x03 \x01(\x0e\x32\x15.beatflow.v1.JobState\x12\x10\n\x08progress\x18\x04 \x01(\x01\x12\r\n\x05stage\x18\x05 \x01(\t\x12\r\n\x05\x65rror\x18\x06 \x01(\t\x12<\n\x0cresult_blobs\x18\x07 \x03(\x0b\x32&.beatflow.v1.JobEvent.ResultBlobsEntry\x12\x12\n\nchunk_blob\x18\x08 \x01(\t\x12\x11\n\ttimestamp\x18\t \x01(\x01\x1a\x32\n\x10ResultBlobsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"9\n\x0fWatchJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_event_id\x18\x02 \x01(\t\"\"\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t*\xae\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05\x12\x12\n\x0eJOB_STATE_DEAD\x10\x06\x32\xbf\x01\n\x04Jobs\x12\x36\n\x06GetJob\x12\x1a.beatflow.v1.GetJobRequest\x1a\x10.beatflow.v1.Job\x12\x41\n\x08WatchJob\x12\x1c.beatflow.v1.WatchJobRequest\x1a\x15.beatflow.v1.JobEvent0\x01\x12<\n\tCancelJob\x12\x1d.beatflow.v1.CancelJobRequest\x1a\x10.beatflow.v1.Jobb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x62\x65\x61tflow/v1/jobs.proto\x12\x0b\x62\x65\x61tflow.v1\"\xcd\x04\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12$\n\x05state\x18\x03 \x01(\x0e\x32\x15.beatflow.v1.JobState\x12\x10\n\x08progress\x18\x04 \x01(\x01\x12\r\n\x05stage\x18\x05 \x01(\t\x12\x16\n\x0equeue_position\x18\x06 \x01(\x03\x12\r\n\x05\x65rror\x18\x07 \x01(\t\x12\x37\n\x0cresult_blobs\x18\x08 \x03(\x0b\x32!.beatflow.v1.Job.ResultBlobsEntry\x12\x13\n\x0bresult_json\x18\t \x01(\t\x12\x10\n\x08\x61ttempts\x18\n \x01(\x05\x12\x12\n\ncreated_at\x18\x0b \x01(\x01\x12\x12\n\nstarted_at\x18\x0c \x01(\x01\x12\x13\n\x0b\x66inished_at\x18\r \x01(\x01\x12\r\n\x05owner\x18\x0e \x01(\t\x12\x14\n\x0crequest_json\x18\x0f \x01(\t\x12\x13\n\x0b\x64\x65\x61\x64line_at\x18\x10 \x01(\x01\x12\x15\n\rcancel_reason\x18\x11 \x01(\t\x12\x10\n\x08retry_at\x18\x12 \x01(\x01\x12\x15\n\rretry_delay_s\x18\x13 \x01(\x01\x12\x14\n\x0cmax_attempts\x18\x14 \x01(\x05\x12\r\n\x05\x65ta_s\x18\x15 \x01(\x01\x12\x11\n\teta_basis\x18\x16 \x01(\t\x12\x0e\n\x06size_s\x18\x17 \x01(\x01\x12\x13\n\x0bwebhook_url\x18\x18 \x01(\t\x12\x16\n\x0ewebhook_events\x18\x19 \x03(\t\x1a\x32\n\x10ResultBlobsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xe6\x02\n\x08JobEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12$\n\x05state\x18\x03 \x01(\x0e\x32\x15.beatflow.v1.JobState\x12\x10\n\x08progress\x18\x04 \x01(\x01\x12\r\n\x05stage\x18\x05 \x01(\t\x12\r\n\x05\x65rror\x18\x06 \x01(\t\x12<\n\x0cresult_blobs\x18\x07 \x03(\x0b\x32&.beatflow.v1.JobEvent.ResultBlobsEntry\x12\x12\n\nchunk_blob\x18\x08 \x01(\t\x12\x11\n\ttimestamp\x18\t \x01(\x01\x12\x16\n\x0equeue_position\x18\n \x01(\x03\x12\r\n\x05\x65ta_s\x18\x0b \x01(\x01\x12\x10\n\x08\x61ttempts\x18\x0c \x01(\x05\x12\x10\n\x08retry_at\x18\r \x01(\x01\x1a\x32\n\x10ResultBlobsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"9\n\x0fWatchJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_event_id\x18\x02 \x01(\t\"\"\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"M\n\nJobOptions\x12\x12\n\ndeadline_s\x18\x01 \x01(\x01\x12\x13\n\x0bwebhook_url\x18\x02 \x01(\t\x12\x16\n\x0ewebhook_events\x18\x03 \x03(\t\"5\n\x14WebhookSecretRequest\x12\r\n\x05owner\x18\x01 \x01(\t\x12\x0e\n\x06rotate\x18\x02 \x01(\x08\"\x1f\n\rWebhookSecret\x12\x0e\n\x06secret\x18\x01 \x01(\t\"=\n\x1dListWebhookDeadLettersRequest\x12\r\n\x05owner\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\"\xc0\x01\n\x0fWebhookDelivery\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\r\n\x05owner\x18\x02 \x01(\t\x12\x0e\n\x06job_id\x18\x03 \x01(\t\x12\x0c\n\x04type\x18\x04 \x01(\t\x12\x0b\n\x03url\x18\x05 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x06 \x01(\x05\x12\x12\n\nlast_error\x18\x07 \x01(\t\x12\x12\n\ncreated_at\x18\x08 \x01(\x01\x12\x17\n\x0fnext_attempt_at\x18\t \x01(\x01\x12\x0e\n\x06status\x18\n \x01(\t\"G\n\x13WebhookDeliveryList\x12\x30\n\ndeliveries\x18\x01 \x03(\x0b\x32\x1c.beatflow.v1.WebhookDelivery\":\n\x17RedeliverWebhookRequest\x12\r\n\x05owner\x18\x01 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t*\xae\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05\x12\x12\n\x0eJOB_STATE_DEAD\x10\x06\x32\xd2\x03\n\x04Jobs\x12\x36\n\x06GetJob\x12\x1a.beatflow.v1.GetJobRequest\x1a\x10.beatflow.v1.Job\x12\x41\n\x08WatchJob\x12\x1c.beatflow.v1.WatchJobRequest\x1a\x15.beatflow.v1.JobEvent0\x01\x12<\n\tCancelJob\x12\x1d.beatflow.v1.CancelJobRequest\x1a\x10.beatflow.v1.Job\x12Q\n\x10GetWebhookSecret\x12!.beatflow.v1.WebhookSecretRequest\x1a\x1a.beatflow.v1.WebhookSecret\x12\x66\n\x16ListWebhookDeadLetters\x12*.beatflow.v1.ListWebhookDeadLettersRequest\x1a .beatflow.v1.WebhookDeliveryList\x12V\n\x10RedeliverWebhook\x12$.beatflow.v1.RedeliverWebhookRequest\x1a\x1c.beatflow.v1.WebhookDeliveryb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,22 +35,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_JOB_RESULTBLOBSENTRY']._serialized_options = b'8\001'
   _globals['_JOBEVENT_RESULTBLOBSENTRY']._loaded_options = None
   _globals['_JOBEVENT_RESULTBLOBSENTRY']._serialized_options = b'8\001'
-  _globals['_JOBSTATE']._serialized_start=844
-  _globals['_JOBSTATE']._serialized_end=1018
+  _globals['_JOBSTATE']._serialized_start=1679
+  _globals['_JOBSTATE']._serialized_end=1853
   _globals['_JOB']._serialized_start=40
-  _globals['_JOB']._serialized_end=427
-  _globals['_JOB_RESULTBLOBSENTRY']._serialized_start=377
-  _globals['_JOB_RESULTBLOBSENTRY']._serialized_end=427
-  _globals['_JOBEVENT']._serialized_start=430
-  _globals['_JOBEVENT']._serialized_end=713
-  _globals['_JOBEVENT_RESULTBLOBSENTRY']._serialized_start=377
-  _globals['_JOBEVENT_RESULTBLOBSENTRY']._serialized_end=427
-  _globals['_GETJOBREQUEST']._serialized_start=715
-  _globals['_GETJOBREQUEST']._serialized_end=746
-  _globals['_WATCHJOBREQUEST']._serialized_start=748
-  _globals['_WATCHJOBREQUEST']._serialized_end=805
-  _globals['_CANCELJOBREQUEST']._serialized_start=807
-  _globals['_CANCELJOBREQUEST']._serialized_end=841
-  _globals['_JOBS']._serialized_start=1021
-  _globals['_JOBS']._serialized_end=1212
+  _globals['_JOB']._serialized_end=629
+  _globals['_JOB_RESULTBLOBSENTRY']._serialized_start=579
+  _globals['_JOB_RESULTBLOBSENTRY']._serialized_end=629
+  _globals['_JOBEVENT']._serialized_start=632
+  _globals['_JOBEVENT']._serialized_end=990
+  _globals['_JOBEVENT_RESULTBLOBSENTRY']._serialized_start=579
+  _globals['_JOBEVENT_RESULTBLOBSENTRY']._serialized_end=629
+  _globals['_GETJOBREQUEST']._serialized_start=992
+  _globals['_GETJOBREQUEST']._serialized_end=1023
+  _globals['_WATCHJOBREQUEST']._serialized_start=1025
+  _globals['_WATCHJOBREQUEST']._serialized_end=1082
+  _globals['_CANCELJOBREQUEST']._serialized_start=1084
+  _globals['_CANCELJOBREQUEST']._serialized_end=1118
+  _globals['_JOBOPTIONS']._serialized_start=1120
+  _globals['_JOBOPTIONS']._serialized_end=1197
+  _globals['_WEBHOOKSECRETREQUEST']._serialized_start=1199
+  _globals['_WEBHOOKSECRETREQUEST']._serialized_end=1252
+  _globals['_WEBHOOKSECRET']._serialized_start=1254
+  _globals['_WEBHOOKSECRET']._serialized_end=1285
+  _globals['_LISTWEBHOOKDEADLETTERSREQUEST']._serialized_start=1287
+  _globals['_LISTWEBHOOKDEADLETTERSREQUEST']._serialized_end=1348
+  _globals['_WEBHOOKDELIVERY']._serialized_start=1351
+  _globals['_WEBHOOKDELIVERY']._serialized_end=1543
+  _globals['_WEBHOOKDELIVERYLIST']._serialized_start=1545
+  _globals['_WEBHOOKDELIVERYLIST']._serialized_end=1616
+  _globals['_REDELIVERWEBHOOKREQUEST']._serialized_start=1618
+  _globals['_REDELIVERWEBHOOKREQUEST']._serialized_end=1676
+  _globals['_JOBS']._serialized_start=1856
+  _globals['_JOBS']._serialized_end=2322
 # @@protoc_insertion_point(module_scope)

@@ -49,6 +49,21 @@ class JobsStub:
                 request_serializer=beatflow_dot_v1_dot_jobs__pb2.CancelJobRequest.SerializeToString,
                 response_deserializer=beatflow_dot_v1_dot_jobs__pb2.Job.FromString,
                 _registered_method=True)
+        self.GetWebhookSecret = channel.unary_unary(
+                '/beatflow.v1.Jobs/GetWebhookSecret',
+                request_serializer=beatflow_dot_v1_dot_jobs__pb2.WebhookSecretRequest.SerializeToString,
+                response_deserializer=beatflow_dot_v1_dot_jobs__pb2.WebhookSecret.FromString,
+                _registered_method=True)
+        self.ListWebhookDeadLetters = channel.unary_unary(
+                '/beatflow.v1.Jobs/ListWebhookDeadLetters',
+                request_serializer=beatflow_dot_v1_dot_jobs__pb2.ListWebhookDeadLettersRequest.SerializeToString,
+                response_deserializer=beatflow_dot_v1_dot_jobs__pb2.WebhookDeliveryList.FromString,
+                _registered_method=True)
+        self.RedeliverWebhook = channel.unary_unary(
+                '/beatflow.v1.Jobs/RedeliverWebhook',
+                request_serializer=beatflow_dot_v1_dot_jobs__pb2.RedeliverWebhookRequest.SerializeToString,
+                response_deserializer=beatflow_dot_v1_dot_jobs__pb2.WebhookDelivery.FromString,
+                _registered_method=True)
 
 
 class JobsServicer:
@@ -74,6 +89,27 @@ class JobsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetWebhookSecret(self, request, context):
+        """The owner's webhook signing secret (created on first use), or a new one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListWebhookDeadLetters(self, request, context):
+        """Deliveries that failed for longer than the retry window, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RedeliverWebhook(self, request, context):
+        """Queue a dead-lettered delivery again (same event id, attempts reset).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JobsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -91,6 +127,21 @@ def add_JobsServicer_to_server(servicer, server):
                     servicer.CancelJob,
                     request_deserializer=beatflow_dot_v1_dot_jobs__pb2.CancelJobRequest.FromString,
                     response_serializer=beatflow_dot_v1_dot_jobs__pb2.Job.SerializeToString,
+            ),
+            'GetWebhookSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetWebhookSecret,
+                    request_deserializer=beatflow_dot_v1_dot_jobs__pb2.WebhookSecretRequest.FromString,
+                    response_serializer=beatflow_dot_v1_dot_jobs__pb2.WebhookSecret.SerializeToString,
+            ),
+            'ListWebhookDeadLetters': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWebhookDeadLetters,
+                    request_deserializer=beatflow_dot_v1_dot_jobs__pb2.ListWebhookDeadLettersRequest.FromString,
+                    response_serializer=beatflow_dot_v1_dot_jobs__pb2.WebhookDeliveryList.SerializeToString,
+            ),
+            'RedeliverWebhook': grpc.unary_unary_rpc_method_handler(
+                    servicer.RedeliverWebhook,
+                    request_deserializer=beatflow_dot_v1_dot_jobs__pb2.RedeliverWebhookRequest.FromString,
+                    response_serializer=beatflow_dot_v1_dot_jobs__pb2.WebhookDelivery.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -174,6 +225,87 @@ class Jobs:
             '/beatflow.v1.Jobs/CancelJob',
             beatflow_dot_v1_dot_jobs__pb2.CancelJobRequest.SerializeToString,
             beatflow_dot_v1_dot_jobs__pb2.Job.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetWebhookSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/beatflow.v1.Jobs/GetWebhookSecret',
+            beatflow_dot_v1_dot_jobs__pb2.WebhookSecretRequest.SerializeToString,
+            beatflow_dot_v1_dot_jobs__pb2.WebhookSecret.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWebhookDeadLetters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/beatflow.v1.Jobs/ListWebhookDeadLetters',
+            beatflow_dot_v1_dot_jobs__pb2.ListWebhookDeadLettersRequest.SerializeToString,
+            beatflow_dot_v1_dot_jobs__pb2.WebhookDeliveryList.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RedeliverWebhook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/beatflow.v1.Jobs/RedeliverWebhook',
+            beatflow_dot_v1_dot_jobs__pb2.RedeliverWebhookRequest.SerializeToString,
+            beatflow_dot_v1_dot_jobs__pb2.WebhookDelivery.FromString,
             options,
             channel_credentials,
             insecure,

@@ -26,7 +26,7 @@ from beatflow.v1 import jobs_pb2 as beatflow_dot_v1_dot_jobs__pb2
 from beatflow.v1 import generator_pb2 as beatflow_dot_v1_dot_generator__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x62\x65\x61tflow/v1/separator.proto\x12\x0b\x62\x65\x61tflow.v1\x1a\x16\x62\x65\x61tflow/v1/jobs.proto\x1a\x1b\x62\x65\x61tflow/v1/generator.proto\"\xa4\x02\n\x0fSeparateRequest\x12\x12\n\naudio_blob\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x11\n\ttwo_stems\x18\x03 \x01(\t\x12\x0e\n\x06shifts\x18\x04 \x01(\x05\x12\x14\n\x07overlap\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\x16\n\tsegment_s\x18\x06 \x01(\x01H\x01\x88\x01\x01\x12(\n\x06\x66ormat\x18\x07 \x01(\x0e\x32\x18.beatflow.v1.AudioFormat\x12\x15\n\rresidual_stem\x18\x08 \x01(\t\x12\x17\n\x0fidempotency_key\x18\t \x01(\t\x12\r\n\x05owner\x18\n \x01(\t\x12\x11\n\x04seed\x18\x0b \x01(\x03H\x02\x88\x01\x01\x42\n\n\x08_overlapB\x0c\n\n_segment_sB\x07\n\x05_seed\"L\n\x0e\x41nalyzeRequest\x12\x12\n\naudio_blob\x18\x01 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\x12\r\n\x05owner\x18\x03 \x01(\t\"\xd1\x01\n\x08\x41nalysis\x12\x0b\n\x03\x62pm\x18\x01 \x01(\x01\x12\x16\n\x0e\x62pm_confidence\x18\x02 \x01(\x01\x12\x11\n\tkey_tonic\x18\x03 \x01(\t\x12\x10\n\x08key_mode\x18\x04 \x01(\t\x12\x16\n\x0ekey_confidence\x18\x05 \x01(\x01\x12\x12\n\nduration_s\x18\x06 \x01(\x01\x12\x13\n\x0bsample_rate\x18\x07 \x01(\x05\x12\x10\n\x08\x63hannels\x18\x08 \x01(\x05\x12\x15\n\rloudness_lufs\x18\t \x01(\x01\x12\x11\n\tpeak_dbfs\x18\n \x01(\x01\x32\xd4\x01\n\tSeparator\x12\x42\n\x10SubmitSeparation\x12\x1c.beatflow.v1.SeparateRequest\x1a\x10.beatflow.v1.Job\x12?\n\x0eSubmitAnalysis\x12\x1b.beatflow.v1.AnalyzeRequest\x1a\x10.beatflow.v1.Job\x12\x42\n\x0c\x41nalyzeAudio\x12\x1b.beatflow.v1.AnalyzeRequest\x1a\x15.beatflow.v1.Analysisb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x62\x65\x61tflow/v1/separator.proto\x12\x0b\x62\x65\x61tflow.v1\x1a\x16\x62\x65\x61tflow/v1/jobs.proto\x1a\x1b\x62\x65\x61tflow/v1/generator.proto\"\xd2\x02\n\x0fSeparateRequest\x12\x12\n\naudio_blob\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x11\n\ttwo_stems\x18\x03 \x01(\t\x12\x0e\n\x06shifts\x18\x04 \x01(\x05\x12\x14\n\x07overlap\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\x16\n\tsegment_s\x18\x06 \x01(\x01H\x01\x88\x01\x01\x12(\n\x06\x66ormat\x18\x07 \x01(\x0e\x32\x18.beatflow.v1.AudioFormat\x12\x15\n\rresidual_stem\x18\x08 \x01(\t\x12\x17\n\x0fidempotency_key\x18\t \x01(\t\x12\r\n\x05owner\x18\n \x01(\t\x12\x11\n\x04seed\x18\x0b \x01(\x03H\x02\x88\x01\x01\x12,\n\x0bjob_options\x18\x0c \x01(\x0b\x32\x17.beatflow.v1.JobOptionsB\n\n\x08_overlapB\x0c\n\n_segment_sB\x07\n\x05_seed\"z\n\x0e\x41nalyzeRequest\x12\x12\n\naudio_blob\x18\x01 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\x12\r\n\x05owner\x18\x03 \x01(\t\x12,\n\x0bjob_options\x18\x04 \x01(\x0b\x32\x17.beatflow.v1.JobOptions\"\xd1\x01\n\x08\x41nalysis\x12\x0b\n\x03\x62pm\x18\x01 \x01(\x01\x12\x16\n\x0e\x62pm_confidence\x18\x02 \x01(\x01\x12\x11\n\tkey_tonic\x18\x03 \x01(\t\x12\x10\n\x08key_mode\x18\x04 \x01(\t\x12\x16\n\x0ekey_confidence\x18\x05 \x01(\x01\x12\x12\n\nduration_s\x18\x06 \x01(\x01\x12\x13\n\x0bsample_rate\x18\x07 \x01(\x05\x12\x10\n\x08\x63hannels\x18\x08 \x01(\x05\x12\x15\n\rloudness_lufs\x18\t \x01(\x01\x12\x11\n\tpeak_dbfs\x18\n \x01(\x01\x32\xd4\x01\n\tSeparator\x12\x42\n\x10SubmitSeparation\x12\x1c.beatflow.v1.SeparateRequest\x1a\x10.beatflow.v1.Job\x12?\n\x0eSubmitAnalysis\x12\x1b.beatflow.v1.AnalyzeRequest\x1a\x10.beatflow.v1.Job\x12\x42\n\x0c\x41nalyzeAudio\x12\x1b.beatflow.v1.AnalyzeRequest\x1a\x15.beatflow.v1.Analysisb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,11 +34,11 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'beatflow.v1.separator_pb2',
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SEPARATEREQUEST']._serialized_start=98
-  _globals['_SEPARATEREQUEST']._serialized_end=390
-  _globals['_ANALYZEREQUEST']._serialized_start=392
-  _globals['_ANALYZEREQUEST']._serialized_end=468
-  _globals['_ANALYSIS']._serialized_start=471
-  _globals['_ANALYSIS']._serialized_end=680
-  _globals['_SEPARATOR']._serialized_start=683
-  _globals['_SEPARATOR']._serialized_end=895
+  _globals['_SEPARATEREQUEST']._serialized_end=436
+  _globals['_ANALYZEREQUEST']._serialized_start=438
+  _globals['_ANALYZEREQUEST']._serialized_end=560
+  _globals['_ANALYSIS']._serialized_start=563
+  _globals['_ANALYSIS']._serialized_end=772
+  _globals['_SEPARATOR']._serialized_start=775
+  _globals['_SEPARATOR']._serialized_end=987
 # @@protoc_insertion_point(module_scope)

@@ -2,12 +2,13 @@ from beatflow.v1 import jobs_pb2 as _jobs_pb2
 from beatflow.v1 import generator_pb2 as _generator_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from collections.abc import Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class SeparateRequest(_message.Message):
-    __slots__ = ("audio_blob", "model", "two_stems", "shifts", "overlap", "segment_s", "format", "residual_stem", "idempotency_key", "owner", "seed")
+    __slots__ = ("audio_blob", "model", "two_stems", "shifts", "overlap", "segment_s", "format", "residual_stem", "idempotency_key", "owner", "seed", "job_options")
     AUDIO_BLOB_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     TWO_STEMS_FIELD_NUMBER: _ClassVar[int]
@@ -19,6 +20,7 @@ class SeparateRequest(_message.Message):
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
+    JOB_OPTIONS_FIELD_NUMBER: _ClassVar[int]
     audio_blob: str
     model: str
     two_stems: str
@@ -30,17 +32,20 @@ class SeparateRequest(_message.Message):
     idempotency_key: str
     owner: str
     seed: int
-    def __init__(self, audio_blob: _Optional[str] = ..., model: _Optional[str] = ..., two_stems: _Optional[str] = ..., shifts: _Optional[int] = ..., overlap: _Optional[float] = ..., segment_s: _Optional[float] = ..., format: _Optional[_Union[_generator_pb2.AudioFormat, str]] = ..., residual_stem: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., owner: _Optional[str] = ..., seed: _Optional[int] = ...) -> None: ...
+    job_options: _jobs_pb2.JobOptions
+    def __init__(self, audio_blob: _Optional[str] = ..., model: _Optional[str] = ..., two_stems: _Optional[str] = ..., shifts: _Optional[int] = ..., overlap: _Optional[float] = ..., segment_s: _Optional[float] = ..., format: _Optional[_Union[_generator_pb2.AudioFormat, str]] = ..., residual_stem: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., owner: _Optional[str] = ..., seed: _Optional[int] = ..., job_options: _Optional[_Union[_jobs_pb2.JobOptions, _Mapping]] = ...) -> None: ...
 
 class AnalyzeRequest(_message.Message):
-    __slots__ = ("audio_blob", "idempotency_key", "owner")
+    __slots__ = ("audio_blob", "idempotency_key", "owner", "job_options")
     AUDIO_BLOB_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
+    JOB_OPTIONS_FIELD_NUMBER: _ClassVar[int]
     audio_blob: str
     idempotency_key: str
     owner: str
-    def __init__(self, audio_blob: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., owner: _Optional[str] = ...) -> None: ...
+    job_options: _jobs_pb2.JobOptions
+    def __init__(self, audio_blob: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., owner: _Optional[str] = ..., job_options: _Optional[_Union[_jobs_pb2.JobOptions, _Mapping]] = ...) -> None: ...
 
 class Analysis(_message.Message):
     __slots__ = ("bpm", "bpm_confidence", "key_tonic", "key_mode", "key_confidence", "duration_s", "sample_rate", "channels", "loudness_lufs", "peak_dbfs")

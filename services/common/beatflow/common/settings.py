@@ -36,3 +36,12 @@ class CommonSettings(BaseSettings):
     job_retry_limit: int = 3
     job_heartbeat_timeout_s: float = 30.0
     job_retention_s: float = 7 * 24 * 3600.0
+    # A failed attempt is retried after about backoff * 2**(retry-1) s (half of it random), capped.
+    job_retry_backoff_s: float = 2.0
+    job_retry_backoff_max_s: float = 600.0
+    # Webhooks: retried with backoff (capped at max_delay) for max_age, then dead-lettered.
+    job_webhook_backoff_s: float = 5.0
+    job_webhook_max_delay_s: float = 3600.0
+    job_webhook_max_age_s: float = 26 * 3600.0
+    # Allow webhook targets on loopback, link-local and private networks (tests, closed networks).
+    job_webhook_allow_private_targets: bool = False

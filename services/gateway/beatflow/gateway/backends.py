@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -86,17 +87,33 @@ class Backends:
             await backend.channel.close()
 
     async def get_job(self, job_id: str) -> jobs_pb2.Job:
-        return await self._jobs_call("GetJob", jobs_pb2.GetJobRequest(job_id=job_id))
+        reply: jobs_pb2.Job = await self._jobs_call("GetJob", jobs_pb2.GetJobRequest(job_id=job_id))
+        return reply
 
     async def cancel_job(self, job_id: str) -> jobs_pb2.Job:
-        return await self._jobs_call("CancelJob", jobs_pb2.CancelJobRequest(job_id=job_id))
+        reply: jobs_pb2.Job = await self._jobs_call("CancelJob", jobs_pb2.CancelJobRequest(job_id=job_id))
+        return reply
 
-    async def _jobs_call(self, method: str, request: object) -> jobs_pb2.Job:
+    async def webhook_secret(self, owner: str, *, rotate: bool = False) -> str:
+        request = jobs_pb2.WebhookSecretRequest(owner=owner, rotate=rotate)
+        reply: jobs_pb2.WebhookSecret = await self._jobs_call("GetWebhookSecret", request)
+        return reply.secret
+
+    async def webhook_dead_letters(self, owner: str, limit: int = 100) -> jobs_pb2.WebhookDeliveryList:
+        request = jobs_pb2.ListWebhookDeadLettersRequest(owner=owner, limit=limit)
+        reply: jobs_pb2.WebhookDeliveryList = await self._jobs_call("ListWebhookDeadLetters", request)
+        return reply
+
+    async def redeliver_webhook(self, owner: str, event_id: str) -> jobs_pb2.WebhookDelivery:
+        request = jobs_pb2.RedeliverWebhookRequest(owner=owner, event_id=event_id)
+        reply: jobs_pb2.WebhookDelivery = await self._jobs_call("RedeliverWebhook", request)
+        return reply
+
+    async def _jobs_call(self, method: str, request: object) -> Any:
         last: grpc.aio.AioRpcError | None = None
         for stub in self._jobs:
             try:
-                reply: jobs_pb2.Job = await getattr(stub, method)(request, timeout=self.timeout)
-                return reply
+                return await getattr(stub, method)(request, timeout=self.timeout)
             except grpc.aio.AioRpcError as exc:
                 if exc.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNIMPLEMENTED):
                     raise

@@ -232,6 +232,15 @@ def task(msg: jobs_pb2.Job) -> schemas.TaskOut:
         finished_at=msg.finished_at or None,
         files=task_files(msg.result_blobs, result, request),
         result=result,
+        max_attempts=msg.max_attempts,
+        retry_at=msg.retry_at or None,
+        retry_delay_s=msg.retry_delay_s or None,
+        deadline_at=msg.deadline_at or None,
+        cancel_reason=msg.cancel_reason or None,  # type: ignore[arg-type]
+        eta_s=msg.eta_s if msg.eta_s >= 0 else None,
+        eta_basis=msg.eta_basis,
+        webhook_url=msg.webhook_url or None,
+        webhook_events=list(msg.webhook_events),
     )
 
 
@@ -248,4 +257,21 @@ def task_event(msg: jobs_pb2.JobEvent, job: jobs_pb2.Job | None = None) -> schem
         files=task_files(msg.result_blobs, result, request),
         chunk_blob=msg.chunk_blob or None,
         timestamp=msg.timestamp,
+        queue_position=msg.queue_position,
+        eta_s=msg.eta_s if msg.eta_s >= 0 else None,
+        attempts=msg.attempts,
+        retry_at=msg.retry_at or None,
+    )
+
+
+def webhook_delivery(msg: jobs_pb2.WebhookDelivery) -> schemas.WebhookDeliveryOut:
+    return schemas.WebhookDeliveryOut(
+        event_id=msg.event_id,
+        task_id=msg.job_id,
+        type=msg.type,
+        url=msg.url,
+        attempts=msg.attempts,
+        last_error=msg.last_error,
+        created_at=msg.created_at,
+        status=msg.status,
     )

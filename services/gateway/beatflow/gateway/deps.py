@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import re
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -97,6 +98,35 @@ IdempotencyHeader = Annotated[
         max_length=255,
         pattern=r"^[\x21-\x7e]+$",
         description="Repeat a request with the same key to get the same task instead of a new one",
+    ),
+]
+_DURATION_RE = re.compile(r"^(?:(\d+(?:\.\d+)?)(h|ms|m|s))+$")
+_UNIT_S = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+
+
+def parse_cancel_after(value: str | None) -> float | None:
+    """Seconds from a ``Cancel-After`` header: plain seconds ("90", "2.5") or a duration ("1h30m", "45s")."""
+    if value is None:
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        if not _DURATION_RE.match(text):  # (the header's pattern already refused it)
+            raise ApiError(400, "Cancel-After must be seconds or a duration like 1h30m, 5m, 45s") from None
+        seconds = sum(float(n) * _UNIT_S[u] for n, u in re.findall(r"(\d+(?:\.\d+)?)(h|ms|m|s)", text))
+    if not 0 < seconds <= 366 * 86400:
+        raise ApiError(400, "Cancel-After must be more than 0 s and at most 366 days")
+    return seconds
+
+
+CancelAfterHeader = Annotated[
+    str | None,
+    Header(
+        alias="Cancel-After",
+        max_length=64,
+        pattern=r"^[0-9]+(\.[0-9]+)?$|^([0-9]+(\.[0-9]+)?(h|ms|m|s))+$",
+        description="Cancel the task (reason 'deadline') if not finished by then: seconds or e.g. 1h30m, 5m, 45s",
     ),
 ]
 State = Annotated[GatewayState, Depends(get_state)]

@@ -341,8 +341,31 @@ class MergeBaseOut(BaseModel):
 
 # --- AI tasks -----------------------------------------------------------------
 
+WebhookEvent = Literal["started", "progress", "completed", "failed", "cancelled"]
 
-class GenerateCreate(Strict):
+
+class TaskOptions(Strict):
+    """Deadline and webhook, accepted by every task-creating request."""
+
+    deadline_s: float | None = Field(
+        None,
+        gt=0,
+        le=366 * 86400,
+        description="Cancel the task (reason 'deadline') if it has not finished this many seconds after submit; "
+        "the Cancel-After header does the same",
+    )
+    webhook_url: str | None = Field(
+        None,
+        max_length=2048,
+        description="POST signed events (Standard Webhooks; secret at /api/webhooks/secret) to this http(s) URL; "
+        "private, loopback and link-local targets are refused",
+    )
+    webhook_events: list[WebhookEvent] | None = Field(
+        None, max_length=5, description="Events to send; default all but 'progress' (at most one per 5 s)"
+    )
+
+
+class GenerateCreate(TaskOptions):
     prompt: str = Field(min_length=1, max_length=2000, examples=["Upbeat electronic music"])
     bpm: float | None = Field(None, ge=20, le=300)
     mood: str = Field("", max_length=100)
@@ -362,7 +385,7 @@ class GenerateCreate(Strict):
     prompt_audio_blob: BlobRef | None = Field(None, description="Continue this audio")
 
 
-class HumToBeatCreate(Strict):
+class HumToBeatCreate(TaskOptions):
     melody_blob: BlobRef
     prompt: str = Field("", max_length=2000)
     bpm: float | None = Field(None, ge=20, le=300)
@@ -375,7 +398,7 @@ class HumToBeatCreate(Strict):
     format: Literal["wav", "flac", "mp3"] = "wav"
 
 
-class SeparateCreate(Strict):
+class SeparateCreate(TaskOptions):
     audio_blob: BlobRef
     model: str = Field("", max_length=64, pattern=r"^[A-Za-z0-9_.\-]*$", description="htdemucs (default), tiny, ...")
     two_stems: str = Field("", max_length=64, pattern=r"^[A-Za-z0-9_\-]*$")
@@ -386,7 +409,7 @@ class SeparateCreate(Strict):
     residual_stem: str = Field("", max_length=64, pattern=r"^[A-Za-z0-9_\-]*$")
 
 
-class AnalyzeCreate(Strict):
+class AnalyzeCreate(TaskOptions):
     audio_blob: BlobRef
     background: bool = Field(False, description="Run as a task instead of answering at once")
 
@@ -425,6 +448,17 @@ class TaskOut(BaseModel):
     finished_at: float | None
     files: dict[str, TaskFile] = Field(description="Named outputs of a finished task")
     result: dict[str, Any] | None = Field(description="Kind-specific result record")
+    max_attempts: int = Field(0, description="Attempts the task may take in all (first run plus retries)")
+    retry_at: float | None = Field(None, description="While a failed attempt waits out its backoff: when it retries")
+    retry_delay_s: float | None = Field(None, description="The backoff chosen for the pending retry")
+    deadline_at: float | None = Field(None, description="Unix time at which the task is cancelled if not finished")
+    cancel_reason: Literal["user", "deadline"] | None = Field(None, description="Why a cancelled task was cancelled")
+    eta_s: float | None = Field(
+        None, description="Estimated seconds until the task finishes (null: nothing measured yet); see eta_basis"
+    )
+    eta_basis: str = Field("", description="How eta_s was estimated (recent throughput of this kind of task)")
+    webhook_url: str | None = None
+    webhook_events: list[str] = Field(default_factory=list)
 
 
 class AnalyzeOut(BaseModel):
@@ -442,6 +476,29 @@ class TaskEventOut(BaseModel):
     files: dict[str, TaskFile]
     chunk_blob: str | None
     timestamp: float
+    queue_position: int = Field(0, description="At the time the event was sent")
+    eta_s: float | None = Field(None, description="At the time the event was sent (null: unknown)")
+    attempts: int = 0
+    retry_at: float | None = None
+
+
+class WebhookSecretOut(BaseModel):
+    secret: str = Field(description="whsec_-prefixed key for any Standard Webhooks verifier")
+
+
+class WebhookDeliveryOut(BaseModel):
+    event_id: str = Field(description="The webhook-id header: the same on every attempt and redelivery")
+    task_id: str
+    type: str
+    url: str
+    attempts: int
+    last_error: str
+    created_at: float
+    status: Literal["pending", "delivered", "dead"] | str
+
+
+class WebhookDeliveryList(BaseModel):
+    deliveries: list[WebhookDeliveryOut]
 
 
 # --- audio ----------------------------------------------------------------------

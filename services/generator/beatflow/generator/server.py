@@ -21,7 +21,7 @@ from beatflow.common import metrics
 from beatflow.common.blobstore import BlobStore, make_blob_store
 from beatflow.common.errors import FailedPrecondition, Unavailable
 from beatflow.common.grpcserver import GrpcServer, Service, create_grpc_server
-from beatflow.common.jobs import JobQueue, JobRecord
+from beatflow.common.jobs import JobQueue, JobRecord, WebhookStore, start_job_maintenance
 from beatflow.common.jobs.servicer import jobs_service
 from beatflow.generator.backend import choose_backend, make_backend
 from beatflow.generator.config import GeneratorSettings
@@ -135,6 +135,7 @@ class GeneratorApp:
         self._stop = asyncio.Event()
         self._worker_task: asyncio.Task[None] | None = None
         self._stop_depth_sampler: Callable[[], Awaitable[None]] | None = None
+        self._stop_maintenance: Callable[[], Awaitable[None]] | None = None
 
     @property
     def ready(self) -> bool:
@@ -145,6 +146,10 @@ class GeneratorApp:
         if self.ready:
             return
         self.slots = await asyncio.to_thread(load_slots, self.settings, self._preloaded)
+        # deadlines, retry backoff and webhook deliveries (any replica may do them)
+        self._stop_maintenance = start_job_maintenance(
+            self.queue, [KIND], WebhookStore.from_settings(self.settings, self.queue.redis)
+        )
         if self.settings.generator_run_worker:
             consumer = f"generator-{socket.gethostname()}-{os.getpid()}-{id(self):x}"
             config = WorkerConfig(
@@ -171,6 +176,8 @@ class GeneratorApp:
         self._stop.set()
         if self._stop_depth_sampler is not None:
             await self._stop_depth_sampler()
+        if self._stop_maintenance is not None:
+            await self._stop_maintenance()
         if self._worker_task is not None:
             try:
                 await asyncio.wait_for(asyncio.shield(self._worker_task), self.settings.grace_period_s)
@@ -192,8 +199,14 @@ class GeneratorApp:
         if not self.ready:
             raise Unavailable("the generator is still loading its model; retry shortly")
 
-    async def submit(self, spec: GenerationSpec, *, idempotency_key: str | None = None) -> JobRecord:
-        """Validate (limits, uploads, model support) and queue a generation job."""
+    async def submit(
+        self, spec: GenerationSpec, *, idempotency_key: str | None = None, options: dict[str, Any] | None = None
+    ) -> JobRecord:
+        """Validate (limits, uploads, model support) and queue a generation job.
+
+        ``options``: deadline and webhook (``JobQueue.submit`` keywords). The job's
+        size for ETAs is the audio it produces: duration times variations.
+        """
         self._require_ready()
         spec = validate(spec, self.limits)
         if spec.melody_blob:
@@ -204,7 +217,14 @@ class GeneratorApp:
             if slot.lm.audio_channels not in (1, 2):
                 raise FailedPrecondition("the model cannot be prompted with audio")
             await check_upload(self.store, spec.prompt_audio_blob, "audio prompt", self.limits)
-        return await self.queue.submit(KIND, spec.to_dict(), owner=spec.owner, idempotency_key=idempotency_key)
+        return await self.queue.submit(
+            KIND,
+            spec.to_dict(),
+            owner=spec.owner,
+            idempotency_key=idempotency_key,
+            size_s=spec.duration_s * spec.num_variations,
+            **(options or {}),
+        )
 
     def model_info(self) -> dict[str, Any]:
         self._require_ready()

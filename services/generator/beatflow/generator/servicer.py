@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 import grpc
 
+from beatflow.common.jobs.servicer import job_options_from_proto
 from beatflow.generator.backend import Sampling
 from beatflow.generator.prompts import Hints
 from beatflow.generator.request import GenerationSpec
@@ -57,7 +58,11 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
     async def SubmitGeneration(
         self, request: generator_pb2.GenerateRequest, context: grpc.aio.ServicerContext
     ) -> jobs_pb2.Job:
-        record = await self.app.submit(spec_from_proto(request), idempotency_key=request.idempotency_key or None)
+        record = await self.app.submit(
+            spec_from_proto(request),
+            idempotency_key=request.idempotency_key or None,
+            options=job_options_from_proto(request.job_options),
+        )
         return record.to_proto()
 
     async def GetModelInfo(

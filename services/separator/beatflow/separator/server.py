@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
@@ -21,7 +22,7 @@ import torch
 
 from beatflow.common.blobstore import BlobStore, make_blob_store
 from beatflow.common.grpcserver import GrpcServer, Service, create_grpc_server
-from beatflow.common.jobs import JobQueue, connect_redis, jobs_service, run_worker
+from beatflow.common.jobs import JobQueue, WebhookStore, connect_redis, jobs_service, run_worker, start_job_maintenance
 from beatflow.separator.config import SeparatorSettings
 from beatflow.separator.service import ANALYZE, SEPARATE, SeparatorService, make_registry
 from beatflow.separator.servicer import SeparatorServicer
@@ -40,6 +41,7 @@ class SeparatorApp:
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _workers: list[asyncio.Task[None]] = field(default_factory=list)
     _ready_task: asyncio.Task[None] | None = None
+    _stop_maintenance: Callable[[], Awaitable[None]] | None = None
 
     @property
     def port(self) -> int:
@@ -49,6 +51,10 @@ class SeparatorApp:
         """Load the default model, then start the job workers (call before SERVING)."""
         model = await self.service.load_default_model()
         log.info("model %s ready (%s, %d Hz)", model.name, ",".join(model.sources), model.samplerate)
+        if self._stop_maintenance is None:  # deadlines, retry backoff, webhook deliveries
+            self._stop_maintenance = start_job_maintenance(
+                self.queue, [SEPARATE, ANALYZE], WebhookStore.from_settings(self.settings, self.redis)
+            )
         if self.settings.separator_run_workers and not self._workers:
             consumer = f"separator-{socket.gethostname()}-{os.getpid()}-{id(self):x}"
             s = self.settings
@@ -88,6 +94,9 @@ class SeparatorApp:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._ready_task
         self._stop.set()
+        if self._stop_maintenance is not None:
+            await self._stop_maintenance()
+            self._stop_maintenance = None
         if self._workers:
             _done, pending = await asyncio.wait(self._workers, timeout=self.settings.grace_period_s)
             if pending:

@@ -96,18 +96,33 @@ class SeparatorService:
             raise InvalidArgument(f"segment_s must be between 0.1 and 30 s, not {opts.segment_s}")
 
     async def submit_separation(
-        self, audio_blob: str, opts: SeparationOptions, *, owner: str = "", idempotency_key: str = ""
+        self,
+        audio_blob: str,
+        opts: SeparationOptions,
+        *,
+        owner: str = "",
+        idempotency_key: str = "",
+        options: dict[str, Any] | None = None,
     ) -> JobRecord:
+        """Check and queue a separation; ``options``: deadline and webhook (``JobQueue.submit`` keywords)."""
         opts.model = self.registry.resolve_name(opts.model)
         self._check_model_options(opts)
         await self.check_audio_blob(audio_blob, self.settings.separator_max_upload_bytes)
         request = {"audio_blob": audio_blob, "options": opts.to_dict()}
-        return await self.queue.submit(SEPARATE, request, owner=owner, idempotency_key=idempotency_key or None)
+        return await self.queue.submit(
+            SEPARATE, request, owner=owner, idempotency_key=idempotency_key or None, **(options or {})
+        )
 
-    async def submit_analysis(self, audio_blob: str, *, owner: str = "", idempotency_key: str = "") -> JobRecord:
+    async def submit_analysis(
+        self, audio_blob: str, *, owner: str = "", idempotency_key: str = "", options: dict[str, Any] | None = None
+    ) -> JobRecord:
         await self.check_audio_blob(audio_blob, self.settings.separator_max_upload_bytes)
         return await self.queue.submit(
-            ANALYZE, {"audio_blob": audio_blob}, owner=owner, idempotency_key=idempotency_key or None
+            ANALYZE,
+            {"audio_blob": audio_blob},
+            owner=owner,
+            idempotency_key=idempotency_key or None,
+            **(options or {}),
         )
 
     async def analyze_inline(self, audio_blob: str) -> analysis.Analysis:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import grpc
 
 from beatflow.common.errors import InvalidArgument
+from beatflow.common.jobs.servicer import job_options_from_proto
 from beatflow.separator.separation import SeparationOptions
 from beatflow.separator.service import SeparatorService
 from beatflow.v1 import generator_pb2, jobs_pb2, separator_pb2, separator_pb2_grpc
@@ -43,6 +44,7 @@ class SeparatorServicer(separator_pb2_grpc.SeparatorServicer):
             options_from_proto(request),
             owner=request.owner,
             idempotency_key=request.idempotency_key,
+            options=job_options_from_proto(request.job_options),
         )
         return record.to_proto()
 
@@ -50,7 +52,10 @@ class SeparatorServicer(separator_pb2_grpc.SeparatorServicer):
         self, request: separator_pb2.AnalyzeRequest, context: grpc.aio.ServicerContext
     ) -> jobs_pb2.Job:
         record = await self.service.submit_analysis(
-            request.audio_blob, owner=request.owner, idempotency_key=request.idempotency_key
+            request.audio_blob,
+            owner=request.owner,
+            idempotency_key=request.idempotency_key,
+            options=job_options_from_proto(request.job_options),
         )
         return record.to_proto()
 

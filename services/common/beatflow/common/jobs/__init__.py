@@ -18,7 +18,9 @@ Public API (import from ``beatflow.common.jobs``):
         JobQueue.from_settings(settings)                  # CommonSettings redis_url, job_*
         retry_limit: retries after the first attempt (a job runs at most
         retry_limit + 1 times, then it is DEAD and in the dead-letter stream)
-        await submit(kind, request: dict, *, owner="", idempotency_key=None) -> JobRecord
+        await submit(kind, request: dict, *, owner="", idempotency_key=None,
+                     deadline_s=None, size_s=0.0, webhook_url="", webhook_events=())
+                                                          # -> JobRecord (with position, ETA)
         await get(job_id) -> JobRecord                    # NotFound if unknown
         await find(job_id) -> JobRecord | None
         await cancel(job_id) -> JobRecord                 # queued: cancelled at once;
@@ -28,7 +30,8 @@ Public API (import from ``beatflow.common.jobs``):
                                                           # (at once for a finished job)
         await history(job_id, after="0") -> list[JobEvent] # recorded events, no waiting
         await wait(job_id, timeout_s=None) -> JobRecord   # until terminal
-        await queue_position(job_id) -> int
+        await queue_position(job_id) -> int               # O(log n): ZRANK of the waiting set
+        await expire_deadlines() / promote_due(kind)      # run by start_job_maintenance
         await depth(kind) -> int                          # jobs waiting (not yet claimed)
         await dead_letters(kind) -> list[JobRecord]
         await claim(kind, consumer, *, count=1, block_ms=1000) -> list[ClaimedJob]
@@ -60,16 +63,21 @@ Public API (import from ``beatflow.common.jobs``):
         complete/fail), and turns JobCancelled into mark_cancelled and any other
         exception into fail(str(exc)).
 
-    JobsServicer(queue)  implements beatflow.v1.Jobs (GetJob, WatchJob, CancelJob);
-                         every service with jobs registers it.
+    JobsServicer(queue)  implements beatflow.v1.Jobs (GetJob, WatchJob, CancelJob, webhook
+                         secret / dead letters / redeliver); every service with jobs registers it.
     jobs_service(queue) -> grpcserver.Service for create_grpc_server([...]).
+    start_job_maintenance(queue, kinds) -> async stop
+                         deadline sweeper, retry promotion and the webhook delivery loop.
+    WebhookStore         webhook deliveries, signing secrets, dead letters (:mod:`.webhooks`).
 
 Redis layout and guarantees: see :mod:`beatflow.common.jobs.queue`.
 """
 
+from beatflow.common.jobs.maintenance import start_job_maintenance
 from beatflow.common.jobs.model import JobCancelled, JobEvent, JobKind, JobRecord, JobState
 from beatflow.common.jobs.queue import GROUP, ClaimedJob, JobQueue, connect_redis
 from beatflow.common.jobs.servicer import JobsServicer, jobs_service
+from beatflow.common.jobs.webhooks import WebhookStore
 from beatflow.common.jobs.worker import NON_RETRYABLE, Handler, run_worker
 
 __all__ = [
@@ -84,7 +92,9 @@ __all__ = [
     "JobRecord",
     "JobState",
     "JobsServicer",
+    "WebhookStore",
     "connect_redis",
     "jobs_service",
     "run_worker",
+    "start_job_maintenance",
 ]

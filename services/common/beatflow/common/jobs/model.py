@@ -115,6 +115,16 @@ class JobRecord:
     finished_at: float = 0.0
     queue_position: int = 0
     cancel_requested: bool = False
+    deadline_at: float = 0.0
+    cancel_reason: str = ""
+    retry_at: float = 0.0
+    retry_delay_s: float = 0.0
+    max_attempts: int = 0
+    eta_s: float = -1.0  # negative: unknown (nothing measured yet)
+    eta_basis: str = ""
+    size_s: float = 0.0
+    webhook_url: str = ""
+    webhook_events: list[str] = field(default_factory=list)
 
     @classmethod
     def from_redis(cls, raw: Any) -> JobRecord:
@@ -135,6 +145,13 @@ class JobRecord:
             started_at=_float(h.get("started_at")),
             finished_at=_float(h.get("finished_at")),
             cancel_requested=h.get("cancel") == "1",
+            deadline_at=_float(h.get("deadline_at")),
+            cancel_reason=h.get("cancel_reason", ""),
+            retry_at=_float(h.get("retry_at")),
+            retry_delay_s=_float(h.get("retry_delay_s")),
+            size_s=_float(h.get("size_s")),
+            webhook_url=h.get("webhook_url", ""),
+            webhook_events=[e for e in h.get("webhook_events", "").split(",") if e],
         )
 
     def to_proto(self) -> jobs_pb2.Job:
@@ -154,6 +171,16 @@ class JobRecord:
             finished_at=self.finished_at,
             owner=self.owner,
             request_json=json.dumps(self.request),
+            deadline_at=self.deadline_at,
+            cancel_reason=self.cancel_reason,
+            retry_at=self.retry_at,
+            retry_delay_s=self.retry_delay_s,
+            max_attempts=self.max_attempts,
+            eta_s=self.eta_s,
+            eta_basis=self.eta_basis,
+            size_s=self.size_s,
+            webhook_url=self.webhook_url,
+            webhook_events=self.webhook_events,
         )
 
 
@@ -168,6 +195,11 @@ class JobEvent:
     result_blobs: dict[str, str] = field(default_factory=dict)
     chunk_blob: str = ""
     timestamp: float = 0.0
+    # the job's live figures when the event is sent (see JobQueue.events)
+    queue_position: int = 0
+    eta_s: float = -1.0
+    attempts: int = 0
+    retry_at: float = 0.0
 
     @property
     def terminal(self) -> bool:
@@ -199,4 +231,8 @@ class JobEvent:
             result_blobs=self.result_blobs,
             chunk_blob=self.chunk_blob,
             timestamp=self.timestamp,
+            queue_position=self.queue_position,
+            eta_s=self.eta_s,
+            attempts=self.attempts,
+            retry_at=self.retry_at,
         )

@@ -10,6 +10,16 @@ Redis layout (``bf`` is the prefix):
 * ``bf:ev:{id}`` — stream of the job's events (history for late subscribers).
 * ``bf:idem:{kind}:{owner}:{key}`` — idempotency key -> job id.
 * ``bf:dlq:{kind}`` — dead-letter stream of jobs that failed too often.
+* ``bf:q:{kind}:waiting`` — sorted set of the queued job ids no worker has taken,
+  scored by an enqueue sequence (``bf:q:{kind}:seq``): a queue position is one
+  ZRANK, O(log n), exact at the moment it is read.
+* ``bf:q:{kind}:delayed`` — failed jobs waiting out their retry backoff
+  (exponential with jitter), scored by the time they go back into the queue.
+* ``bf:q:{kind}:stats`` — moving averages of run time per second of audio and
+  of job size, for ETAs (:mod:`.eta`).
+* ``bf:deadlines`` — job id -> deadline; a job not finished by then is
+  cancelled (reason ``deadline``), queued or running.
+* ``bf:wh:*`` — webhook deliveries (:mod:`.webhooks`).
 
 Delivery is at-least-once; every transition is an atomic Lua script
 (:mod:`.scripts`), so completion is idempotent and the first result wins.
@@ -21,6 +31,7 @@ import asyncio
 import json
 import logging
 import math
+import random
 import re
 import time
 import uuid
@@ -33,7 +44,9 @@ from redis.exceptions import ResponseError
 from beatflow.common import metrics
 from beatflow.common.errors import InvalidArgument, NotFound
 from beatflow.common.jobs import scripts
+from beatflow.common.jobs.eta import KindStats, estimate
 from beatflow.common.jobs.model import JobCancelled, JobEvent, JobRecord, JobState, as_str, decode_mapping
+from beatflow.common.jobs.webhooks import DEFAULT_EVENTS, EVENT_TYPES, check_target
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +108,9 @@ class JobQueue:
         heartbeat_timeout_s: float = 30.0,
         retention_s: float = 7 * 86400.0,
         event_maxlen: int = 10_000,
+        retry_backoff_s: float = 0.0,
+        retry_backoff_max_s: float = 600.0,
+        webhook_allow_private: bool = False,
     ) -> None:
         if retry_limit < 0:
             raise ValueError("retry_limit must be >= 0")
@@ -106,6 +122,12 @@ class JobQueue:
         self.heartbeat_timeout_s = heartbeat_timeout_s
         self.retention_s = retention_s
         self.event_maxlen = event_maxlen
+        # first retry after about retry_backoff_s, doubling per attempt (0: retry at once)
+        self.retry_backoff_s = retry_backoff_s
+        self.retry_backoff_max_s = retry_backoff_max_s
+        # operators may allow webhooks to loopback/private addresses (tests, closed networks)
+        self.webhook_allow_private = webhook_allow_private
+        self._next_promote: dict[str, float] = {}
         self._groups: set[str] = set()
         # stale entries (dead workers) are looked for at most this often per kind
         self._reclaim_interval_s = min(1.0, heartbeat_timeout_s / 4)
@@ -120,8 +142,10 @@ class JobQueue:
         self._release = redis.register_script(scripts.RELEASE)
         self._cancel = redis.register_script(scripts.CANCEL)
         self._mark_cancelled = redis.register_script(scripts.MARK_CANCELLED)
-        self._position = redis.register_script(scripts.QUEUE_POSITION)
         self._depth = redis.register_script(scripts.DEPTH)
+        self._promote = redis.register_script(scripts.PROMOTE)
+        self._deadline = redis.register_script(scripts.DEADLINE)
+        self._status = redis.register_script(scripts.STATUS)
 
     @classmethod
     def from_settings(cls, settings: Any, redis: aioredis.Redis | None = None) -> JobQueue:
@@ -132,6 +156,9 @@ class JobQueue:
             retry_limit=settings.job_retry_limit,
             heartbeat_timeout_s=settings.job_heartbeat_timeout_s,
             retention_s=settings.job_retention_s,
+            retry_backoff_s=getattr(settings, "job_retry_backoff_s", 0.0),
+            retry_backoff_max_s=getattr(settings, "job_retry_backoff_max_s", 600.0),
+            webhook_allow_private=getattr(settings, "job_webhook_allow_private_targets", False),
         )
 
     @property
@@ -152,6 +179,12 @@ class JobQueue:
 
     def dlq_key(self, kind: str) -> str:
         return f"{self.prefix}:dlq:{kind}"
+
+    def delayed_key(self, kind: str) -> str:
+        return f"{self.queue_key(kind)}:delayed"
+
+    def deadlines_key(self) -> str:
+        return f"{self.prefix}:deadlines"
 
     def idempotency_key(self, kind: str, owner: str, key: str) -> str:
         # scoped by owner: one user's key never resolves to another user's job
@@ -178,9 +211,31 @@ class JobQueue:
     # -- producers and watchers ----------------------------------------------------------
 
     async def submit(
-        self, kind: str, request: dict[str, Any], *, owner: str = "", idempotency_key: str | None = None
+        self,
+        kind: str,
+        request: dict[str, Any],
+        *,
+        owner: str = "",
+        idempotency_key: str | None = None,
+        deadline_s: float | None = None,
+        size_s: float = 0.0,
+        webhook_url: str = "",
+        webhook_events: Sequence[str] = (),
     ) -> JobRecord:
-        """Queue a job; with ``idempotency_key``, the same (kind, owner, key) returns the same job."""
+        """Queue a job; with ``idempotency_key``, the same (kind, owner, key) returns the same job.
+
+        ``deadline_s``: cancel the job (reason ``deadline``) if it has not finished
+        that many seconds from now. ``size_s``: seconds of audio the job produces or
+        reads, for ETAs. ``webhook_url``/``webhook_events``: signed notifications of
+        the job's events (see :mod:`.webhooks`); the target is checked here.
+        """
+        if deadline_s is not None and not 0 < deadline_s <= 366 * 86400:  # (NaN fails too)
+            raise InvalidArgument("deadline must be between 0 and 366 days from now")
+        if not 0 <= size_s < 1e7:
+            raise InvalidArgument("job size must be >= 0")
+        events = self._webhook_events(webhook_url, webhook_events)
+        if webhook_url:
+            await check_target(webhook_url, allow_private=self.webhook_allow_private)
         if not _KIND_RE.match(kind):
             raise InvalidArgument(f"invalid job kind {kind!r}")
         if idempotency_key is not None and not (0 < len(idempotency_key) <= _MAX_IDEMPOTENCY_KEY):
@@ -194,26 +249,62 @@ class JobQueue:
         keys = self._job_keys(job_id, kind)[:3]
         use_idem = idempotency_key is not None
         keys.append(self.idempotency_key(kind, owner, idempotency_key) if idempotency_key else keys[0])
+        deadline_at = repr(time.time() + deadline_s) if deadline_s else "0"
         out = await self._submit(
-            keys=keys, args=[*self._common_args(), job_id, kind, owner, body, "1" if use_idem else "0"]
+            keys=keys,
+            args=[
+                *self._common_args(),
+                job_id,
+                kind,
+                owner,
+                body,
+                "1" if use_idem else "0",
+                deadline_at,
+                repr(float(size_s)),
+                webhook_url,
+                ",".join(events),
+            ],
         )
         if int(out[0]) == 0:  # the idempotency key names an existing job
             return await self.get(as_str(out[1]))
-        record = JobRecord.from_redis(out[3:])
-        record.queue_position = max(0, int(out[2]))
-        return record
+        return self._status_record(out[2:])
+
+    @staticmethod
+    def _webhook_events(url: str, events: Sequence[str]) -> list[str]:
+        if not url:
+            if events:
+                raise InvalidArgument("webhook events need a webhook URL")
+            return []
+        chosen = list(dict.fromkeys(events)) if events else list(DEFAULT_EVENTS)
+        unknown = [e for e in chosen if e not in EVENT_TYPES]
+        if unknown:
+            raise InvalidArgument(f"unknown webhook events {unknown}; known: {', '.join(EVENT_TYPES)}")
+        return chosen
 
     async def find(self, job_id: str) -> JobRecord | None:
-        """The job, or None when unknown (or expired after its retention)."""
+        """The job with its live queue position and ETA, or None when unknown (or expired)."""
         if not job_id or len(job_id) > _MAX_JOB_ID:
             return None
-        raw = await self.redis.hgetall(self.job_key(job_id))
-        if not raw:
+        out = await self._status(keys=[self.job_key(job_id)], args=[GROUP])
+        if not out:
             return None
-        record = JobRecord.from_redis(raw)
+        return self._status_record(out)
+
+    def _status_record(self, out: Sequence[Any]) -> JobRecord:
+        record = JobRecord.from_redis(out[6:])
+        record.max_attempts = self.max_attempts
+        position = int(out[0])
+        stats = KindStats(
+            spu=float(as_str(out[3]) or 0),
+            mean_size=float(as_str(out[4]) or 0),
+            samples=int(as_str(out[5]) or 0),
+            running=int(out[1]),
+            waiting=int(out[2]),
+        )
         if record.state == JobState.QUEUED:
-            entry = decode_mapping(raw).get("entry", "")
-            record.queue_position = await self._entry_position(record.kind, entry)
+            # in the stream: its rank; waiting out a retry backoff: everything queued now is ahead
+            record.queue_position = position if position >= 0 else stats.waiting
+        record.eta_s, record.eta_basis = estimate(record, stats, time.time())
         return record
 
     async def get(self, job_id: str) -> JobRecord:
@@ -259,8 +350,12 @@ class JobQueue:
                 entries = _stream_entries(await self.redis.xread({ev_key: last}, count=100))
                 if not entries:
                     return
+            live = await self.find(job_id)
             for entry_id, fields in entries:
                 event = JobEvent.from_entry(job_id, entry_id, fields)
+                if live is not None:
+                    event.queue_position, event.eta_s = live.queue_position, live.eta_s
+                    event.attempts, event.retry_at = live.attempts, live.retry_at
                 last = event.event_id
                 yield event
                 if event.terminal:
@@ -277,19 +372,8 @@ class JobQueue:
         return await self.get(job_id)
 
     async def queue_position(self, job_id: str) -> int:
-        """Jobs ahead of this one that no worker has taken yet; 0 once it runs."""
-        raw = await self.redis.hmget(self.job_key(job_id), ["state", "entry", "kind"])
-        state, entry, kind = (as_str(v) if v is not None else None for v in raw)
-        if state is None:
-            raise NotFound(f"job {job_id!r} not found")
-        if state != JobState.QUEUED.name or not entry or not kind:
-            return 0
-        return await self._entry_position(kind, entry)
-
-    async def _entry_position(self, kind: str, entry: str) -> int:
-        if not entry:
-            return 0
-        return int(await self._position(keys=[self.queue_key(kind)], args=[GROUP, entry]))
+        """Jobs ahead of this one that no worker has taken yet; 0 once it runs (O(log n))."""
+        return (await self.get(job_id)).queue_position
 
     async def depth(self, kind: str) -> int:
         """Jobs of ``kind`` waiting for a worker (also sets the queue-depth gauge)."""
@@ -340,6 +424,7 @@ class JobQueue:
     async def _claim(self, kind: str, consumer: str, count: int, block_ms: int) -> list[ClaimedJob]:
         q = self.queue_key(kind)
         jobs: list[ClaimedJob] = []
+        await self._maybe_promote(kind)
         if time.monotonic() >= self._next_reclaim.get(kind, 0.0):
             # XAUTOCLAIM scans a bounded slice of the pending list per call; the
             # cursor carries the scan over calls so a stale entry behind many
@@ -385,6 +470,57 @@ class JobQueue:
             record = JobRecord.from_redis(out[2:])
             jobs.append(ClaimedJob(self, record, entry_id, int(out[1]), consumer))
         return jobs
+
+    # -- retry backoff and deadlines ----------------------------------------------------
+
+    def retry_delay(self, attempt: int) -> float:
+        """Seconds before retry number ``attempt`` (1, 2, ...): exponential with "equal jitter".
+
+        Half the delay is fixed and half random, so retries of jobs that failed
+        together spread out, yet each waits at least half its step.
+        """
+        if self.retry_backoff_s <= 0:
+            return 0.0
+        step = min(self.retry_backoff_max_s, self.retry_backoff_s * 2 ** max(0, attempt - 1))
+        return step / 2 + random.uniform(0, step / 2)
+
+    async def _maybe_promote(self, kind: str) -> None:
+        if time.monotonic() < self._next_promote.get(kind, 0.0):
+            return
+        self._next_promote[kind] = time.monotonic() + 0.2
+        await self.promote_due(kind)
+
+    async def promote_due(self, kind: str, limit: int = 100) -> int:
+        """Put failed jobs whose retry backoff is over back into the queue; returns how many."""
+        due = await self.redis.zrangebyscore(self.delayed_key(kind), "-inf", repr(time.time()), start=0, num=limit)
+        if not due:
+            return 0
+        pipe = self.redis.pipeline(transaction=False)
+        for raw in due:
+            await self._promote(keys=self._job_keys(as_str(raw), kind)[:3], args=self._common_args(), client=pipe)
+        return sum(int(x) for x in await pipe.execute())
+
+    async def expire_deadlines(self, limit: int = 100) -> int:
+        """Cancel (reason ``deadline``) the jobs whose deadline passed; returns how many."""
+        due = await self.redis.zrangebyscore(self.deadlines_key(), "-inf", repr(time.time()), start=0, num=limit)
+        n = 0
+        for raw in due:
+            job_id = as_str(raw)
+            kind = await self.redis.hget(self.job_key(job_id), "kind")  # type: ignore[misc]
+            if kind is None:  # expired or unknown: forget it
+                await self.redis.zrem(self.deadlines_key(), job_id)
+                continue
+            if await self.cancel_at_deadline(job_id, as_str(kind)):
+                n += 1
+        return n
+
+    async def cancel_at_deadline(self, job_id: str, kind: str) -> bool:
+        """Cancel the job if its deadline has passed (atomic; False if finished or not due)."""
+        outcome = int(await self._deadline(keys=self._job_keys(job_id, kind)[:3], args=self._common_args()))
+        if outcome == 1:
+            log.info("job %s cancelled: its deadline passed", job_id)
+            metrics.observe_job(kind, JobState.CANCELLED.name, None)
+        return outcome == 1
 
 
 class ClaimedJob:
@@ -466,6 +602,9 @@ class ClaimedJob:
 
     async def heartbeat(self) -> bool:
         """Keep the claim alive (resets its idle time); False if another worker took the job."""
+        deadline = self.record.deadline_at
+        if deadline and time.time() >= deadline:
+            await self.queue.cancel_at_deadline(self.id, self.kind)
         out = await self.queue._heartbeat(keys=self._keys()[:3], args=self._held_args())
         held = int(out[0]) == 1
         self.lost = self.lost or not held
@@ -510,6 +649,7 @@ class ClaimedJob:
                     error,
                     "1" if retryable else "0",
                     self.queue.max_attempts,
+                    repr(self.queue.retry_delay(self.attempt)),
                 ],
             )
         )

@@ -8,7 +8,14 @@ from fastapi import APIRouter, Path
 
 from beatflow.gateway import convert, schemas
 from beatflow.gateway.access import owned_job, register_outputs, require_readable_blob
-from beatflow.gateway.deps import IdempotencyHeader, State, User, idempotency_key
+from beatflow.gateway.deps import (
+    CancelAfterHeader,
+    IdempotencyHeader,
+    State,
+    User,
+    idempotency_key,
+    parse_cancel_after,
+)
 from beatflow.gateway.httperrors import ApiError
 from beatflow.v1 import generator_pb2, jobs_pb2, separator_pb2
 
@@ -33,6 +40,16 @@ def _sampling(body: schemas.GenerateCreate | schemas.HumToBeatCreate) -> generat
     return sampling
 
 
+def _job_options(body: schemas.TaskOptions, cancel_after: str | None) -> jobs_pb2.JobOptions:
+    """Deadline (body field or Cancel-After header, the earlier wins) and webhook of a new task."""
+    deadlines = [d for d in (body.deadline_s, parse_cancel_after(cancel_after)) if d is not None]
+    return jobs_pb2.JobOptions(
+        deadline_s=min(deadlines) if deadlines else 0.0,
+        webhook_url=body.webhook_url or "",
+        webhook_events=list(body.webhook_events or []),
+    )
+
+
 async def _submit_generation(state: State, user: User, request: generator_pb2.GenerateRequest) -> schemas.TaskOut:
     for blob in (request.melody_blob, request.prompt_audio_blob):
         if blob:
@@ -43,7 +60,11 @@ async def _submit_generation(state: State, user: User, request: generator_pb2.Ge
 
 @router.post("/generate", status_code=202, responses=_NOT_FOUND, summary="Generate music from a text prompt")
 async def generate(
-    body: schemas.GenerateCreate, state: State, user: User, key: IdempotencyHeader = None
+    body: schemas.GenerateCreate,
+    state: State,
+    user: User,
+    key: IdempotencyHeader = None,
+    cancel_after: CancelAfterHeader = None,
 ) -> schemas.TaskOut:
     hints = generator_pb2.MusicHints(mood=body.mood, genre=body.genre, key=body.key, instruments=body.instruments)
     if body.bpm is not None:
@@ -59,6 +80,7 @@ async def generate(
         prompt_audio_blob=body.prompt_audio_blob or "",
         idempotency_key=idempotency_key(user, key, "generate"),
         owner=user.user_id,
+        job_options=_job_options(body, cancel_after),
     )
     if body.seed is not None:
         request.seed = body.seed
@@ -69,7 +91,11 @@ async def generate(
     "/hum-to-beat", status_code=202, responses=_NOT_FOUND, summary="Generate music that follows a hummed melody"
 )
 async def hum_to_beat(
-    body: schemas.HumToBeatCreate, state: State, user: User, key: IdempotencyHeader = None
+    body: schemas.HumToBeatCreate,
+    state: State,
+    user: User,
+    key: IdempotencyHeader = None,
+    cancel_after: CancelAfterHeader = None,
 ) -> schemas.TaskOut:
     hints = generator_pb2.MusicHints(mood=body.mood, genre=body.genre)
     if body.bpm is not None:
@@ -84,6 +110,7 @@ async def hum_to_beat(
         melody_blob=body.melody_blob,
         idempotency_key=idempotency_key(user, key, "hum-to-beat"),
         owner=user.user_id,
+        job_options=_job_options(body, cancel_after),
     )
     if body.seed is not None:
         request.seed = body.seed
@@ -92,7 +119,11 @@ async def hum_to_beat(
 
 @router.post("/separate-stems", status_code=202, responses=_NOT_FOUND, summary="Split audio into stems")
 async def separate_stems(
-    body: schemas.SeparateCreate, state: State, user: User, key: IdempotencyHeader = None
+    body: schemas.SeparateCreate,
+    state: State,
+    user: User,
+    key: IdempotencyHeader = None,
+    cancel_after: CancelAfterHeader = None,
 ) -> schemas.TaskOut:
     await require_readable_blob(state, user, body.audio_blob)
     request = separator_pb2.SeparateRequest(
@@ -104,6 +135,7 @@ async def separate_stems(
         residual_stem=body.residual_stem,
         idempotency_key=idempotency_key(user, key, "separate-stems"),
         owner=user.user_id,
+        job_options=_job_options(body, cancel_after),
     )
     if body.overlap is not None:
         request.overlap = body.overlap
@@ -115,11 +147,18 @@ async def separate_stems(
 
 @router.post("/analyze-audio", responses=_NOT_FOUND, summary="Detect tempo, key and loudness")
 async def analyze_audio(
-    body: schemas.AnalyzeCreate, state: State, user: User, key: IdempotencyHeader = None
+    body: schemas.AnalyzeCreate,
+    state: State,
+    user: User,
+    key: IdempotencyHeader = None,
+    cancel_after: CancelAfterHeader = None,
 ) -> schemas.AnalyzeOut:
     await require_readable_blob(state, user, body.audio_blob)
     request = separator_pb2.AnalyzeRequest(
-        audio_blob=body.audio_blob, idempotency_key=idempotency_key(user, key, "analyze-audio"), owner=user.user_id
+        audio_blob=body.audio_blob,
+        idempotency_key=idempotency_key(user, key, "analyze-audio"),
+        owner=user.user_id,
+        job_options=_job_options(body, cancel_after),
     )
     if body.background:
         job = await state.backends.separator.SubmitAnalysis(request, timeout=state.timeout)

@@ -1,0 +1,276 @@
+"""Gateway request rate: task status and history reads with many concurrent clients.
+
+Starts the embedded stack's pieces (real PostgreSQL, an S3 server, Redis, vcs,
+generator with the ``tiny`` model, and the gateway as child processes, through
+``tests/stack_fixtures.run_stack``), makes one finished generation task and a
+repository with a few commits, then drives, from a separate load process of
+raw keep-alive HTTP/1.1 connections (cheap per request, so the client is not
+what is measured):
+
+* ``GET /api/ai/tasks/{id}`` — task status (gateway -> Jobs.GetJob -> Redis);
+* ``GET /api/vcs/history/{repo}`` — history (gateway -> vcs -> PostgreSQL);
+* ``GET /`` of a trivial FastAPI app served by uvicorn the same way as the
+  gateway, in the same run: the ceiling a Python HTTP process reaches here;
+* ``Jobs.GetJob`` called on the generator directly over gRPC (no gateway): how
+  much of the status figure the backend behind the gateway allows.
+
+Every response must be 200, or the run fails. Prints a table and writes JSON.
+
+    python bench/gateway.py [--clients 64] [--seconds 5] [--repeat 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+# bench/ holds a queue.py that would shadow the standard library's: keep it off the path.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
+sys.path.insert(0, str(ROOT))
+from beatflow.common import localservers  # noqa: E402
+from tests.stack_fixtures import run_stack, tone_wav  # noqa: E402
+
+TRIVIAL_APP = """
+import uvicorn
+from fastapi import FastAPI
+
+app = FastAPI()
+
+
+@app.get("/")
+async def root() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+uvicorn.run(app, host="127.0.0.1", port={port}, log_config=None, access_log=False)
+"""
+
+
+@dataclass
+class Servers:
+    postgres_url: str
+    redis_url: str
+    s3_endpoint: str
+    s3_access_key: str
+    s3_secret_key: str
+
+
+async def _load(host: str, port: int, path: str, headers: str, clients: int, seconds: float) -> dict[str, Any]:
+    request = f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n{headers}\r\n".encode()
+    done, bad, latencies = 0, 0, []
+    deadline = time.perf_counter() + seconds
+
+    async def client() -> None:
+        nonlocal done, bad
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            while time.perf_counter() < deadline:
+                t0 = time.perf_counter()
+                writer.write(request)
+                head = await reader.readuntil(b"\r\n\r\n")
+                status = int(head.split(b" ", 2)[1])
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":", 1)[1])
+                if length:
+                    await reader.readexactly(length)
+                latencies.append(time.perf_counter() - t0)
+                if status == 200:
+                    done += 1
+                else:
+                    bad += 1
+        finally:
+            writer.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(clients)))
+    elapsed = time.perf_counter() - started
+    latencies.sort()
+    return {
+        "requests": done,
+        "errors": bad,
+        "seconds": round(elapsed, 3),
+        "rps": round(done / elapsed, 1),
+        "p50_ms": round(latencies[len(latencies) // 2] * 1000, 2) if latencies else None,
+        "p99_ms": round(latencies[int(len(latencies) * 0.99)] * 1000, 2) if latencies else None,
+    }
+
+
+async def _grpc_load(addr: str, job_id: str, clients: int, seconds: float) -> dict[str, Any]:
+    import grpc
+
+    from beatflow.v1 import jobs_pb2, jobs_pb2_grpc
+
+    done, latencies = 0, []
+    deadline = time.perf_counter() + seconds
+    async with grpc.aio.insecure_channel(addr) as channel:
+        stub = jobs_pb2_grpc.JobsStub(channel)
+        request = jobs_pb2.GetJobRequest(job_id=job_id)
+
+        async def client() -> None:
+            nonlocal done
+            while time.perf_counter() < deadline:
+                t0 = time.perf_counter()
+                await stub.GetJob(request, timeout=30)
+                latencies.append(time.perf_counter() - t0)
+                done += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(clients)))
+        elapsed = time.perf_counter() - started
+    latencies.sort()
+    return {
+        "requests": done,
+        "errors": 0,
+        "seconds": round(elapsed, 3),
+        "rps": round(done / elapsed, 1),
+        "p50_ms": round(latencies[len(latencies) // 2] * 1000, 2),
+        "p99_ms": round(latencies[int(len(latencies) * 0.99)] * 1000, 2),
+    }
+
+
+def _load_process(args: tuple[Any, ...], out: Any) -> None:
+    if args[0] == "grpc":
+        out.put(asyncio.run(_grpc_load(*args[1:])))
+    else:
+        out.put(asyncio.run(_load(*args)))
+
+
+def measure_grpc(addr: str, job_id: str, clients: int, seconds: float) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    proc = ctx.Process(target=_load_process, args=(("grpc", addr, job_id, clients, seconds), out))
+    proc.start()
+    result: dict[str, Any] = out.get(timeout=seconds + 120)
+    proc.join(30)
+    return result
+
+
+def measure(url: str, path: str, token: str, clients: int, seconds: float) -> dict[str, Any]:
+    """Run the load from its own process (its CPU is not the server's) and return its figures."""
+    host, port = url.removeprefix("http://").split(":")
+    headers = f"Authorization: Bearer {token}\r\n" if token else ""
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    proc = ctx.Process(target=_load_process, args=((host, int(port), path, headers, clients, seconds), out))
+    proc.start()
+    result: dict[str, Any] = out.get(timeout=seconds + 120)
+    proc.join(30)
+    if result["errors"]:
+        raise RuntimeError(f"{path}: {result['errors']} responses were not 200")
+    return result
+
+
+def setup(stack: Any) -> tuple[str, str, str]:
+    """A user, a finished generation task and a repository with a few commits: (token, task id, repo id)."""
+    _uid, token = stack.signup("bench")
+    auth = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=stack.base_url, headers=auth, timeout=120) as http:
+        r = http.post("/api/ai/generate", json={"prompt": "bench", "duration": 1.0, "seed": 1})
+        assert r.status_code == 202, r.text
+        task_id = r.json()["task_id"]
+        assert stack.finish(token, task_id)["status"] == "succeeded"
+        repo = http.post("/api/repositories/create", json={"name": "bench"})
+        assert repo.status_code == 201, repo.text
+        repo_id = repo.json()["id"]
+        for i in range(5):
+            blob = stack.upload(token, tone_wav(seconds=0.5, freq=220.0 + 20 * i), f"take{i}.wav")
+            c = http.post(
+                f"/api/vcs/commit/{repo_id}",
+                json={"message": f"take {i}", "stems": [{"name": "lead", "blob_key": blob["blob_key"]}]},
+            )
+            assert c.status_code == 201, c.text
+    return token, task_id, repo_id
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=64, help="concurrent keep-alive connections")
+    parser.add_argument("--seconds", type=float, default=5.0, help="per measurement")
+    parser.add_argument("--repeat", type=int, default=2, help="rounds (interleaved); the best is reported")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "gateway.json"))
+    args = parser.parse_args()
+
+    rows: dict[str, list[dict[str, Any]]] = {
+        "trivial FastAPI": [],
+        "task status": [],
+        "history": [],
+        "GetJob (gRPC)": [],
+    }
+    with tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp:
+        root = Path(tmp)
+        root.chmod(0o755)
+        pg = localservers.start_postgres(root / "pg", fsync=False)
+        s3 = localservers.start_s3(log_dir=root)
+        servers = Servers(pg.url, "", s3.url, "testing", "testing-secret")
+        trivial_port = localservers.free_port()
+        trivial = subprocess.Popen([sys.executable, "-c", TRIVIAL_APP.replace("{port}", str(trivial_port))])
+        try:
+            extra = {"BEATFLOW_LOG_LEVEL": "WARNING", "BEATFLOW_MAX_UPLOAD_DURATION_S": "60"}
+            with run_stack(servers, root, backends=("vcs", "generator"), extra_env=extra) as stack:
+                token, task_id, repo_id = setup(stack)
+                trivial_url = f"http://127.0.0.1:{trivial_port}"
+                for _ in range(args.repeat):
+                    rows["trivial FastAPI"].append(measure(trivial_url, "/", "", args.clients, args.seconds))
+                    rows["task status"].append(
+                        measure(stack.base_url, f"/api/ai/tasks/{task_id}", token, args.clients, args.seconds)
+                    )
+                    rows["history"].append(
+                        measure(stack.base_url, f"/api/vcs/history/{repo_id}", token, args.clients, args.seconds)
+                    )
+                    rows["GetJob (gRPC)"].append(
+                        measure_grpc(stack.addrs["generator"], task_id, args.clients, args.seconds)
+                    )
+                    print("  round:", {k: v[-1]["rps"] for k, v in rows.items()}, file=sys.stderr)
+        finally:
+            trivial.terminate()
+            trivial.wait(10)
+            s3.stop()
+            pg.stop()
+
+    best = {name: max(runs, key=lambda r: r["rps"]) for name, runs in rows.items()}
+    ceiling = best["trivial FastAPI"]["rps"]
+    print(f"\ngateway reads, {args.clients} concurrent keep-alive clients, {os.cpu_count()} CPUs")
+    print(f"{'endpoint':<16} {'req/s':>9} {'of ceiling':>11} {'p50 ms':>8} {'p99 ms':>8}   all rounds req/s")
+    for name, row in best.items():
+        share = f"{row['rps'] / ceiling:.0%}" if ceiling else "-"
+        rounds = [r["rps"] for r in rows[name]]
+        print(f"{name:<16} {row['rps']:>9.1f} {share:>11} {row['p50_ms']:>8} {row['p99_ms']:>8}   {rounds}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(
+        json.dumps(
+            {
+                "benchmark": "gateway",
+                "args": vars(args),
+                "machine": {
+                    "cpus": os.cpu_count(),
+                    "load_avg_1m": os.getloadavg()[0],
+                    "python": platform.python_version(),
+                },
+                "best": best,
+                "rounds": rows,
+            },
+            indent=2,
+        )
+    )
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
