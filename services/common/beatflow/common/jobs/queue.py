@@ -482,7 +482,7 @@ class JobQueue:
         if self.retry_backoff_s <= 0:
             return 0.0
         step = min(self.retry_backoff_max_s, self.retry_backoff_s * 2 ** max(0, attempt - 1))
-        return step / 2 + random.uniform(0, step / 2)
+        return float(step / 2 + random.uniform(0, step / 2))
 
     async def _maybe_promote(self, kind: str) -> None:
         if time.monotonic() < self._next_promote.get(kind, 0.0):
@@ -506,7 +506,7 @@ class JobQueue:
         n = 0
         for raw in due:
             job_id = as_str(raw)
-            kind = await self.redis.hget(self.job_key(job_id), "kind")  # type: ignore[misc]
+            kind = await self.redis.hget(self.job_key(job_id), "kind")
             if kind is None:  # expired or unknown: forget it
                 await self.redis.zrem(self.deadlines_key(), job_id)
                 continue

@@ -283,14 +283,14 @@ class WebhookStore:
     # -- deliveries -------------------------------------------------------------------------
 
     async def get(self, event_id: str) -> Delivery | None:
-        raw = await self.redis.hgetall(self.msg_key(event_id))  # type: ignore[misc]
+        raw = await self.redis.hgetall(self.msg_key(event_id))
         return Delivery.from_redis(raw) if raw else None
 
     async def for_job(self, job_id: str) -> list[Delivery]:
         """Deliveries of one job (scans the job's own keys; for tests and support)."""
         out = []
         async for key in self.redis.scan_iter(match=f"{self.prefix}:wh:msg:evt_{job_id}_*", count=500):
-            raw = await self.redis.hgetall(key)  # type: ignore[misc]
+            raw = await self.redis.hgetall(key)
             if raw:
                 out.append(Delivery.from_redis(raw))
         return sorted(out, key=lambda d: d.event_id)
@@ -304,7 +304,7 @@ class WebhookStore:
     def retry_delay(self, attempts: int) -> float:
         """Delay after the ``attempts``-th failure: exponential, capped, half of it random."""
         step = min(self.max_delay_s, self.backoff_s * 2 ** max(0, attempts - 1))
-        return step / 2 + random.uniform(0, step / 2)
+        return float(step / 2 + random.uniform(0, step / 2))
 
     async def record(self, delivery: Delivery, ok: bool, error: str = "") -> int:
         """Record an attempt's outcome: 1 delivered, 2 retried later, 3 dead-lettered, 0 stale."""
