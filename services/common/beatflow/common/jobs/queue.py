@@ -18,6 +18,7 @@ Delivery is at-least-once; every transition is an atomic Lua script
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import math
@@ -31,7 +32,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from beatflow.common import metrics
-from beatflow.common.errors import InvalidArgument, NotFound
+from beatflow.common.errors import AlreadyExists, InvalidArgument, NotFound
 from beatflow.common.jobs import scripts
 from beatflow.common.jobs.model import JobCancelled, JobEvent, JobRecord, JobState, as_str, decode_mapping
 
@@ -72,6 +73,12 @@ def _stream_entries(resp: Any) -> list[tuple[str, Any]]:
             if entry_id is not None:
                 out.append((as_str(entry_id), fields))
     return out
+
+
+def request_fingerprint(request: Any) -> str:
+    """SHA-256 of the canonical JSON of a request: what an idempotency key is bound to."""
+    canonical = json.dumps(request, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def connect_redis(url: str) -> aioredis.Redis:
@@ -178,9 +185,21 @@ class JobQueue:
     # -- producers and watchers ----------------------------------------------------------
 
     async def submit(
-        self, kind: str, request: dict[str, Any], *, owner: str = "", idempotency_key: str | None = None
+        self,
+        kind: str,
+        request: dict[str, Any],
+        *,
+        owner: str = "",
+        idempotency_key: str | None = None,
+        fingerprint: str | None = None,
     ) -> JobRecord:
-        """Queue a job; with ``idempotency_key``, the same (kind, owner, key) returns the same job."""
+        """Queue a job; with ``idempotency_key``, the same (kind, owner, key) returns the same job.
+
+        The key is bound to the request it came with (``fingerprint``, by default a
+        hash of ``request``; callers that fill in defaults such as a random seed pass
+        the hash of what the client sent): the same key with a different request is
+        refused with AlreadyExists naming the earlier job, never answered with it.
+        """
         if not _KIND_RE.match(kind):
             raise InvalidArgument(f"invalid job kind {kind!r}")
         if idempotency_key is not None and not (0 < len(idempotency_key) <= _MAX_IDEMPOTENCY_KEY):
@@ -194,11 +213,20 @@ class JobQueue:
         keys = self._job_keys(job_id, kind)[:3]
         use_idem = idempotency_key is not None
         keys.append(self.idempotency_key(kind, owner, idempotency_key) if idempotency_key else keys[0])
+        if fingerprint is None:
+            fingerprint = request_fingerprint(request)
         out = await self._submit(
-            keys=keys, args=[*self._common_args(), job_id, kind, owner, body, "1" if use_idem else "0"]
+            keys=keys, args=[*self._common_args(), job_id, kind, owner, body, "1" if use_idem else "0", fingerprint]
         )
         if int(out[0]) == 0:  # the idempotency key names an existing job
-            return await self.get(as_str(out[1]))
+            existing = as_str(out[1])
+            earlier = await self.redis.hget(self.job_key(existing), "request_fp")  # type: ignore[misc]
+            if earlier is not None and as_str(earlier) not in ("", fingerprint):
+                raise AlreadyExists(
+                    f"this idempotency key was already used for a different request (task {existing}); "
+                    "send a new key for a new request"
+                )
+            return await self.get(existing)
         record = JobRecord.from_redis(out[3:])
         record.queue_position = max(0, int(out[2]))
         return record

@@ -61,7 +61,7 @@ end
 """
 
 # KEYS: job, events, queue, idempotency key (or the job key again when none)
-# ARGV: ..., job_id, kind, owner, request_json, use_idempotency ('1'/'0')
+# ARGV: ..., job_id, kind, owner, request_json, use_idempotency ('1'/'0'), request fingerprint
 # Returns {0, existing_id} for a known idempotency key, else {1, job_id, queue_position, hgetall...}
 SUBMIT = (
     PRELUDE
@@ -85,6 +85,7 @@ redis.call('HSET', KEYS[1], 'id', job_id, 'kind', ARGV[6], 'state', 'QUEUED',
   'request', ARGV[8], 'result_blobs', '{}', 'result', '{}', 'created_at', NOW,
   'started_at', '0', 'finished_at', '0', 'entry', entry, 'consumer', '', 'cancel', '0',
   'idem', idem)
+if idem ~= '' then redis.call('HSET', KEYS[1], 'request_fp', ARGV[10]) end
 event('QUEUED', '0', 'queued', '', '{}', '')
 -- the new entry is last: every undelivered entry is ahead of it
 local ahead = redis.call('XLEN', KEYS[3]) - 1
