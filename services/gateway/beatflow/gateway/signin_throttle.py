@@ -56,7 +56,9 @@ class SigninThrottle:
         """Raise a 429 when the account or the address has used up its failures."""
         account_key, address_key = self._keys(username, address)
         pipe = self.redis.pipeline(transaction=False)
-        pipe.get(account_key).pttl(account_key).get(address_key).pttl(address_key)
+        for key in (account_key, address_key):
+            pipe.get(key)
+            pipe.pttl(key)
         account_n, account_ttl, address_n, address_ttl = await pipe.execute()
         waits = []
         if account_n is not None and int(account_n) >= self.max_per_account:

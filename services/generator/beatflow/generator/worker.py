@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Hashable, Sequence
@@ -369,8 +370,8 @@ class GenerationWorker:
                         await self._finish(gen, decode_s, len(group), rows)
                     except Exception as exc:
                         log.exception("storing the result failed")
-                        error = f"could not store the result: {type(exc).__name__}: {exc}"
-                        await settle(lambda gen=gen, error=error: gen.job.fail(error), f"failing job {gen.id}")
+                        reason = f"could not store the result: {type(exc).__name__}: {exc}"
+                        await settle(functools.partial(gen.job.fail, reason), f"failing job {gen.id}")
                 except Exception:  # Redis away past settle's patience: a live worker reclaims the job
                     log.exception("could not record the outcome of job %s; it will be reclaimed", gen.id)
 

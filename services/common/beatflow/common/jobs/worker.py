@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import time
@@ -211,7 +212,7 @@ async def run_worker(
                 held += len(jobs)
                 task = asyncio.create_task(_run_batch(jobs, handler, interval), name=f"job-{jobs[0].id}")
                 running.add(task)
-                task.add_done_callback(lambda t, n=len(jobs): finished(t, n))
+                task.add_done_callback(functools.partial(finished, n=len(jobs)))
             if time.monotonic() - last_depth >= interval:
                 last_depth = time.monotonic()
                 with contextlib.suppress(Exception):
@@ -314,7 +315,7 @@ async def _run_handler(jobs: list[ClaimedJob], handler: Handler) -> None:
         for job in unfinished():
             try:
                 state = await settle(
-                    lambda job=job: job.fail(message, retryable=retryable), f"recording the failure of job {job.id}"
+                    functools.partial(job.fail, message, retryable=retryable), f"recording the failure of job {job.id}"
                 )
                 log.info("job %s -> %s", job.id, state.name if state else "already finished")
             except Exception:
@@ -324,6 +325,6 @@ async def _run_handler(jobs: list[ClaimedJob], handler: Handler) -> None:
             log.error("handler returned without finishing job %s", job.id)
             with contextlib.suppress(Exception):
                 await settle(
-                    lambda job=job: job.fail("handler returned without finishing the job", retryable=False),
+                    functools.partial(job.fail, "handler returned without finishing the job", retryable=False),
                     f"recording the failure of job {job.id}",
                 )
