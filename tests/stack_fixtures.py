@@ -240,6 +240,8 @@ def run_stack(
         "BEATFLOW_LOG_JSON": "false",
         "BEATFLOW_GRACE_PERIOD_S": "2",
         "BEATFLOW_TOKEN_SECRET": secrets.token_hex(32),
+        # Every test signs in from 127.0.0.1: only the per-account limit is reached in tests.
+        "BEATFLOW_SIGNIN_MAX_FAILURES_PER_ADDRESS": "1000",
         # Two CPU cores shared by three model-serving processes: one torch thread each.
         "BEATFLOW_GENERATOR_TORCH_THREADS": "1",
         "BEATFLOW_SEPARATOR_TORCH_THREADS": "1",

@@ -198,6 +198,7 @@ def _kill_loop(faults: FaultStack, user: tuple[str, str], rounds: int) -> tuple[
     client = redis.Redis.from_url(faults.redis_url)
     blob = stack.upload(token, tone_wav(seconds=3.0, rate=22050))["blob_key"]
     task_ids: list[str] = []
+    recoveries: list[float] = []
     kills = 0
     with stack.client(token) as http:
         for _ in range(rounds):
@@ -208,9 +209,22 @@ def _kill_loop(faults: FaultStack, user: tuple[str, str], rounds: int) -> tuple[
             kills += 1
             faults.start_again("separator")
             faults.wait_serving("generator", "separator")
+            # the gateway's channels reconnect by themselves (backoff capped at 1 s)
+            seen = time.monotonic()
+            _wait(lambda: _gateway_sees_serving(http), 30, "the gateway to reach both again", stack)
+            recoveries.append(time.monotonic() - seen)
         _assert_each_ended_once(client, task_ids, stack)
     client.close()
+    print(
+        f"\nkill loop: {kills} kills, {len(task_ids)} jobs, each ended once; gateway saw the restarted "
+        f"backends {max(recoveries):.2f}s (max) after they were SERVING"
+    )
     return kills, len(task_ids)
+
+
+def _gateway_sees_serving(http: httpx.Client) -> bool:
+    backends = http.get("/health").json()["backends"]
+    return bool(backends["generator"] == "SERVING" and backends["separator"] == "SERVING")
 
 
 def test_killed_workers_leave_every_job_ending_once(faults: FaultStack, user: tuple[str, str]) -> None:
@@ -250,6 +264,7 @@ def test_redis_outage_every_job_finishes_and_requests_get_503(faults: FaultStack
             time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - stopped)))
         finally:
             faults.start_redis()
+            outage_s = time.monotonic() - stopped
         _wait(lambda: _health(stack.addrs["generator"]) == "SERVING", 30, "generator SERVING again", stack)
         _wait(lambda: _health(stack.addrs["separator"]) == "SERVING", 30, "separator SERVING again", stack)
         # the workers never exited: queued and interrupted jobs all finish, and new ones run
@@ -259,6 +274,10 @@ def test_redis_outage_every_job_finishes_and_requests_get_503(faults: FaultStack
         client.close()
         pids = {p.name: p.proc.poll() for p in stack.procs}
         assert all(code is None for code in pids.values()), pids  # nothing was restarted or died
+    print(
+        f"\nredis outage: {outage_s:.1f}s; {len(during)} requests meanwhile all 503; "
+        f"{len(task_ids)} jobs each ended once, no service restarted"
+    )
 
 
 def test_postgres_outage_clean_503s_and_no_partial_commit(faults: FaultStack, user: tuple[str, str]) -> None:
@@ -287,6 +306,7 @@ def test_postgres_outage_clean_503s_and_no_partial_commit(faults: FaultStack, us
             time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - stopped)))
         finally:
             faults.start_postgres()
+            outage_s = time.monotonic() - stopped
         # vcs was not restarted: commits work again once PostgreSQL is back
         after = _wait(lambda: (r := commit(5)).status_code == 201 and r, 30, "a commit after the outage", stack)
         history = http.get(f"/api/vcs/history/{repo}", params={"page_size": 50})
@@ -303,3 +323,4 @@ def test_postgres_outage_clean_503s_and_no_partial_commit(faults: FaultStack, us
     assert commits[0]["id"] == after.json()["id"]
     for c in commits:
         assert {s["name"] for s in c["stems"]} == {"drums", "bass"}, c
+    print(f"\npostgres outage: {outage_s:.1f}s; {len(during) + 1} requests meanwhile all 503; no partial commit")

@@ -16,7 +16,8 @@ def test_wrong_passwords_lock_the_account_with_retry_after(stack: Stack) -> None
     with stack.client() as http:
         assert http.post("/api/auth/signup", json={"username": username, "password": password}).status_code == 201
         answers = [
-            http.post("/api/auth/signin", json={"username": username, "password": f"guess {i}"}) for i in range(6)
+            http.post("/api/auth/signin", json={"username": username, "password": f"wrong guess number {i}"})
+            for i in range(6)
         ]
         assert [r.status_code for r in answers] == [401] * 5 + [429]
         assert 1 <= int(answers[-1].headers["retry-after"]) <= 300
