@@ -105,6 +105,7 @@ class WorkerStatus:
     """What a worker loop tells the health check (see :meth:`problem`)."""
 
     name: str
+    started: bool = False
     running: bool = False
     stopped: bool = False  # ended because it was asked to
     failing_since: float | None = None  # monotonic time of the first failed claim in a row
@@ -121,9 +122,9 @@ class WorkerStatus:
         self.failing_since = None
 
     def problem(self, outage_s: float) -> str | None:
-        """Why the loop cannot do its work (None when it can): it is not running,
-        or it has not reached the queue for ``outage_s`` seconds."""
-        if not self.running and not self.stopped:
+        """Why the loop cannot do its work (None when it can): it ended without being
+        asked to, or it has not reached the queue for ``outage_s`` seconds."""
+        if self.started and not self.running and not self.stopped:
             return f"the {self.name} worker loop is not running"
         if self.failing_since is not None and time.monotonic() - self.failing_since >= outage_s:
             down = time.monotonic() - self.failing_since
@@ -176,7 +177,7 @@ async def run_worker(
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), seconds)
 
-    status.running, status.stopped = True, False
+    status.started, status.running, status.stopped = True, True, False
     try:
         while not stop.is_set():
             await slots.acquire()
