@@ -29,6 +29,9 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 from beatflow.common import metrics
@@ -84,9 +87,17 @@ def request_fingerprint(request: Any) -> str:
 def connect_redis(url: str) -> aioredis.Redis:
     """A Redis client for the queue: blocking reads take up to a second, so the read
     timeout is generous (a busy worker's loop may answer late; redis-py's 5 s default
-    then drops replies that carried delivered jobs), while connects fail fast."""
+    then drops replies that carried delivered jobs), while connects fail fast. A pooled
+    connection that Redis closed (a restart) is reconnected and the command sent again
+    once, instead of failing the first request after Redis is back."""
     return aioredis.Redis.from_url(
-        url, socket_timeout=30, socket_connect_timeout=5, socket_keepalive=True, health_check_interval=15
+        url,
+        socket_timeout=30,
+        socket_connect_timeout=5,
+        socket_keepalive=True,
+        health_check_interval=15,
+        retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), 1),
+        retry_on_error=[RedisConnectionError],
     )
 
 
