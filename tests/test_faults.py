@@ -14,9 +14,13 @@ variants run always; the longer kill loop is marked slow.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import select
 import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -174,21 +178,28 @@ def _assert_each_ended_once(client: redis.Redis, task_ids: list[str], stack: Sta
         assert terminal == ["SUCCEEDED"], (task_id, terminal)
 
 
+def _kill_when_running(
+    client: redis.Redis, pid: int, submit: Callable[[], str], task_ids: list[str], stack: Stack
+) -> None:
+    """Submit work until one of the jobs runs in process ``pid``, then kill -9 it."""
+    mine: list[str] = []
+
+    def running_there() -> bool:
+        if not mine or all(_job(client, t).get("state") in TERMINAL for t in mine):
+            mine.append(submit())  # the earlier ones ended (or ran elsewhere) before a kill caught them
+            task_ids.append(mine[-1])
+        return any((job := _job(client, t)).get("state") == "RUNNING" and _consumer_pid(job) == pid for t in task_ids)
+
+    _wait(running_there, 120, f"a job running in pid {pid}", stack)
+    os.kill(pid, signal.SIGKILL)
+
+
 def _kill_mid_job(
     faults: FaultStack, client: redis.Redis, service: str, submit: Callable[[], str], task_ids: list[str]
 ) -> None:
     """Submit work until a job of ``service`` runs in its current process, then kill -9 that process."""
-    pid = faults.proc(service).proc.pid
-    mine: list[str] = []
-
-    def running_here() -> bool:
-        if not mine or all(_job(client, t).get("state") in TERMINAL for t in mine):
-            mine.append(submit())  # the earlier ones ended before a kill could catch them
-            task_ids.append(mine[-1])
-        return any((job := _job(client, t)).get("state") == "RUNNING" and _consumer_pid(job) == pid for t in task_ids)
-
-    _wait(running_here, 120, f"a {service} job running in pid {pid}", faults.stack)
-    faults.kill(service)
+    _kill_when_running(client, faults.proc(service).proc.pid, submit, task_ids, faults.stack)
+    faults.proc(service).proc.wait(10)
 
 
 def _kill_loop(faults: FaultStack, user: tuple[str, str], rounds: int) -> tuple[int, int]:
@@ -234,8 +245,55 @@ def test_killed_workers_leave_every_job_ending_once(faults: FaultStack, user: tu
 
 @pytest.mark.slow
 def test_kill_loop_of_ten_workers(faults: FaultStack, user: tuple[str, str]) -> None:
-    kills, jobs = _kill_loop(faults, user, rounds=5)
-    assert kills == 10 and jobs >= 10
+    """Ten generator and separator workers (forked from a warm parent: no start-up cost per
+    kill) killed with SIGKILL mid-job, next to the stack's own workers."""
+    _uid, token = user
+    stack = faults.stack
+    client = redis.Redis.from_url(faults.redis_url)
+    blob = stack.upload(token, tone_wav(seconds=3.0, rate=22050))["blob_key"]
+    env = {**stack.env, "BEATFLOW_GENERATOR_MELODY_MODEL": "none"}
+    log = open(stack.logs / "fault_workers.log", "ab")
+    harness = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("fault_workers.py"))],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=log,
+        env=env,
+        start_new_session=True,
+    )
+    assert harness.stdin is not None and harness.stdout is not None
+    task_ids: list[str] = []
+    kills = 0
+
+    def read_line() -> str:
+        ready, _, _ = select.select([harness.stdout], [], [], 180)
+        assert ready, "the worker harness did not answer\n" + (stack.logs / "fault_workers.log").read_text()[-3000:]
+        return harness.stdout.readline().decode().strip()  # type: ignore[union-attr]
+
+    try:
+        assert read_line() == "ready"
+        with stack.client(token) as http:
+            for i in range(10):
+                kind = ("generator", "separator")[i % 2]
+                harness.stdin.write(f"{kind}\n".encode())
+                harness.stdin.flush()
+                pid = int(read_line())
+                submit = (
+                    (lambda: _submit_generation(http))
+                    if kind == "generator"
+                    else (lambda: _submit_separation(http, blob))
+                )
+                _kill_when_running(client, pid, submit, task_ids, stack)
+                kills += 1
+        _assert_each_ended_once(client, task_ids, stack)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(harness.pid, signal.SIGKILL)  # the harness and any worker it forked
+        harness.wait(10)
+        log.close()
+        client.close()
+    print(f"\nkill loop: {kills} forked workers killed mid-job, {len(task_ids)} jobs, each ended once")
+    assert kills == 10 and len(task_ids) >= 10
 
 
 def test_redis_outage_every_job_finishes_and_requests_get_503(faults: FaultStack, user: tuple[str, str]) -> None:
