@@ -18,6 +18,7 @@ import contextlib
 import dataclasses
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -99,11 +100,25 @@ class FaultStack:
         self.pg = localservers.start_postgres(self.pg_dir, port=self.pg.port)
 
 
+def _start_own_postgres(data_dir: Path) -> localservers.LocalServer:
+    """A PostgreSQL of the suite's own, with durable commits (what a restart must keep).
+
+    initdb has been seen to fail once on a machine busy with other clusters; one more try.
+    """
+    try:
+        return localservers.start_postgres(data_dir)
+    except subprocess.CalledProcessError as exc:
+        print(f"initdb failed ({exc.returncode}): {exc.stderr!r}; trying once more")
+        shutil.rmtree(data_dir, ignore_errors=True)
+        time.sleep(1.0)
+        return localservers.start_postgres(data_dir)
+
+
 @pytest.fixture(scope="module")
 def faults(servers: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultStack]:
     root = tmp_path_factory.mktemp("faults")
     root.chmod(0o755)
-    pg = localservers.start_postgres(root / "pg")  # durable commits: what a restart must keep
+    pg = _start_own_postgres(root / "pg")
     holder: FaultStack | None = None
     try:
         own = dataclasses.replace(servers, postgres_url=pg.url)
