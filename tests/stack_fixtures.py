@@ -65,6 +65,7 @@ class Stack:
     s3: dict[str, Any]
     logs: Path
     procs: list[Proc] = field(default_factory=list)
+    redis: localservers.LocalServer | None = None  # the stack's own Redis
 
     def client(self, token: str | None = None, **kwargs: Any) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -186,9 +187,18 @@ def _stop(procs: list[Proc]) -> None:
 
 @contextlib.contextmanager
 def run_stack(
-    servers: Any, root: Path, backends: tuple[str, ...] = BACKENDS, extra_env: dict[str, str] | None = None
+    servers: Any,
+    root: Path,
+    backends: tuple[str, ...] = BACKENDS,
+    extra_env: dict[str, str] | None = None,
+    *,
+    redis_persist: bool = False,
 ) -> Iterator[Stack]:
-    """Start the services on the given real servers (and Redis of its own); stop them all on exit."""
+    """Start the services on the given real servers (and Redis of its own); stop them all on exit.
+
+    ``redis_persist``: the Redis keeps its data on disk, so a test can stop it and start
+    it again on the same data (``Stack.redis``).
+    """
     logs = root / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     database = "stack_" + uuid.uuid4().hex[:12]
@@ -203,7 +213,7 @@ def run_stack(
         "s3_bucket": bucket,
         "s3_secure": False,
     }
-    redis = localservers.start_redis(root / "redis", persist=False)
+    redis = localservers.start_redis(root / "redis", persist=redis_persist)
     env = {
         **os.environ,
         "BEATFLOW_HOST": "127.0.0.1",
@@ -233,6 +243,8 @@ def run_stack(
         "BEATFLOW_JOB_WEBHOOK_ALLOW_PRIVATE_TARGETS": "true",
         "BEATFLOW_JOB_WEBHOOK_BACKOFF_S": "0.2",
         "BEATFLOW_TOKEN_SECRET": secrets.token_hex(32),
+        # Every test signs in from 127.0.0.1: only the per-account limit is reached in tests.
+        "BEATFLOW_SIGNIN_MAX_FAILURES_PER_ADDRESS": "1000",
         # Two CPU cores shared by three model-serving processes: one torch thread each.
         "BEATFLOW_GENERATOR_TORCH_THREADS": "1",
         "BEATFLOW_SEPARATOR_TORCH_THREADS": "1",
@@ -241,6 +253,7 @@ def run_stack(
         **(extra_env or {}),
     }
     procs: list[Proc] = []
+    stack: Stack | None = None
     try:
         # Ports first, so the gateway can start alongside the backends it will call.
         ports = {name: localservers.free_port() for name in (*backends, "gateway")}
@@ -252,10 +265,11 @@ def run_stack(
         procs.append(gateway)
         _wait_ready(started, _grpc_serving, READY_TIMEOUT_S)
         _wait_ready([gateway], _http_ok, 60.0)
-        yield Stack(f"http://127.0.0.1:{gateway.port}", addrs, env, s3, logs, procs)
+        stack = Stack(f"http://127.0.0.1:{gateway.port}", addrs, env, s3, logs, procs, redis)
+        yield stack
     finally:
         _stop(list(reversed(procs)))
-        redis.stop()
+        (stack.redis if stack is not None and stack.redis is not None else redis).stop()
 
 
 _shared: Stack | None = None

@@ -11,8 +11,8 @@ import pytest
 import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
 
-from beatflow.common.errors import InvalidArgument, NotFound
-from beatflow.common.jobs import GROUP, JobCancelled, JobEvent, JobQueue, JobState
+from beatflow.common.errors import AlreadyExists, InvalidArgument, NotFound
+from beatflow.common.jobs import GROUP, JobCancelled, JobEvent, JobQueue, JobRecord, JobState
 
 KIND = "test"
 
@@ -91,6 +91,22 @@ async def test_same_idempotency_key_returns_same_job(queue: JobQueue, client: ai
     assert await client.xlen(queue.queue_key(KIND)) == 4
 
 
+async def test_idempotency_key_with_another_request_is_a_conflict_naming_the_task(queue: JobQueue) -> None:
+    first = await queue.submit(KIND, {"prompt": "lofi", "n": 1}, owner="alice", idempotency_key="k1")
+    # the same request (keys in any order) is the same task
+    assert (await queue.submit(KIND, {"n": 1, "prompt": "lofi"}, owner="alice", idempotency_key="k1")).id == first.id
+    with pytest.raises(AlreadyExists, match=f"different request.*{first.id}"):
+        await queue.submit(KIND, {"prompt": "techno", "n": 1}, owner="alice", idempotency_key="k1")
+    # a caller that fills in defaults binds the key to what the client sent instead
+    a = await queue.submit(KIND, {"seed": 7}, idempotency_key="k2", fingerprint="asked-for-x")
+    b = await queue.submit(KIND, {"seed": 9}, idempotency_key="k2", fingerprint="asked-for-x")
+    assert a.id == b.id and b.request == {"seed": 7}
+    with pytest.raises(AlreadyExists):
+        await queue.submit(KIND, {"seed": 7}, idempotency_key="k2", fingerprint="asked-for-y")
+    # without a key nothing is compared: two submits, two jobs
+    assert (await queue.submit(KIND, {"n": 1})).id != (await queue.submit(KIND, {"n": 1})).id
+
+
 async def test_idempotency_keys_of_owners_with_colons_never_collide(queue: JobQueue) -> None:
     mine = await queue.submit(KIND, {"n": 1}, owner="a", idempotency_key="b:c")
     theirs = await queue.submit(KIND, {"n": 2}, owner="a:b", idempotency_key="c")
@@ -98,7 +114,13 @@ async def test_idempotency_keys_of_owners_with_colons_never_collide(queue: JobQu
 
 
 async def test_concurrent_submits_with_one_key_make_one_job(queue: JobQueue, client: aioredis.Redis) -> None:
-    records = await asyncio.gather(*(queue.submit(KIND, {"i": i}, idempotency_key="same") for i in range(25)))
+    outcomes = await asyncio.gather(
+        *(queue.submit(KIND, {"i": i % 2}, idempotency_key="same") for i in range(25)), return_exceptions=True
+    )
+    records = [o for o in outcomes if isinstance(o, JobRecord)]
+    conflicts = [o for o in outcomes if not isinstance(o, JobRecord)]
+    assert all(isinstance(c, AlreadyExists) for c in conflicts)  # the other body's submits: refused
+    assert len(conflicts) in (12, 13) and len(records) + len(conflicts) == 25
     assert len({r.id for r in records}) == 1
     assert await client.xlen(queue.queue_key(KIND)) == 1
     assert await queue.depth(KIND) == 1

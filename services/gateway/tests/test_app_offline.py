@@ -51,6 +51,7 @@ async def test_backend_down_is_503_with_a_message(client: tuple[httpx.AsyncClien
         r = await http.request(method, url, json=body, headers=auth)
         assert r.status_code == 503, (url, r.text)
         assert "unavailable" in r.json()["detail"]
+        assert int(r.headers["retry-after"]) >= 1
         assert r.headers["x-content-type-options"] == "nosniff"
 
 
@@ -112,3 +113,26 @@ async def test_non_ascii_token_is_401_not_500(client: tuple[httpx.AsyncClient, s
     assert r.status_code == 401, r.text
     r = await http.get("/api/repositories", headers={b"Authorization": b"Bearer " + bad.encode()})
     assert r.status_code == 401, r.text
+
+
+async def test_non_finite_numbers_and_broken_json_are_422(client: tuple[httpx.AsyncClient, str]) -> None:
+    """NaN and Infinity parse in Python but are not JSON: a 422 naming the field, never a 500."""
+    http, token = client
+    auth = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    for body in [
+        b'{"prompt": "x", "duration": NaN}',
+        b'{"prompt": NaN}',
+        b'{"prompt": "x", "top_p": Infinity}',
+        b'{"prompt": "x", "duration": -Infinity}',
+        b'{"prompt": "x", "duration": 1e999}',
+        b'{"prompt": "x", "hints": [NaN, {"a": Infinity}]}',
+        b'{"prompt": "x"',
+        b"\xff\xfe",
+        b"[1, 2]",
+    ]:
+        r = await http.post("/api/ai/generate", content=body, headers=auth)
+        assert r.status_code == 422, (body, r.status_code, r.text)
+        assert r.json()["detail"], body
+    r = await http.post("/api/auth/signin", content=b'{"username": NaN, "password": NaN}', headers=auth)
+    assert r.status_code == 422
+    assert {e["input"] for e in r.json()["detail"]} == {"nan"}

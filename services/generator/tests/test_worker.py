@@ -74,3 +74,43 @@ async def test_out_of_memory_splits_the_batch_and_fails_only_what_cannot_fit(red
         await task
     assert done.state == JobState.SUCCEEDED and json.loads(json.dumps(done.result))["batch_jobs"] == 1
     await client.aclose()
+
+
+async def test_worker_rides_out_a_redis_outage_mid_batch(tmp_path: Path) -> None:
+    """Redis stops while a batch decodes, so storing its results (and failing them) cannot
+    reach it: the worker keeps trying, never exits, and every job finishes once Redis is back."""
+    from beatflow.common import localservers
+
+    torch.set_num_threads(1)
+    server = localservers.start_redis(tmp_path / "redis", persist=True)
+    client = aioredis.Redis.from_url(server.url, socket_timeout=5, socket_connect_timeout=1)
+    lm = load_model("tiny")
+    backend = GenerateBackend(lm)
+    slot = ModelSlot("text", lm, backend, Composer(lm, backend, 30.0, 10.0))
+    queue = JobQueue(client, heartbeat_timeout_s=30.0)
+    worker = GenerationWorker(
+        queue, LocalBlobStore(tmp_path / "blobs"), {"text": slot}, WorkerConfig(max_batch=2), consumer="w1"
+    )
+    limits = Limits()
+    jobs = [
+        await queue.submit(KIND, validate(GenerationSpec(prompt=f"p{i}", duration_s=1.0), limits).to_dict())
+        for i in range(3)
+    ]
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        while not worker.held:  # noqa: ASYNC110 - the worker fills it
+            await asyncio.sleep(0.01)
+        server.stop()  # mid-batch: the decode ends while Redis is away
+        await asyncio.sleep(3.0)
+        assert not task.done(), task
+        server = localservers.start_redis(tmp_path / "redis", port=server.port, persist=True)
+        finals = [await asyncio.wait_for(queue.wait(j.id), 90) for j in jobs]
+        assert not task.done()
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 60)
+        await client.aclose()
+        server.stop()
+    assert [f.state for f in finals] == [JobState.SUCCEEDED] * 3, [f.error for f in finals]
+    assert all(f.result_blobs["audio"] for f in finals)

@@ -5,14 +5,22 @@ health checking (NOT_SERVING until the service says it is ready), reflection,
 one interceptor that maps :mod:`beatflow.common.errors` to status codes for
 unary and streaming calls, and a port that may be 0 (tests) — the bound port is
 returned. ``serve`` runs it until SIGINT/SIGTERM, then reports NOT_SERVING,
-drains in-flight calls for the grace period and stops.
+drains in-flight calls for the grace period and stops; every stop step has a
+deadline, so the process always exits.
+
+Once ready, health follows the service's checks (``GrpcServer.checks``): a
+check that names a problem (Redis unreachable for too long, a worker loop that
+ended) turns the server NOT_SERVING, so an orchestrator stops routing to it or
+restarts it; it turns SERVING again when every check passes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,12 +32,43 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
 from beatflow.common import metrics
-from beatflow.common.errors import BeatflowError
+from beatflow.common.errors import BeatflowError, backend_outage
 from beatflow.common.settings import CommonSettings
 
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+HealthCheck = Callable[[], Awaitable[str | None]]  # a problem that stops the service's work, or None
+
+
+class DependencyProbe:
+    """A health check over ``probe`` (e.g. a Redis PING): a problem once it has failed for ``outage_s``.
+
+    Short blips (a restart, a failover) leave the service SERVING; an outage
+    longer than ``outage_s`` turns it NOT_SERVING until the probe passes again.
+    """
+
+    def __init__(self, name: str, probe: Callable[[], Awaitable[Any]], outage_s: float, timeout_s: float = 2.0) -> None:
+        self.name = name
+        self.probe = probe
+        self.outage_s = outage_s
+        self.timeout_s = timeout_s
+        self.failing_since: float | None = None
+        self.error = ""
+
+    async def __call__(self) -> str | None:
+        try:
+            await asyncio.wait_for(self.probe(), self.timeout_s)
+        except Exception as exc:
+            if self.failing_since is None:
+                self.failing_since = time.monotonic()
+            self.error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        else:
+            self.failing_since = None
+            return None
+        down = time.monotonic() - self.failing_since
+        return f"{self.name} unreachable for {down:.0f}s ({self.error})" if down >= self.outage_s else None
 
 
 @dataclass
@@ -48,22 +87,71 @@ class GrpcServer:
     health: health_aio.HealthServicer
     service_names: list[str]
     on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    checks: list[HealthCheck] = field(default_factory=list)
+    check_interval_s: float = 1.0
+    stop_timeout_s: float = 10.0  # each on_stop hook, after the grace period
+    _ready: bool = field(default=False, init=False)
+    _reported: bool | None = field(default=None, init=False)
+    _monitor: asyncio.Task[None] | None = field(default=None, init=False)
 
     async def start(self) -> None:
-        await self.set_serving(False)
+        await self._report(False)
         await self.server.start()
+        if self._monitor is None:
+            self._monitor = asyncio.create_task(self._watch(), name="health-monitor")
 
     async def set_serving(self, serving: bool = True) -> None:
+        """Mark the service ready (SERVING while its checks pass) or not (NOT_SERVING)."""
+        self._ready = serving
+        await self._report(serving and await self.problem() is None)
+
+    async def problem(self) -> str | None:
+        """The first problem a check reports, or None."""
+        for check in self.checks:
+            try:
+                found = await check()
+            except Exception as exc:
+                found = f"health check failed: {type(exc).__name__}: {exc}"
+            if found:
+                return found
+        return None
+
+    async def _report(self, serving: bool) -> None:
+        self._reported = serving
         status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
         for name in ["", *self.service_names]:
             await self.health.set(name, status)
 
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.check_interval_s)
+            if not self._ready or not self.checks:
+                continue
+            found = await self.problem()
+            if (found is None) != self._reported and self._ready:
+                if found:
+                    log.error("NOT_SERVING: %s", found)
+                else:
+                    log.info("SERVING again: every health check passes")
+                await self._report(found is None)
+
     async def stop(self, grace_s: float) -> None:
-        """Report NOT_SERVING, refuse new calls, let running calls finish for ``grace_s``."""
-        await self.set_serving(False)
+        """Report NOT_SERVING, refuse new calls, let running calls finish for ``grace_s``, run the
+        stop hooks (each bounded by ``stop_timeout_s`` past the grace period)."""
+        self._ready = False
+        if self._monitor is not None:
+            self._monitor.cancel()
+            await asyncio.gather(self._monitor, return_exceptions=True)
+            self._monitor = None
+        await self._report(False)
         await self.server.stop(grace_s)
         for hook in self.on_stop:
-            await hook()
+            try:
+                await asyncio.wait_for(hook(), grace_s + self.stop_timeout_s)
+            except TimeoutError:
+                log.error("a stop step did not finish within %.0fs; going on", grace_s + self.stop_timeout_s)
+            except Exception:
+                log.exception("a stop step failed; going on")
 
 
 def _status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
@@ -71,6 +159,9 @@ def _status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
         return exc.code, exc.message
     if isinstance(exc, NotImplementedError):  # what the generated base servicer raises
         return grpc.StatusCode.UNIMPLEMENTED, "method not implemented"
+    outage = backend_outage(exc)
+    if outage is not None:  # the request was fine; a store is away: retry later
+        return grpc.StatusCode.UNAVAILABLE, f"{outage} is unreachable; retry shortly"
     return grpc.StatusCode.INTERNAL, "internal error"
 
 
@@ -91,6 +182,8 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
             code, message = _status_for(exc)
             if code == grpc.StatusCode.INTERNAL:
                 log.exception("unhandled error in %s", method, exc_info=exc)
+            elif code == grpc.StatusCode.UNAVAILABLE and not isinstance(exc, BeatflowError):
+                log.warning("%s -> UNAVAILABLE: %s: %s", method, type(exc).__name__, exc)
             else:
                 log.info("%s -> %s: %s", method, code.name, message)
             metrics.observe_rpc(method, code.name, time.perf_counter() - started)
@@ -170,7 +263,9 @@ def create_grpc_server(settings: CommonSettings, services: Sequence[Service]) ->
     port = server.add_insecure_port(f"{settings.host}:{settings.port}")
     if port == 0:
         raise RuntimeError(f"could not bind gRPC port {settings.host}:{settings.port}")
-    return GrpcServer(server=server, port=port, health=health, service_names=names)
+    return GrpcServer(
+        server=server, port=port, health=health, service_names=names, stop_timeout_s=settings.stop_timeout_s
+    )
 
 
 async def serve(
@@ -195,5 +290,22 @@ async def serve(
     log.info("%s SERVING", service)
     await stop.wait()
     log.info("%s shutting down: NOT_SERVING, draining for %.0fs", service, settings.grace_period_s)
+    exit_after = settings.grace_period_s + 2 * settings.stop_timeout_s
+    _exit_deadline(exit_after, service)
     await grpc_server.stop(settings.grace_period_s)
     log.info("%s stopped", service)
+
+
+def _exit_deadline(seconds: float, service: str) -> None:
+    """End the process ``seconds`` from now whatever still runs (a decode thread that ignores
+    its stop flag, a hung connection): a stop always ends, and an orchestrator that sent
+    SIGTERM never has to escalate. Unfinished jobs are reclaimed by live workers."""
+
+    def hard_exit() -> None:
+        log.error("%s did not stop within %.0fs; exiting now", service, seconds)
+        logging.shutdown()
+        os._exit(1)
+
+    timer = threading.Timer(seconds, hard_exit)
+    timer.daemon = True
+    timer.start()

@@ -18,6 +18,8 @@ class CommonSettings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
     grace_period_s: float = 10.0  # drain time on shutdown
+    stop_timeout_s: float = 10.0  # past the grace period: each stop step's bound; the process exits after 2x
+    health_outage_s: float = 15.0  # a dependency (Redis, PostgreSQL) away this long: health NOT_SERVING
 
     redis_url: str = "redis://127.0.0.1:6379/0"
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/beatflow"

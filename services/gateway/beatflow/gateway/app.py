@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
 from typing import Any
 
+import redis.asyncio as aioredis
 import swagger_ui_bundle
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -25,6 +26,7 @@ from beatflow.gateway.deps import GatewayState, State
 from beatflow.gateway.passwords import Passwords
 from beatflow.gateway.presign import make_presigner
 from beatflow.gateway.routes import ai, audio, auth, progress, repositories, vcs, webhooks
+from beatflow.gateway.signin_throttle import SigninThrottle
 from beatflow.gateway.tokens import TokenSigner
 
 log = logging.getLogger(__name__)
@@ -71,6 +73,8 @@ def create_app(settings: GatewaySettings | None = None, *, store: BlobStore | No
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         backends = Backends(settings)
         blob_store = store or make_blob_store(settings)
+        # short timeouts: an unreachable Redis is a quick 503 on sign-in, not a hung request
+        redis = aioredis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
         app.state.gateway = GatewayState(
             settings=settings,
             backends=backends,
@@ -78,11 +82,18 @@ def create_app(settings: GatewaySettings | None = None, *, store: BlobStore | No
             signer=TokenSigner(_secret(settings), settings.token_ttl_s),
             presign=make_presigner(settings, blob_store),
             passwords=Passwords(settings.argon2_time_cost, settings.argon2_memory_kib, settings.argon2_parallelism),
+            throttle=SigninThrottle(
+                redis,
+                max_per_account=settings.signin_max_failures_per_account,
+                max_per_address=settings.signin_max_failures_per_address,
+                window_s=settings.signin_window_s,
+            ),
         )
         try:
             yield
         finally:
             await backends.close()
+            await redis.aclose()
 
     app = FastAPI(
         title="BeatFlow",

@@ -24,10 +24,18 @@ from beatflow.v1 import (
     vcs_pb2_grpc,
 )
 
+# Reconnecting: gRPC's default backoff grows to 120 s (about 9 s after a short outage), so
+# requests kept failing fast long after the backend was SERVING again. Capped at 1 s, a
+# channel in TRANSIENT_FAILURE tries again at least every second, and the gateway recovers
+# within about a second of the backend's return, while a backend that stays down costs a
+# connection attempt per second per channel.
 _CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", 4 * 1024 * 1024),
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.enable_retries", 1),
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 1_000),  # also each attempt's connect timeout (handshake included)
+    ("grpc.max_reconnect_backoff_ms", 1_000),
 ]
 
 

@@ -46,3 +46,9 @@ class GatewaySettings(CommonSettings):
     presign_secure: bool | None = None  # default: s3_secure
 
     cors_origins: list[str] = []
+
+    # Sign-in throttling (counters in Redis at ``redis_url``, shared by replicas): after
+    # this many failures within the window, 429 with Retry-After until the window ends.
+    signin_max_failures_per_account: int = 5
+    signin_max_failures_per_address: int = 20
+    signin_window_s: float = 300.0

@@ -17,6 +17,7 @@ from beatflow.gateway.config import GatewaySettings
 from beatflow.gateway.httperrors import ApiError
 from beatflow.gateway.passwords import Passwords
 from beatflow.gateway.presign import Presigner
+from beatflow.gateway.signin_throttle import SigninThrottle
 from beatflow.gateway.tokens import InvalidToken, Principal, TokenSigner
 
 
@@ -28,6 +29,7 @@ class GatewayState:
     signer: TokenSigner
     presign: Presigner
     passwords: Passwords
+    throttle: SigninThrottle
     # (user, task) pairs whose outputs were already registered with vcs.
     registered: collections.OrderedDict[tuple[str, str], None] = field(default_factory=collections.OrderedDict)
     register_lock: asyncio.Lock = field(default_factory=asyncio.Lock)

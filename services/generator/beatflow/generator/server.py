@@ -8,6 +8,7 @@ step), and health turns SERVING only after that.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -20,8 +21,9 @@ import torch
 from beatflow.common import metrics
 from beatflow.common.blobstore import BlobStore, make_blob_store
 from beatflow.common.errors import FailedPrecondition, Unavailable
-from beatflow.common.grpcserver import GrpcServer, Service, create_grpc_server
+from beatflow.common.grpcserver import DependencyProbe, GrpcServer, HealthCheck, Service, create_grpc_server
 from beatflow.common.jobs import JobQueue, JobRecord, WebhookStore, start_job_maintenance
+from beatflow.common.jobs.queue import request_fingerprint
 from beatflow.common.jobs.servicer import jobs_service
 from beatflow.generator.backend import choose_backend, make_backend
 from beatflow.generator.config import GeneratorSettings
@@ -172,28 +174,60 @@ class GeneratorApp:
         return max(0.0, chunk)
 
     async def close(self) -> None:
-        """Stop claiming, let running batches finish, close Redis."""
+        """Stop claiming, let running batches finish within the grace period, then release them.
+
+        Every step is bounded: past the grace period decoding is told to stop and
+        its jobs are released; if that takes longer than ``stop_timeout_s`` the
+        worker is cancelled (its jobs are released, or reclaimed by another
+        worker after the heartbeat timeout when Redis cannot be reached).
+        """
         self._stop.set()
+        bound = self.settings.stop_timeout_s
         if self._stop_depth_sampler is not None:
-            await self._stop_depth_sampler()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._stop_depth_sampler(), bound)
         if self._stop_maintenance is not None:
-            await self._stop_maintenance()
-        if self._worker_task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._stop_maintenance(), bound)
+        task = self._worker_task
+        if task is not None:
             try:
-                await asyncio.wait_for(asyncio.shield(self._worker_task), self.settings.grace_period_s)
+                await asyncio.wait_for(asyncio.shield(task), self.settings.grace_period_s)
             except TimeoutError:
                 log.warning("running generation did not finish within the grace period; releasing its jobs")
                 if self.worker is not None:
                     self.worker.aborting = True
-                await asyncio.gather(self._worker_task, return_exceptions=True)
+                _done, pending = await asyncio.wait([task], timeout=bound)
+                if pending:
+                    log.error("the generation worker did not stop within %.0fs; cancelling it", bound)
+                    task.cancel()
+                    await asyncio.wait([task], timeout=bound)
             except Exception:
                 log.exception("generation worker ended with an error")
         backends = {id(slot.backend): slot.backend for slot in self.slots.values()}  # melody may share text's
         for backend in backends.values():
             close = getattr(backend, "close", None)  # the engine's step thread; generate() has none
             if close is not None:
-                await asyncio.to_thread(close)
-        await self.queue.redis.aclose()
+                try:
+                    await asyncio.wait_for(asyncio.to_thread(close), bound)
+                except TimeoutError:
+                    log.error("the %s backend did not close within %.0fs", backend.name, bound)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.queue.redis.aclose(), bound)
+
+    def health_checks(self) -> list[HealthCheck]:
+        """Health turns NOT_SERVING while Redis is away too long or the worker loop has died."""
+
+        async def worker_alive() -> str | None:
+            task = self._worker_task
+            if task is None or self._stop.is_set():
+                return None
+            if task.done():
+                return "the generation worker loop ended"
+            return self.worker.status.problem(self.settings.health_outage_s) if self.worker else None
+
+        redis = DependencyProbe("redis", self.queue.redis.ping, self.settings.health_outage_s)
+        return [redis, worker_alive]
 
     def _require_ready(self) -> None:
         if not self.ready:
@@ -208,6 +242,7 @@ class GeneratorApp:
         size for ETAs is the audio it produces: duration times variations.
         """
         self._require_ready()
+        asked = request_fingerprint(spec.to_dict())  # before validate draws a seed: the client's request
         spec = validate(spec, self.limits)
         if spec.melody_blob:
             select_slot(self.slots, spec)
@@ -223,6 +258,7 @@ class GeneratorApp:
             owner=spec.owner,
             idempotency_key=idempotency_key,
             size_s=spec.duration_s * spec.num_variations,
+            fingerprint=asked,
             **(options or {}),
         )
 
@@ -282,7 +318,14 @@ async def create_server(
         ],
     )
     server = GeneratorServer(
-        server=gs.server, port=gs.port, health=gs.health, service_names=gs.service_names, on_stop=gs.on_stop, app=app
+        server=gs.server,
+        port=gs.port,
+        health=gs.health,
+        service_names=gs.service_names,
+        on_stop=gs.on_stop,
+        checks=app.health_checks(),
+        stop_timeout_s=gs.stop_timeout_s,
+        app=app,
     )
     server.on_stop.append(app.close)
     return server, server.port

@@ -1,7 +1,9 @@
 """The generation worker: claims jobs in batches, decodes them together, stores the audio.
 
-Batching policy: the worker waits (blocking) for a first job, then keeps
-claiming for at most ``max_wait_ms`` or until it holds ``max_batch`` jobs.
+Batching policy: the worker runs the shared claim loop
+(:func:`beatflow.common.jobs.run_worker`): it waits (blocking) for a first
+job, then keeps claiming for at most ``max_wait_ms`` or until it holds
+``max_batch`` jobs.
 The jobs are grouped by model (text or melody) and by what the backend can
 decode in one call (``backend.batch_key``: guidance scale and prompt length
 for ``generate()``); each group is one batch whose rows are every variation
@@ -16,12 +18,15 @@ decoder steps done) every ``progress_interval_s``, refreshes the claims and
 watches for cancellation: a cancelled job is marked CANCELLED at once and its
 rows stop within a few decoder steps. Out of memory: the batch is split in
 halves and retried; a single job that still does not fit fails with a clear
-error. The worker itself never stops on a job's error.
+error. The worker itself never stops on a job's error or a backend outage:
+claims and job-state writes are retried with backoff while Redis is away.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import time
 from collections.abc import Hashable, Sequence
@@ -29,11 +34,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from redis.exceptions import RedisError
 
 from beatflow.common.blobstore import BlobStore
 from beatflow.common.errors import BeatflowError, FailedPrecondition
-from beatflow.common.jobs import ClaimedJob, JobKind, JobQueue
+from beatflow.common.jobs import ClaimedJob, JobKind, JobQueue, WorkerStatus, run_worker, settle
+from beatflow.common.jobs.worker import TRANSIENT
 from beatflow.common.logging import bind
 from beatflow.generator import audio_io
 from beatflow.generator.backend import DecodeRequest, GenerationBackend
@@ -64,6 +69,7 @@ class WorkerConfig:
     max_wait_ms: int = 100
     stream_chunk_s: float = 0.0  # > 0: stream the first variation's audio in chunks of about this length
     progress_interval_s: float = 0.5
+    heartbeat_s: float = 5.0
     window_s: float = 30.0
     context_s: float = 10.0
 
@@ -147,7 +153,7 @@ class GenerationWorker:
         self.config = config
         self.consumer = consumer
         self.held: dict[str, Generation] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.status = WorkerStatus("generation")
         self.batches_run = 0
         self._codec_decoders: dict[str, CodecDecoder] = {}
         self.aborting = False  # shutting down past the grace period: stop decoding, release jobs
@@ -156,9 +162,10 @@ class GenerationWorker:
     def continuous(self) -> bool:
         return all(s.backend.continuous for s in self.slots.values())
 
-    # -- the claim loop ------------------------------------------------------------------
+    # -- the claim loop (the shared one) -------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Claim and run jobs until ``stop`` is set (then running batches finish) or cancelled."""
         log.info(
             "generation worker %s: max_batch=%d max_wait_ms=%d backend=%s",
             self.consumer,
@@ -166,61 +173,46 @@ class GenerationWorker:
             self.config.max_wait_ms,
             ",".join(f"{r}:{s.backend.name}" for r, s in self.slots.items()),
         )
-        ticker = asyncio.create_task(self._tick_forever(stop))
+        ticker = asyncio.create_task(self._tick_forever())
         try:
-            await self._claim_loop(stop)
+            await run_worker(
+                self.queue,
+                KIND,
+                self.handle,
+                consumer=self.consumer,
+                # a static backend runs one batch at a time; a continuous one takes new
+                # batches while others run, up to max_batch held jobs in all
+                concurrency=self.config.max_batch if self.continuous else 1,
+                batch=self.config.max_batch,
+                max_wait_ms=self.config.max_wait_ms,
+                max_jobs=self.config.max_batch,
+                heartbeat_s=self.config.heartbeat_s,
+                stop=stop,
+                block_ms=500,
+                status=self.status,
+            )
         finally:
-            await self.drain()
-            await ticker
+            ticker.cancel()
+            await asyncio.gather(ticker, return_exceptions=True)
 
-    async def _claim_loop(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            room = self.config.max_batch - len(self.held)
-            if room <= 0 or (self._tasks and not self.continuous):
-                await asyncio.sleep(0.02)
-                continue
-            try:
-                jobs = await self._gather(room, stop)
-            except asyncio.CancelledError:
-                raise
-            except (RedisError, OSError) as exc:
-                log.warning("claiming generation jobs failed (%s: %s); retrying", type(exc).__name__, exc)
-                await asyncio.sleep(0.2)
-                continue
-            except Exception:
-                log.exception("claiming generation jobs failed; retrying")
-                await asyncio.sleep(1.0)
-                continue
-            if not jobs:
-                continue
-            gens = [g for g in await asyncio.gather(*(self._prepare(j) for j in jobs)) if g is not None]
-            for group in self.group(gens):
-                task = asyncio.create_task(self._run_group(group))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
-                if not self.continuous:
-                    await asyncio.shield(task)
-
-    async def drain(self) -> None:
-        """Let running batches finish (shutdown waits for them within its grace period)."""
-        if self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
-
-    async def _gather(self, room: int, stop: asyncio.Event) -> list[ClaimedJob]:
-        jobs = await self.queue.claim(KIND, self.consumer, count=room, block_ms=500)
-        if not jobs:
-            return []
-        deadline = time.monotonic() + self.config.max_wait_ms / 1000
-        while len(jobs) < room and not stop.is_set():
-            left_ms = int((deadline - time.monotonic()) * 1000)
-            if left_ms <= 0:
-                break
-            try:
-                jobs += await self.queue.claim(KIND, self.consumer, count=room - len(jobs), block_ms=max(1, left_ms))
-            except (RedisError, OSError) as exc:  # keep (and run) what was claimed already
-                log.warning("claiming more generation jobs failed (%s); going on with %d", exc, len(jobs))
-                break
-        return jobs
+    async def handle(self, jobs: list[ClaimedJob]) -> None:
+        """One claimed batch: prepare each job, group compatible ones, decode the groups."""
+        gens = [g for g in await asyncio.gather(*(self._prepare(j) for j in jobs)) if g is not None]
+        groups = self.group(gens)
+        try:
+            if self.continuous:
+                outcomes = await asyncio.gather(*(self._decode_group(g) for g in groups), return_exceptions=True)
+                errors = [o for o in outcomes if isinstance(o, BaseException)]
+                if errors:
+                    raise errors[0]
+            else:
+                for group in groups:
+                    await self._decode_group(group)
+        finally:
+            for gen in gens:
+                self.held.pop(gen.id, None)
+                if gen.job.lost:  # another worker runs it now: nothing for this one to record
+                    gen.job.finished = True
 
     # -- preparing inputs -----------------------------------------------------------------
 
@@ -232,17 +224,22 @@ class GenerationWorker:
                 gen = await asyncio.to_thread(self._build, job, spec, slot)
             except BeatflowError as exc:
                 log.info("generation job rejected: %s", exc.message)
-                await job.fail(exc.message, retryable=False)
+                reason = exc.message
+                await settle(lambda: job.fail(reason, retryable=False), f"failing job {job.id}")
                 return None
             except Exception as exc:
                 log.exception("preparing generation job failed")
-                await job.fail(f"could not prepare the job: {type(exc).__name__}: {exc}", retryable=True)
+                error = f"could not prepare the job: {type(exc).__name__}: {exc}"
+                await settle(lambda: job.fail(error, retryable=True), f"failing job {job.id}")
                 return None
             if job.cancel_requested:
-                await job.mark_cancelled()
+                await settle(job.mark_cancelled, f"cancelling job {job.id}")
                 return None
             self.held[job.id] = gen
-            await job.progress(0.0, "queued for decoding")
+            try:
+                await job.progress(0.0, "queued for decoding")
+            except TRANSIENT as exc:  # the ticker reports progress again shortly
+                log.warning("progress for job %s failed: %s", job.id, exc)
             return gen
 
     def _build(self, job: ClaimedJob, spec: GenerationSpec, slot: ModelSlot) -> Generation:
@@ -309,13 +306,6 @@ class GenerationWorker:
 
     # -- running a batch ------------------------------------------------------------------
 
-    async def _run_group(self, group: list[Generation]) -> None:
-        try:
-            await self._decode_group(group)
-        finally:
-            for gen in group:
-                self.held.pop(gen.id, None)
-
     async def _decode_group(self, group: list[Generation]) -> None:
         group = [g for g in group if not g.cancelled]
         if not group:
@@ -361,24 +351,29 @@ class GenerationWorker:
             for gen in group:
                 if not gen.finished:
                     gen.finished = True
-                    await gen.job.release()
+                    with contextlib.suppress(Exception):  # unreleased: reclaimed after the heartbeat timeout
+                        await gen.job.release()
             log.warning("worker stopping: released %d unfinished jobs back to the queue", len(group))
             return
         if error is not None:
             await self._handle_error(group, error)
             return
         for gen in group:
-            if gen.cancelled or any(p.cancelled for p in gen.pieces):
-                if not gen.finished:
-                    gen.finished = True
-                    await gen.job.mark_cancelled()
-                continue
             with bind(job_id=gen.id):
                 try:
-                    await self._finish(gen, decode_s, len(group), rows)
-                except Exception as exc:
-                    log.exception("storing the result failed")
-                    await gen.job.fail(f"could not store the result: {type(exc).__name__}: {exc}")
+                    if gen.cancelled or any(p.cancelled for p in gen.pieces):
+                        if not gen.finished:
+                            gen.finished = True
+                            await settle(gen.job.mark_cancelled, f"cancelling job {gen.id}")
+                        continue
+                    try:
+                        await self._finish(gen, decode_s, len(group), rows)
+                    except Exception as exc:
+                        log.exception("storing the result failed")
+                        reason = f"could not store the result: {type(exc).__name__}: {exc}"
+                        await settle(functools.partial(gen.job.fail, reason), f"failing job {gen.id}")
+                except Exception:  # Redis away past settle's patience: a live worker reclaims the job
+                    log.exception("could not record the outcome of job %s; it will be reclaimed", gen.id)
 
     async def _handle_error(self, group: list[Generation], error: BaseException) -> None:
         if is_out_of_memory(error):
@@ -401,27 +396,23 @@ class GenerationWorker:
                 )
                 log.error("%s: %s", gen.id, msg)
                 gen.finished = True
-                await gen.job.fail(msg, retryable=False)
+                await settle(functools.partial(gen.job.fail, msg, retryable=False), f"failing job {gen.id}")
             return
         log.error("generation batch failed: %s", error, exc_info=error)
+        message = f"generation failed: {type(error).__name__}: {error}"
         for gen in group:
             if not gen.finished:
                 gen.finished = True
                 if gen.cancelled:
-                    await gen.job.mark_cancelled()
+                    await settle(gen.job.mark_cancelled, f"cancelling job {gen.id}")
                 else:
-                    await gen.job.fail(f"generation failed: {type(error).__name__}: {error}", retryable=True)
+                    await settle(functools.partial(gen.job.fail, message, retryable=True), f"failing job {gen.id}")
 
-    async def _tick_forever(self, stop: asyncio.Event) -> None:
+    async def _tick_forever(self) -> None:
         """Progress, claim refresh and cancellation for every held job, running or waiting."""
-        while not stop.is_set() or self.held:
+        while True:
             await self.tick()
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=self.config.progress_interval_s)
-            except TimeoutError:
-                pass
-            if stop.is_set() and not self._tasks:
-                return
+            await asyncio.sleep(self.config.progress_interval_s)
 
     async def tick(self) -> None:
         for gen in list(self.held.values()):
@@ -444,7 +435,9 @@ class GenerationWorker:
                         log.warning("job %s was taken over by another worker; dropping it", gen.id)
                     else:
                         log.info("job %s cancelled", gen.id)
-                        await gen.job.mark_cancelled()
+                        await settle(gen.job.mark_cancelled, f"cancelling job {gen.id}")
+            except TRANSIENT as exc:  # Redis away: the next tick tries again
+                log.warning("progress update for %s failed: %s", gen.id, exc)
             except Exception:
                 log.exception("progress update for %s failed", gen.id)
 
@@ -468,7 +461,10 @@ class GenerationWorker:
     # -- results ---------------------------------------------------------------------------
 
     async def _finish(self, gen: Generation, decode_s: float, batch_jobs: int, batch_rows: int) -> None:
-        await gen.job.progress(0.96, "encoding audio")
+        try:
+            await gen.job.progress(0.96, "encoding audio")
+        except TRANSIENT as exc:  # only a progress event: the result still gets stored
+            log.warning("progress for job %s failed: %s", gen.id, exc)
         lm = gen.slot.lm
         spec = gen.spec
         encode_started = time.perf_counter()
@@ -484,7 +480,7 @@ class GenerationWorker:
             async with gen.stream_lock:
                 key = await asyncio.to_thread(self._chunk_blob, gen, gen.pieces[0].codes, True)
                 gen.chunks.append(key)
-            await gen.job.progress(0.96, "last audio chunk", chunk_blob=key)
+            await settle(lambda: gen.job.progress(0.96, "last audio chunk", chunk_blob=key), f"progress of {gen.id}")
         blobs: dict[str, str] = {}
         samples = 0
         for i, piece in enumerate(gen.pieces):
@@ -497,7 +493,7 @@ class GenerationWorker:
         record["batch_size"] = batch_rows
         record["chunks"] = len(gen.chunks)
         gen.finished = True
-        await gen.job.complete(blobs, record)
+        await settle(lambda: gen.job.complete(blobs, record), f"completing job {gen.id}")
         log.info(
             "generation done: %d audio(s) of %.2f s in a batch of %d jobs (%d rows), decode %.2f s",
             len(blobs),

@@ -21,8 +21,16 @@ import redis.asyncio as aioredis
 import torch
 
 from beatflow.common.blobstore import BlobStore, make_blob_store
-from beatflow.common.grpcserver import GrpcServer, Service, create_grpc_server
-from beatflow.common.jobs import JobQueue, WebhookStore, connect_redis, jobs_service, run_worker, start_job_maintenance
+from beatflow.common.grpcserver import DependencyProbe, GrpcServer, HealthCheck, Service, create_grpc_server
+from beatflow.common.jobs import (
+    JobQueue,
+    WebhookStore,
+    WorkerStatus,
+    connect_redis,
+    jobs_service,
+    run_worker,
+    start_job_maintenance,
+)
 from beatflow.separator.config import SeparatorSettings
 from beatflow.separator.service import ANALYZE, SEPARATE, SeparatorService, make_registry
 from beatflow.separator.servicer import SeparatorServicer
@@ -42,6 +50,9 @@ class SeparatorApp:
     _workers: list[asyncio.Task[None]] = field(default_factory=list)
     _ready_task: asyncio.Task[None] | None = None
     _stop_maintenance: Callable[[], Awaitable[None]] | None = None
+    _status: dict[str, WorkerStatus] = field(
+        default_factory=lambda: {SEPARATE: WorkerStatus("separation"), ANALYZE: WorkerStatus("analysis")}
+    )
 
     @property
     def port(self) -> int:
@@ -69,6 +80,7 @@ class SeparatorApp:
                         heartbeat_s=s.separator_heartbeat_s,
                         stop=self._stop,
                         block_ms=s.separator_claim_block_ms,
+                        status=self._status[SEPARATE],
                     ),
                     name="separate-worker",
                 ),
@@ -82,10 +94,27 @@ class SeparatorApp:
                         heartbeat_s=s.separator_heartbeat_s,
                         stop=self._stop,
                         block_ms=s.separator_claim_block_ms,
+                        status=self._status[ANALYZE],
                     ),
                     name="analyze-worker",
                 ),
             ]
+
+    def health_checks(self) -> list[HealthCheck]:
+        """Health turns NOT_SERVING while Redis is away too long or a worker loop has died."""
+
+        async def workers_alive() -> str | None:
+            if self._stop.is_set():
+                return None
+            for task in self._workers:
+                if task.done():
+                    return f"the {task.get_name()} loop ended"
+            for status in self._status.values():
+                if self._workers and (found := status.problem(self.settings.health_outage_s)):
+                    return found
+            return None
+
+        return [DependencyProbe("redis", self.redis.ping, self.settings.health_outage_s), workers_alive]
 
     async def close(self) -> None:
         """Stop taking jobs, let running ones finish within the grace period, then release them."""
@@ -103,9 +132,12 @@ class SeparatorApp:
                 self.service.shutdown.set()  # running separations stop at the next model pass
                 for task in pending:
                     task.cancel()
-                await asyncio.gather(*pending, return_exceptions=True)
+                _done, stuck = await asyncio.wait(pending, timeout=self.settings.stop_timeout_s)
+                if stuck:
+                    log.error("%d worker loop(s) did not stop within the stop timeout", len(stuck))
         self._workers = []
-        await self.redis.aclose()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.redis.aclose(), self.settings.stop_timeout_s)
 
 
 async def build_app(settings: SeparatorSettings, *, blobs: BlobStore | None = None) -> SeparatorApp:
@@ -127,6 +159,7 @@ async def build_app(settings: SeparatorSettings, *, blobs: BlobStore | None = No
     )
     app = SeparatorApp(settings=settings, grpc=grpc_server, service=service, queue=queue, redis=redis)
     grpc_server.on_stop.append(app.close)
+    grpc_server.checks.extend(app.health_checks())
     return app
 
 

@@ -7,10 +7,11 @@ import functools
 import logging
 import time
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from beatflow.common.blobstore import make_blob_store
-from beatflow.common.grpcserver import GrpcServer, Service, create_grpc_server
+from beatflow.common.grpcserver import DependencyProbe, GrpcServer, Service, create_grpc_server
 from beatflow.v1 import vcs_pb2, vcs_pb2_grpc
 from beatflow.vcs.blobs import probe_blob
 from beatflow.vcs.config import VcsSettings
@@ -58,4 +59,10 @@ async def create_server(settings: VcsSettings) -> tuple[GrpcServer, int]:
         settings, [Service(SERVICE_NAME, vcs_pb2_grpc.add_VcsServicer_to_server, VcsServicer(service))]
     )
     gs.on_stop.append(engine.dispose)
+
+    async def ping() -> None:
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    gs.checks.append(DependencyProbe("postgresql", ping, settings.health_outage_s))
     return gs, gs.port

@@ -57,11 +57,18 @@ Public API (import from ``beatflow.common.jobs``):
                                                           # counted (worker shutting down)
         lost: bool (another worker reclaimed the job); finished: bool
     run_worker(queue, kind, handler, *, consumer, concurrency=1, batch=1,
-               heartbeat_s=5.0, stop: asyncio.Event) -> None
-        handler(jobs: list[ClaimedJob]) -> awaitable; the loop heartbeats the
-        jobs while the handler runs, completes nothing itself (the handler calls
-        complete/fail), and turns JobCancelled into mark_cancelled and any other
-        exception into fail(str(exc)).
+               max_wait_ms=0, max_jobs=None, heartbeat_s=5.0, stop: asyncio.Event,
+               block_ms=1000, status: WorkerStatus | None = None) -> None
+        handler(jobs: list[ClaimedJob]) -> awaitable; a batch is the jobs that
+        arrive within max_wait_ms of the first (at most batch; max_jobs caps the
+        jobs held by all running batches). The loop heartbeats the jobs while the
+        handler runs, completes nothing itself (the handler calls complete/fail),
+        and turns JobCancelled into mark_cancelled and any other exception into
+        fail(str(exc)). It never ends on a backend error: claims are retried with
+        backoff and jitter, and status says whether it runs and reaches Redis.
+    settle(op, what, *, give_up_s=60) -> result of op()   # a job-state write retried
+                                                          # while Redis is away
+    WorkerStatus(name).problem(outage_s) -> str | None    # for the health check
 
     JobsServicer(queue)  implements beatflow.v1.Jobs (GetJob, WatchJob, CancelJob, webhook
                          secret / dead letters / redeliver); every service with jobs registers it.
@@ -78,7 +85,7 @@ from beatflow.common.jobs.model import JobCancelled, JobEvent, JobKind, JobRecor
 from beatflow.common.jobs.queue import GROUP, ClaimedJob, JobQueue, connect_redis
 from beatflow.common.jobs.servicer import JobsServicer, jobs_service
 from beatflow.common.jobs.webhooks import WebhookStore
-from beatflow.common.jobs.worker import NON_RETRYABLE, Handler, run_worker
+from beatflow.common.jobs.worker import NON_RETRYABLE, Handler, WorkerStatus, run_worker, settle
 
 __all__ = [
     "GROUP",
@@ -93,8 +100,10 @@ __all__ = [
     "JobState",
     "JobsServicer",
     "WebhookStore",
+    "WorkerStatus",
     "connect_redis",
     "jobs_service",
     "run_worker",
+    "settle",
     "start_job_maintenance",
 ]

@@ -28,6 +28,7 @@ Delivery is at-least-once; every transition is an atomic Lua script
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import math
@@ -39,10 +40,13 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 from beatflow.common import metrics
-from beatflow.common.errors import InvalidArgument, NotFound
+from beatflow.common.errors import AlreadyExists, InvalidArgument, NotFound
 from beatflow.common.jobs import scripts
 from beatflow.common.jobs.eta import KindStats, estimate
 from beatflow.common.jobs.model import JobCancelled, JobEvent, JobRecord, JobState, as_str, decode_mapping
@@ -87,12 +91,26 @@ def _stream_entries(resp: Any) -> list[tuple[str, Any]]:
     return out
 
 
+def request_fingerprint(request: Any) -> str:
+    """SHA-256 of the canonical JSON of a request: what an idempotency key is bound to."""
+    canonical = json.dumps(request, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
 def connect_redis(url: str) -> aioredis.Redis:
     """A Redis client for the queue: blocking reads take up to a second, so the read
     timeout is generous (a busy worker's loop may answer late; redis-py's 5 s default
-    then drops replies that carried delivered jobs), while connects fail fast."""
+    then drops replies that carried delivered jobs), while connects fail fast. A pooled
+    connection that Redis closed (a restart) is reconnected and the command sent again
+    once, instead of failing the first request after Redis is back."""
     return aioredis.Redis.from_url(
-        url, socket_timeout=30, socket_connect_timeout=5, socket_keepalive=True, health_check_interval=15
+        url,
+        socket_timeout=30,
+        socket_connect_timeout=5,
+        socket_keepalive=True,
+        health_check_interval=15,
+        retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), 1),
+        retry_on_error=[RedisConnectionError],
     )
 
 
@@ -221,6 +239,7 @@ class JobQueue:
         size_s: float = 0.0,
         webhook_url: str = "",
         webhook_events: Sequence[str] = (),
+        fingerprint: str | None = None,
     ) -> JobRecord:
         """Queue a job; with ``idempotency_key``, the same (kind, owner, key) returns the same job.
 
@@ -228,6 +247,11 @@ class JobQueue:
         that many seconds from now. ``size_s``: seconds of audio the job produces or
         reads, for ETAs. ``webhook_url``/``webhook_events``: signed notifications of
         the job's events (see :mod:`.webhooks`); the target is checked here.
+
+        The key is bound to the request it came with (``fingerprint``, by default a
+        hash of ``request``; callers that fill in defaults such as a random seed pass
+        the hash of what the client sent): the same key with a different request is
+        refused with AlreadyExists naming the earlier job, never answered with it.
         """
         if deadline_s is not None and not 0 < deadline_s <= 366 * 86400:  # (NaN fails too)
             raise InvalidArgument("deadline must be between 0 and 366 days from now")
@@ -250,6 +274,8 @@ class JobQueue:
         use_idem = idempotency_key is not None
         keys.append(self.idempotency_key(kind, owner, idempotency_key) if idempotency_key else keys[0])
         deadline_at = repr(time.time() + deadline_s) if deadline_s else "0"
+        if fingerprint is None:
+            fingerprint = request_fingerprint(request)
         out = await self._submit(
             keys=keys,
             args=[
@@ -263,10 +289,18 @@ class JobQueue:
                 repr(float(size_s)),
                 webhook_url,
                 ",".join(events),
+                fingerprint,
             ],
         )
         if int(out[0]) == 0:  # the idempotency key names an existing job
-            return await self.get(as_str(out[1]))
+            existing = as_str(out[1])
+            earlier = await self.redis.hget(self.job_key(existing), "request_fp")
+            if earlier is not None and as_str(earlier) not in ("", fingerprint):
+                raise AlreadyExists(
+                    f"this idempotency key was already used for a different request (task {existing}); "
+                    "send a new key for a new request"
+                )
+            return await self.get(existing)
         return self._status_record(out[2:])
 
     @staticmethod

@@ -125,7 +125,7 @@ end
 
 # KEYS: job, events, queue, idempotency key (or the job key again when none)
 # ARGV: ..., job_id, kind, owner, request_json, use_idempotency ('1'/'0'),
-#       deadline_at (0: none), size_s, webhook_url, webhook_events (comma-separated)
+#       deadline_at (0: none), size_s, webhook_url, webhook_events (comma-separated), request fingerprint
 # Returns {0, existing_id} for a known idempotency key, else {1, job_id, then what STATUS returns}
 SUBMIT = (
     PRELUDE
@@ -151,6 +151,7 @@ redis.call('HSET', KEYS[1], 'id', job_id, 'kind', ARGV[6], 'state', 'QUEUED',
   'webhook_events', ARGV[13], 'cancel_reason', '', 'retry_at', '0', 'retry_delay_s', '0')
 enqueue(job_id)
 if tonumber(ARGV[10]) > 0 then redis.call('ZADD', PREFIX .. 'deadlines', ARGV[10], job_id) end
+if idem ~= '' then redis.call('HSET', KEYS[1], 'request_fp', ARGV[14]) end
 event('QUEUED', '0', 'queued', '', '{}', '')
 -- waiting jobs ahead of this one (it is the last), and what an ETA needs (as STATUS)
 local ahead = redis.call('ZRANK', WAITING, job_id) or 0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import grpc
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from beatflow.gateway import convert, schemas
 from beatflow.gateway.deps import State, User
@@ -35,8 +35,18 @@ async def signup(body: schemas.Credentials, state: State) -> schemas.TokenOut:
     return _token(state, user)
 
 
-@router.post("/signin", responses={401: {"description": "Wrong username or password"}}, summary="Get a bearer token")
-async def signin(body: schemas.Credentials, state: State) -> schemas.TokenOut:
+@router.post(
+    "/signin",
+    responses={
+        401: {"description": "Wrong username or password"},
+        429: {"description": "Too many failed sign-ins for the account or from the address; see Retry-After"},
+        503: {"description": "A backend is unavailable; see Retry-After"},
+    },
+    summary="Get a bearer token",
+)
+async def signin(body: schemas.Credentials, request: Request, state: State) -> schemas.TokenOut:
+    address = request.client.host if request.client else ""
+    await state.throttle.check(body.username, address)
     try:
         creds = await state.backends.vcs.GetUserCredentials(
             vcs_pb2.GetUserRequest(username=body.username), timeout=state.timeout
@@ -45,9 +55,12 @@ async def signin(body: schemas.Credentials, state: State) -> schemas.TokenOut:
         if exc.code() != grpc.StatusCode.NOT_FOUND:
             raise
         await state.passwords.verify_async(None, body.password)  # same cost as a wrong password
+        await state.throttle.failed(body.username, address)
         raise ApiError(401, _BAD_CREDENTIALS) from None
     if not await state.passwords.verify_async(creds.password_hash, body.password):
+        await state.throttle.failed(body.username, address)
         raise ApiError(401, _BAD_CREDENTIALS)
+    await state.throttle.succeeded(body.username)
     return _token(state, creds.user)
 
 

@@ -1,0 +1,34 @@
+"""Stopping the generator always ends: past the grace period and the stop timeout, a worker
+that will not stop is cancelled and close() returns."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from beatflow.generator.config import GeneratorSettings
+from beatflow.generator.server import GeneratorApp
+
+
+async def test_close_is_bounded_when_the_worker_will_not_stop(redis_url: str, tmp_path: Path) -> None:
+    settings = GeneratorSettings(
+        redis_url=redis_url, blob_dir=tmp_path / "blobs", grace_period_s=0.2, stop_timeout_s=0.3
+    )
+    app = GeneratorApp(settings)
+    cancels = 0
+
+    async def stubborn() -> None:  # ignores the stop event and the first cancel, like a hung decode
+        nonlocal cancels
+        while True:
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                cancels += 1
+                if cancels > 1:
+                    raise
+
+    app._worker_task = asyncio.create_task(stubborn())
+    await asyncio.sleep(0)
+    await asyncio.wait_for(app.close(), 10)  # returns although the worker never finished on its own
+    assert cancels == 1
+    app._worker_task.cancel()
