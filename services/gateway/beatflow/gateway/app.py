@@ -24,7 +24,7 @@ from beatflow.gateway.config import GatewaySettings
 from beatflow.gateway.deps import GatewayState, State
 from beatflow.gateway.passwords import Passwords
 from beatflow.gateway.presign import make_presigner
-from beatflow.gateway.routes import ai, audio, auth, progress, repositories, vcs
+from beatflow.gateway.routes import ai, audio, auth, progress, repositories, review, vcs
 from beatflow.gateway.tokens import TokenSigner
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,7 @@ def create_app(settings: GatewaySettings | None = None, *, store: BlobStore | No
     app.add_middleware(NoSniffMiddleware)  # type: ignore[arg-type]
     app.add_middleware(HttpMetricsMiddleware)  # type: ignore[arg-type]
 
-    for module in (auth, ai, progress, audio, repositories, vcs):
+    for module in (auth, ai, progress, audio, repositories, vcs, review):
         app.include_router(module.router)
 
     @app.get("/health", tags=["health"], summary="Each backend's gRPC health")
