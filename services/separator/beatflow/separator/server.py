@@ -23,7 +23,7 @@ from beatflow.common.blobstore import BlobStore, make_blob_store
 from beatflow.common.grpcserver import GrpcServer, Service, create_grpc_server
 from beatflow.common.jobs import JobQueue, connect_redis, jobs_service, run_worker
 from beatflow.separator.config import SeparatorSettings
-from beatflow.separator.service import ANALYZE, SEPARATE, SeparatorService, make_registry
+from beatflow.separator.service import ANALYZE, DIFF, SEPARATE, SeparatorService, make_registry
 from beatflow.separator.servicer import SeparatorServicer
 from beatflow.v1 import separator_pb2, separator_pb2_grpc
 
@@ -78,6 +78,19 @@ class SeparatorApp:
                         block_ms=s.separator_claim_block_ms,
                     ),
                     name="analyze-worker",
+                ),
+                asyncio.create_task(
+                    run_worker(
+                        self.queue,
+                        DIFF,
+                        self.service.handle_diff,
+                        consumer=consumer,
+                        concurrency=s.separator_analysis_concurrency,
+                        heartbeat_s=s.separator_heartbeat_s,
+                        stop=self._stop,
+                        block_ms=s.separator_claim_block_ms,
+                    ),
+                    name="diff-worker",
                 ),
             ]
 
