@@ -194,6 +194,58 @@ def test_review_routes_are_in_the_openapi_schema(stack: Stack) -> None:
         "/api/vcs/merge-requests/{repo_id}/{merge_request}/merge",
         "/api/vcs/activity/{repo_id}",
         "/api/vcs/whats-new",
+        "/api/vcs/audio-diff/{repo_id}",
     ):
         assert p in paths, p
     assert "409" in paths["/api/vcs/merge-requests/{repo_id}/{merge_request}/merge"]["post"]["responses"]
+
+
+def test_audio_diff_of_two_commits_over_http(stack: Stack, team: Team) -> None:
+    import io
+
+    import numpy as np
+    import soundfile as sf
+
+    rate = 16000
+    t = np.arange(6 * rate) / rate
+    base = 0.3 * np.sin(2 * np.pi * 220 * t)
+    changed = base.copy()
+    changed[2 * rate : 4 * rate] = 0.3 * np.sin(2 * np.pi * 1500 * t[: 2 * rate])
+
+    def wav(x: np.ndarray) -> bytes:
+        buf = io.BytesIO()
+        sf.write(buf, np.stack([x, x], axis=1).astype(np.float32), rate, format="WAV", subtype="PCM_16")
+        return buf.getvalue()
+
+    owner = team.tokens["owner"]
+    a = stack.upload(owner, wav(base))["blob_key"]
+    b = stack.upload(owner, wav(changed))["blob_key"]
+    keep = stack.upload(owner, tone_wav(6.0, freq=110))["blob_key"]
+    with stack.client(owner) as http:
+        repo = http.post("/api/repositories/create", json={"name": "diffing"}).json()["id"]
+        stems = [{"name": "lead", "blob_key": a}, {"name": "bass", "blob_key": keep}]
+        first = http.post(f"/api/vcs/commit/{repo}", json={"message": "1", "stems": stems}).json()["id"]
+        r = http.post(
+            f"/api/vcs/commit/{repo}",
+            json={
+                "message": "2",
+                "parent_commit_id": first,
+                "stems": [{"name": "lead", "blob_key": b}],
+                "inherit_stems": True,
+            },
+        )
+        assert r.status_code == 201, r.text
+        r = http.get(f"/api/vcs/audio-diff/{repo}", params={"base": first, "head": "main"})
+        assert r.status_code == 202, r.text
+        out = r.json()
+        assert {s["name"]: s["change"] for s in out["stems"]} == {"bass": "unchanged", "lead": "changed"}
+        again = http.get(f"/api/vcs/audio-diff/{repo}", params={"base": first, "head": "main"}).json()
+        assert again["task"]["task_id"] == out["task"]["task_id"]  # the same pair: the same task
+    task = stack.finish(owner, out["task"]["task_id"])
+    assert task["status"] == "succeeded", task
+    result = task["result"]["stems"]
+    assert result["bass"]["status"] == "unchanged" and result["bass"]["decoded"] is False
+    (region,) = result["lead"]["regions"]
+    assert abs(region["start_s"] - 2.0) <= 0.1 and abs(region["end_s"] - 4.0) <= 0.1
+    with stack.client(team.tokens["stranger"]) as http:
+        assert http.get(f"/api/vcs/audio-diff/{repo}", params={"base": first, "head": "main"}).status_code == 404

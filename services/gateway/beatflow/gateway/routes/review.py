@@ -8,6 +8,7 @@ regions on the compare waveforms.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
@@ -16,7 +17,8 @@ from pydantic import BaseModel, Field, model_validator
 
 from beatflow.gateway import convert, schemas
 from beatflow.gateway.deps import State, User
-from beatflow.v1 import vcs_pb2
+from beatflow.gateway.httperrors import ApiError
+from beatflow.v1 import separator_pb2, vcs_pb2
 
 router = APIRouter(prefix="/api/vcs", tags=["review"])
 
@@ -576,3 +578,86 @@ async def whats_new(state: State, user: User, page_size: PageSize = 50, page_tok
         timeout=state.timeout,
     )
     return _activity(reply)
+
+
+# --- perceptual audio diff ----------------------------------------------------------------------
+
+RefParam = Annotated[str, Query(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.\-/]*$")]
+
+
+class AudioDiffOut(BaseModel):
+    """The stems of both commits and the separator task that compares their audio.
+
+    The task's ``result`` (when ``status`` is ``succeeded``) holds, per stem: ``status``
+    (unchanged, gain_only, changed, added, removed), ``regions`` [{start_s, end_s, score}] in the
+    head commit's timeline, ``offset_s`` (base time = head time - offset_s), ``gain_db``, ``curve``
+    (0..1, one value per ``curve_bin_s`` seconds, for drawing) and ``summary`` (loudness, peak,
+    tempo, key and duration of both sides and their deltas). Follow it with
+    ``GET /api/ai/tasks/{task_id}/events`` (SSE) or poll ``GET /api/ai/tasks/{task_id}``.
+    """
+
+    base: str
+    head: str
+    base_commit: str
+    head_commit: str
+    stems: list[schemas.StemChangeOut]
+    task: schemas.TaskOut
+
+
+@router.get(
+    "/audio-diff/{repo_id}",
+    status_code=202,
+    responses=_ERRORS,
+    summary="Where the audio of each stem differs between two refs (a separator task, cached per blob pair)",
+)
+async def audio_diff(repo_id: RepoId, state: State, user: User, base: RefParam, head: RefParam) -> AudioDiffOut:
+    """Asking again for the same pair of commits returns the same task; each stem pair's result is
+    cached by the two content hashes, and identical blobs are reported unchanged without decoding."""
+    base_commit = await state.backends.vcs.Checkout(
+        vcs_pb2.CheckoutRequest(actor=user.user_id, repo_id=repo_id, ref=base), timeout=state.timeout
+    )
+    head_commit = await state.backends.vcs.Checkout(
+        vcs_pb2.CheckoutRequest(actor=user.user_id, repo_id=repo_id, ref=head), timeout=state.timeout
+    )
+    before = {s.name: s.blob_key for s in base_commit.stems}
+    after = {s.name: s.blob_key for s in head_commit.stems}
+    names = sorted(before.keys() | after.keys())
+    pairs = [separator_pb2.StemPair(name=n, from_blob=before.get(n, ""), to_blob=after.get(n, "")) for n in names]
+    if not pairs:
+        raise ApiError(400, "neither commit has stems")
+    digest = hashlib.sha256("|".join(f"{p.name}:{p.from_blob}:{p.to_blob}" for p in pairs).encode()).hexdigest()
+    job = await state.backends.separator.SubmitAudioDiff(
+        separator_pb2.AudioDiffRequest(stems=pairs, owner=user.user_id, idempotency_key=f"audio-diff:{digest}"),
+        timeout=state.timeout,
+    )
+    changes = convert.diff(
+        vcs_pb2.DiffResponse(
+            stems=[
+                vcs_pb2.StemChange(
+                    name=p.name,
+                    kind=(
+                        vcs_pb2.CHANGE_KIND_ADDED
+                        if not p.from_blob
+                        else vcs_pb2.CHANGE_KIND_REMOVED
+                        if not p.to_blob
+                        else vcs_pb2.CHANGE_KIND_UNCHANGED
+                        if p.from_blob == p.to_blob
+                        else vcs_pb2.CHANGE_KIND_CHANGED
+                    ),
+                    base_blob=p.from_blob,
+                    head_blob=p.to_blob,
+                )
+                for p in pairs
+            ]
+        ),
+        base,
+        head,
+    ).stems
+    return AudioDiffOut(
+        base=base,
+        head=head,
+        base_commit=base_commit.id,
+        head_commit=head_commit.id,
+        stems=changes,
+        task=convert.task(job),
+    )
