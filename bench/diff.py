@@ -50,6 +50,26 @@ def _hwm_kib() -> int:
     return 0
 
 
+def _reset_hwm() -> None:
+    """Reset the peak resident set to the current one (Linux), so each variant's peak is its own."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+    except OSError:
+        pass
+
+
+def _rss_kib() -> int:
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def _write_pair(root: Path, seconds: float) -> list[tuple[str, Path, Path]]:
     from beatflow.separator.testsignals import music_like
 
@@ -85,8 +105,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-diff-") as tmp:
         pairs = _write_pair(Path(tmp), args.seconds)
         audiodiff.diff_files(pairs[0][1], pairs[0][2], with_summary=False)  # warm up imports and filters
-        base_hwm = _hwm_kib()
         for variant, summary in (("frames+regions", False), ("with summary", True)):
+            _reset_hwm()
+            base_hwm = _rss_kib()
             best = None
             per_stem: dict[str, Any] = {}
             for _ in range(max(1, args.repeat)):

@@ -174,6 +174,12 @@ def test_fork_to_upstream_over_http(stack: Stack, team: Team) -> None:
         )
         assert r.status_code == 201, r.text
         number = r.json()["number"]
+        r = http.get(f"/api/vcs/merge-requests/{up}/{number}/audio-diff")
+        assert r.status_code == 202, r.text
+        assert [(c["name"], c["change"]) for c in r.json()["stems"]] == [("keys", "changed")]
+        task_id = r.json()["task"]["task_id"]
+    task = stack.finish(stranger, task_id)
+    assert task["status"] == "succeeded" and task["result"]["stems"]["keys"]["status"] == "changed", task
     with stack.client(owner) as http:
         r = http.post(f"/api/vcs/merge-requests/{up}/{number}/merge", json={})
         assert r.status_code == 200 and r.json()["merged"], r.text
@@ -195,6 +201,7 @@ def test_review_routes_are_in_the_openapi_schema(stack: Stack) -> None:
         "/api/vcs/activity/{repo_id}",
         "/api/vcs/whats-new",
         "/api/vcs/audio-diff/{repo_id}",
+        "/api/vcs/merge-requests/{repo_id}/{merge_request}/audio-diff",
     ):
         assert p in paths, p
     assert "409" in paths["/api/vcs/merge-requests/{repo_id}/{merge_request}/merge"]["post"]["responses"]

@@ -16,9 +16,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, model_validator
 
 from beatflow.gateway import convert, schemas
-from beatflow.gateway.deps import State, User
+from beatflow.gateway.deps import GatewayState, State, User
 from beatflow.gateway.httperrors import ApiError
-from beatflow.v1 import separator_pb2, vcs_pb2
+from beatflow.v1 import jobs_pb2, separator_pb2, vcs_pb2
 
 router = APIRouter(prefix="/api/vcs", tags=["review"])
 
@@ -604,6 +604,15 @@ class AudioDiffOut(BaseModel):
     task: schemas.TaskOut
 
 
+async def _submit_diff(state: GatewayState, user_id: str, pairs: list[separator_pb2.StemPair]) -> jobs_pb2.Job:
+    """The diff task of these pairs for this user (the same pairs give the same task)."""
+    digest = hashlib.sha256("|".join(f"{p.name}:{p.from_blob}:{p.to_blob}" for p in pairs).encode()).hexdigest()
+    return await state.backends.separator.SubmitAudioDiff(
+        separator_pb2.AudioDiffRequest(stems=pairs, owner=user_id, idempotency_key=f"audio-diff:{digest}"),
+        timeout=state.timeout,
+    )
+
+
 @router.get(
     "/audio-diff/{repo_id}",
     status_code=202,
@@ -625,11 +634,7 @@ async def audio_diff(repo_id: RepoId, state: State, user: User, base: RefParam, 
     pairs = [separator_pb2.StemPair(name=n, from_blob=before.get(n, ""), to_blob=after.get(n, "")) for n in names]
     if not pairs:
         raise ApiError(400, "neither commit has stems")
-    digest = hashlib.sha256("|".join(f"{p.name}:{p.from_blob}:{p.to_blob}" for p in pairs).encode()).hexdigest()
-    job = await state.backends.separator.SubmitAudioDiff(
-        separator_pb2.AudioDiffRequest(stems=pairs, owner=user.user_id, idempotency_key=f"audio-diff:{digest}"),
-        timeout=state.timeout,
-    )
+    job = await _submit_diff(state, user.user_id, pairs)
     changes = convert.diff(
         vcs_pb2.DiffResponse(
             stems=[
@@ -661,3 +666,36 @@ async def audio_diff(repo_id: RepoId, state: State, user: User, base: RefParam, 
         stems=changes,
         task=convert.task(job),
     )
+
+
+class MergeRequestAudioDiffOut(BaseModel):
+    """What the request changes (merge base -> proposed head), per stem, and the task comparing the audio."""
+
+    merge_request: MergeRequestOut
+    stems: list[schemas.StemChangeOut]
+    task: schemas.TaskOut | None = Field(None, description="None when the request changes no stem")
+
+
+@router.get(
+    "/merge-requests/{repo_id}/{merge_request}/audio-diff",
+    status_code=202,
+    responses={**_ERRORS, 409: {"description": "The request is not open"}},
+    summary="The perceptual diff of what a merge request changes (merge base -> proposed head), as a task",
+)
+async def merge_request_audio_diff(
+    repo_id: RepoId, merge_request: MergeRequestRef, state: State, user: User
+) -> MergeRequestAudioDiffOut:
+    """Works for requests from forks too: the stems come from the request's evaluation, not a checkout."""
+    view = await state.backends.vcs.GetMergeRequest(
+        vcs_pb2.GetMergeRequestRequest(actor=user.user_id, repo_id=repo_id, merge_request=merge_request),
+        timeout=state.timeout,
+    )
+    request = _view(view)
+    if request.evaluation is None:
+        raise ApiError(409, f"merge request is {request.state}: nothing to compare")
+    changes = request.evaluation.changes
+    pairs = [
+        separator_pb2.StemPair(name=c.name, from_blob=c.base_blob or "", to_blob=c.head_blob or "") for c in changes
+    ]
+    task = convert.task(await _submit_diff(state, user.user_id, pairs)) if pairs else None
+    return MergeRequestAudioDiffOut(merge_request=request, stems=changes, task=task)
