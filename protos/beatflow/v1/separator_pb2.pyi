@@ -1,8 +1,9 @@
 from beatflow.v1 import jobs_pb2 as _jobs_pb2
 from beatflow.v1 import generator_pb2 as _generator_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -70,3 +71,23 @@ class Analysis(_message.Message):
     loudness_lufs: float
     peak_dbfs: float
     def __init__(self, bpm: _Optional[float] = ..., bpm_confidence: _Optional[float] = ..., key_tonic: _Optional[str] = ..., key_mode: _Optional[str] = ..., key_confidence: _Optional[float] = ..., duration_s: _Optional[float] = ..., sample_rate: _Optional[int] = ..., channels: _Optional[int] = ..., loudness_lufs: _Optional[float] = ..., peak_dbfs: _Optional[float] = ...) -> None: ...
+
+class StemPair(_message.Message):
+    __slots__ = ("name", "from_blob", "to_blob")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    FROM_BLOB_FIELD_NUMBER: _ClassVar[int]
+    TO_BLOB_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    from_blob: str
+    to_blob: str
+    def __init__(self, name: _Optional[str] = ..., from_blob: _Optional[str] = ..., to_blob: _Optional[str] = ...) -> None: ...
+
+class AudioDiffRequest(_message.Message):
+    __slots__ = ("stems", "idempotency_key", "owner")
+    STEMS_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    stems: _containers.RepeatedCompositeFieldContainer[StemPair]
+    idempotency_key: str
+    owner: str
+    def __init__(self, stems: _Optional[_Iterable[_Union[StemPair, _Mapping]]] = ..., idempotency_key: _Optional[str] = ..., owner: _Optional[str] = ...) -> None: ...

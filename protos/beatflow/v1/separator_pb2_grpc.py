@@ -50,6 +50,11 @@ class SeparatorStub:
                 request_serializer=beatflow_dot_v1_dot_separator__pb2.AnalyzeRequest.SerializeToString,
                 response_deserializer=beatflow_dot_v1_dot_separator__pb2.Analysis.FromString,
                 _registered_method=True)
+        self.SubmitAudioDiff = channel.unary_unary(
+                '/beatflow.v1.Separator/SubmitAudioDiff',
+                request_serializer=beatflow_dot_v1_dot_separator__pb2.AudioDiffRequest.SerializeToString,
+                response_deserializer=beatflow_dot_v1_dot_jobs__pb2.Job.FromString,
+                _registered_method=True)
 
 
 class SeparatorServicer:
@@ -74,6 +79,14 @@ class SeparatorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SubmitAudioDiff(self, request, context):
+        """Perceptual diff of stem pairs, as a job of kind "diff". It lives here, not in vcs, because it
+        decodes and analyses audio (the separator's work); vcs and the gateway only ask for it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SeparatorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -91,6 +104,11 @@ def add_SeparatorServicer_to_server(servicer, server):
                     servicer.AnalyzeAudio,
                     request_deserializer=beatflow_dot_v1_dot_separator__pb2.AnalyzeRequest.FromString,
                     response_serializer=beatflow_dot_v1_dot_separator__pb2.Analysis.SerializeToString,
+            ),
+            'SubmitAudioDiff': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitAudioDiff,
+                    request_deserializer=beatflow_dot_v1_dot_separator__pb2.AudioDiffRequest.FromString,
+                    response_serializer=beatflow_dot_v1_dot_jobs__pb2.Job.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -174,6 +192,33 @@ class Separator:
             '/beatflow.v1.Separator/AnalyzeAudio',
             beatflow_dot_v1_dot_separator__pb2.AnalyzeRequest.SerializeToString,
             beatflow_dot_v1_dot_separator__pb2.Analysis.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitAudioDiff(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/beatflow.v1.Separator/SubmitAudioDiff',
+            beatflow_dot_v1_dot_separator__pb2.AudioDiffRequest.SerializeToString,
+            beatflow_dot_v1_dot_jobs__pb2.Job.FromString,
             options,
             channel_credentials,
             insecure,

@@ -705,3 +705,380 @@ class RegisterBlobRequest(_message.Message):
 class RegisterBlobResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class Comment(_message.Message):
+    __slots__ = ("id", "repo_id", "commit_id", "merge_request_id", "parent_id", "author_id", "author_username", "body", "stem", "start_s", "end_s", "resolved", "resolved_by", "deleted", "created_at", "updated_at")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    REPO_ID_FIELD_NUMBER: _ClassVar[int]
+    COMMIT_ID_FIELD_NUMBER: _ClassVar[int]
+    MERGE_REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    PARENT_ID_FIELD_NUMBER: _ClassVar[int]
+    AUTHOR_ID_FIELD_NUMBER: _ClassVar[int]
+    AUTHOR_USERNAME_FIELD_NUMBER: _ClassVar[int]
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    STEM_FIELD_NUMBER: _ClassVar[int]
+    START_S_FIELD_NUMBER: _ClassVar[int]
+    END_S_FIELD_NUMBER: _ClassVar[int]
+    RESOLVED_FIELD_NUMBER: _ClassVar[int]
+    RESOLVED_BY_FIELD_NUMBER: _ClassVar[int]
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    repo_id: str
+    commit_id: str
+    merge_request_id: str
+    parent_id: str
+    author_id: str
+    author_username: str
+    body: str
+    stem: str
+    start_s: float
+    end_s: float
+    resolved: bool
+    resolved_by: str
+    deleted: bool
+    created_at: float
+    updated_at: float
+    def __init__(self, id: _Optional[str] = ..., repo_id: _Optional[str] = ..., commit_id: _Optional[str] = ..., merge_request_id: _Optional[str] = ..., parent_id: _Optional[str] = ..., author_id: _Optional[str] = ..., author_username: _Optional[str] = ..., body: _Optional[str] = ..., stem: _Optional[str] = ..., start_s: _Optional[float] = ..., end_s: _Optional[float] = ..., resolved: _Optional[bool] = ..., resolved_by: _Optional[str] = ..., deleted: _Optional[bool] = ..., created_at: _Optional[float] = ..., updated_at: _Optional[float] = ...) -> None: ...
+
+class AddCommentRequest(_message.Message):
+    __slots__ = ("actor", "repo_id", "commit_id", "merge_request_id", "parent_id", "body", "stem", "start_s", "end_s")
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    REPO_ID_FIELD_NUMBER: _ClassVar[int]
+    COMMIT_ID_FIELD_NUMBER: _ClassVar[int]
+    MERGE_REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    PARENT_ID_FIELD_NUMBER: _ClassVar[int]
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    STEM_FIELD_NUMBER: _ClassVar[int]
+    START_S_FIELD_NUMBER: _ClassVar[int]
+    END_S_FIELD_NUMBER: _ClassVar[int]
+    actor: str
+    repo_id: str
+    commit_id: str
+    merge_request_id: str
+    parent_id: str
+    body: str
+    stem: str
+    start_s: float
+    end_s: float
+    def __init__(self, actor: _Optional[str] = ..., repo_id: _Optional[str] = ..., commit_id: _Optional[str] = ..., merge_request_id: _Optional[str] = ..., parent_id: _Optional[str] = ..., body: _Optional[str] = ..., stem: _Optional[str] = ..., start_s: _Optional[float] = ..., end_s: _Optional[float] = ...) -> None: ...
+
+class ListCommentsRequest(_message.Message):
+    __slots__ = ("actor", "repo_id", "commit_id", "merge_request_id", "page_size", "page_token")
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    REPO_ID_FIELD_NUMBER: _ClassVar[int]
+    COMMIT_ID_FIELD_NUMBER: _ClassVar[int]
+    MERGE_REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    actor: str
+    repo_id: str
+    commit_id: str
+    merge_request_id: str
+    page_size: int
+    page_token: str
+    def __init__(self, actor: _Optional[str] = ..., repo_id: _Optional[str] = ..., commit_id: _Optional[str] = ..., merge_request_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListCommentsResponse(_message.Message):
+    __slots__ = ("comments", "next_page_token")
+    COMMENTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    comments: _containers.RepeatedCompositeFieldContainer[Comment]
+    next_page_token: str
+    def __init__(self, comments: _Optional[_Iterable[_Union[Comment, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class EditCommentRequest(_message.Message):
+    __slots__ = ("actor", "repo_id", "comment_id", "body")
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    REPO_ID_FIELD_NUMBER: _ClassVar[int]
+    COMMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    actor: str
+    repo_id: str
+    comment_id: str
+    body: str
+    def __init__(self, actor: _Optional[str] = ..., repo_id: _Optional[str] = ..., comment_id: _Optional[str] = ..., body: _Optional[str] = ...) -> None: ...
+
+class DeleteCommentRequest(_message.Message):
+    __slots__ = ("actor", "repo_id", "comment_id")
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    REPO_ID_FIELD_NUMBER: _ClassVar[int]
+    COMMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    actor: str
+    repo_id: str
+    comment_id: str
+    def __init__(self, actor: _Optional[str] = ..., repo_id: _Optional[str] = ..., comment_id: _Optional[str] = ...) -> None: ...
+
+class ResolveCommentRequest(_message.Message):
+    __slots__ = ("actor", "repo_id", "comment_id", "resolved")
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    REPO_ID_FIELD_NUMBER: _ClassVar[int]
+    COMMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    RESOLVED_FIELD_NUMBER: _ClassVar[int]
+    actor: str
+    repo_id: str
+    comment_id: str
+    resolved: bool
+    def __init__(self, actor: _Optional[str] = ..., repo_id: _Optional[str] = ..., comment_id: _Optional[str] = ..., resolved: _Optional[bool] = ...) -> None: ...
+
+class Review(_message.Message):
+    __slots__ = ("reviewer_id", "reviewer_username", "verdict", "body", "source_head", "created_at", "current")
+    REVIEWER_ID_FIELD_NUMBER: _ClassVar[int]
+    REVIEWER_USERNAME_FIELD_NUMBER: _ClassVar[int]
+    VERDICT_FIELD_NUMBER: _ClassVar[int]
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_HEAD_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_FIELD_NUMBER: _ClassVar[int]
+    reviewer_id: str
+    reviewer_username: str
+    verdict: str
+    body: str
+    source_head: str
+    created_at: float
+    current: bool
+    def __init__(self, reviewer_id: _Optional[str] = ..., reviewer_username: _Optional[str] = ..., verdict: _Optional[str] = ..., body: _Optional[str] = ..., source_head: _Optional[str] = ..., created_at: _Optional[float] = ..., current: _Optional[bool] = ...) -> None: ...
+
+class MergeRequestInfo(_message.Message):
+    __slots__ = ("id", "number", "target_repo_id", "target_branch", "source_repo_id", "source_branch", "author_id", "author_username", "title", "description", "state", "source_head", "target_head", "conflicts", "merge_commit_id", "merged_by", "version", "created_at", "updated_at", "reviews")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    TARGET_REPO_ID_FIELD_NUMBER: _ClassVar[int]
+    TARGET_BRANCH_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_REPO_ID_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_BRANCH_FIELD_NUMBER: _ClassVar[int]
+    AUTHOR_ID_FIELD_NUMBER: _ClassVar[int]
+    AUTHOR_USERNAME_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_HEAD_FIELD_NUMBER: _ClassVar[int]
+    TARGET_HEAD_FIELD_NUMBER: _ClassVar[int]
+    CONFLICTS_FIELD_NUMBER: _ClassVar[int]
+    MERGE_COMMIT_ID_FIELD_NUMBER: _ClassVar[int]
+    MERGED_BY_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    REVIEWS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    number: int
+    target_repo_id: str
+    target_branch: str
+    source_repo_id: str
+    source_branch: str
+    author_id: str
+    author_username: str
+    title: str
+    description: str
+    state: str
+    source_head: str
+    target_head: str
+    conflicts: _containers.RepeatedScalarFieldContainer[str]
+    merge_commit_id: str
+    merged_by: str
+    version: int
+    created_at: float
+    updated_at: float
+    reviews: _containers.RepeatedCompositeFieldContainer[Review]
+    def __init__(self, id: _Optional[str] = ..., number: _Optional[int] = ..., target_repo_id: _Optional[str] = ..., target_branch: _Optional[str] = ..., source_repo_id: _Optional[str] = ..., source_branch: _Optional[str] = ..., author_id: _Optional[str] = ..., author_username: _Optional[str] = ..., title: _Optional[str] = ..., description: _Optional[str] = ..., state: _Optional[str] = ..., source_head: _Optional[str] = ..., target_head: _Optional[str] = ..., conflicts: _Optional[_Iterable[str]] = ..., merge_commit_id: _Optional[str] = ..., merged_by: _Optional[str] = ..., version: _Optional[int] = ..., created_at: _Optional[float] = ..., updated_at: _Optional[float] = ..., reviews: _Optional[_Iterable[_Union[Review, _Mapping]]] = ...) -> None: ...
+
+class MergeRequestEvaluation(_message.Message):
+    __slots__ = ("source_head", "target_head", "merge_bases", "up_to_date", "conflicts", "changes")
+    SOURCE_HEAD_FIELD_NUMBER: _ClassVar[int]
+    TARGET_HEAD_FIELD_NUMBER: _ClassVar[int]
+    MERGE_BASES_FIELD_NUMBER: _ClassVar[int]
+    UP_TO_DATE_FIELD_NUMBER: _ClassVar[int]
+    CONFLICTS_FIELD_NUMBER: _ClassVar[int]
+    CHANGES_FIELD_NUMBER: _ClassVar[int]
+    source_head: str
+    target_head: str
+    merge_bases: _containers.RepeatedScalarFieldContainer[str]
+    up_to_date: bool
+    conflicts: _containers.RepeatedCompositeFieldContainer[StemConflict]
+    changes: _containers.RepeatedCompositeFieldContainer[StemChange]
+    def __init__(self, source_head: _Optional[str] = ..., target_head: _Optional[str] = ..., merge_bases: _Optional[_Iterable[str]] = ..., up_to_date: _Optional[bool] = ..., conflicts: _Optional[_Iterable[_Union[StemConflict, _Mapping]]] = ..., changes: _Optional[_Iterable[_Union[StemChange, _Mapping]]] = ...) -> None: ...
+
+class MergeRequestView(_message.Message):
+    __slots__ = ("request", "evaluation")
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    EVALUATION_FIELD_NUMBER: _ClassVar[int]
+    request: MergeRequestInfo
+    evaluation: MergeRequestEvaluation
+    def __init__(self, request: _Optional[_Union[MergeRequestInfo, _Mapping]] = ..., evaluation: _Optional[_Union[MergeRequestEvaluation, _Mapping]] = ...) -> None: ...
+
+class OpenMergeRequestRequest(_message.Message):
+    __slots__ = ("actor", "repo_id", "target_branch", "source_repo_id", "source_branch", "title", "description")
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    REPO_ID_FIELD_NUMBER: _ClassVar[int]
+    TARGET_BRANCH_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_REPO_ID_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_BRANCH_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    actor: str
+    repo_id: str
+    target_branch: str
+    source_repo_id: str
+    source_branch: str
+    title: str
+    description: str
+    def __init__(self, actor: _Optional[str] = ..., repo_id: _Optional[str] = ..., target_branch: _Optional[str] = ..., source_repo_id: _Optional[str] = ..., source_branch: _Optional[str] = ..., title: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
+
+class GetMergeRequestRequest(_message.Message):
+    __slots__ = ("actor", "repo_id", "merge_request")
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    REPO_ID_FIELD_NUMBER: _ClassVar[int]
+    MERGE_REQUEST_FIELD_NUMBER: _ClassVar[int]
+    actor: str
+    repo_id: str
+    merge_request: str
+    def __init__(self, actor: _Optional[str] = ..., repo_id: _Optional[str] = ..., merge_request: _Optional[str] = ...) -> None: ...
+
+class ListMergeRequestsRequest(_message.Message):
+    __slots__ = ("actor", "repo_id", "state", "page_size", "page_token")
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    REPO_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    actor: str
+    repo_id: str
+    state: str
+    page_size: int
+    page_token: str
+    def __init__(self, actor: _Optional[str] = ..., repo_id: _Optional[str] = ..., state: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListMergeRequestsResponse(_message.Message):
+    __slots__ = ("merge_requests", "next_page_token")
+    MERGE_REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    merge_requests: _containers.RepeatedCompositeFieldContainer[MergeRequestInfo]
+    next_page_token: str
+    def __init__(self, merge_requests: _Optional[_Iterable[_Union[MergeRequestInfo, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class ReviewMergeRequestRequest(_message.Message):
+    __slots__ = ("actor", "repo_id", "merge_request", "verdict", "body")
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    REPO_ID_FIELD_NUMBER: _ClassVar[int]
+    MERGE_REQUEST_FIELD_NUMBER: _ClassVar[int]
+    VERDICT_FIELD_NUMBER: _ClassVar[int]
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    actor: str
+    repo_id: str
+    merge_request: str
+    verdict: str
+    body: str
+    def __init__(self, actor: _Optional[str] = ..., repo_id: _Optional[str] = ..., merge_request: _Optional[str] = ..., verdict: _Optional[str] = ..., body: _Optional[str] = ...) -> None: ...
+
+class SetMergeRequestStateRequest(_message.Message):
+    __slots__ = ("actor", "repo_id", "merge_request", "state")
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    REPO_ID_FIELD_NUMBER: _ClassVar[int]
+    MERGE_REQUEST_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    actor: str
+    repo_id: str
+    merge_request: str
+    state: str
+    def __init__(self, actor: _Optional[str] = ..., repo_id: _Optional[str] = ..., merge_request: _Optional[str] = ..., state: _Optional[str] = ...) -> None: ...
+
+class AcceptMergeRequestRequest(_message.Message):
+    __slots__ = ("actor", "repo_id", "merge_request", "default_strategy", "stem_strategies", "message")
+    class StemStrategiesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: MergeStrategy
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[MergeStrategy, str]] = ...) -> None: ...
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    REPO_ID_FIELD_NUMBER: _ClassVar[int]
+    MERGE_REQUEST_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_STRATEGY_FIELD_NUMBER: _ClassVar[int]
+    STEM_STRATEGIES_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    actor: str
+    repo_id: str
+    merge_request: str
+    default_strategy: MergeStrategy
+    stem_strategies: _containers.ScalarMap[str, MergeStrategy]
+    message: str
+    def __init__(self, actor: _Optional[str] = ..., repo_id: _Optional[str] = ..., merge_request: _Optional[str] = ..., default_strategy: _Optional[_Union[MergeStrategy, str]] = ..., stem_strategies: _Optional[_Mapping[str, MergeStrategy]] = ..., message: _Optional[str] = ...) -> None: ...
+
+class AcceptMergeRequestResponse(_message.Message):
+    __slots__ = ("request", "merged", "stale", "merge", "evaluation")
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    MERGED_FIELD_NUMBER: _ClassVar[int]
+    STALE_FIELD_NUMBER: _ClassVar[int]
+    MERGE_FIELD_NUMBER: _ClassVar[int]
+    EVALUATION_FIELD_NUMBER: _ClassVar[int]
+    request: MergeRequestInfo
+    merged: bool
+    stale: bool
+    merge: MergeResponse
+    evaluation: MergeRequestEvaluation
+    def __init__(self, request: _Optional[_Union[MergeRequestInfo, _Mapping]] = ..., merged: _Optional[bool] = ..., stale: _Optional[bool] = ..., merge: _Optional[_Union[MergeResponse, _Mapping]] = ..., evaluation: _Optional[_Union[MergeRequestEvaluation, _Mapping]] = ...) -> None: ...
+
+class ActivityEvent(_message.Message):
+    __slots__ = ("seq", "repo_id", "repo_owner", "repo_name", "actor_id", "actor_username", "kind", "ref_name", "commit_id", "old_commit_id", "comment_id", "merge_request_id", "summary", "created_at")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    REPO_ID_FIELD_NUMBER: _ClassVar[int]
+    REPO_OWNER_FIELD_NUMBER: _ClassVar[int]
+    REPO_NAME_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_USERNAME_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    REF_NAME_FIELD_NUMBER: _ClassVar[int]
+    COMMIT_ID_FIELD_NUMBER: _ClassVar[int]
+    OLD_COMMIT_ID_FIELD_NUMBER: _ClassVar[int]
+    COMMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    MERGE_REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    repo_id: str
+    repo_owner: str
+    repo_name: str
+    actor_id: str
+    actor_username: str
+    kind: str
+    ref_name: str
+    commit_id: str
+    old_commit_id: str
+    comment_id: str
+    merge_request_id: str
+    summary: str
+    created_at: float
+    def __init__(self, seq: _Optional[int] = ..., repo_id: _Optional[str] = ..., repo_owner: _Optional[str] = ..., repo_name: _Optional[str] = ..., actor_id: _Optional[str] = ..., actor_username: _Optional[str] = ..., kind: _Optional[str] = ..., ref_name: _Optional[str] = ..., commit_id: _Optional[str] = ..., old_commit_id: _Optional[str] = ..., comment_id: _Optional[str] = ..., merge_request_id: _Optional[str] = ..., summary: _Optional[str] = ..., created_at: _Optional[float] = ...) -> None: ...
+
+class ActivityRequest(_message.Message):
+    __slots__ = ("actor", "repo_id", "page_size", "page_token")
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    REPO_ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    actor: str
+    repo_id: str
+    page_size: int
+    page_token: str
+    def __init__(self, actor: _Optional[str] = ..., repo_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class WhatsNewRequest(_message.Message):
+    __slots__ = ("actor", "page_size", "page_token")
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    actor: str
+    page_size: int
+    page_token: str
+    def __init__(self, actor: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ActivityResponse(_message.Message):
+    __slots__ = ("events", "next_page_token")
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[ActivityEvent]
+    next_page_token: str
+    def __init__(self, events: _Optional[_Iterable[_Union[ActivityEvent, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...

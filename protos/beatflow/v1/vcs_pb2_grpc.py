@@ -184,6 +184,76 @@ class VcsStub:
                 request_serializer=beatflow_dot_v1_dot_vcs__pb2.GarbageCollectRequest.SerializeToString,
                 response_deserializer=beatflow_dot_v1_dot_vcs__pb2.GarbageCollectResponse.FromString,
                 _registered_method=True)
+        self.AddComment = channel.unary_unary(
+                '/beatflow.v1.Vcs/AddComment',
+                request_serializer=beatflow_dot_v1_dot_vcs__pb2.AddCommentRequest.SerializeToString,
+                response_deserializer=beatflow_dot_v1_dot_vcs__pb2.Comment.FromString,
+                _registered_method=True)
+        self.ListComments = channel.unary_unary(
+                '/beatflow.v1.Vcs/ListComments',
+                request_serializer=beatflow_dot_v1_dot_vcs__pb2.ListCommentsRequest.SerializeToString,
+                response_deserializer=beatflow_dot_v1_dot_vcs__pb2.ListCommentsResponse.FromString,
+                _registered_method=True)
+        self.EditComment = channel.unary_unary(
+                '/beatflow.v1.Vcs/EditComment',
+                request_serializer=beatflow_dot_v1_dot_vcs__pb2.EditCommentRequest.SerializeToString,
+                response_deserializer=beatflow_dot_v1_dot_vcs__pb2.Comment.FromString,
+                _registered_method=True)
+        self.DeleteComment = channel.unary_unary(
+                '/beatflow.v1.Vcs/DeleteComment',
+                request_serializer=beatflow_dot_v1_dot_vcs__pb2.DeleteCommentRequest.SerializeToString,
+                response_deserializer=beatflow_dot_v1_dot_vcs__pb2.Comment.FromString,
+                _registered_method=True)
+        self.ResolveComment = channel.unary_unary(
+                '/beatflow.v1.Vcs/ResolveComment',
+                request_serializer=beatflow_dot_v1_dot_vcs__pb2.ResolveCommentRequest.SerializeToString,
+                response_deserializer=beatflow_dot_v1_dot_vcs__pb2.Comment.FromString,
+                _registered_method=True)
+        self.OpenMergeRequest = channel.unary_unary(
+                '/beatflow.v1.Vcs/OpenMergeRequest',
+                request_serializer=beatflow_dot_v1_dot_vcs__pb2.OpenMergeRequestRequest.SerializeToString,
+                response_deserializer=beatflow_dot_v1_dot_vcs__pb2.MergeRequestView.FromString,
+                _registered_method=True)
+        self.GetMergeRequest = channel.unary_unary(
+                '/beatflow.v1.Vcs/GetMergeRequest',
+                request_serializer=beatflow_dot_v1_dot_vcs__pb2.GetMergeRequestRequest.SerializeToString,
+                response_deserializer=beatflow_dot_v1_dot_vcs__pb2.MergeRequestView.FromString,
+                _registered_method=True)
+        self.ListMergeRequests = channel.unary_unary(
+                '/beatflow.v1.Vcs/ListMergeRequests',
+                request_serializer=beatflow_dot_v1_dot_vcs__pb2.ListMergeRequestsRequest.SerializeToString,
+                response_deserializer=beatflow_dot_v1_dot_vcs__pb2.ListMergeRequestsResponse.FromString,
+                _registered_method=True)
+        self.ReviewMergeRequest = channel.unary_unary(
+                '/beatflow.v1.Vcs/ReviewMergeRequest',
+                request_serializer=beatflow_dot_v1_dot_vcs__pb2.ReviewMergeRequestRequest.SerializeToString,
+                response_deserializer=beatflow_dot_v1_dot_vcs__pb2.MergeRequestView.FromString,
+                _registered_method=True)
+        self.SetMergeRequestState = channel.unary_unary(
+                '/beatflow.v1.Vcs/SetMergeRequestState',
+                request_serializer=beatflow_dot_v1_dot_vcs__pb2.SetMergeRequestStateRequest.SerializeToString,
+                response_deserializer=beatflow_dot_v1_dot_vcs__pb2.MergeRequestView.FromString,
+                _registered_method=True)
+        self.RefreshMergeRequest = channel.unary_unary(
+                '/beatflow.v1.Vcs/RefreshMergeRequest',
+                request_serializer=beatflow_dot_v1_dot_vcs__pb2.GetMergeRequestRequest.SerializeToString,
+                response_deserializer=beatflow_dot_v1_dot_vcs__pb2.MergeRequestView.FromString,
+                _registered_method=True)
+        self.AcceptMergeRequest = channel.unary_unary(
+                '/beatflow.v1.Vcs/AcceptMergeRequest',
+                request_serializer=beatflow_dot_v1_dot_vcs__pb2.AcceptMergeRequestRequest.SerializeToString,
+                response_deserializer=beatflow_dot_v1_dot_vcs__pb2.AcceptMergeRequestResponse.FromString,
+                _registered_method=True)
+        self.ListActivity = channel.unary_unary(
+                '/beatflow.v1.Vcs/ListActivity',
+                request_serializer=beatflow_dot_v1_dot_vcs__pb2.ActivityRequest.SerializeToString,
+                response_deserializer=beatflow_dot_v1_dot_vcs__pb2.ActivityResponse.FromString,
+                _registered_method=True)
+        self.WhatsNew = channel.unary_unary(
+                '/beatflow.v1.Vcs/WhatsNew',
+                request_serializer=beatflow_dot_v1_dot_vcs__pb2.WhatsNewRequest.SerializeToString,
+                response_deserializer=beatflow_dot_v1_dot_vcs__pb2.ActivityResponse.FromString,
+                _registered_method=True)
 
 
 class VcsServicer:
@@ -371,6 +441,92 @@ class VcsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AddComment(self, request, context):
+        """Review. Readers may comment and review; merging a request needs write on its target.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListComments(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EditComment(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteComment(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResolveComment(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def OpenMergeRequest(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetMergeRequest(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListMergeRequests(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReviewMergeRequest(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetMergeRequestState(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RefreshMergeRequest(self, request, context):
+        """Re-evaluate at the current heads and store (closes it when the target already has the source).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AcceptMergeRequest(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListActivity(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WhatsNew(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_VcsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -523,6 +679,76 @@ def add_VcsServicer_to_server(servicer, server):
                     servicer.GarbageCollect,
                     request_deserializer=beatflow_dot_v1_dot_vcs__pb2.GarbageCollectRequest.FromString,
                     response_serializer=beatflow_dot_v1_dot_vcs__pb2.GarbageCollectResponse.SerializeToString,
+            ),
+            'AddComment': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddComment,
+                    request_deserializer=beatflow_dot_v1_dot_vcs__pb2.AddCommentRequest.FromString,
+                    response_serializer=beatflow_dot_v1_dot_vcs__pb2.Comment.SerializeToString,
+            ),
+            'ListComments': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListComments,
+                    request_deserializer=beatflow_dot_v1_dot_vcs__pb2.ListCommentsRequest.FromString,
+                    response_serializer=beatflow_dot_v1_dot_vcs__pb2.ListCommentsResponse.SerializeToString,
+            ),
+            'EditComment': grpc.unary_unary_rpc_method_handler(
+                    servicer.EditComment,
+                    request_deserializer=beatflow_dot_v1_dot_vcs__pb2.EditCommentRequest.FromString,
+                    response_serializer=beatflow_dot_v1_dot_vcs__pb2.Comment.SerializeToString,
+            ),
+            'DeleteComment': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteComment,
+                    request_deserializer=beatflow_dot_v1_dot_vcs__pb2.DeleteCommentRequest.FromString,
+                    response_serializer=beatflow_dot_v1_dot_vcs__pb2.Comment.SerializeToString,
+            ),
+            'ResolveComment': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResolveComment,
+                    request_deserializer=beatflow_dot_v1_dot_vcs__pb2.ResolveCommentRequest.FromString,
+                    response_serializer=beatflow_dot_v1_dot_vcs__pb2.Comment.SerializeToString,
+            ),
+            'OpenMergeRequest': grpc.unary_unary_rpc_method_handler(
+                    servicer.OpenMergeRequest,
+                    request_deserializer=beatflow_dot_v1_dot_vcs__pb2.OpenMergeRequestRequest.FromString,
+                    response_serializer=beatflow_dot_v1_dot_vcs__pb2.MergeRequestView.SerializeToString,
+            ),
+            'GetMergeRequest': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMergeRequest,
+                    request_deserializer=beatflow_dot_v1_dot_vcs__pb2.GetMergeRequestRequest.FromString,
+                    response_serializer=beatflow_dot_v1_dot_vcs__pb2.MergeRequestView.SerializeToString,
+            ),
+            'ListMergeRequests': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMergeRequests,
+                    request_deserializer=beatflow_dot_v1_dot_vcs__pb2.ListMergeRequestsRequest.FromString,
+                    response_serializer=beatflow_dot_v1_dot_vcs__pb2.ListMergeRequestsResponse.SerializeToString,
+            ),
+            'ReviewMergeRequest': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReviewMergeRequest,
+                    request_deserializer=beatflow_dot_v1_dot_vcs__pb2.ReviewMergeRequestRequest.FromString,
+                    response_serializer=beatflow_dot_v1_dot_vcs__pb2.MergeRequestView.SerializeToString,
+            ),
+            'SetMergeRequestState': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetMergeRequestState,
+                    request_deserializer=beatflow_dot_v1_dot_vcs__pb2.SetMergeRequestStateRequest.FromString,
+                    response_serializer=beatflow_dot_v1_dot_vcs__pb2.MergeRequestView.SerializeToString,
+            ),
+            'RefreshMergeRequest': grpc.unary_unary_rpc_method_handler(
+                    servicer.RefreshMergeRequest,
+                    request_deserializer=beatflow_dot_v1_dot_vcs__pb2.GetMergeRequestRequest.FromString,
+                    response_serializer=beatflow_dot_v1_dot_vcs__pb2.MergeRequestView.SerializeToString,
+            ),
+            'AcceptMergeRequest': grpc.unary_unary_rpc_method_handler(
+                    servicer.AcceptMergeRequest,
+                    request_deserializer=beatflow_dot_v1_dot_vcs__pb2.AcceptMergeRequestRequest.FromString,
+                    response_serializer=beatflow_dot_v1_dot_vcs__pb2.AcceptMergeRequestResponse.SerializeToString,
+            ),
+            'ListActivity': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListActivity,
+                    request_deserializer=beatflow_dot_v1_dot_vcs__pb2.ActivityRequest.FromString,
+                    response_serializer=beatflow_dot_v1_dot_vcs__pb2.ActivityResponse.SerializeToString,
+            ),
+            'WhatsNew': grpc.unary_unary_rpc_method_handler(
+                    servicer.WhatsNew,
+                    request_deserializer=beatflow_dot_v1_dot_vcs__pb2.WhatsNewRequest.FromString,
+                    response_serializer=beatflow_dot_v1_dot_vcs__pb2.ActivityResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1335,6 +1561,384 @@ class Vcs:
             '/beatflow.v1.Vcs/GarbageCollect',
             beatflow_dot_v1_dot_vcs__pb2.GarbageCollectRequest.SerializeToString,
             beatflow_dot_v1_dot_vcs__pb2.GarbageCollectResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddComment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/beatflow.v1.Vcs/AddComment',
+            beatflow_dot_v1_dot_vcs__pb2.AddCommentRequest.SerializeToString,
+            beatflow_dot_v1_dot_vcs__pb2.Comment.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListComments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/beatflow.v1.Vcs/ListComments',
+            beatflow_dot_v1_dot_vcs__pb2.ListCommentsRequest.SerializeToString,
+            beatflow_dot_v1_dot_vcs__pb2.ListCommentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EditComment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/beatflow.v1.Vcs/EditComment',
+            beatflow_dot_v1_dot_vcs__pb2.EditCommentRequest.SerializeToString,
+            beatflow_dot_v1_dot_vcs__pb2.Comment.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteComment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/beatflow.v1.Vcs/DeleteComment',
+            beatflow_dot_v1_dot_vcs__pb2.DeleteCommentRequest.SerializeToString,
+            beatflow_dot_v1_dot_vcs__pb2.Comment.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResolveComment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/beatflow.v1.Vcs/ResolveComment',
+            beatflow_dot_v1_dot_vcs__pb2.ResolveCommentRequest.SerializeToString,
+            beatflow_dot_v1_dot_vcs__pb2.Comment.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def OpenMergeRequest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/beatflow.v1.Vcs/OpenMergeRequest',
+            beatflow_dot_v1_dot_vcs__pb2.OpenMergeRequestRequest.SerializeToString,
+            beatflow_dot_v1_dot_vcs__pb2.MergeRequestView.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetMergeRequest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/beatflow.v1.Vcs/GetMergeRequest',
+            beatflow_dot_v1_dot_vcs__pb2.GetMergeRequestRequest.SerializeToString,
+            beatflow_dot_v1_dot_vcs__pb2.MergeRequestView.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMergeRequests(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/beatflow.v1.Vcs/ListMergeRequests',
+            beatflow_dot_v1_dot_vcs__pb2.ListMergeRequestsRequest.SerializeToString,
+            beatflow_dot_v1_dot_vcs__pb2.ListMergeRequestsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReviewMergeRequest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/beatflow.v1.Vcs/ReviewMergeRequest',
+            beatflow_dot_v1_dot_vcs__pb2.ReviewMergeRequestRequest.SerializeToString,
+            beatflow_dot_v1_dot_vcs__pb2.MergeRequestView.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetMergeRequestState(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/beatflow.v1.Vcs/SetMergeRequestState',
+            beatflow_dot_v1_dot_vcs__pb2.SetMergeRequestStateRequest.SerializeToString,
+            beatflow_dot_v1_dot_vcs__pb2.MergeRequestView.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RefreshMergeRequest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/beatflow.v1.Vcs/RefreshMergeRequest',
+            beatflow_dot_v1_dot_vcs__pb2.GetMergeRequestRequest.SerializeToString,
+            beatflow_dot_v1_dot_vcs__pb2.MergeRequestView.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AcceptMergeRequest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/beatflow.v1.Vcs/AcceptMergeRequest',
+            beatflow_dot_v1_dot_vcs__pb2.AcceptMergeRequestRequest.SerializeToString,
+            beatflow_dot_v1_dot_vcs__pb2.AcceptMergeRequestResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListActivity(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/beatflow.v1.Vcs/ListActivity',
+            beatflow_dot_v1_dot_vcs__pb2.ActivityRequest.SerializeToString,
+            beatflow_dot_v1_dot_vcs__pb2.ActivityResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WhatsNew(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/beatflow.v1.Vcs/WhatsNew',
+            beatflow_dot_v1_dot_vcs__pb2.WhatsNewRequest.SerializeToString,
+            beatflow_dot_v1_dot_vcs__pb2.ActivityResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -25,7 +25,7 @@ from beatflow.gateway.config import GatewaySettings
 from beatflow.gateway.deps import GatewayState, State
 from beatflow.gateway.passwords import Passwords
 from beatflow.gateway.presign import make_presigner
-from beatflow.gateway.routes import ai, audio, auth, progress, repositories, vcs, webhooks
+from beatflow.gateway.routes import ai, audio, auth, progress, repositories, review, vcs, webhooks
 from beatflow.gateway.signin_throttle import SigninThrottle
 from beatflow.gateway.tokens import TokenSigner
 
@@ -117,7 +117,7 @@ def create_app(settings: GatewaySettings | None = None, *, store: BlobStore | No
     app.add_middleware(NoSniffMiddleware)
     app.add_middleware(HttpMetricsMiddleware)
 
-    for module in (auth, ai, progress, audio, repositories, vcs, webhooks):
+    for module in (auth, ai, progress, audio, repositories, vcs, review, webhooks):
         app.include_router(module.router)
 
     @app.get("/health", tags=["health"], summary="Each backend's gRPC health")

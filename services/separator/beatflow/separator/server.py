@@ -32,7 +32,7 @@ from beatflow.common.jobs import (
     start_job_maintenance,
 )
 from beatflow.separator.config import SeparatorSettings
-from beatflow.separator.service import ANALYZE, SEPARATE, SeparatorService, make_registry
+from beatflow.separator.service import ANALYZE, DIFF, SEPARATE, SeparatorService, make_registry
 from beatflow.separator.servicer import SeparatorServicer
 from beatflow.v1 import separator_pb2, separator_pb2_grpc
 
@@ -97,6 +97,19 @@ class SeparatorApp:
                         status=self._status[ANALYZE],
                     ),
                     name="analyze-worker",
+                ),
+                asyncio.create_task(
+                    run_worker(
+                        self.queue,
+                        DIFF,
+                        self.service.handle_diff,
+                        consumer=consumer,
+                        concurrency=s.separator_analysis_concurrency,
+                        heartbeat_s=s.separator_heartbeat_s,
+                        stop=self._stop,
+                        block_ms=s.separator_claim_block_ms,
+                    ),
+                    name="diff-worker",
                 ),
             ]
 

@@ -7,6 +7,7 @@ keeps heartbeating jobs and answering calls.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import tempfile
 import threading
@@ -18,7 +19,7 @@ from typing import Any
 from beatflow.common.blobstore import BlobStore
 from beatflow.common.errors import InvalidArgument, NotFound
 from beatflow.common.jobs import ClaimedJob, JobCancelled, JobKind, JobQueue, JobRecord
-from beatflow.separator import analysis, audio_io, models
+from beatflow.separator import analysis, audio_io, audiodiff, models
 from beatflow.separator.config import SeparatorSettings
 from beatflow.separator.separation import (
     SeparationOptions,
@@ -32,6 +33,9 @@ log = logging.getLogger(__name__)
 
 SEPARATE = JobKind.SEPARATE
 ANALYZE = JobKind.ANALYZE
+DIFF = JobKind.DIFF
+MAX_DIFF_PAIRS = 32
+DIFF_CACHE_TTL_S = 30 * 86400
 DECODE_SHARE = 0.05  # progress fraction for decoding/resampling
 UPLOAD_SHARE = 0.05  # and for uploading the stems
 
@@ -125,6 +129,25 @@ class SeparatorService:
             **(options or {}),
         )
 
+    async def submit_audio_diff(
+        self, pairs: list[tuple[str, str, str]], *, owner: str = "", idempotency_key: str = ""
+    ) -> JobRecord:
+        """A diff job over (stem, from_blob, to_blob) pairs; an empty side is an added or removed stem."""
+        if not pairs:
+            raise InvalidArgument("at least one stem pair is required")
+        if len(pairs) > MAX_DIFF_PAIRS:
+            raise InvalidArgument(f"at most {MAX_DIFF_PAIRS} stem pairs")
+        names = [name for name, _, _ in pairs]
+        if len(set(names)) != len(names) or not all(0 < len(n) <= 64 for n in names):
+            raise InvalidArgument("stem names must be unique and 1 to 64 characters")
+        for _name, a, b in pairs:
+            if not a and not b:
+                raise InvalidArgument("a stem pair needs at least one blob")
+            for key in {a, b} - {""} if a != b else ():
+                await self.check_audio_blob(key, self.settings.separator_max_upload_bytes)
+        request = {"stems": [{"name": n, "from": a, "to": b} for n, a, b in pairs]}
+        return await self.queue.submit(DIFF, request, owner=owner, idempotency_key=idempotency_key or None)
+
     async def analyze_inline(self, audio_blob: str) -> analysis.Analysis:
         await self.check_audio_blob(audio_blob, self.settings.separator_analyze_max_bytes)
         async with self._inline:
@@ -161,6 +184,60 @@ class SeparatorService:
             result = await asyncio.to_thread(self._analyze_blob, key)
             job.check_cancelled()
             await job.complete({}, result.to_dict())
+
+    @staticmethod
+    def diff_cache_key(from_blob: str, to_blob: str) -> str:
+        return f"bf:audiodiff:v{audiodiff.VERSION}:{from_blob}:{to_blob}"
+
+    async def handle_diff(self, jobs: list[ClaimedJob]) -> None:
+        for job in jobs:
+            await self._run_diff(job)
+
+    async def _run_diff(self, job: ClaimedJob) -> None:
+        loop = asyncio.get_running_loop()
+        pairs = [(str(p["name"]), str(p["from"]), str(p["to"])) for p in job.request.get("stems") or []]
+        results: dict[str, Any] = {}
+        for i, (name, a, b) in enumerate(pairs):
+            base, share = i / len(pairs), 1 / len(pairs)
+            await job.progress(base, f"{name}: comparing")
+            if a == b:  # same content hash: unchanged, nothing decoded
+                results[name] = audiodiff.unchanged().to_dict()
+                continue
+            if not a or not b:
+                results[name] = audiodiff.StemDiff(status="added" if b else "removed", decoded=False).to_dict()
+                continue
+            cached = await self.queue.redis.get(self.diff_cache_key(a, b))
+            if cached:
+                results[name] = json.loads(cached)
+                continue
+
+            def report(fraction: float, stage: str, base: float = base, share: float = share, name: str = name) -> None:
+                future = asyncio.run_coroutine_threadsafe(
+                    job.progress(base + share * fraction, f"{name}: {stage}"), loop
+                )
+                future.result(timeout=30)
+                if self.shutdown.is_set():
+                    raise WorkerShutdown("worker is shutting down")
+                job.check_cancelled()
+
+            try:
+                diff = await asyncio.to_thread(self._diff_blobs, a, b, report)
+            except WorkerShutdown:
+                await job.release()
+                return
+            results[name] = diff.to_dict()
+            await self.queue.redis.set(
+                self.diff_cache_key(a, b), json.dumps(results[name], separators=(",", ":")), ex=DIFF_CACHE_TTL_S
+            )
+        job.check_cancelled()
+        await job.complete({}, {"version": audiodiff.VERSION, "stems": results})
+
+    def _diff_blobs(self, a: str, b: str, report: audiodiff.Progress) -> audiodiff.StemDiff:
+        with self._scratch() as tmp:
+            pa, pb = Path(tmp) / "from", Path(tmp) / "to"
+            self._download(a, pa)
+            self._download(b, pb)
+            return audiodiff.diff_files(pa, pb, progress=report, max_duration_s=self.settings.separator_max_duration_s)
 
     async def handle_separation(self, jobs: list[ClaimedJob]) -> None:
         for job in jobs:

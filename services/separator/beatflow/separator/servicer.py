@@ -64,3 +64,13 @@ class SeparatorServicer(separator_pb2_grpc.SeparatorServicer):
     ) -> separator_pb2.Analysis:
         result = await self.service.analyze_inline(request.audio_blob)
         return separator_pb2.Analysis(**result.to_dict())
+
+    async def SubmitAudioDiff(
+        self, request: separator_pb2.AudioDiffRequest, context: grpc.aio.ServicerContext
+    ) -> jobs_pb2.Job:
+        record = await self.service.submit_audio_diff(
+            [(p.name, p.from_blob, p.to_blob) for p in request.stems],
+            owner=request.owner,
+            idempotency_key=request.idempotency_key,
+        )
+        return record.to_proto()

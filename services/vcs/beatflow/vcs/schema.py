@@ -125,3 +125,96 @@ blob_owners = sa.Table(
     sa.Column("key", SHA, sa.ForeignKey("blobs.key", ondelete="CASCADE"), primary_key=True),
     sa.Column("user_id", ID, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
 )
+
+# Review (migration 0002): everything cascades with its repository. Branch and tag changes reach
+# ``activity`` through the ``refs_activity`` trigger (see the migration), not through callers.
+merge_requests = sa.Table(
+    "merge_requests",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("number", sa.Integer, nullable=False),
+    sa.Column("target_repo_id", ID, sa.ForeignKey("repositories.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("target_branch", sa.String(200), nullable=False),
+    sa.Column("source_repo_id", ID, sa.ForeignKey("repositories.id", ondelete="SET NULL"), nullable=True),
+    sa.Column("source_branch", sa.String(200), nullable=False),
+    sa.Column("author_id", ID, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("title", sa.String(200), nullable=False),
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    sa.Column("state", sa.String(8), nullable=False, server_default="open"),
+    # Heads at the last evaluation (what reviewers saw), and its verdict.
+    sa.Column("source_head", SHA, nullable=False),
+    sa.Column("target_head", SHA, nullable=False),
+    sa.Column("conflicts", postgresql.ARRAY(sa.String(64)), nullable=False, server_default="{}"),
+    sa.Column("merge_commit_id", SHA, nullable=True),
+    sa.Column("merged_by", ID, sa.ForeignKey("users.id", ondelete="SET NULL"), nullable=True),
+    sa.Column("version", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=NOW),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=NOW),
+    sa.UniqueConstraint("target_repo_id", "number", name="uq_merge_requests_number"),
+    sa.CheckConstraint("state IN ('open', 'merged', 'closed')", name="ck_merge_requests_state"),
+    sa.Index("ix_merge_requests_source", "source_repo_id"),
+)
+
+comments = sa.Table(
+    "comments",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("seq", sa.BigInteger, sa.Identity(always=True), nullable=False, unique=True),
+    sa.Column("repo_id", ID, sa.ForeignKey("repositories.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("commit_id", SHA, nullable=False),
+    sa.Column("merge_request_id", ID, sa.ForeignKey("merge_requests.id", ondelete="CASCADE"), nullable=True),
+    sa.Column("parent_id", ID, sa.ForeignKey("comments.id", ondelete="CASCADE"), nullable=True),
+    sa.Column("author_id", ID, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("stem", sa.String(64), nullable=True),
+    sa.Column("start_s", sa.Float(53), nullable=True),
+    sa.Column("end_s", sa.Float(53), nullable=True),
+    sa.Column("resolved", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("resolved_by", ID, sa.ForeignKey("users.id", ondelete="SET NULL"), nullable=True),
+    sa.Column("deleted", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=NOW),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=NOW),
+    sa.CheckConstraint(
+        "(start_s IS NULL) = (end_s IS NULL) AND (start_s IS NULL OR (stem IS NOT NULL AND 0 <= start_s "
+        "AND start_s <= end_s))",
+        name="ck_comments_range",
+    ),
+    sa.Index("ix_comments_commit", "repo_id", "commit_id", "seq"),
+    sa.Index(
+        "ix_comments_merge_request", "merge_request_id", "seq", postgresql_where=sa.text("merge_request_id IS NOT NULL")
+    ),
+    sa.Index("ix_comments_parent", "parent_id", postgresql_where=sa.text("parent_id IS NOT NULL")),
+)
+
+# One row per verdict, never updated: concurrent reviewers cannot overwrite each other.
+reviews = sa.Table(
+    "reviews",
+    metadata,
+    sa.Column("seq", sa.BigInteger, sa.Identity(always=True), primary_key=True),
+    sa.Column("merge_request_id", ID, sa.ForeignKey("merge_requests.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("reviewer_id", ID, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("verdict", sa.String(16), nullable=False),
+    sa.Column("body", sa.Text, nullable=False, server_default=""),
+    sa.Column("source_head", SHA, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=NOW),
+    sa.CheckConstraint("verdict IN ('approve', 'request_changes', 'comment')", name="ck_reviews_verdict"),
+    sa.Index("ix_reviews_request", "merge_request_id", "reviewer_id", "seq"),
+)
+
+# Append-only event log, ordered by seq (keyset pages).
+activity = sa.Table(
+    "activity",
+    metadata,
+    sa.Column("seq", sa.BigInteger, sa.Identity(always=True), primary_key=True),
+    sa.Column("repo_id", ID, sa.ForeignKey("repositories.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("actor_id", ID, sa.ForeignKey("users.id", ondelete="SET NULL"), nullable=True),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("ref_name", sa.String(200), nullable=True),
+    sa.Column("commit_id", SHA, nullable=True),
+    sa.Column("old_commit_id", SHA, nullable=True),
+    sa.Column("comment_id", ID, nullable=True),
+    sa.Column("merge_request_id", ID, nullable=True),
+    sa.Column("summary", sa.Text, nullable=False, server_default=""),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=NOW),
+    sa.Index("ix_activity_repo", "repo_id", sa.text("seq DESC")),
+)

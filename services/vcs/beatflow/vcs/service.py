@@ -9,9 +9,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from beatflow.common.errors import InvalidArgument, NotFound
-from beatflow.vcs import blobs, commits, history, merging, repos, users
-from beatflow.vcs.access import READABLE, load_repo, load_repo_as_user
+from beatflow.common.errors import FailedPrecondition, InvalidArgument, NotFound
+from beatflow.vcs import blobs, comments, commits, feed, history, merge_requests, merging, repos, users
+from beatflow.vcs.access import READABLE, is_id, load_repo, load_repo_as_user, require_user
 from beatflow.vcs.model import (
     BlameEntry,
     Collaborator,
@@ -66,10 +66,15 @@ class VcsService:
         self.probe_blob = probe_blob
 
     @asynccontextmanager
-    async def _write(self) -> AsyncIterator[AsyncConnection]:
-        """A transaction (rolled back before a data error becomes INVALID_ARGUMENT)."""
+    async def _write(self, actor: str = "") -> AsyncIterator[AsyncConnection]:
+        """A transaction (rolled back before a data error becomes INVALID_ARGUMENT).
+
+        ``actor`` names who moves refs in it, for the activity feed (else the commit's author).
+        """
         with _data_errors():
             async with self.engine.begin() as conn:
+                if actor:
+                    await feed.set_actor(conn, actor)
                 yield conn
 
     @asynccontextmanager
@@ -143,7 +148,7 @@ class VcsService:
             return await repos.list_collaborators(conn, actor, repo_id)
 
     async def fork(self, actor: str, repo_id: str, name: str = "", visibility: Visibility | None = None) -> Repository:
-        async with self._write() as conn:
+        async with self._write(actor) as conn:
             return await repos.fork(conn, actor, repo_id, name, visibility)
 
     # commits
@@ -224,27 +229,27 @@ class VcsService:
             return await commits.list_refs(conn, repo.id)
 
     async def create_branch(self, actor: str, repo_id: str, name: str, from_ref: str = "") -> Ref:
-        async with self._write() as conn:
+        async with self._write(actor) as conn:
             repo = await load_repo(conn, repo_id, actor, Role.WRITE)
             return await commits.create_branch(conn, repo, name, from_ref)
 
     async def delete_branch(self, actor: str, repo_id: str, name: str) -> Ref:
-        async with self._write() as conn:
+        async with self._write(actor) as conn:
             repo = await load_repo(conn, repo_id, actor, Role.WRITE)
             return await commits.delete_ref(conn, repo, "branch", name)
 
     async def rename_branch(self, actor: str, repo_id: str, name: str, new_name: str) -> Ref:
-        async with self._write() as conn:
+        async with self._write(actor) as conn:
             repo = await load_repo(conn, repo_id, actor, Role.WRITE)
             return await commits.rename_branch(conn, repo, name, new_name)
 
     async def create_tag(self, actor: str, repo_id: str, name: str, target: str = "", message: str = "") -> Ref:
-        async with self._write() as conn:
+        async with self._write(actor) as conn:
             repo = await load_repo(conn, repo_id, actor, Role.WRITE)
             return await commits.create_tag(conn, repo, name, target, message)
 
     async def delete_tag(self, actor: str, repo_id: str, name: str) -> Ref:
-        async with self._write() as conn:
+        async with self._write(actor) as conn:
             repo = await load_repo(conn, repo_id, actor, Role.WRITE)
             return await commits.delete_ref(conn, repo, "tag", name)
 
@@ -309,7 +314,7 @@ class VcsService:
         no_fast_forward: bool = False,
         dry_run: bool = False,
     ) -> MergeOutcome:
-        async with self._write() as conn:
+        async with self._write(actor) as conn:
             repo, username = await load_repo_as_user(conn, repo_id, actor, Role.READ if dry_run else Role.WRITE)
             return await merging.merge(
                 conn,
@@ -329,7 +334,7 @@ class VcsService:
     async def revert(
         self, actor: str, repo_id: str, *, branch: str = "", commit_id: str, expected_head: str = "", message: str = ""
     ) -> Commit:
-        async with self._write() as conn:
+        async with self._write(actor) as conn:
             repo, username = await load_repo_as_user(conn, repo_id, actor, Role.WRITE)
             return await merging.revert(
                 conn,
@@ -359,3 +364,170 @@ class VcsService:
             raise InvalidArgument("at most 100000 candidates per call")
         async with self._write() as conn:
             return await blobs.garbage_collect(conn, candidates, grace, dry_run, self.delete_blob)
+
+    # review: comments, merge requests, activity (readers may comment and review; see README)
+    async def add_comment(
+        self,
+        actor: str,
+        repo_id: str,
+        *,
+        body: str,
+        commit_id: str = "",
+        merge_request_id: str = "",
+        parent_id: str = "",
+        anchor: comments.Anchor | None = None,
+    ) -> comments.Comment:
+        async with self._write() as conn:
+            repo, _ = await load_repo_as_user(conn, repo_id, actor, Role.READ)
+            if merge_request_id and not is_id(merge_request_id):
+                merge_request_id = (await merge_requests.load_request(conn, repo, merge_request_id)).id
+            return await comments.add_comment(
+                conn,
+                repo,
+                actor,
+                body=body,
+                commit_id=commit_id,
+                merge_request_id=merge_request_id,
+                parent_id=parent_id,
+                anchor=anchor,
+            )
+
+    async def list_comments(
+        self,
+        actor: str,
+        repo_id: str,
+        *,
+        commit_id: str = "",
+        merge_request_id: str = "",
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> tuple[list[comments.Comment], str]:
+        async with self._read() as conn:
+            repo = await load_repo(conn, repo_id, actor)
+            if merge_request_id:
+                merge_request_id = (await merge_requests.load_request(conn, repo, merge_request_id)).id
+            return await comments.list_comments(
+                conn,
+                repo,
+                commit_id=commit_id,
+                merge_request_id=merge_request_id,
+                page_size=page_size,
+                page_token=page_token,
+            )
+
+    async def edit_comment(self, actor: str, repo_id: str, comment_id: str, body: str) -> comments.Comment:
+        async with self._write() as conn:
+            repo, _ = await load_repo_as_user(conn, repo_id, actor, Role.READ)
+            return await comments.edit_comment(conn, repo, actor, comment_id, body)
+
+    async def delete_comment(self, actor: str, repo_id: str, comment_id: str) -> comments.Comment:
+        async with self._write() as conn:
+            repo, _ = await load_repo_as_user(conn, repo_id, actor, Role.READ)
+            return await comments.delete_comment(conn, repo, actor, comment_id)
+
+    async def resolve_comment(self, actor: str, repo_id: str, comment_id: str, resolved: bool) -> comments.Comment:
+        async with self._write() as conn:
+            repo, _ = await load_repo_as_user(conn, repo_id, actor, Role.READ)
+            return await comments.resolve_comment(conn, repo, actor, comment_id, resolved)
+
+    async def open_merge_request(
+        self,
+        actor: str,
+        repo_id: str,
+        *,
+        target_branch: str = "",
+        source_repo_id: str = "",
+        source_branch: str,
+        title: str,
+        description: str = "",
+    ) -> merge_requests.MergeRequest:
+        async with self._write() as conn:
+            repo, _ = await load_repo_as_user(conn, repo_id, actor, Role.READ)
+            return await merge_requests.open_request(
+                conn,
+                repo,
+                actor,
+                target_branch=target_branch,
+                source_repo_id=source_repo_id,
+                source_branch=source_branch,
+                title=title,
+                description=description,
+            )
+
+    async def get_merge_request(
+        self, actor: str, repo_id: str, mr_id: str
+    ) -> tuple[merge_requests.MergeRequest, merge_requests.Evaluation | None]:
+        """The request and its evaluation at the branches' current heads (None when not open or a branch is gone)."""
+        async with self._read() as conn:
+            repo = await load_repo(conn, repo_id, actor)
+            mr = await merge_requests.load_request(conn, repo, mr_id)
+            if mr.state != "open":
+                return mr, None
+            try:
+                source_head, target_head = await merge_requests.current_heads(conn, mr)
+            except FailedPrecondition:
+                return mr, None
+            return mr, await merge_requests.evaluate(conn, source_head, target_head)
+
+    async def list_merge_requests(
+        self, actor: str, repo_id: str, state: str = "", page_size: int = 0, page_token: str = ""
+    ) -> tuple[list[merge_requests.MergeRequest], str]:
+        async with self._read() as conn:
+            repo = await load_repo(conn, repo_id, actor)
+            return await merge_requests.list_requests(conn, repo, state, page_size, page_token)
+
+    async def review_merge_request(
+        self, actor: str, repo_id: str, mr_id: str, verdict: str, body: str = ""
+    ) -> merge_requests.MergeRequest:
+        async with self._write() as conn:
+            repo, _ = await load_repo_as_user(conn, repo_id, actor, Role.READ)
+            return await merge_requests.review(conn, repo, actor, mr_id, verdict, body)
+
+    async def set_merge_request_state(
+        self, actor: str, repo_id: str, mr_id: str, state: str
+    ) -> merge_requests.MergeRequest:
+        async with self._write() as conn:
+            repo, _ = await load_repo_as_user(conn, repo_id, actor, Role.READ)
+            return await merge_requests.set_state(conn, repo, actor, mr_id, state)
+
+    async def refresh_merge_request(
+        self, actor: str, repo_id: str, mr_id: str
+    ) -> tuple[merge_requests.MergeRequest, merge_requests.Evaluation]:
+        async with self._write() as conn:
+            repo, _ = await load_repo_as_user(conn, repo_id, actor, Role.READ)
+            return await merge_requests.refresh(conn, repo, actor, mr_id)
+
+    async def accept_merge_request(
+        self,
+        actor: str,
+        repo_id: str,
+        mr_id: str,
+        *,
+        default_strategy: Strategy = Strategy.CONFLICT,
+        stem_strategies: Mapping[str, Strategy] | None = None,
+        message: str = "",
+    ) -> merge_requests.AcceptOutcome:
+        async with self._write(actor) as conn:
+            repo, username = await load_repo_as_user(conn, repo_id, actor, Role.WRITE)
+            return await merge_requests.accept(
+                conn,
+                repo,
+                actor,
+                username,
+                mr_id,
+                default_strategy=default_strategy,
+                stem_strategies=stem_strategies,
+                message=message,
+            )
+
+    async def repository_activity(
+        self, actor: str, repo_id: str, page_size: int = 0, page_token: str = ""
+    ) -> tuple[list[feed.Event], str]:
+        async with self._read() as conn:
+            repo = await load_repo(conn, repo_id, actor)
+            return await feed.repo_feed(conn, repo, page_size, page_token)
+
+    async def whats_new(self, actor: str, page_size: int = 0, page_token: str = "") -> tuple[list[feed.Event], str]:
+        async with self._read() as conn:
+            await require_user(conn, actor)
+            return await feed.whats_new(conn, actor, page_size, page_token)

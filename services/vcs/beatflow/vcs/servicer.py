@@ -8,15 +8,21 @@ import grpc
 
 from beatflow.common.errors import InvalidArgument
 from beatflow.v1 import vcs_pb2, vcs_pb2_grpc
+from beatflow.vcs.comments import Anchor, Comment
+from beatflow.vcs.feed import Event
+from beatflow.vcs.merge_requests import Evaluation, MergeRequest
 from beatflow.vcs.model import (
     BlameEntry,
     Collaborator,
     Commit,
+    MergeOutcome,
     Metadata,
     Ref,
     Repository,
     Role,
     Stem,
+    StemChange,
+    StemConflict,
     Strategy,
     User,
     Visibility,
@@ -101,6 +107,125 @@ def collaborator_pb(c: Collaborator) -> vcs_pb2.Collaborator:
 
 def blame_pb(e: BlameEntry) -> vcs_pb2.BlameEntry:
     return vcs_pb2.BlameEntry(stem=e.stem, blob_key=e.blob_key, commit=commit_pb(e.commit))
+
+
+def comment_pb(c: Comment) -> vcs_pb2.Comment:
+    out = vcs_pb2.Comment(
+        id=c.id,
+        repo_id=c.repo_id,
+        commit_id=c.commit_id,
+        merge_request_id=c.merge_request_id,
+        parent_id=c.parent_id,
+        author_id=c.author_id,
+        author_username=c.author_username,
+        body=c.body,
+        stem=c.stem,
+        resolved=c.resolved,
+        resolved_by=c.resolved_by,
+        deleted=c.deleted,
+        created_at=c.created_at,
+        updated_at=c.updated_at,
+    )
+    if c.start_s is not None:
+        out.start_s = c.start_s
+    if c.end_s is not None:
+        out.end_s = c.end_s
+    return out
+
+
+def merge_request_pb(m: MergeRequest) -> vcs_pb2.MergeRequestInfo:
+    return vcs_pb2.MergeRequestInfo(
+        id=m.id,
+        number=m.number,
+        target_repo_id=m.target_repo_id,
+        target_branch=m.target_branch,
+        source_repo_id=m.source_repo_id,
+        source_branch=m.source_branch,
+        author_id=m.author_id,
+        author_username=m.author_username,
+        title=m.title,
+        description=m.description,
+        state=m.state,
+        source_head=m.source_head,
+        target_head=m.target_head,
+        conflicts=list(m.conflicts),
+        merge_commit_id=m.merge_commit_id,
+        merged_by=m.merged_by,
+        version=m.version,
+        created_at=m.created_at,
+        updated_at=m.updated_at,
+        reviews=[
+            vcs_pb2.Review(
+                reviewer_id=r.reviewer_id,
+                reviewer_username=r.reviewer_username,
+                verdict=r.verdict,
+                body=r.body,
+                source_head=r.source_head,
+                created_at=r.created_at,
+                current=r.current,
+            )
+            for r in m.reviews
+        ],
+    )
+
+
+def conflict_pb(c: StemConflict) -> vcs_pb2.StemConflict:
+    return vcs_pb2.StemConflict(name=c.name, base_blob=c.base_blob, ours_blob=c.ours_blob, theirs_blob=c.theirs_blob)
+
+
+def change_pb(s: StemChange) -> vcs_pb2.StemChange:
+    return vcs_pb2.StemChange(name=s.name, kind=int(s.kind), base_blob=s.base_blob, head_blob=s.head_blob)  # type: ignore[arg-type]
+
+
+def evaluation_pb(e: Evaluation) -> vcs_pb2.MergeRequestEvaluation:
+    return vcs_pb2.MergeRequestEvaluation(
+        source_head=e.source_head,
+        target_head=e.target_head,
+        merge_bases=e.merge_bases,
+        up_to_date=e.up_to_date,
+        conflicts=[conflict_pb(c) for c in e.conflicts],
+        changes=[change_pb(c) for c in e.changes],
+    )
+
+
+def view_pb(m: MergeRequest, e: Evaluation | None = None) -> vcs_pb2.MergeRequestView:
+    out = vcs_pb2.MergeRequestView(request=merge_request_pb(m))
+    if e is not None:
+        out.evaluation.CopyFrom(evaluation_pb(e))
+    return out
+
+
+def merge_response_pb(out: MergeOutcome, repo_id: str) -> vcs_pb2.MergeResponse:
+    resp = vcs_pb2.MergeResponse(
+        merged=out.merged,
+        fast_forward=out.fast_forward,
+        up_to_date=out.up_to_date,
+        conflicts=[conflict_pb(c) for c in out.conflicts],
+        merge_bases=out.merge_bases,
+        dry_run=out.dry_run,
+    )
+    if out.commit is not None:
+        resp.commit.CopyFrom(commit_pb(out.commit, repo_id))
+    return resp
+
+
+def event_pb(e: Event) -> vcs_pb2.ActivityEvent:
+    return vcs_pb2.ActivityEvent(
+        seq=e.seq,
+        repo_id=e.repo_id,
+        repo_owner=e.repo_owner,
+        repo_name=e.repo_name,
+        actor_id=e.actor_id,
+        actor_username=e.actor_username,
+        kind=e.kind,
+        ref_name=e.ref_name,
+        commit_id=e.commit_id,
+        old_commit_id=e.old_commit_id,
+        comment_id=e.comment_id,
+        merge_request_id=e.merge_request_id,
+        summary=e.summary,
+        created_at=e.created_at,
+    )
 
 
 def _visibility(v: int) -> Visibility | None:
@@ -324,3 +449,125 @@ class VcsServicer(vcs_pb2_grpc.VcsServicer):
             deleted=result.deleted,
             kept_young=result.kept_young,
         )
+
+    # review
+    async def AddComment(self, request: vcs_pb2.AddCommentRequest, context: Ctx) -> vcs_pb2.Comment:
+        anchor = None
+        if request.stem:
+            anchor = Anchor(
+                request.stem,
+                request.start_s if request.HasField("start_s") else None,
+                request.end_s if request.HasField("end_s") else None,
+            )
+        elif request.HasField("start_s") or request.HasField("end_s"):
+            raise InvalidArgument("a time range needs a stem")
+        c = await self.svc.add_comment(
+            request.actor,
+            request.repo_id,
+            body=request.body,
+            commit_id=request.commit_id,
+            merge_request_id=request.merge_request_id,
+            parent_id=request.parent_id,
+            anchor=anchor,
+        )
+        return comment_pb(c)
+
+    async def ListComments(self, request: vcs_pb2.ListCommentsRequest, context: Ctx) -> vcs_pb2.ListCommentsResponse:
+        items, token = await self.svc.list_comments(
+            request.actor,
+            request.repo_id,
+            commit_id=request.commit_id,
+            merge_request_id=request.merge_request_id,
+            page_size=request.page_size,
+            page_token=request.page_token,
+        )
+        return vcs_pb2.ListCommentsResponse(comments=[comment_pb(c) for c in items], next_page_token=token)
+
+    async def EditComment(self, request: vcs_pb2.EditCommentRequest, context: Ctx) -> vcs_pb2.Comment:
+        return comment_pb(await self.svc.edit_comment(request.actor, request.repo_id, request.comment_id, request.body))
+
+    async def DeleteComment(self, request: vcs_pb2.DeleteCommentRequest, context: Ctx) -> vcs_pb2.Comment:
+        return comment_pb(await self.svc.delete_comment(request.actor, request.repo_id, request.comment_id))
+
+    async def ResolveComment(self, request: vcs_pb2.ResolveCommentRequest, context: Ctx) -> vcs_pb2.Comment:
+        c = await self.svc.resolve_comment(request.actor, request.repo_id, request.comment_id, request.resolved)
+        return comment_pb(c)
+
+    async def OpenMergeRequest(
+        self, request: vcs_pb2.OpenMergeRequestRequest, context: Ctx
+    ) -> vcs_pb2.MergeRequestView:
+        mr = await self.svc.open_merge_request(
+            request.actor,
+            request.repo_id,
+            target_branch=request.target_branch,
+            source_repo_id=request.source_repo_id,
+            source_branch=request.source_branch,
+            title=request.title,
+            description=request.description,
+        )
+        return view_pb(*(await self.svc.get_merge_request(request.actor, request.repo_id, mr.id)))
+
+    async def GetMergeRequest(self, request: vcs_pb2.GetMergeRequestRequest, context: Ctx) -> vcs_pb2.MergeRequestView:
+        return view_pb(*(await self.svc.get_merge_request(request.actor, request.repo_id, request.merge_request)))
+
+    async def ListMergeRequests(
+        self, request: vcs_pb2.ListMergeRequestsRequest, context: Ctx
+    ) -> vcs_pb2.ListMergeRequestsResponse:
+        items, token = await self.svc.list_merge_requests(
+            request.actor, request.repo_id, request.state, request.page_size, request.page_token
+        )
+        return vcs_pb2.ListMergeRequestsResponse(
+            merge_requests=[merge_request_pb(m) for m in items], next_page_token=token
+        )
+
+    async def ReviewMergeRequest(
+        self, request: vcs_pb2.ReviewMergeRequestRequest, context: Ctx
+    ) -> vcs_pb2.MergeRequestView:
+        mr = await self.svc.review_merge_request(
+            request.actor, request.repo_id, request.merge_request, request.verdict, request.body
+        )
+        return view_pb(mr)
+
+    async def SetMergeRequestState(
+        self, request: vcs_pb2.SetMergeRequestStateRequest, context: Ctx
+    ) -> vcs_pb2.MergeRequestView:
+        mr = await self.svc.set_merge_request_state(
+            request.actor, request.repo_id, request.merge_request, request.state
+        )
+        return view_pb(mr)
+
+    async def RefreshMergeRequest(
+        self, request: vcs_pb2.GetMergeRequestRequest, context: Ctx
+    ) -> vcs_pb2.MergeRequestView:
+        mr, ev = await self.svc.refresh_merge_request(request.actor, request.repo_id, request.merge_request)
+        return view_pb(mr, ev if mr.state == "open" else None)
+
+    async def AcceptMergeRequest(
+        self, request: vcs_pb2.AcceptMergeRequestRequest, context: Ctx
+    ) -> vcs_pb2.AcceptMergeRequestResponse:
+        out = await self.svc.accept_merge_request(
+            request.actor,
+            request.repo_id,
+            request.merge_request,
+            default_strategy=_strategy(request.default_strategy),
+            stem_strategies={k: _strategy(v) for k, v in request.stem_strategies.items()},
+            message=request.message,
+        )
+        resp = vcs_pb2.AcceptMergeRequestResponse(
+            request=merge_request_pb(out.request), merged=out.merged, stale=out.stale
+        )
+        if out.merge is not None:
+            resp.merge.CopyFrom(merge_response_pb(out.merge, request.repo_id))
+        if out.evaluation is not None:
+            resp.evaluation.CopyFrom(evaluation_pb(out.evaluation))
+        return resp
+
+    async def ListActivity(self, request: vcs_pb2.ActivityRequest, context: Ctx) -> vcs_pb2.ActivityResponse:
+        events, token = await self.svc.repository_activity(
+            request.actor, request.repo_id, request.page_size, request.page_token
+        )
+        return vcs_pb2.ActivityResponse(events=[event_pb(e) for e in events], next_page_token=token)
+
+    async def WhatsNew(self, request: vcs_pb2.WhatsNewRequest, context: Ctx) -> vcs_pb2.ActivityResponse:
+        events, token = await self.svc.whats_new(request.actor, request.page_size, request.page_token)
+        return vcs_pb2.ActivityResponse(events=[event_pb(e) for e in events], next_page_token=token)

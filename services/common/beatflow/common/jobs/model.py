@@ -49,6 +49,7 @@ class JobKind(enum.StrEnum):
     GENERATE = "generate"
     SEPARATE = "separate"
     ANALYZE = "analyze"
+    DIFF = "diff"  # perceptual audio diff of stem pairs (separator); its result is JSON, no audio
 
     @property
     def produces_audio_mix(self) -> bool:
