@@ -7,9 +7,9 @@ const NONCE = (document.querySelector('meta[name="csp-nonce"]') || {}).content |
 const peaksCache = new Map();
 
 export const COLORS = {
-  wave: "#8b93c9",
-  progress: "#3f4bc4",
-  cursor: "#1d2330",
+  wave: "#5d66b8",
+  progress: "#b4baff",
+  cursor: "#ffffff",
 };
 
 export async function fetchPeaks(blobKey, buckets = 600) {
