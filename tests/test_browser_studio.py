@@ -165,7 +165,7 @@ def test_producer_session(stack: Stack, browser: Browser, tmp_path: Path) -> Non
     page.fill("#repo-name", "first-song")
     page.click("#create-repo")
     expect(page.locator("#repo-select option:checked")).to_contain_text("first-song")
-    repo = page.evaluate("window.studio.state.repo.id")
+    repo = page.wait_for_function("() => window.studio.state.repo && window.studio.state.repo.id").json_value()
     page.fill("#stems-message", "Stems of the first idea")
     page.click("#commit-stems")
     expect(page.locator("#graph .commit")).to_have_count(1)
@@ -228,7 +228,7 @@ def test_producer_session(stack: Stack, browser: Browser, tmp_path: Path) -> Non
     expect(conflict).to_have_attribute("data-stem", "drums")
     expect(conflict.locator(".wave-slot.drawn")).to_have_count(2)
     conflict.locator("button", has_text="Play theirs").click()
-    page.wait_for_function("() => window.studio.ab.playing")
+    page.wait_for_function("() => window.studio.mergeAb.playing")
     page.check("input[name='resolve-drums'][value=theirs]")
     _shot(page, "studio-4-merge.png")
     page.click("#merge-resolve")
@@ -242,7 +242,9 @@ def test_producer_session(stack: Stack, browser: Browser, tmp_path: Path) -> Non
     # Fork: a copy of the repository (no audio copied), opened at its head.
     page.click("#fork")
     expect(page.locator("#repo-select option:checked")).to_contain_text("(fork)")
-    fork = page.evaluate("window.studio.state.repo")
+    fork = page.wait_for_function(
+        "() => window.studio.state.repo && window.studio.state.repo.forked_from_id && window.studio.state.repo"
+    ).json_value()
     assert fork["forked_from_id"] == repo
     assert _head(http, fork["id"], "main")["id"] == merged["id"]
     expect(page.locator("#graph .commit.selected")).to_have_attribute("data-commit", merged["id"])

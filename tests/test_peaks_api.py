@@ -50,4 +50,4 @@ def test_model_info_says_when_weights_are_random(stack: Stack) -> None:
     with stack.client(token) as http:
         info = http.get("/api/ai/model").json()
     assert info["spec"] == "tiny" and info["random_weights"] is True
-    assert "random weights" in info["notice"] and "BEATFLOW_GENERATOR_MODEL" in info["notice"]
+    assert "random weights" in info["notice"] and "BEATFLOW_GENERATOR_MODEL" in info["how_to_connect"]

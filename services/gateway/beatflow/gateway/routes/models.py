@@ -34,6 +34,7 @@ class ModelOut(BaseModel):
     supports_melody: bool
     random_weights: bool = Field(description="A built-in preset with random weights: its audio is noise")
     notice: str = Field(description="What a user should know about the model, in words ('' when nothing)")
+    how_to_connect: str = Field(description="How to serve a real checkpoint ('' when one is served)")
 
 
 @router.get("/model", summary="The generation model in service (and whether it is a random-weight demo)")
@@ -44,7 +45,7 @@ async def model_info(state: State, user: User) -> ModelOut:
     if random_weights:
         notice = (
             f"Demo model with random weights ({info.spec}): generated audio is noise. "
-            f"Connect a real MusicGen checkpoint to hear music. {HOW_TO_CONNECT}"
+            "Connect a real MusicGen checkpoint to hear music."
         )
     return ModelOut(
         spec=info.spec,
@@ -57,4 +58,5 @@ async def model_info(state: State, user: User) -> ModelOut:
         supports_melody=info.supports_melody or bool(info.melody_spec),
         random_weights=random_weights,
         notice=notice,
+        how_to_connect=HOW_TO_CONNECT if random_weights else "",
     )

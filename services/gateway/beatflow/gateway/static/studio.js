@@ -20,11 +20,12 @@ const state = {
   conflicts: null, // {from, conflicts}
 };
 const mixer = new MixEngine();
-const ab = new MixEngine(); // compare and merge listening: versions of one stem in sync
+const ab = new MixEngine(); // compare: both versions of one stem in sync
+const mergeAb = new MixEngine(); // merge conflicts: ours and theirs of one stem in sync
 let abSide = "A";
 let waveRows = []; // {name, view} of the mixer's waveforms
 let abWaves = [];
-window.studio = { state, mixer, ab }; // for scripts and tests that drive the page
+window.studio = { state, mixer, ab, mergeAb }; // for scripts and tests that drive the page
 
 // ---- small helpers -----------------------------------------------------------------
 
@@ -87,6 +88,7 @@ function signOut() {
   localStorage.removeItem("bf_token");
   mixer.clear();
   ab.clear();
+  mergeAb.clear();
   showAccount();
 }
 session.onSignedOut = signOut;
@@ -115,6 +117,7 @@ async function loadModelInfo() {
   try {
     const info = await api("GET", "/api/ai/model");
     $("demo-text").textContent = info.notice;
+    $("demo-how").textContent = info.how_to_connect;
     $("demo-banner").hidden = !info.random_weights;
     if (info.max_variations) {
       for (const opt of $("variations").options) opt.disabled = Number(opt.value) > info.max_variations;
@@ -518,6 +521,8 @@ async function selectRepo(repoId) {
   $("repo-details").hidden = !repoId;
   if (!repoId) {
     renderGraph(null);
+    $("merge-panel").hidden = true;
+    $("compare-panel").hidden = true;
     return;
   }
   state.repo = await api("GET", "/api/repositories/" + repoId);
@@ -548,6 +553,8 @@ async function refreshRepo() {
   from.innerHTML = "";
   for (const r of branches.refs) if (r.name !== state.branch) from.append(el("option", { value: r.name, text: r.name }));
   $("merge-run").disabled = !from.options.length;
+  $("merge-panel").hidden = branches.refs.length < 2;
+  $("compare-panel").hidden = graph.nodes.length < 2;
   const tagList = $("tags");
   tagList.innerHTML = "";
   for (const t of tags.refs) tagList.append(el("li", { class: "chip", title: t.commit_id, text: `${t.name} → ${shortId(t.commit_id)}` }));
@@ -715,16 +722,19 @@ function renderGraph(g) {
     group.append(svgEl("rect", { x: 0, y: p.y - 17, width: "100%", height: row - 4, class: "hit", rx: 6 }));
     group.append(svgEl("circle", { cx: p.x, cy: p.y, r: 6, fill: LANE_COLORS[n.lane % LANE_COLORS.length], class: "node" }));
     let x = textX;
+    svg.append(group);
     for (const r of refsAt[n.commit.id] || []) {
-      const label = r.is_tag ? "🏷 " + r.name : r.name;
-      const width = 8 + 6.6 * label.length;
-      group.append(svgEl("rect", { x, y: p.y - 15, width, height: 15, rx: 7, class: r.is_tag ? "tag-pill" : r.name === state.branch ? "ref-pill current" : "ref-pill" }));
-      group.append(svgEl("text", { x: x + 4, y: p.y - 4, class: "ref" }, label));
-      x += width + 4;
+      const label = r.is_tag ? "tag " + r.name : r.name;
+      const pill = svgEl("rect", { x, y: p.y - 15, width: 10, height: 15, rx: 7, class: r.is_tag ? "tag-pill" : r.name === state.branch ? "ref-pill current" : "ref-pill" });
+      const text = svgEl("text", { x: x + 6, y: p.y - 4, class: "ref" }, label);
+      group.append(pill, text);
+      const width = text.getComputedTextLength() + 12;
+      pill.setAttribute("width", width);
+      x += width + 6;
     }
-    group.append(svgEl("text", { x, y: p.y - 4, class: "message" }, n.commit.message.length > 48 ? n.commit.message.slice(0, 47) + "…" : n.commit.message));
-    const stems = n.commit.stems.map((s) => s.name).join(", ");
-    group.append(svgEl("text", { x: textX, y: p.y + 13, class: "meta" }, `${shortId(n.commit.id)} · ${n.commit.author_username} · ${stems || "no stems"}`));
+    group.append(svgEl("text", { x, y: p.y - 4, class: "message" }, n.commit.message.length > 40 ? n.commit.message.slice(0, 39) + "…" : n.commit.message));
+    const stems = n.commit.stems.length === 1 ? n.commit.stems[0].name : `${n.commit.stems.length} stems`;
+    group.append(svgEl("text", { x: textX, y: p.y + 13, class: "meta" }, `${shortId(n.commit.id)} · ${n.commit.author_username} · ${stems}`));
     const open = () => act("history-error", async () => viewCommit(await getCommit(n.commit.id)));
     group.addEventListener("click", open);
     group.addEventListener("keydown", (e) => {
@@ -733,7 +743,6 @@ function renderGraph(g) {
         open();
       }
     });
-    svg.append(group);
   }
   markViewed();
 }
@@ -755,6 +764,7 @@ async function viewCommit(commit) {
   $("view-meta").textContent = bits.join(" · ");
   $("view-compare").disabled = !commit.parent_ids.length;
   $("view-regenerate").disabled = !(md.generation && md.generation.prompt !== undefined);
+  $("stems-progress-wrap").hidden = true;
   if (commit.stems.length) {
     await openMixer(commit.stems, { kind: "commit", commit }, `Commit ${commitLabel(commit)} on ${state.branch}`);
   } else {
@@ -762,6 +772,7 @@ async function viewCommit(commit) {
   }
 }
 
+$("view-open").addEventListener("click", (e) => act("history-error", async () => state.view && viewCommit(state.view), e.target));
 $("view-compare").addEventListener("click", () => {
   if (!state.view || !state.view.parent_ids.length) return;
   $("compare-a").value = state.view.parent_ids[0];
@@ -921,9 +932,15 @@ ab.onChange(() => {
   $("ab-time").textContent = `${formatTime(position)} / ${formatTime(ab.duration)} · ${abSide}`;
   $("ab-play").textContent = ab.playing ? "❚❚ Pause" : "▶ Play";
   for (const w of abWaves) w.view.show(w.stem === (state.compare && state.compare.stem) ? position : 0);
+});
+mergeAb.onChange(() => {
   for (const row of document.querySelectorAll(".conflict")) {
-    const playing = ab.playing && state.conflicts && state.conflicts.listening === row.dataset.stem;
+    const playing = mergeAb.playing && state.conflicts && state.conflicts.listening === row.dataset.stem;
     row.classList.toggle("listening", Boolean(playing));
+    for (const button of row.querySelectorAll("button[data-side]")) {
+      const on = playing && !mergeAb.track(button.dataset.side).mute;
+      button.textContent = (on ? "❚❚ Pause " : "▶ Play ") + button.dataset.label;
+    }
   }
 });
 
@@ -965,7 +982,7 @@ async function merge(stemStrategies) {
     throw err;
   }
   state.conflicts = null;
-  ab.clear();
+  mergeAb.clear();
   $("conflicts").hidden = true;
   if (result.up_to_date) {
     $("merge-status").textContent = `${state.branch} already has everything from ${from}.`;
@@ -986,13 +1003,13 @@ function showConflicts(from, conflicts) {
   for (const c of conflicts) {
     const side = (label, value, blob) => {
       const wave = el("div", { class: "wave-slot" });
-      const play = el("button", { type: "button", class: "secondary", text: `▶ Play ${label}`, disabled: !blob });
+      const play = el("button", { type: "button", class: "secondary", "data-side": value, "data-label": label, text: `▶ Play ${label}`, disabled: !blob });
       play.addEventListener("click", () => listenConflict(c, value));
-      const radio = el("input", { type: "radio", name: `resolve-${c.name}`, value, "aria-label": `Keep ${label} for ${c.name}` });
+      const radio = el("input", { type: "radio", name: `resolve-${c.name}`, value });
       const choice = el("label", { class: "choice" }, radio, ` keep ${label}`);
       if (blob) drawWaveform(wave, blob, { height: 44 }).catch(() => (wave.textContent = "waveform unavailable"));
       else wave.append(el("span", { class: "absent", text: "— removed on this side —" }));
-      return el("div", { class: "conflict-side" }, el("div", { class: "row" }, play, choice), wave);
+      return el("div", { class: "conflict-side" }, choice, wave, play);
     };
     list.append(
       el(
@@ -1012,10 +1029,12 @@ async function listenConflict(conflict, which) {
     if (conflict.ours_blob) tracks.push({ name: "ours", download_url: stemUrl(conflict.ours_blob) });
     if (conflict.theirs_blob) tracks.push({ name: "theirs", download_url: stemUrl(conflict.theirs_blob) });
     state.conflicts.listening = key;
-    await act("merge-error", () => ab.load(tracks));
+    await act("merge-error", () => mergeAb.load(tracks));
   }
-  for (const t of ab.tracks) ab.set(t.name, { mute: t.name !== which });
-  if (!ab.playing) await ab.play();
+  const already = mergeAb.playing && !mergeAb.track(which).mute;
+  for (const t of mergeAb.tracks) mergeAb.set(t.name, { mute: t.name !== which });
+  if (already) mergeAb.pause();
+  else if (!mergeAb.playing) await mergeAb.play();
 }
 
 // ---- blame -----------------------------------------------------------------------------

@@ -50,6 +50,7 @@ export async function drawWaveform(container, blobKey, { height = 56, onSeek, co
     duration: peaks.duration_s,
     interact: true,
     dragToSeek: true,
+    normalize: true, // quiet stems still show their shape; loudness is for the ears
     cspNonce: NONCE,
   });
   if (onSeek) ws.on("interaction", (seconds) => onSeek(seconds));
@@ -73,6 +74,7 @@ export async function playableWaveform(container, file, { height = 72 } = {}) {
     cursorWidth: 2,
     media,
     dragToSeek: true,
+    normalize: true,
     cspNonce: NONCE,
   });
   ws.on("redrawcomplete", () => container.classList.add("drawn"));
