@@ -25,7 +25,9 @@ const mergeAb = new MixEngine(); // merge conflicts: ours and theirs of one stem
 let abSide = "A";
 let waveRows = []; // {name, view} of the mixer's waveforms
 let abWaves = [];
-window.studio = { state, mixer, ab, mergeAb }; // for scripts and tests that drive the page
+// For scripts and tests that drive the page; compareWaveforms() gives each compare row's
+// wavesurfer instances ({stem, view: {ws}}), where regions (the vendored plugin) can be added.
+window.studio = { state, mixer, ab, mergeAb, compareWaveforms: () => abWaves };
 
 // ---- small helpers -----------------------------------------------------------------
 
@@ -163,9 +165,11 @@ async function runGeneration(path, body, caption) {
   $("hum-generate").disabled = true;
   $("cancel").hidden = false;
   const controller = new AbortController();
+  state.running = { taskId: "", controller, cancelRequested: false };
   try {
     const task = await api("POST", path, body, { "Idempotency-Key": idempotencyKey() });
-    state.running = { taskId: task.task_id, controller };
+    state.running.taskId = task.task_id;
+    if (state.running.cancelRequested) cancelTask(task.task_id);
     const position = task.queue_position;
     showProgress($("progress"), $("progress-label"), task, position);
     const done = await followTask(
@@ -202,10 +206,15 @@ $("hum-generate").addEventListener("click", () => {
   for (const k of ["key", "top_k", "top_p", "num_variations"]) delete body[k];
   runGeneration("/api/ai/hum-to-beat", Object.assign({ melody_blob: state.melodyBlob }, body), "from your melody");
 });
-$("cancel").addEventListener("click", async () => {
+function cancelTask(taskId) {
+  $("progress-label").textContent = "cancelling…";
+  return act("generate-error", () => api("POST", "/api/ai/tasks/" + enc(taskId) + "/cancel"), $("cancel"));
+}
+// Cancel pressed before the task exists is remembered and sent as soon as the task id arrives.
+$("cancel").addEventListener("click", () => {
   if (!state.running) return;
-  const { taskId } = state.running;
-  await act("generate-error", () => api("POST", "/api/ai/tasks/" + enc(taskId) + "/cancel"), $("cancel"));
+  if (state.running.taskId) cancelTask(state.running.taskId);
+  else state.running.cancelRequested = true;
 });
 
 // A new take replaces the takes on screen; stems separated from an older take leave the mixer,
