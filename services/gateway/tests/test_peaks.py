@@ -97,3 +97,20 @@ def test_bytes_that_are_not_audio_are_refused(tmp_path: Path) -> None:
     key = store.put_bytes(b"not audio at all" * 100)
     with pytest.raises(peaks.UndecodableAudio):
         peaks.compute(store, key, 100)
+
+
+async def test_cache_outage_costs_only_a_recompute(tmp_path: Path) -> None:
+    from beatflow.common.localservers import free_port
+    from beatflow.gateway.routes.peaks import PeaksCache
+
+    cache = PeaksCache(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
+    store = LocalBlobStore(tmp_path / "blobs")
+    buf = io.BytesIO()
+    soundfile.write(buf, np.zeros((100, 1), dtype=np.float32), 8000, format="WAV")
+    value = peaks.compute(store, store.put_bytes(buf.getvalue()), 10)
+    try:
+        assert await cache.get("a" * 64, 10) is None
+        await cache.put("a" * 64, 10, value)  # no error
+        assert not cache._available()  # left alone for a while after the failure
+    finally:
+        await cache.close()

@@ -84,6 +84,7 @@ def create_app(settings: GatewaySettings | None = None, *, store: BlobStore | No
         try:
             yield
         finally:
+            await peaks.close_cache(app)
             await backends.close()
 
     app = FastAPI(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Annotated
 
 import redis.asyncio as aioredis
@@ -44,25 +45,53 @@ class PeaksOut(BaseModel):
 
 
 class PeaksCache:
-    """Peaks in Redis by (content hash, bucket count); a cache outage only costs a recompute."""
+    """Peaks in Redis by (content hash, bucket count); a cache outage only costs a recompute.
+
+    After a failure the cache is left alone for ``RETRY_AFTER_S``, so an unreachable Redis
+    neither slows every request by its timeouts nor floods the log.
+    """
+
+    RETRY_AFTER_S = 30.0
 
     def __init__(self, url: str) -> None:
         self._redis = aioredis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        self._down_until = 0.0
         self.slots = asyncio.Semaphore(_COMPUTE_SLOTS)
 
+    def _available(self) -> bool:
+        return time.monotonic() >= self._down_until
+
+    def _failed(self, what: str, exc: Exception) -> None:
+        log.warning("peaks cache %s failed (%s); computing without it for %.0f s", what, exc, self.RETRY_AFTER_S)
+        self._down_until = time.monotonic() + self.RETRY_AFTER_S
+
     async def get(self, key: str, buckets: int) -> peaks.Peaks | None:
+        if not self._available():
+            return None
         try:
             raw = await self._redis.get(f"{_CACHE_PREFIX}{key}:{buckets}")
             return peaks.Peaks.from_bytes(raw) if raw else None
         except (aioredis.RedisError, OSError, ValueError) as exc:
-            log.warning("peaks cache read failed: %s", exc)
+            self._failed("read", exc)
             return None
 
     async def put(self, key: str, buckets: int, value: peaks.Peaks) -> None:
+        if not self._available():
+            return
         try:
             await self._redis.set(f"{_CACHE_PREFIX}{key}:{buckets}", value.to_bytes(), ex=CACHE_TTL_S)
         except (aioredis.RedisError, OSError) as exc:
-            log.warning("peaks cache write failed: %s", exc)
+            self._failed("write", exc)
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+
+async def close_cache(app: object) -> None:
+    """Called when the app stops: closes the cache's Redis connections if it was ever used."""
+    cache: PeaksCache | None = getattr(getattr(app, "state", None), "peaks_cache", None)
+    if cache is not None:
+        await cache.close()
 
 
 def _cache(request: Request, state: State) -> PeaksCache:
