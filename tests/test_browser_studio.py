@@ -158,6 +158,13 @@ def test_producer_session(stack: Stack, browser: Browser, tmp_path: Path) -> Non
     page.keyboard.press("Space")
     page.wait_for_function("() => !window.studio.mixer.playing")
     expect(page.locator("#mix-play")).to_have_text("▶ Play")
+    # Download the mix as heard (only the soloed bass), rendered in the page as WAV.
+    with page.expect_download() as download_info:
+        page.click("#mix-download")
+    mix = download_info.value
+    assert mix.suggested_filename == "mix-bass-take.wav"
+    mix_bytes = Path(mix.path()).read_bytes()
+    assert mix_bytes[:4] == b"RIFF" and mix_bytes[8:12] == b"WAVE" and len(mix_bytes) > 44
     _shot(page, "studio-2-mixer.png")
     page.locator("#mixer-panel").screenshot(path=str(OUTPUT / "studio-mixer-panel.png"))
 
@@ -282,7 +289,15 @@ def test_producer_session(stack: Stack, browser: Browser, tmp_path: Path) -> Non
 def test_studio_at_phone_width(stack: Stack, browser: Browser) -> None:
     page, errors = _open(browser, 390, 844)
     http = _sign_up(page, stack, "phone")
-    _generate(page, http)
+    take = _generate(page, http)
+    # Cancelling a new generation keeps the previous take, and it stays the one "Commit take" commits.
+    page.fill("#duration", "120")
+    page.click("#generate")
+    page.click("#cancel")
+    expect(page.locator("#progress-label")).to_contain_text("cancelled")
+    expect(page.locator("#takes .take")).to_have_count(1)
+    assert page.evaluate("window.studio.state.take.task_id") == take["task_id"]
+    expect(page.locator("#generate-error")).to_have_text("")
     page.fill("#repo-name", "pocket")
     page.click("#create-repo")
     expect(page.locator("#repo-select option:checked")).to_contain_text("pocket")
