@@ -215,6 +215,10 @@ def test_download_streamed_ranged_and_presigned(stack: Stack, generation: Genera
         named = http.get(url, params={"redirect": "false", "name": "Upbeat électro!"}, headers={"Range": "bytes=0-3"})
         assert named.headers["content-disposition"] == f'attachment; filename="upbeat-electro-{short}.wav"'
         assert audio["download_name"].endswith(f"-{short}.wav") and audio["download_name"] != f"audio-{short}.wav"
+        again = http.get(
+            url, params={"redirect": "false", "name": audio["download_name"]}, headers={"Range": "bytes=0-3"}
+        )
+        assert again.headers["content-disposition"] == f'attachment; filename="{audio["download_name"]}"'
         assert http.get("/api/audio/download/no-such-song.wav").status_code == 404
         assert r.headers["accept-ranges"] == "bytes"
         data = r.content

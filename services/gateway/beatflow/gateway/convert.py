@@ -69,8 +69,13 @@ def slug(text: str) -> str:
 
 
 def human_filename(label: str, blob_key: str, content_type: str = "audio/wav") -> str:
-    """A download name people can read: "<label slug>-<short id>.<ext>" ("drums-1a2b3c4d.wav")."""
-    return f"{slug(label) or 'audio'}-{blob_key[:8]}.{extension_for(content_type)}"
+    """A download name people can read: "<label slug>-<short id>.<ext>" ("drums-1a2b3c4d.wav").
+
+    A label that is already such a name (a ``download_name`` passed back) keeps its form.
+    """
+    extension = extension_for(content_type)
+    label = label.removesuffix(f"-{blob_key[:8]}.{extension}")
+    return f"{slug(label) or 'audio'}-{blob_key[:8]}.{extension}"
 
 
 def user(msg: vcs_pb2.User) -> schemas.UserOut:
