@@ -167,6 +167,11 @@ def test_producer_session(stack: Stack, browser: Browser, tmp_path: Path) -> Non
     assert mix_bytes[:4] == b"RIFF" and mix_bytes[8:12] == b"WAVE" and len(mix_bytes) > 44
     _shot(page, "studio-2-mixer.png")
     page.locator("#mixer-panel").screenshot(path=str(OUTPUT / "studio-mixer-panel.png"))
+    # The mixer on a phone: stems stack, nothing wider than the screen.
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.wait_for_function("() => document.documentElement.scrollWidth <= 390")
+    page.locator("#mixer-panel").screenshot(path=str(OUTPUT / "studio-phone-mixer.png"))
+    page.set_viewport_size({"width": 1280, "height": 900})
 
     # Commit the stems to a new repository.
     page.fill("#repo-name", "first-song")
