@@ -1,8 +1,12 @@
-"""The web studio in a real headless Chromium: generate, play, stems, commit, history, compare, hum-to-beat.
+"""The web studio in a real headless Chromium, walking a producer's session.
 
-Debian's ``chromium`` package is driven by Playwright. The test fails (never
-skips) when Chromium is missing: ``make sysdeps`` installs it. A screenshot of
-the finished page is saved as tests/output/studio.png.
+sign up → generate with progress → waveform → separate → mixer (mute, solo, play, seek, space bar)
+→ commit → branch from that commit → new drums on the branch → compare A/B → merge with a conflict
+resolved per stem → fork → revert → blame; then the studio at 390 px wide.
+
+Each step checks the page and the API's state. Debian's ``chromium`` package is driven by
+Playwright; the test fails (never skips) when Chromium is missing: ``make sysdeps`` installs it.
+Screenshots of each screen go to tests/output/.
 """
 
 from __future__ import annotations
@@ -11,7 +15,9 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
 
@@ -47,96 +53,268 @@ def browser() -> Iterator[Browser]:
             browser.close()
 
 
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1200, "height": 1600})
+def _open(browser: Browser, width: int, height: int) -> tuple[Page, list[str]]:
+    context = browser.new_context(viewport={"width": width, "height": height}, accept_downloads=True)
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
-    try:
-        yield page
-    finally:
-        context.close()
-
-
-def test_studio_generate_play_commit_history(stack: Stack, page: Page, tmp_path: Path) -> None:
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(f"page error: {exc}"))
 
     def on_console(msg: ConsoleMessage) -> None:
-        if msg.type == "error":
+        # A refused request logs a console error by design (e.g. the 409 of a conflicting merge).
+        if msg.type == "error" and "Failed to load resource" not in msg.text:
             errors.append(f"console: {msg.text}")
 
     page.on("console", on_console)
+    return page, errors
+
+
+def _shot(page: Page, name: str) -> None:
+    OUTPUT.mkdir(exist_ok=True)
+    page.screenshot(path=str(OUTPUT / name), full_page=True)
+
+
+def _sign_up(page: Page, stack: Stack, prefix: str) -> httpx.Client:
     page.goto(stack.base_url + "/")
     expect(page).to_have_title("BeatFlow Studio")
-
-    # Sign up through the form.
-    page.fill("#username", "studio" + uuid.uuid4().hex[:8])
+    page.fill("#username", prefix + uuid.uuid4().hex[:8])
     page.fill("#password", "correct horse battery")
     page.click("#signup")
     expect(page.locator("#studio")).to_be_visible()
-    expect(page.locator("#whoami")).to_contain_text("signed in as studio")
+    token = page.evaluate("localStorage.getItem('bf_token')")
+    return stack.client(token)
 
-    # Generate with a live progress bar fed by Server-Sent Events.
+
+def _generate(page: Page, http: httpx.Client) -> dict[str, Any]:
     page.fill("#prompt", "Upbeat electronic music with a punchy kick")
     page.fill("#duration", "1.5")
     page.fill("#seed", "11")
     page.click("#generate")
     expect(page.locator("#progress-label")).to_contain_text("succeeded")
-    assert page.eval_on_selector("#progress", "el => el.value") == 1
-    expect(page.locator("#result")).to_be_visible()
+    expect(page.locator("#takes .wave-slot.drawn")).to_have_count(1)
+    take = page.evaluate("window.studio.state.take")
+    status = http.get(f"/api/ai/status/{take['task_id']}").json()
+    assert status["status"] == "success" and status["state"] == "succeeded"
+    return dict(take)
 
-    # Play: the audio element loads the generated WAV from the gateway and its clock advances.
-    page.click("#play")
-    page.wait_for_function(
-        "() => { const a = document.getElementById('player'); return a.currentTime > 0.2 || a.ended; }"
-    )
-    duration = page.eval_on_selector("#player", "el => el.duration")
-    assert abs(duration - 1.5) < 0.1
-    assert page.get_attribute("#download", "download", timeout=1000) or ""
 
-    # Separate into stems, each with its own player.
-    page.click("#separate")
-    expect(page.locator("#stems-label")).to_contain_text("succeeded")
-    stems = page.locator("#stems audio")
-    expect(stems).to_have_count(4)
-    page.wait_for_function(
-        "() => [...document.querySelectorAll('#stems audio')].every(a => a.readyState >= 1 && a.duration > 1)"
+def _mixer_gains(page: Page) -> dict[str, float]:
+    return dict(
+        page.evaluate("Object.fromEntries(window.studio.mixer.tracks.map(t => [t.name, t.gainNode.gain.value]))")
     )
 
-    # Commit the generation, then the stems, to a new repository.
-    page.fill("#repo-name", "studio-song")
+
+def _head(http: httpx.Client, repo: str, branch: str) -> dict[str, Any]:
+    r = http.get(f"/api/vcs/checkout/{repo}", params={"ref": branch})
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+def _stem_blobs(commit: dict[str, Any]) -> dict[str, str]:
+    return {s["name"]: s["blob_key"] for s in commit["stems"]}
+
+
+def test_producer_session(stack: Stack, browser: Browser, tmp_path: Path) -> None:
+    page, errors = _open(browser, 1280, 900)
+    http = _sign_up(page, stack, "producer")
+    expect(page.locator("#whoami")).to_contain_text("signed in as producer")
+    # The generator runs the random-weight test preset: the page says so, and how to fix it.
+    expect(page.locator("#demo-banner")).to_be_visible()
+    expect(page.locator("#demo-banner")).to_contain_text("random weights")
+
+    # Generate: live progress, then a waveform drawn from the gateway's peaks.
+    take = _generate(page, http)
+    assert page.locator("#takes .wave-slot canvas").count() > 0  # wavesurfer's canvas (in its shadow root)
+    download = page.locator("#takes a", has_text="Download")
+    assert download.get_attribute("download", timeout=1000).startswith("upbeat-electronic-music")
+    _shot(page, "studio-1-generate.png")
+
+    # Separate: the mixer gets every stem, each with a waveform.
+    page.click("#takes button:has-text('Separate stems')")
+    rows = page.locator("#mixer .stem-row")
+    expect(rows).to_have_count(4)
+    expect(page.locator("#mixer .wave-slot.drawn")).to_have_count(4)
+    names = rows.evaluate_all("rows => rows.map(r => r.dataset.stem)")
+    assert set(names) == {"drums", "bass", "other", "vocals"}
+
+    # Mixer: mute the drums, solo the bass: only the bass is heard.
+    page.click(".stem-row[data-stem=drums] button.mute")
+    expect(page.locator(".stem-row[data-stem=drums] button.mute")).to_have_attribute("aria-pressed", "true")
+    assert _mixer_gains(page)["drums"] == 0 and _mixer_gains(page)["vocals"] == 1
+    page.click(".stem-row[data-stem=bass] button.solo")
+    gains = _mixer_gains(page)
+    assert gains["bass"] == 1 and gains["drums"] == gains["vocals"] == gains["other"] == 0
+    # Play all stems in sync; the shared clock advances.
+    page.click("#mix-play")
+    page.wait_for_function("() => window.studio.mixer.playing && window.studio.mixer.position() > 0.2")
+    # Seek by clicking the middle of a waveform.
+    wave = page.locator(".stem-row[data-stem=bass] .wave-slot")
+    box = wave.bounding_box()
+    assert box is not None
+    page.mouse.click(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5)
+    page.wait_for_function("() => Math.abs(window.studio.mixer.position() - 0.75) < 0.35")
+    # The space bar pauses (focus away from any control first).
+    page.click("#mixer-source")
+    page.keyboard.press("Space")
+    page.wait_for_function("() => !window.studio.mixer.playing")
+    expect(page.locator("#mix-play")).to_have_text("▶ Play")
+    # Download the mix as heard (only the soloed bass), rendered in the page as WAV.
+    with page.expect_download() as download_info:
+        page.click("#mix-download")
+    mix = download_info.value
+    assert mix.suggested_filename == "mix-bass-take.wav"
+    mix_bytes = Path(mix.path()).read_bytes()
+    assert mix_bytes[:4] == b"RIFF" and mix_bytes[8:12] == b"WAVE" and len(mix_bytes) > 44
+    _shot(page, "studio-2-mixer.png")
+    page.locator("#mixer-panel").screenshot(path=str(OUTPUT / "studio-mixer-panel.png"))
+    # The mixer on a phone: stems stack, nothing wider than the screen.
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.wait_for_function("() => document.documentElement.scrollWidth <= 390")
+    page.locator("#mixer-panel").screenshot(path=str(OUTPUT / "studio-phone-mixer.png"))
+    page.set_viewport_size({"width": 1280, "height": 900})
+
+    # Commit the stems to a new repository.
+    page.fill("#repo-name", "first-song")
     page.click("#create-repo")
-    expect(page.locator("#repo-select option:checked")).to_contain_text("studio-song")
-    page.fill("#commit-message", "First idea")
-    page.click("#commit")
-    expect(page.locator("#commit-status")).to_contain_text("with 1 stem(s)")
-    page.fill("#commit-message", "Split into stems")
+    expect(page.locator("#repo-select option:checked")).to_contain_text("first-song")
+    repo = page.wait_for_function("() => window.studio.state.repo && window.studio.state.repo.id").json_value()
+    page.fill("#stems-message", "Stems of the first idea")
     page.click("#commit-stems")
-    expect(page.locator("#commit-status")).to_contain_text("with 5 stem(s)")
+    expect(page.locator("#graph .commit")).to_have_count(1)
+    first = _head(http, repo, "main")
+    assert first["message"] == "Stems of the first idea" and first["parent_ids"] == []
+    assert set(_stem_blobs(first)) == {"drums", "bass", "other", "vocals"}
+    expect(page.locator("#mixer-source")).to_contain_text(first["id"][:8])  # the commit is now in view
 
-    # History as an SVG graph; pick two commits to compare them.
-    nodes = page.locator("#graph circle.node")
-    expect(nodes).to_have_count(2)
-    expect(page.locator("#graph")).to_contain_text("Split into stems")
-    expect(page.locator("#graph")).to_contain_text("[main]")
-    nodes.nth(1).click()  # the older commit is the base
-    nodes.nth(0).click()
-    rows = page.locator("#diff tr")
-    expect(rows.first).to_be_visible()
-    added = page.locator("#diff tr.change-added")
-    expect(added).to_have_count(4)
-    expect(page.locator("#diff tr.change-unchanged")).to_contain_text("mix")
+    # Branch from the commit in view, then put new drums on that branch.
+    page.fill("#branch-name", "new-drums")
+    page.click("#branch-create")
+    expect(page.locator("#branch-select")).to_have_value("new-drums")
+    branches = {b["name"]: b["commit_id"] for b in http.get(f"/api/repositories/{repo}/branches").json()["refs"]}
+    assert branches == {"main": first["id"], "new-drums": first["id"]}
+    drums_a = tmp_path / "drums-a.wav"
+    drums_a.write_bytes(tone_wav(1.5, rate=32000, freq=90.0, gain=0.6))
+    page.select_option("#replace-stem", "drums")
+    page.set_input_files("#replace-file", str(drums_a))
+    expect(page.locator("#graph .commit")).to_have_count(2)
+    second = _head(http, repo, "new-drums")
+    assert second["parent_ids"] == [first["id"]] and second["message"] == "New drums"
+    changed = {n for n, b in _stem_blobs(second).items() if _stem_blobs(first)[n] != b}
+    assert changed == {"drums"}
+    assert _head(http, repo, "main")["id"] == first["id"]
 
-    # Hum-to-beat: upload a melody through the file picker, generate from it.
-    melody = tmp_path / "hum.wav"
-    melody.write_bytes(tone_wav(2.0, freq=262.0, channels=1))
-    page.set_input_files("#melody-file", str(melody))
-    expect(page.locator("#melody-status")).to_contain_text("melody ready: 2.0 s audio/wav")
-    page.click("#hum-generate")
-    expect(page.locator("#progress-label")).to_contain_text("succeeded")
-    expect(page.locator("#result")).to_be_visible()
+    # Compare the branch's commit with its parent: stems side by side, A/B keeps the playhead.
+    page.click("#view-compare")
+    expect(page.locator("#compare-stems .compare-row")).to_have_count(4)
+    expect(page.locator("#compare-stems .compare-row.change-changed")).to_have_attribute("data-stem", "drums")
+    expect(page.locator("#diff thead")).to_contain_text("Change")
+    expect(page.locator("#diff tr.change-changed")).to_contain_text("drums")
+    expect(page.locator("#compare-stems .wave-slot.drawn")).to_have_count(8)
+    page.wait_for_function("() => window.studio.ab.tracks.length === 2")
+    page.click("#ab-play")
+    page.wait_for_function("() => window.studio.ab.playing && window.studio.ab.position() > 0.3")
+    before = page.evaluate("window.studio.ab.position()")
+    page.click("#ab-b")
+    expect(page.locator("#ab-b")).to_have_attribute("aria-checked", "true")
+    after = page.evaluate("window.studio.ab.position()")
+    assert after >= before, "switching A/B must not restart the stem"
+    heard = page.evaluate("Object.fromEntries(window.studio.ab.tracks.map(t => [t.name, t.gainNode.gain.value]))")
+    assert heard == {"A": 0, "B": 1}
+    page.click("#ab-play")
+    _shot(page, "studio-3-compare.png")
+    page.locator("#compare-panel").screenshot(path=str(OUTPUT / "studio-compare-panel.png"))
 
-    OUTPUT.mkdir(exist_ok=True)
-    page.screenshot(path=str(OUTPUT / "studio.png"), full_page=True)
+    # Meanwhile main gets other drums: merging the branch conflicts on the drums.
+    page.select_option("#branch-select", "main")
+    expect(page.locator("#mixer-source")).to_contain_text(first["id"][:8])
+    drums_b = tmp_path / "drums-b.wav"
+    drums_b.write_bytes(tone_wav(1.5, rate=32000, freq=140.0, gain=0.4))
+    page.select_option("#replace-stem", "drums")
+    page.set_input_files("#replace-file", str(drums_b))
+    expect(page.locator("#graph .commit")).to_have_count(3)
+    third = _head(http, repo, "main")
+    page.select_option("#merge-from", "new-drums")
+    page.click("#merge-run")
+    conflict = page.locator("#conflict-list .conflict")
+    expect(conflict).to_have_count(1)
+    expect(conflict).to_have_attribute("data-stem", "drums")
+    expect(conflict.locator(".wave-slot.drawn")).to_have_count(2)
+    conflict.locator("button", has_text="Play theirs").click()
+    page.wait_for_function("() => window.studio.mergeAb.playing")
+    page.check("input[name='resolve-drums'][value=theirs]")
+    _shot(page, "studio-4-merge.png")
+    page.click("#merge-resolve")
+    expect(page.locator("#merge-status")).to_contain_text("Merged new-drums into main")
+    merged = _head(http, repo, "main")
+    assert sorted(merged["parent_ids"]) == sorted([third["id"], second["id"]])
+    assert _stem_blobs(merged)["drums"] == _stem_blobs(second)["drums"]
+    expect(page.locator("#graph .commit")).to_have_count(4)
+    _shot(page, "studio-5-history.png")
+
+    # Fork: a copy of the repository (no audio copied), opened at its head.
+    page.click("#fork")
+    expect(page.locator("#repo-select option:checked")).to_contain_text("(fork)")
+    fork = page.wait_for_function(
+        "() => window.studio.state.repo && window.studio.state.repo.forked_from_id && window.studio.state.repo"
+    ).json_value()
+    assert fork["forked_from_id"] == repo
+    assert _head(http, fork["id"], "main")["id"] == merged["id"]
+    expect(page.locator("#graph .commit.selected")).to_have_attribute("data-commit", merged["id"])
+
+    # Revert the merge in the fork: the drums go back to main's version.
+    page.click("#view-revert")
+    expect(page.locator("#graph .commit")).to_have_count(5)
+    reverted = _head(http, fork["id"], "main")
+    assert reverted["parent_ids"] == [merged["id"]] and reverted["message"].startswith("Revert")
+    assert _stem_blobs(reverted)["drums"] == _stem_blobs(third)["drums"]
+    assert _head(http, repo, "main")["id"] == merged["id"]  # the original is untouched
+
+    # Blame: which commit last changed each stem.
+    page.click("#blame-run")
+    expect(page.locator("#blame tbody tr")).to_have_count(4)
+    expect(page.locator("#blame tr[data-stem=drums]")).to_contain_text("Revert")
+    expect(page.locator("#blame tr[data-stem=bass]")).to_contain_text("Stems of the first idea")
+    blame = http.get(f"/api/vcs/blame/{fork['id']}").json()["entries"]
+    assert {e["stem"]: e["commit"]["id"] for e in blame}["drums"] == reverted["id"]
+    _shot(page, "studio-6-blame.png")
+
+    # Errors are shown where the user acted, in words.
+    page.fill("#branch-name", "")
+    page.click("#branch-create")
+    expect(page.locator("#branch-error")).to_have_text("name the new branch")
+    page.fill("#repo-name", "first song with spaces")
+    page.click("#create-repo")
+    expect(page.locator("#repo-error")).to_contain_text("name")
+    assert "{" not in page.locator("#repo-error").inner_text()
+    assert take["task_id"]
+    http.close()
+    assert errors == []
+
+
+def test_studio_at_phone_width(stack: Stack, browser: Browser) -> None:
+    page, errors = _open(browser, 390, 844)
+    http = _sign_up(page, stack, "phone")
+    take = _generate(page, http)
+    # Cancelling a new generation keeps the previous take, and it stays the one "Commit take" commits.
+    page.fill("#duration", "120")
+    page.click("#generate")
+    page.click("#cancel")
+    expect(page.locator("#progress-label")).to_contain_text("cancelled")
+    expect(page.locator("#takes .take")).to_have_count(1)
+    assert page.evaluate("window.studio.state.take.task_id") == take["task_id"]
+    expect(page.locator("#generate-error")).to_have_text("")
+    page.fill("#repo-name", "pocket")
+    page.click("#create-repo")
+    expect(page.locator("#repo-select option:checked")).to_contain_text("pocket")
+    # Nothing is wider than the screen: no sideways scrolling, every card inside the viewport.
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    overflowing = page.evaluate(
+        """[...document.querySelectorAll('.card, .card *')]
+            .filter(e => e.offsetParent !== null && e.getBoundingClientRect().right > 391)
+            .filter(e => !e.closest('#graph-wrap, .table-wrap'))
+            .map(e => e.id || e.className || e.tagName)"""
+    )
+    assert overflowing == []
+    _shot(page, "studio-phone.png")
+    http.close()
     assert errors == []

@@ -147,7 +147,7 @@ def test_other_user_is_refused_everywhere(stack: Stack, world: World) -> None:
         branches = {b["name"] for b in http.get(f"/api/repositories/{world.repo}/branches").json()["refs"]}
         assert branches == {"main", "hidden-branch"}
         assert http.get(f"/api/vcs/checkout/{world.repo}?ref=main").json()["id"] == world.commit
-        assert http.get(f"/api/ai/status/{world.task}").json()["status"] == "succeeded"
+        assert http.get(f"/api/ai/status/{world.task}").json()["state"] == "succeeded"
 
 
 def test_other_user_websocket_is_closed_without_events(stack: Stack, world: World) -> None:

@@ -165,8 +165,11 @@ def test_late_websocket_subscriber_sees_the_whole_history(stack: Stack, generati
 def test_status_and_idempotency(stack: Stack, generation: Generation) -> None:
     with stack.client(generation.token) as http:
         status = _get(http, f"/api/ai/status/{generation.task_id}")
-        assert status["status"] == "succeeded" and status["progress"] == 1.0
+        # The seed guide's shape ("success" and "result"), with the precise state alongside.
+        assert status["status"] == "success" and status["state"] == "succeeded" and status["progress"] == 1.0
         assert status["files"] == generation.task["files"]
+        assert status["result"]["audio_url"] == generation.task["files"]["audio"]["download_url"]
+        assert _get(http, f"/api/ai/tasks/{generation.task_id}")["status"] == "succeeded"
         body = {"prompt": "Upbeat electronic music", "bpm": 128, "mood": "energetic", "duration": SECONDS, "seed": 7}
         again = _post(http, "/api/ai/generate", body, 202, headers={"Idempotency-Key": generation.key})
         assert again["task_id"] == generation.task_id
@@ -211,7 +214,16 @@ def test_download_streamed_ranged_and_presigned(stack: Stack, generation: Genera
         assert r.status_code == 200
         assert r.headers["content-type"] == "audio/wav"
         assert r.headers["x-content-type-options"] == "nosniff"
-        assert r.headers["content-disposition"] == f'attachment; filename="{audio["filename"]}"'
+        short = audio["blob_key"][:8]
+        assert r.headers["content-disposition"] == f'attachment; filename="audio-{short}.wav"'
+        named = http.get(url, params={"redirect": "false", "name": "Upbeat électro!"}, headers={"Range": "bytes=0-3"})
+        assert named.headers["content-disposition"] == f'attachment; filename="upbeat-electro-{short}.wav"'
+        assert audio["download_name"].endswith(f"-{short}.wav") and audio["download_name"] != f"audio-{short}.wav"
+        again = http.get(
+            url, params={"redirect": "false", "name": audio["download_name"]}, headers={"Range": "bytes=0-3"}
+        )
+        assert again.headers["content-disposition"] == f'attachment; filename="{audio["download_name"]}"'
+        assert http.get("/api/audio/download/no-such-song.wav").status_code == 404
         assert r.headers["accept-ranges"] == "bytes"
         data = r.content
         assert hashlib.sha256(data).hexdigest() == audio["blob_key"]

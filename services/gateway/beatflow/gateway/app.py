@@ -14,7 +14,7 @@ import swagger_ui_bundle
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from beatflow.common.blobstore import BlobStore, make_blob_store
@@ -25,17 +25,19 @@ from beatflow.gateway.config import GatewaySettings
 from beatflow.gateway.deps import GatewayState, State
 from beatflow.gateway.passwords import Passwords
 from beatflow.gateway.presign import make_presigner
-from beatflow.gateway.routes import ai, audio, auth, progress, repositories, review, vcs, webhooks
+from beatflow.gateway.routes import ai, audio, auth, models, peaks, progress, repositories, review, vcs, webhooks
 from beatflow.gateway.signin_throttle import SigninThrottle
 from beatflow.gateway.tokens import TokenSigner
 
 log = logging.getLogger(__name__)
 
 STATIC_DIR = resources.files("beatflow.gateway") / "static"
+# The waveform library styles its shadow DOM with a <style> element: allowed by a per-page nonce.
 _STUDIO_CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    "default-src 'self'; script-src 'self'; style-src 'self' 'nonce-{nonce}'; img-src 'self' data: blob:; "
     "media-src 'self' blob: data: http: https:; connect-src 'self' ws: wss:; frame-ancestors 'none'"
 )
+_NONCE_PLACEHOLDER = "__CSP_NONCE__"
 
 
 class NoSniffMiddleware:
@@ -92,6 +94,7 @@ def create_app(settings: GatewaySettings | None = None, *, store: BlobStore | No
         try:
             yield
         finally:
+            await peaks.close_cache(app)
             await backends.close()
             await redis.aclose()
 
@@ -117,7 +120,7 @@ def create_app(settings: GatewaySettings | None = None, *, store: BlobStore | No
     app.add_middleware(NoSniffMiddleware)
     app.add_middleware(HttpMetricsMiddleware)
 
-    for module in (auth, ai, progress, audio, repositories, vcs, review, webhooks):
+    for module in (auth, ai, models, progress, audio, peaks, repositories, vcs, review, webhooks):
         app.include_router(module.router)
 
     @app.get("/health", tags=["health"], summary="Each backend's gRPC health")
@@ -130,10 +133,13 @@ def create_app(settings: GatewaySettings | None = None, *, store: BlobStore | No
             return JSONResponse(body.model_dump(), status_code=503)  # type: ignore[return-value]
         return body
 
+    studio_page = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
+
     @app.get("/", include_in_schema=False)
-    async def studio() -> FileResponse:
-        response = FileResponse(str(STATIC_DIR / "index.html"), media_type="text/html")
-        response.headers["Content-Security-Policy"] = _STUDIO_CSP
+    async def studio() -> HTMLResponse:
+        nonce = secrets.token_urlsafe(16)
+        response = HTMLResponse(studio_page.replace(_NONCE_PLACEHOLDER, nonce))
+        response.headers["Content-Security-Policy"] = _STUDIO_CSP.format(nonce=nonce)
         response.headers["Cache-Control"] = "no-cache"
         return response
 

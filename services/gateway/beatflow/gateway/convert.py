@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import unicodedata
 from typing import Any
 
 from beatflow.common.audioformat import BY_CONTENT_TYPE
@@ -60,6 +62,26 @@ def download_url(blob_key: str, content_type: str = "audio/wav") -> str:
     return DOWNLOAD_PREFIX + filename(blob_key, content_type)
 
 
+_SLUG_MAX = 48
+
+
+def slug(text: str) -> str:
+    """Lowercase ASCII words joined by '-' ("Upbeat électro, 128!" -> "upbeat-electro-128")."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    words = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
+    return words[:_SLUG_MAX].rstrip("-")
+
+
+def human_filename(label: str, blob_key: str, content_type: str = "audio/wav") -> str:
+    """A download name people can read: "<label slug>-<short id>.<ext>" ("drums-1a2b3c4d.wav").
+
+    A label that is already such a name (a ``download_name`` passed back) keeps its form.
+    """
+    extension = extension_for(content_type)
+    label = label.removesuffix(f"-{blob_key[:8]}.{extension}")
+    return f"{slug(label) or 'audio'}-{blob_key[:8]}.{extension}"
+
+
 def user(msg: vcs_pb2.User) -> schemas.UserOut:
     return schemas.UserOut(id=msg.id, username=msg.username, created_at=msg.created_at)
 
@@ -102,6 +124,7 @@ def stem(msg: vcs_pb2.Stem) -> schemas.StemOut:
         size_bytes=msg.size_bytes,
         duration_s=msg.duration_s,
         download_url=download_url(msg.blob_key, content_type),
+        download_name=human_filename(msg.name, msg.blob_key, content_type),
     )
 
 
@@ -207,10 +230,15 @@ def task_files(
     blobs: Any, result: dict[str, Any] | None = None, request: dict[str, Any] | None = None
 ) -> dict[str, schemas.TaskFile]:
     files = {}
+    prompt = str((request or {}).get("prompt", "") or "")
     for name, key in dict(blobs).items():
         content_type = _content_type_for_output(name, result, request)
+        label = name if not prompt or not name.startswith("audio") else prompt + name[len("audio") :]
         files[name] = schemas.TaskFile(
-            blob_key=key, filename=filename(key, content_type), download_url=download_url(key, content_type)
+            blob_key=key,
+            filename=filename(key, content_type),
+            download_url=download_url(key, content_type),
+            download_name=human_filename(label, key, content_type),
         )
     return files
 

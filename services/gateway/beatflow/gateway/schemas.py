@@ -138,6 +138,7 @@ class StemOut(BaseModel):
     size_bytes: int
     duration_s: float
     download_url: str
+    download_name: str = Field("", description="A readable file name; pass it as ?name= when downloading")
 
 
 class CommitMetadataOut(BaseModel):
@@ -432,6 +433,7 @@ class TaskFile(BaseModel):
     blob_key: str
     filename: str
     download_url: str
+    download_name: str = Field("", description="A readable file name (prompt or stem + short id)")
 
 
 class TaskOut(BaseModel):
@@ -518,3 +520,18 @@ class UploadOut(BaseModel):
 class HealthOut(BaseModel):
     status: Literal["ok", "degraded"]
     backends: dict[str, str]
+
+
+SeedStatus = Literal["pending", "running", "success", "failure", "cancelled"]
+
+
+class SeedTaskOut(TaskOut):
+    """``GET /api/ai/status/{id}``: the seed guide's shape with the richer fields alongside.
+
+    ``status`` uses the guide's words (``success`` when done, ``failure`` when it failed);
+    ``state`` keeps the precise state; ``result`` adds ``audio_url`` and ``filename`` of the
+    first output (and ``files``) to the kind-specific record once the task succeeded.
+    """
+
+    status: SeedStatus  # type: ignore[assignment]
+    state: TaskStatus = Field(description="The precise state (as in /api/ai/tasks/{id})")

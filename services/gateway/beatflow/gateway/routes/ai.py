@@ -173,9 +173,40 @@ async def _task(state: State, user: User, task_id: str) -> schemas.TaskOut:
     return convert.task(job)
 
 
-@router.get("/status/{task_id}", responses=_NOT_FOUND, summary="A task's state, progress and results")
-async def status(task_id: TaskId, state: State, user: User) -> schemas.TaskOut:
-    return await _task(state, user, task_id)
+_SEED_STATUS = {
+    "unspecified": "pending",
+    "queued": "pending",
+    "running": "running",
+    "succeeded": "success",
+    "failed": "failure",
+    "dead": "failure",
+    "cancelled": "cancelled",
+}
+
+
+def seed_shape(task: schemas.TaskOut) -> schemas.SeedTaskOut:
+    """The seed guide's polling answer: ``status: success`` and a ``result`` naming the audio."""
+    result = task.result
+    if task.status == "succeeded":
+        result = dict(result or {})
+        first = task.files.get("audio") or next(iter(task.files.values()), None)
+        if first is not None:
+            result.setdefault("audio_url", first.download_url)
+            result.setdefault("filename", first.filename)
+        result["files"] = {name: f.model_dump() for name, f in task.files.items()}
+    body = task.model_dump()
+    body.update(status=_SEED_STATUS.get(task.status, "pending"), state=task.status, result=result)
+    return schemas.SeedTaskOut(**body)
+
+
+@router.get(
+    "/status/{task_id}",
+    responses=_NOT_FOUND,
+    summary="A task's status in the seed guide's shape ('success' and 'result'), with the richer fields",
+)
+async def status(task_id: TaskId, state: State, user: User) -> schemas.SeedTaskOut:
+    """``status`` is pending, running, success, failure or cancelled; ``state`` is the precise state."""
+    return seed_shape(await _task(state, user, task_id))
 
 
 @router.get("/tasks/{task_id}", responses=_NOT_FOUND, summary="A task's state, progress and results")

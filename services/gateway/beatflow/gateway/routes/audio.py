@@ -139,7 +139,21 @@ def _range_chunks(store: BlobStore, key: str, start: int, end: int) -> Iterator[
         pos = stop + 1
 
 
-FileName = Annotated[str, Path(pattern=r"^[0-9a-f]{64}(\.[a-z0-9]{1,5})?$", description="<blob key>[.<extension>]")]
+FileName = Annotated[str, Path(max_length=300, description="<blob key>[.<extension>]")]
+_FILENAME_RE = re.compile(r"^([0-9a-f]{64})(\.[a-z0-9]{1,5})?$")
+DownloadName = Annotated[
+    str | None,
+    Query(
+        max_length=200,
+        description="A name to offer for the file (slugged, with the short id and extension added): "
+        "'drums' gives drums-1a2b3c4d.wav. Default: audio-<short id>.<ext>",
+    ),
+]
+
+
+def content_disposition(disposition: str, name: str) -> str:
+    """The header for a file name that is already plain ASCII (slugged)."""
+    return f'{disposition}; filename="{name}"'
 
 
 @router.head("/download/{filename}", response_class=Response, include_in_schema=False)
@@ -153,7 +167,7 @@ FileName = Annotated[str, Path(pattern=r"^[0-9a-f]{64}(\.[a-z0-9]{1,5})?$", desc
         },
         206: {"description": "The requested byte range"},
         307: {"description": "Redirect to a presigned URL of the blob store"},
-        404: {"description": "No such audio, or not readable by the caller"},
+        404: {"description": "No such audio (or an unknown file name), or not readable by the caller"},
         416: {"description": "Range not satisfiable"},
     },
     summary="Download audio (presigned redirect from S3, or streamed with ranges)",
@@ -166,8 +180,12 @@ async def download(
     redirect: Annotated[bool, Query(description="Allow a redirect to a presigned blob store URL")] = True,
     disposition: Annotated[Literal["attachment", "inline"], Query()] = "attachment",
     range_header: Annotated[str | None, Header(alias="Range", max_length=200)] = None,
+    name: DownloadName = None,
 ) -> Response:
-    key = filename.split(".")[0]
+    match = _FILENAME_RE.match(filename)
+    if not match:
+        raise ApiError(404, f"no audio named {filename[:80]!r}: names are <blob key>.<extension>")
+    key = match.group(1)
     await require_readable_blob(state, user, key)
     try:
         info = await asyncio.to_thread(state.store.stat, key)
@@ -178,14 +196,14 @@ async def download(
         prefix = await asyncio.to_thread(state.store.read_range, key, 0, min(info.size, 64 * 1024) - 1)
         kind = sniff(prefix)
         content_type = kind.content_type if kind else "application/octet-stream"
-    name = convert.filename(key, content_type)
+    name = convert.human_filename(name or "", key, content_type)
     if redirect and request.method == "GET":
         url = await asyncio.to_thread(state.presign, key, name, content_type)
         if url:
             return RedirectResponse(url, status_code=307, headers={"Cache-Control": "no-store"})
     headers = {
         "Accept-Ranges": "bytes",
-        "Content-Disposition": f'{disposition}; filename="{name}"',
+        "Content-Disposition": content_disposition(disposition, name),
         "ETag": f'"{key}"',
         "Cache-Control": "private, max-age=31536000, immutable",
     }

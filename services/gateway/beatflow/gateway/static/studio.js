@@ -1,166 +1,198 @@
-// BeatFlow Studio: a plain page over the public HTTP API (no framework).
-"use strict";
+// BeatFlow Studio: generation, a stem mixer and version control, over the public HTTP API only.
+
+import { api, ApiError, downloadHref, enc, followTask, formatTime, idempotencyKey, session, shortId, when } from "./api.js";
+import { MixEngine, wavFromBuffer } from "./mixer.js";
+import { drawWaveform, playableWaveform } from "./waveform.js";
 
 const $ = (id) => document.getElementById(id);
+
 const state = {
-  token: localStorage.getItem("bf_token") || "",
-  username: localStorage.getItem("bf_user") || "",
-  task: null,          // last finished generation task
-  stemsTask: null,     // last finished separation task
+  take: null, // the last generation that succeeded (what "Commit take" commits)
+  running: null, // {taskId, controller} of the generation in progress
   melodyBlob: "",
-  running: null,       // task id in progress
-  selected: [],        // commit ids picked in the graph
+  mixSource: null, // {kind: "task", task, take} or {kind: "commit", commit}
+  repo: null, // the selected repository
+  branch: "", // the current branch
+  refs: [], // branches and tags of the repository
+  graph: null,
+  view: null, // the commit in view (open in the mixer)
+  compare: null, // {a, b, diff, stem}
+  conflicts: null, // {from, conflicts}
 };
+const mixer = new MixEngine();
+const ab = new MixEngine(); // compare: both versions of one stem in sync
+const mergeAb = new MixEngine(); // merge conflicts: ours and theirs of one stem in sync
+let abSide = "A";
+let waveRows = []; // {name, view} of the mixer's waveforms
+let abWaves = [];
+// For scripts and tests that drive the page; compareWaveforms() gives each compare row's
+// wavesurfer instances ({stem, view: {ws}}), where regions (the vendored plugin) can be added.
+window.studio = { state, mixer, ab, mergeAb, compareWaveforms: () => abWaves };
 
-class ApiError extends Error {
-  constructor(status, body) {
-    super(typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail || body));
-    this.status = status;
-    this.body = body;
+// ---- small helpers -----------------------------------------------------------------
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") node.className = v;
+    else if (k === "text") node.textContent = v;
+    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else if (v === true) node.setAttribute(k, "");
+    else if (v !== false && v !== undefined && v !== null) node.setAttribute(k, v);
+  }
+  for (const c of children) if (c !== null && c !== undefined) node.append(c);
+  return node;
+}
+
+// Run an action for a control: the button is disabled meanwhile, and a failure is shown, in words,
+// in the panel where the user acted.
+async function act(errorId, fn, button) {
+  const errorEl = $(errorId);
+  errorEl.textContent = "";
+  if (button) button.disabled = true;
+  try {
+    return await fn();
+  } catch (err) {
+    errorEl.textContent = err instanceof ApiError ? err.message : "something went wrong: " + err.message;
+    if (!(err instanceof ApiError)) console.warn(err);
+    return undefined;
+  } finally {
+    if (button) button.disabled = false;
   }
 }
 
-async function api(method, path, body, extraHeaders) {
-  const headers = Object.assign({}, extraHeaders || {});
-  if (state.token) headers.Authorization = "Bearer " + state.token;
-  let payload;
-  if (body instanceof Blob || body instanceof FormData) {
-    payload = body;
-  } else if (body !== undefined) {
-    headers["Content-Type"] = "application/json";
-    payload = JSON.stringify(body);
-  }
-  const res = await fetch(path, { method, headers, body: payload });
-  const text = await res.text();
-  const data = text ? JSON.parse(text) : {};
-  if (!res.ok) {
-    if (res.status === 401 && path !== "/api/auth/signin") signOut();
-    throw new ApiError(res.status, data);
-  }
-  return data;
+function commitLabel(c) {
+  return `${shortId(c.id)} · ${c.message}`;
 }
 
-// URL an <audio> element can load: streamed by the gateway, token in the query.
-function mediaUrl(downloadUrl) {
-  return downloadUrl + "?redirect=false&disposition=inline&access_token=" + encodeURIComponent(state.token);
+function stemUrl(blobKey) {
+  return "/api/audio/download/" + blobKey;
 }
 
-// Follow a task's Server-Sent Events; onEvent gets each parsed event, resolves with the final task.
-async function followTask(taskId, onEvent) {
-  const res = await fetch("/api/ai/tasks/" + encodeURIComponent(taskId) + "/events", {
-    headers: { Authorization: "Bearer " + state.token, Accept: "text/event-stream" },
-  });
-  if (!res.ok) throw new ApiError(res.status, await res.json());
-  const reader = res.body.getReader();
-  const decoder = new TextDecoder();
-  let buffer = "";
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    buffer += decoder.decode(value, { stream: true });
-    let cut;
-    while ((cut = buffer.indexOf("\n\n")) >= 0) {
-      const block = buffer.slice(0, cut);
-      buffer = buffer.slice(cut + 2);
-      let event = "message";
-      let data = "";
-      for (const line of block.split("\n")) {
-        if (line.startsWith("event:")) event = line.slice(6).trim();
-        else if (line.startsWith("data:")) data += line.slice(5).trim();
-      }
-      if (!data) continue;
-      const parsed = JSON.parse(data);
-      onEvent(event, parsed);
-      if (event === "done") return parsed.task;
-      if (event === "error") throw new Error(parsed.detail);
-    }
-  }
-  return api("GET", "/api/ai/tasks/" + encodeURIComponent(taskId));
-}
-
-function showProgress(bar, label, ev) {
-  bar.value = ev.progress || 0;
-  const pct = Math.round((ev.progress || 0) * 100);
-  label.textContent = ev.status + (ev.stage ? " · " + ev.stage : "") + " · " + pct + "%";
-}
-
-// ---- account ----------------------------------------------------------------
+// ---- account ------------------------------------------------------------------------
 
 function showAccount() {
-  const signedIn = Boolean(state.token);
+  const signedIn = Boolean(session.token);
   $("auth-panel").hidden = signedIn;
   $("studio").hidden = !signedIn;
   $("signout").hidden = !signedIn;
-  $("whoami").textContent = signedIn ? "signed in as " + state.username : "";
-  if (signedIn) loadRepositories().catch(report);
-}
-
-function signOut() {
-  state.token = "";
-  localStorage.removeItem("bf_token");
-  showAccount();
-}
-
-async function authenticate(path) {
-  $("auth-error").textContent = "";
-  try {
-    const out = await api("POST", path, { username: $("username").value, password: $("password").value });
-    state.token = out.access_token;
-    state.username = out.user.username;
-    localStorage.setItem("bf_token", state.token);
-    localStorage.setItem("bf_user", state.username);
-    showAccount();
-  } catch (err) {
-    $("auth-error").textContent = err.message;
+  $("whoami").textContent = signedIn ? "signed in as " + session.username : "";
+  if (signedIn) {
+    loadRepositories().catch((err) => ($("repo-error").textContent = err.message));
+    loadModelInfo();
+  } else {
+    $("demo-banner").hidden = true;
   }
 }
 
-$("auth-form").addEventListener("submit", (e) => { e.preventDefault(); authenticate("/api/auth/signin"); });
-$("signup").addEventListener("click", () => authenticate("/api/auth/signup"));
-$("signout").addEventListener("click", signOut);
+function signOut() {
+  session.token = "";
+  localStorage.removeItem("bf_token");
+  mixer.clear();
+  ab.clear();
+  mergeAb.clear();
+  showAccount();
+}
+session.onSignedOut = signOut;
 
-function report(err) {
-  $("progress-label").textContent = "error: " + err.message;
-  console.error(err);
+async function authenticate(path) {
+  await act("auth-error", async () => {
+    const out = await api("POST", path, { username: $("username").value, password: $("password").value });
+    session.token = out.access_token;
+    session.username = out.user.username;
+    localStorage.setItem("bf_token", session.token);
+    localStorage.setItem("bf_user", session.username);
+    showAccount();
+  });
 }
 
-// ---- generation -------------------------------------------------------------
+$("auth-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  authenticate("/api/auth/signin");
+});
+$("signup").addEventListener("click", () => {
+  if ($("auth-form").reportValidity()) authenticate("/api/auth/signup");
+});
+$("signout").addEventListener("click", signOut);
+
+async function loadModelInfo() {
+  try {
+    const info = await api("GET", "/api/ai/model");
+    $("demo-text").textContent = info.notice;
+    $("demo-how").textContent = info.how_to_connect;
+    $("demo-banner").hidden = !info.random_weights;
+    if (info.max_variations) {
+      for (const opt of $("variations").options) opt.disabled = Number(opt.value) > info.max_variations;
+    }
+  } catch (err) {
+    $("demo-banner").hidden = true; // the generator is down: generation itself will say so
+  }
+}
+
+// ---- generation ---------------------------------------------------------------------
+
+function numberField(id) {
+  const raw = $(id).value;
+  return raw === "" ? undefined : Number(raw);
+}
 
 function generationBody() {
-  const body = { prompt: $("prompt").value || "music", duration: Number($("duration").value) || 8 };
-  if ($("bpm").value) body.bpm = Number($("bpm").value);
-  if ($("mood").value) body.mood = $("mood").value;
-  if ($("seed").value) body.seed = Number($("seed").value);
+  const body = { prompt: $("prompt").value.trim() || "music", duration: numberField("duration") || 8 };
+  const fields = { bpm: "bpm", seed: "seed", top_k: "top-k", top_p: "top-p", temperature: "temperature", guidance_scale: "guidance" };
+  for (const [name, id] of Object.entries(fields)) {
+    const v = numberField(id);
+    if (v !== undefined) body[name] = v;
+  }
+  if ($("mood").value.trim()) body.mood = $("mood").value.trim();
+  if ($("key").value.trim()) body.key = $("key").value.trim();
+  const variations = Number($("variations").value);
+  if (variations > 1) body.num_variations = variations;
   return body;
 }
 
-async function runGeneration(path, body) {
+function showProgress(bar, label, ev, queuePosition) {
+  bar.value = ev.progress || 0;
+  const pct = Math.round((ev.progress || 0) * 100);
+  let text = ev.status;
+  if (ev.status === "queued" && queuePosition > 0) text += ` · position ${queuePosition} in the queue`;
+  if (ev.stage) text += " · " + ev.stage;
+  label.textContent = `${text} · ${pct}%`;
+}
+
+async function runGeneration(path, body, caption) {
+  $("generate-error").textContent = "";
   $("generate").disabled = true;
+  $("hum-generate").disabled = true;
   $("cancel").hidden = false;
-  $("result").hidden = true;
+  const controller = new AbortController();
+  state.running = { taskId: "", controller, cancelRequested: false };
   try {
-    const key = crypto.randomUUID ? crypto.randomUUID() : String(Date.now()) + Math.random();
-    const task = await api("POST", path, body, { "Idempotency-Key": key });
-    state.running = task.task_id;
-    showProgress($("progress"), $("progress-label"), task);
-    const done = await followTask(task.task_id, (ev, data) => showProgress($("progress"), $("progress-label"), data));
+    const task = await api("POST", path, body, { "Idempotency-Key": idempotencyKey() });
+    state.running.taskId = task.task_id;
+    if (state.running.cancelRequested) cancelTask(task.task_id);
+    const position = task.queue_position;
+    showProgress($("progress"), $("progress-label"), task, position);
+    const done = await followTask(
+      task.task_id,
+      (ev) => showProgress($("progress"), $("progress-label"), ev, position),
+      controller.signal,
+    );
     showProgress($("progress"), $("progress-label"), done);
-    if (done.status !== "succeeded") {
-      $("progress-label").textContent = done.status + (done.error ? ": " + done.error : "");
+    if (done.status === "cancelled") {
+      $("progress-label").textContent = state.take ? "cancelled · the previous take is still here" : "cancelled";
       return;
     }
-    state.task = done;
-    const file = done.files.audio || Object.values(done.files)[0];
-    $("player").src = mediaUrl(file.download_url);
-    $("download").href = file.download_url + "?redirect=false&access_token=" + encodeURIComponent(state.token);
-    $("download").setAttribute("download", file.filename);
-    $("result").hidden = false;
-    $("analysis").textContent = "";
+    if (done.status !== "succeeded") {
+      $("generate-error").textContent = `generation ${done.status}: ${done.error || "no reason given"}`;
+      return;
+    }
+    await showTake(done, caption || body.prompt);
   } catch (err) {
-    report(err);
+    $("generate-error").textContent = err instanceof ApiError ? err.message : "generation stopped: " + err.message;
   } finally {
     state.running = null;
     $("generate").disabled = false;
+    $("hum-generate").disabled = !state.melodyBlob;
     $("cancel").hidden = true;
   }
 }
@@ -171,28 +203,79 @@ $("generate-form").addEventListener("submit", (e) => {
 });
 $("hum-generate").addEventListener("click", () => {
   const body = generationBody();
-  delete body.seed;
-  runGeneration("/api/ai/hum-to-beat", Object.assign({ melody_blob: state.melodyBlob }, body));
+  for (const k of ["key", "top_k", "top_p", "num_variations"]) delete body[k];
+  runGeneration("/api/ai/hum-to-beat", Object.assign({ melody_blob: state.melodyBlob }, body), "from your melody");
 });
+function cancelTask(taskId) {
+  $("progress-label").textContent = "cancelling…";
+  return act("generate-error", () => api("POST", "/api/ai/tasks/" + enc(taskId) + "/cancel"), $("cancel"));
+}
+// Cancel pressed before the task exists is remembered and sent as soon as the task id arrives.
 $("cancel").addEventListener("click", () => {
-  if (state.running) api("POST", "/api/ai/tasks/" + state.running + "/cancel").catch(report);
+  if (!state.running) return;
+  if (state.running.taskId) cancelTask(state.running.taskId);
+  else state.running.cancelRequested = true;
 });
-$("play").addEventListener("click", () => $("player").play().catch(report));
 
-$("analyze").addEventListener("click", async () => {
-  const file = state.task && (state.task.files.audio || Object.values(state.task.files)[0]);
-  if (!file) return;
-  $("analysis").textContent = "analyzing…";
-  try {
-    const out = await api("POST", "/api/ai/analyze-audio", { audio_blob: file.blob_key });
-    const a = out.analysis;
-    $("analysis").textContent = `${a.bpm.toFixed(1)} BPM · ${a.key} · ${a.loudness_lufs.toFixed(1)} LUFS · ${a.duration_s.toFixed(1)} s`;
-  } catch (err) {
-    $("analysis").textContent = "analysis failed: " + err.message;
+// A new take replaces the takes on screen; stems separated from an older take leave the mixer,
+// so nothing stale can be committed by mistake.
+async function showTake(task, caption) {
+  state.take = task;
+  if (state.mixSource && state.mixSource.kind === "task") clearMixer("A new take is ready: separate it to mix its stems.");
+  $("result").hidden = false;
+  $("result-caption").textContent = caption ? `“${caption}”` : "";
+  const box = $("takes");
+  box.innerHTML = "";
+  const files = Object.entries(task.files);
+  for (const [index, [name, file]] of files.entries()) {
+    const wave = el("div", { class: "wave-slot", "data-take": name });
+    const play = el("button", { type: "button", class: "secondary", text: "▶ Play" });
+    const take = el(
+      "article",
+      { class: "take", "data-take": name },
+      el("h3", { text: files.length > 1 ? `Take ${index + 1}` : "Take" }),
+      wave,
+      el(
+        "div",
+        { class: "row wrap" },
+        play,
+        el("a", { class: "button ghost", href: downloadHref(file.download_url, file.download_name), download: file.download_name, text: "Download" }),
+        el("button", { type: "button", class: "secondary", text: "Separate stems", onclick: (e) => separate(file, e.target) }),
+        el("button", { type: "button", class: "ghost", text: "Extend this take", onclick: () => extend(file) }),
+        el("button", { type: "button", class: "ghost", text: "Analyze", onclick: (e) => analyze(file, take, e.target) }),
+        el("button", { type: "button", text: "Commit take", onclick: (e) => commitTake(task, e.target) }),
+      ),
+      el("p", { class: "hint analysis" }),
+    );
+    box.append(take);
+    const ws = await playableWaveform(wave, file);
+    ws.on("play", () => (play.textContent = "❚❚ Pause"));
+    ws.on("pause", () => (play.textContent = "▶ Play"));
+    play.addEventListener("click", () => ws.playPause());
+    take.player = ws;
   }
-});
+}
 
-// ---- melody: upload or record ---------------------------------------------------
+function extend(file) {
+  const body = generationBody();
+  body.prompt_audio_blob = file.blob_key;
+  delete body.num_variations;
+  runGeneration("/api/ai/generate", body, "continued from the previous take");
+}
+
+async function analyze(file, take, button) {
+  const out = await act(
+    "result-error",
+    () => api("POST", "/api/ai/analyze-audio", { audio_blob: file.blob_key }),
+    button,
+  );
+  if (!out) return;
+  const a = out.analysis;
+  take.querySelector(".analysis").textContent =
+    `${a.bpm.toFixed(1)} BPM · ${a.key} · ${a.loudness_lufs.toFixed(1)} LUFS · ${a.duration_s.toFixed(1)} s`;
+}
+
+// ---- melody: upload or record ----------------------------------------------------------
 
 async function uploadMelody(blob) {
   $("melody-status").textContent = "uploading…";
@@ -201,10 +284,12 @@ async function uploadMelody(blob) {
     form.append("file", blob, "melody");
     const out = await api("POST", "/api/audio/upload", form);
     state.melodyBlob = out.blob_key;
-    $("melody-player").src = mediaUrl(out.download_url);
-    $("melody-player").hidden = false;
-    $("hum-generate").disabled = false;
+    $("hum-generate").disabled = Boolean(state.running);
     $("melody-status").textContent = `melody ready: ${out.duration_s.toFixed(1)} s ${out.content_type}`;
+    const slot = $("melody-wave");
+    slot.innerHTML = "";
+    slot.hidden = false;
+    await playableWaveform(slot, out, { height: 40 });
   } catch (err) {
     $("melody-status").textContent = "upload refused: " + err.message;
   }
@@ -215,30 +300,6 @@ $("melody-file").addEventListener("change", () => {
   if (file) uploadMelody(file);
 });
 
-// Encode decoded PCM as 16-bit WAV (recordings come as WebM/Opus, which the gateway does not take).
-function wavFromBuffer(buffer) {
-  const channels = Math.min(buffer.numberOfChannels, 2);
-  const frames = buffer.length;
-  const data = new DataView(new ArrayBuffer(44 + frames * channels * 2));
-  const text = (off, s) => { for (let i = 0; i < s.length; i++) data.setUint8(off + i, s.charCodeAt(i)); };
-  text(0, "RIFF"); data.setUint32(4, 36 + frames * channels * 2, true); text(8, "WAVE");
-  text(12, "fmt "); data.setUint32(16, 16, true); data.setUint16(20, 1, true); data.setUint16(22, channels, true);
-  data.setUint32(24, buffer.sampleRate, true); data.setUint32(28, buffer.sampleRate * channels * 2, true);
-  data.setUint16(32, channels * 2, true); data.setUint16(34, 16, true);
-  text(36, "data"); data.setUint32(40, frames * channels * 2, true);
-  let off = 44;
-  const chans = [];
-  for (let c = 0; c < channels; c++) chans.push(buffer.getChannelData(c));
-  for (let i = 0; i < frames; i++) {
-    for (let c = 0; c < channels; c++) {
-      const s = Math.max(-1, Math.min(1, chans[c][i]));
-      data.setInt16(off, s < 0 ? s * 0x8000 : s * 0x7fff, true);
-      off += 2;
-    }
-  }
-  return new Blob([data.buffer], { type: "audio/wav" });
-}
-
 let recorder = null;
 $("record").addEventListener("click", async () => {
   try {
@@ -248,8 +309,10 @@ $("record").addEventListener("click", async () => {
     recorder.ondataavailable = (e) => chunks.push(e.data);
     recorder.onstop = async () => {
       stream.getTracks().forEach((t) => t.stop());
+      // Recordings come as WebM/Opus, which the gateway does not take: send 16-bit WAV.
       const ctx = new AudioContext();
       const decoded = await ctx.decodeAudioData(await new Blob(chunks).arrayBuffer());
+      ctx.close();
       uploadMelody(wavFromBuffer(decoded));
     };
     recorder.start();
@@ -257,7 +320,7 @@ $("record").addEventListener("click", async () => {
     $("stop-record").hidden = false;
     $("melody-status").textContent = "recording… hum your melody";
   } catch (err) {
-    $("melody-status").textContent = "no microphone: " + err.message;
+    $("melody-status").textContent = "no microphone available: " + err.message;
   }
 });
 $("stop-record").addEventListener("click", () => {
@@ -266,170 +329,749 @@ $("stop-record").addEventListener("click", () => {
   $("stop-record").hidden = true;
 });
 
-// ---- stems --------------------------------------------------------------------
+// ---- separation and the mixer ----------------------------------------------------------------
 
-$("separate").addEventListener("click", async () => {
-  const file = state.task && (state.task.files.audio || Object.values(state.task.files)[0]);
-  if (!file) return;
-  $("stems").innerHTML = "";
-  try {
-    const task = await api("POST", "/api/ai/separate-stems", { audio_blob: file.blob_key });
-    const done = await followTask(task.task_id, (ev, data) => showProgress($("stems-progress"), $("stems-label"), data));
-    showProgress($("stems-progress"), $("stems-label"), done);
-    if (done.status !== "succeeded") return;
-    state.stemsTask = done;
-    for (const [name, f] of Object.entries(done.files)) {
-      const li = document.createElement("li");
-      const label = document.createElement("strong");
-      label.textContent = name;
-      const audio = document.createElement("audio");
-      audio.controls = true;
-      audio.src = mediaUrl(f.download_url);
-      audio.dataset.stem = name;
-      li.append(label, audio);
-      $("stems").append(li);
-    }
-  } catch (err) {
-    $("stems-label").textContent = "error: " + err.message;
+async function separate(file, button) {
+  $("stems-progress-wrap").hidden = false;
+  await act(
+    "mixer-error",
+    async () => {
+      const task = await api("POST", "/api/ai/separate-stems", { audio_blob: file.blob_key }, { "Idempotency-Key": idempotencyKey() });
+      const done = await followTask(task.task_id, (ev) => showProgress($("stems-progress"), $("stems-label"), ev, task.queue_position));
+      showProgress($("stems-progress"), $("stems-label"), done);
+      if (done.status !== "succeeded") throw new Error(`separation ${done.status}: ${done.error || "no reason given"}`);
+      const stems = Object.entries(done.files).map(([name, f]) => ({ name, blob_key: f.blob_key, download_url: f.download_url, download_name: f.download_name }));
+      await openMixer(stems, { kind: "task", task: done, take: state.take }, "Stems of the current take (not committed yet)");
+    },
+    button,
+  );
+}
+
+function clearMixer(message) {
+  mixer.clear();
+  state.mixSource = null;
+  $("mixer").innerHTML = "";
+  $("transport").hidden = true;
+  $("mixer-actions").hidden = true;
+  $("mixer-source").textContent = message;
+  waveRows = [];
+}
+
+async function openMixer(stems, source, caption) {
+  clearMixer("loading stems…");
+  state.mixSource = source;
+  const box = $("mixer");
+  const rows = stems.map((stem) => mixerRow(stem));
+  box.append(...rows.map((r) => r.row));
+  const loaded = await mixer.load(stems);
+  if (!loaded) return;
+  waveRows = await Promise.all(
+    rows.map(async (r) => ({ name: r.stem.name, view: await drawWaveform(r.wave, r.stem.blob_key, { onSeek: (t) => mixer.seek(t) }) })),
+  );
+  $("mixer-source").textContent = caption;
+  $("transport").hidden = false;
+  $("mixer-actions").hidden = false;
+  $("commit-stems").hidden = source.kind !== "task";
+  $("stems-message").hidden = source.kind !== "task";
+  $("replace-row").hidden = !(source.kind === "commit" && state.repo);
+  const select = $("replace-stem");
+  select.innerHTML = "";
+  for (const stem of stems) select.append(el("option", { value: stem.name, text: stem.name }));
+  renderTransport();
+}
+
+function mixerRow(stem) {
+  const name = stem.name;
+  const mute = el("button", { type: "button", class: "toggle mute", "aria-pressed": "false", title: `Mute ${name}`, text: "M" });
+  const solo = el("button", { type: "button", class: "toggle solo", "aria-pressed": "false", title: `Solo ${name}`, text: "S" });
+  const volume = el("input", { type: "range", min: "0", max: "1.5", step: "0.05", value: "1", "aria-label": `${name} volume` });
+  mute.addEventListener("click", () => mixer.set(name, { mute: !mixer.track(name).mute }));
+  solo.addEventListener("click", () => mixer.set(name, { solo: !mixer.track(name).solo }));
+  volume.addEventListener("input", () => mixer.set(name, { volume: Number(volume.value) }));
+  const wave = el("div", { class: "wave-slot" });
+  const row = el(
+    "div",
+    { class: "stem-row", "data-stem": name },
+    el("div", { class: "stem-controls" }, el("strong", { class: "stem-name", text: name }), el("span", { class: "toggles" }, mute, solo), volume),
+    wave,
+  );
+  return { row, wave, stem };
+}
+
+function renderTransport() {
+  const position = mixer.position();
+  $("mix-time").textContent = `${formatTime(position)} / ${formatTime(mixer.duration)}`;
+  $("mix-play").textContent = mixer.playing ? "❚❚ Pause" : "▶ Play";
+  $("mix-play").setAttribute("aria-label", mixer.playing ? "Pause" : "Play");
+  for (const t of mixer.tracks) {
+    const row = document.querySelector(`.stem-row[data-stem="${CSS.escape(t.name)}"]`);
+    if (!row) continue;
+    row.querySelector(".mute").setAttribute("aria-pressed", String(t.mute));
+    row.querySelector(".solo").setAttribute("aria-pressed", String(t.solo));
+    row.classList.toggle("silent", !mixer.audible(t));
   }
+  for (const w of waveRows) w.view.show(position);
+}
+mixer.onChange(renderTransport);
+
+$("mix-play").addEventListener("click", () => mixer.toggle());
+document.addEventListener("keydown", (e) => {
+  if (e.code !== "Space" || e.repeat) return;
+  const target = e.target;
+  if (target.closest && target.closest("input, textarea, select, button, a, [contenteditable]")) return;
+  if (!mixer.tracks.length) return;
+  e.preventDefault();
+  mixer.toggle();
 });
 
-// ---- repositories and commits --------------------------------------------------------
+$("mix-download").addEventListener("click", (e) =>
+  act(
+    "mixer-error",
+    async () => {
+      const rendered = await mixer.renderMix();
+      const url = URL.createObjectURL(wavFromBuffer(rendered));
+      const audible = mixer.tracks.filter((t) => mixer.audible(t)).map((t) => t.name);
+      const base = state.mixSource && state.mixSource.kind === "commit" ? shortId(state.mixSource.commit.id) : "take";
+      const link = el("a", { href: url, download: `mix-${audible.join("-") || "silence"}-${base}.wav` });
+      document.body.append(link);
+      link.click();
+      link.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 60_000);
+    },
+    e.target,
+  ),
+);
+
+// ---- committing -----------------------------------------------------------------------
+
+function requireRepo() {
+  if (!state.repo) throw new ApiError(400, { detail: "choose or create a repository first (Repository panel)" });
+}
+
+function branchHead(name) {
+  const ref = state.refs.find((r) => !r.is_tag && r.name === name);
+  return ref ? ref.commit_id : "";
+}
+
+// Commit to the current branch, on top of its head as the studio last saw it (a branch that moved
+// meanwhile is refused rather than overwritten).
+async function commitToBranch(body) {
+  requireRepo();
+  const payload = Object.assign({ branch: state.branch }, body);
+  const head = branchHead(state.branch);
+  if (head) payload.parent_commit_id = head;
+  const commit = await api("POST", "/api/vcs/commit/" + state.repo.id, payload);
+  await refreshRepo();
+  await viewCommit(commit);
+  return commit;
+}
+
+async function commitTake(task, button) {
+  await act(
+    "result-error",
+    async () => {
+      const commit = await commitToBranch({ message: `Take: ${$("prompt").value.trim() || "generation"}`.slice(0, 200), from_task: task.task_id, inherit_stems: true });
+      $("result-error").textContent = "";
+      $("result-caption").textContent = `committed as ${shortId(commit.id)} on ${state.branch}`;
+    },
+    button,
+  );
+}
+
+$("commit-stems").addEventListener("click", (e) =>
+  act(
+    "mixer-error",
+    async () => {
+      const source = state.mixSource;
+      if (!source || source.kind !== "task") throw new ApiError(400, { detail: "separate a take first" });
+      await commitToBranch({ message: $("stems-message").value.trim() || "Stems", from_task: source.task.task_id, inherit_stems: true });
+      $("stems-message").value = "";
+    },
+    e.target,
+  ),
+);
+
+// "New drums": upload one stem's replacement and commit it over the branch head, keeping the rest.
+$("replace-file").addEventListener("change", (e) =>
+  act("mixer-error", async () => {
+    const file = $("replace-file").files[0];
+    if (!file) return;
+    requireRepo();
+    const name = $("replace-stem").value;
+    const form = new FormData();
+    form.append("file", file, file.name);
+    const up = await api("POST", "/api/audio/upload", form);
+    await commitToBranch({ message: `New ${name}`, stems: [{ name, blob_key: up.blob_key }], inherit_stems: true });
+    $("replace-file").value = "";
+  }),
+);
+
+// ---- repositories, branches, tags, collaborators ------------------------------------------------
 
 async function loadRepositories(selectId) {
   const out = await api("GET", "/api/repositories");
   const select = $("repo-select");
   const current = selectId || select.value;
-  select.innerHTML = '<option value="">— choose a repository —</option>';
+  select.innerHTML = "";
+  select.append(el("option", { value: "", text: "— choose a repository —" }));
   for (const repo of out.repositories) {
-    const opt = document.createElement("option");
-    opt.value = repo.id;
-    opt.textContent = `${repo.owner_username}/${repo.name}` + (repo.forked_from_id ? " (fork)" : "");
-    select.append(opt);
+    const label = `${repo.owner_username}/${repo.name}` + (repo.forked_from_id ? " (fork)" : "");
+    select.append(el("option", { value: repo.id, text: label }));
   }
   select.value = current || "";
-  if (select.value) await loadHistory();
+  await selectRepo(select.value);
 }
 
-$("repo-select").addEventListener("change", () => loadHistory().catch(report));
-$("create-repo").addEventListener("click", async () => {
-  try {
-    const repo = await api("POST", "/api/repositories/create", { name: $("repo-name").value });
-    $("repo-name").value = "";
-    await loadRepositories(repo.id);
-  } catch (err) {
-    $("commit-status").textContent = "error: " + err.message;
-  }
-});
-
-async function commitTask(task) {
-  const repoId = $("repo-select").value;
-  if (!repoId || !task) {
-    $("commit-status").textContent = repoId ? "nothing to commit yet" : "choose or create a repository first";
+async function selectRepo(repoId) {
+  state.view = null;
+  state.repo = null;
+  state.branch = "";
+  $("fork").disabled = !repoId;
+  $("repo-details").hidden = !repoId;
+  if (!repoId) {
+    renderGraph(null);
+    $("merge-panel").hidden = true;
+    $("compare-panel").hidden = true;
     return;
   }
+  state.repo = await api("GET", "/api/repositories/" + repoId);
+  state.branch = state.repo.default_branch;
+  await refreshRepo();
+  const head = branchHead(state.branch);
+  if (head) await viewCommit(await getCommit(head));
+}
+
+async function refreshRepo() {
+  if (!state.repo) return;
+  const id = state.repo.id;
+  const [branches, tags, graph] = await Promise.all([
+    api("GET", `/api/repositories/${id}/branches`),
+    api("GET", `/api/repositories/${id}/tags`),
+    api("GET", `/api/vcs/graph/${id}`),
+  ]);
+  state.refs = branches.refs.concat(tags.refs);
+  state.graph = graph;
+  const select = $("branch-select");
+  select.innerHTML = "";
+  const names = branches.refs.map((r) => r.name);
+  if (!names.includes(state.branch)) names.unshift(state.branch); // the default branch before its first commit
+  for (const name of names) select.append(el("option", { value: name, text: name + (branchHead(name) ? "" : " (no commits yet)") }));
+  select.value = state.branch;
+  $("merge-into").textContent = state.branch;
+  const from = $("merge-from");
+  from.innerHTML = "";
+  for (const r of branches.refs) if (r.name !== state.branch) from.append(el("option", { value: r.name, text: r.name }));
+  $("merge-run").disabled = !from.options.length;
+  $("merge-panel").hidden = branches.refs.length < 2;
+  $("compare-panel").hidden = graph.nodes.length < 2;
+  const tagList = $("tags");
+  tagList.innerHTML = "";
+  for (const t of tags.refs) tagList.append(el("li", { class: "chip", title: t.commit_id, text: `${t.name} → ${shortId(t.commit_id)}` }));
+  if (!tags.refs.length) tagList.append(el("li", { class: "hint", text: "no tags yet" }));
+  renderGraph(graph);
+  fillCompareSelects();
+  loadCollaborators();
+}
+
+async function getCommit(id) {
+  return api("GET", `/api/vcs/commit/${id}?repo_id=${state.repo.id}`);
+}
+
+$("repo-select").addEventListener("change", () => act("repo-error", () => selectRepo($("repo-select").value)));
+$("create-repo").addEventListener("click", (e) =>
+  act(
+    "repo-error",
+    async () => {
+      const name = $("repo-name").value.trim();
+      if (!name) throw new ApiError(400, { detail: "give the repository a name" });
+      const repo = await api("POST", "/api/repositories/create", { name });
+      $("repo-name").value = "";
+      await loadRepositories(repo.id);
+    },
+    e.target,
+  ),
+);
+$("fork").addEventListener("click", (e) =>
+  act(
+    "repo-error",
+    async () => {
+      const fork = await api("POST", "/api/vcs/fork", { repo_id: state.repo.id, name: `${state.repo.name}-fork-${Date.now().toString(36).slice(-4)}` });
+      await loadRepositories(fork.id);
+    },
+    e.target,
+  ),
+);
+
+$("branch-select").addEventListener("change", () =>
+  act("branch-error", async () => {
+    state.branch = $("branch-select").value;
+    await refreshRepo();
+    const head = branchHead(state.branch);
+    if (head) await viewCommit(await getCommit(head));
+  }),
+);
+$("branch-create").addEventListener("click", (e) =>
+  act(
+    "branch-error",
+    async () => {
+      const name = $("branch-name").value.trim();
+      if (!name) throw new ApiError(400, { detail: "name the new branch" });
+      if (!state.view) throw new ApiError(400, { detail: "open a commit first: the branch starts from the commit in view" });
+      await api("POST", `/api/repositories/${state.repo.id}/branches`, { name, from_ref: state.view.id });
+      state.branch = name;
+      $("branch-name").value = "";
+      await refreshRepo();
+    },
+    e.target,
+  ),
+);
+$("branch-rename-go").addEventListener("click", (e) =>
+  act(
+    "branch-error",
+    async () => {
+      const newName = $("branch-rename").value.trim();
+      if (!newName) throw new ApiError(400, { detail: "type the branch's new name" });
+      await api("PATCH", `/api/repositories/${state.repo.id}/branches/${state.branch}`, { new_name: newName });
+      state.branch = newName;
+      $("branch-rename").value = "";
+      await refreshRepo();
+    },
+    e.target,
+  ),
+);
+$("branch-delete").addEventListener("click", (e) =>
+  act(
+    "branch-error",
+    async () => {
+      if (state.branch === state.repo.default_branch) throw new ApiError(400, { detail: "the default branch cannot be deleted; switch to another branch to delete it" });
+      await api("DELETE", `/api/repositories/${state.repo.id}/branches/${state.branch}`);
+      state.branch = state.repo.default_branch;
+      await refreshRepo();
+    },
+    e.target,
+  ),
+);
+$("tag-create").addEventListener("click", (e) =>
+  act(
+    "branch-error",
+    async () => {
+      const name = $("tag-name").value.trim();
+      if (!name) throw new ApiError(400, { detail: "name the tag" });
+      if (!state.view) throw new ApiError(400, { detail: "open a commit to tag first" });
+      await api("POST", `/api/repositories/${state.repo.id}/tags`, { name, target: state.view.id });
+      $("tag-name").value = "";
+      await refreshRepo();
+    },
+    e.target,
+  ),
+);
+
+async function loadCollaborators() {
+  const list = $("collaborators");
   try {
-    const body = { message: $("commit-message").value || "Commit from the studio", from_task: task.task_id, inherit_stems: true };
-    if ($("branch").value) body.branch = $("branch").value;
-    const commit = await api("POST", "/api/vcs/commit/" + repoId, body);
-    $("commit-status").textContent = `committed ${commit.id.slice(0, 10)} with ${commit.stems.length} stem(s)`;
-    await loadHistory();
+    const out = await api("GET", `/api/repositories/${state.repo.id}/collaborators`);
+    list.innerHTML = "";
+    for (const c of out.collaborators) list.append(el("li", { text: `${c.username} · ${c.role}` }));
   } catch (err) {
-    $("commit-status").textContent = "error: " + err.message;
+    list.innerHTML = "";
+    list.append(el("li", { class: "hint", text: "only the owner sees collaborators" }));
   }
 }
-$("commit").addEventListener("click", () => commitTask(state.task));
-$("commit-stems").addEventListener("click", () => commitTask(state.stemsTask));
+$("collab-grant").addEventListener("click", (e) =>
+  act(
+    "branch-error",
+    async () => {
+      const username = $("collab-name").value.trim();
+      if (!username) throw new ApiError(400, { detail: "type the username to grant access to" });
+      await api("PUT", `/api/repositories/${state.repo.id}/collaborators/${enc(username)}`, { role: $("collab-role").value });
+      $("collab-name").value = "";
+      await loadCollaborators();
+    },
+    e.target,
+  ),
+);
 
-// ---- history graph -------------------------------------------------------------------
+// ---- history graph ------------------------------------------------------------------------
 
-const LANE_COLORS = ["#4f5bd5", "#17a589", "#d68910", "#c0392b", "#8e44ad", "#2e86c1"];
+const LANE_COLORS = ["#3f4bc4", "#0f8a6f", "#b25d00", "#b3261e", "#7b3fa0", "#1f6aa5"];
 const SVG = "http://www.w3.org/2000/svg";
 
 function svgEl(name, attrs, text) {
-  const el = document.createElementNS(SVG, name);
-  for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, v);
-  if (text !== undefined) el.textContent = text;
-  return el;
+  const node = document.createElementNS(SVG, name);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  if (text !== undefined) node.textContent = text;
+  return node;
 }
 
-async function loadHistory() {
-  const repoId = $("repo-select").value;
+function renderGraph(g) {
   const svg = $("graph");
   svg.innerHTML = "";
-  state.selected = [];
-  $("compare-label").textContent = "";
-  $("diff").tBodies[0].innerHTML = "";
-  if (!repoId) return;
-  const g = await api("GET", "/api/vcs/graph/" + repoId);
-  const row = 34, lane = 22, left = 16;
-  const textX = left + Math.max(1, g.lanes) * lane + 10;
-  svg.setAttribute("height", Math.max(40, g.nodes.length * row + 10));
-  svg.setAttribute("width", 720);
+  if (!g || !g.nodes.length) {
+    svg.setAttribute("height", 30);
+    svg.append(svgEl("text", { x: 4, y: 20, class: "empty" }, g ? "No commits yet: commit a take or stems." : "Choose a repository."));
+    return;
+  }
+  const row = 44, lane = 18, left = 12;
+  const textX = left + Math.max(1, g.lanes) * lane + 6;
+  svg.setAttribute("height", g.nodes.length * row + 8);
+  svg.setAttribute("width", Math.max(300, $("graph-wrap").clientWidth - 4));
   const pos = {};
-  for (const n of g.nodes) pos[n.commit.id] = { x: left + n.lane * lane, y: 20 + n.row * row, lane: n.lane };
+  for (const n of g.nodes) pos[n.commit.id] = { x: left + n.lane * lane, y: 18 + n.row * row, lane: n.lane };
   for (const e of g.edges) {
     const a = pos[e.child], b = pos[e.parent];
     if (!a || !b) continue;
-    const midY = b.y - row / 2;
-    const d = a.x === b.x ? `M${a.x},${a.y} L${b.x},${b.y}` : `M${a.x},${a.y} C${a.x},${midY} ${b.x},${a.y + row / 2} ${b.x},${b.y}`;
+    const d = a.x === b.x ? `M${a.x},${a.y} L${b.x},${b.y}` : `M${a.x},${a.y} C${a.x},${a.y + row / 2} ${b.x},${b.y - row / 2} ${b.x},${b.y}`;
     svg.append(svgEl("path", { d, fill: "none", stroke: LANE_COLORS[Math.max(a.lane, b.lane) % LANE_COLORS.length], "stroke-width": 2 }));
   }
   const refsAt = {};
-  for (const r of g.refs) (refsAt[r.commit_id] = refsAt[r.commit_id] || []).push(r.is_tag ? "tag: " + r.name : r.name);
+  for (const r of g.refs) (refsAt[r.commit_id] = refsAt[r.commit_id] || []).push(r);
   for (const n of g.nodes) {
     const p = pos[n.commit.id];
-    const circle = svgEl("circle", { cx: p.x, cy: p.y, r: 7, fill: LANE_COLORS[n.lane % LANE_COLORS.length], class: "node", "data-commit": n.commit.id });
-    circle.append(svgEl("title", {}, n.commit.id));
-    circle.addEventListener("click", () => pickCommit(n.commit.id, circle));
-    svg.append(circle);
+    const group = svgEl("g", { class: "commit", tabindex: 0, role: "listitem", "data-commit": n.commit.id, "aria-label": `Commit ${commitLabel(n.commit)}` });
+    group.append(svgEl("rect", { x: 0, y: p.y - 17, width: "100%", height: row - 4, class: "hit", rx: 6 }));
+    group.append(svgEl("circle", { cx: p.x, cy: p.y, r: 6, fill: LANE_COLORS[n.lane % LANE_COLORS.length], class: "node" }));
     let x = textX;
-    for (const name of refsAt[n.commit.id] || []) {
-      const t = svgEl("text", { x, y: p.y + 4, class: "ref" }, `[${name}]`);
-      svg.append(t);
-      x += 10 + 7.5 * (name.length + 2);
+    svg.append(group);
+    for (const r of refsAt[n.commit.id] || []) {
+      const label = r.is_tag ? "tag " + r.name : r.name;
+      const pill = svgEl("rect", { x, y: p.y - 15, width: 10, height: 15, rx: 7, class: r.is_tag ? "tag-pill" : r.name === state.branch ? "ref-pill current" : "ref-pill" });
+      const text = svgEl("text", { x: x + 6, y: p.y - 4, class: "ref" }, label);
+      group.append(pill, text);
+      const width = text.getComputedTextLength() + 12;
+      pill.setAttribute("width", width);
+      x += width + 6;
     }
-    const stems = n.commit.stems.map((s) => s.name).join(", ");
-    svg.append(svgEl("text", { x, y: p.y + 4 }, `${n.commit.id.slice(0, 8)}  ${n.commit.message}  — ${n.commit.author_username}  (${stems})`));
+    group.append(svgEl("text", { x, y: p.y - 4, class: "message" }, n.commit.message.length > 40 ? n.commit.message.slice(0, 39) + "…" : n.commit.message));
+    const stems = n.commit.stems.length === 1 ? n.commit.stems[0].name : `${n.commit.stems.length} stems`;
+    group.append(svgEl("text", { x: textX, y: p.y + 13, class: "meta" }, `${shortId(n.commit.id)} · ${n.commit.author_username} · ${stems}`));
+    const open = () => act("history-error", async () => viewCommit(await getCommit(n.commit.id)));
+    group.addEventListener("click", open);
+    group.addEventListener("keydown", (e) => {
+      if (e.key === "Enter" || e.key === " ") {
+        e.preventDefault();
+        open();
+      }
+    });
+  }
+  markViewed();
+}
+
+function markViewed() {
+  for (const g of document.querySelectorAll("#graph .commit")) g.classList.toggle("selected", Boolean(state.view) && g.dataset.commit === state.view.id);
+}
+
+// The commit in view: shown in the history, opened in the mixer, the start of new branches.
+async function viewCommit(commit) {
+  state.view = commit;
+  markViewed();
+  $("commit-view").hidden = false;
+  $("view-message").textContent = commit.message;
+  const md = commit.metadata;
+  const bits = [shortId(commit.id), commit.author_username, when(commit.timestamp)];
+  if (md.bpm) bits.push(`${md.bpm} BPM`);
+  if (md.key) bits.push(md.key);
+  $("view-meta").textContent = bits.join(" · ");
+  $("view-compare").disabled = !commit.parent_ids.length;
+  $("view-regenerate").disabled = !(md.generation && md.generation.prompt !== undefined);
+  $("stems-progress-wrap").hidden = true;
+  if (commit.stems.length) {
+    await openMixer(commit.stems, { kind: "commit", commit }, `Commit ${commitLabel(commit)} on ${state.branch}`);
+  } else {
+    clearMixer(`Commit ${commitLabel(commit)} has no stems.`);
   }
 }
 
-async function pickCommit(id, circle) {
-  if (state.selected.length === 2) {
-    for (const el of document.querySelectorAll("#graph .node.selected")) el.classList.remove("selected");
-    state.selected = [];
+$("view-open").addEventListener("click", (e) => act("history-error", async () => state.view && viewCommit(state.view), e.target));
+$("view-compare").addEventListener("click", () => {
+  if (!state.view || !state.view.parent_ids.length) return;
+  $("compare-a").value = state.view.parent_ids[0];
+  $("compare-b").value = state.view.id;
+  runCompare();
+  $("compare-panel").scrollIntoView({ behavior: "smooth", block: "start" });
+});
+$("view-revert").addEventListener("click", (e) =>
+  act(
+    "history-error",
+    async () => {
+      const target = state.view;
+      const payload = { commit_id: target.id, branch: state.branch, message: `Revert “${target.message}”` };
+      const head = branchHead(state.branch);
+      if (head) payload.expected_head = head;
+      const commit = await api("POST", `/api/vcs/revert/${state.repo.id}`, payload);
+      await refreshRepo();
+      await viewCommit(commit);
+    },
+    e.target,
+  ),
+);
+$("view-regenerate").addEventListener("click", () => {
+  const g = (state.view && state.view.metadata.generation) || {};
+  const hints = g.hints || {};
+  const sampling = g.sampling || {};
+  const set = (id, v) => ($(id).value = v === undefined || v === null || v === 0 ? "" : v);
+  set("prompt", g.prompt);
+  set("bpm", hints.bpm);
+  set("mood", hints.mood);
+  set("key", hints.key);
+  set("duration", g.duration_s);
+  set("seed", g.seed);
+  set("top-k", sampling.top_k);
+  set("top-p", sampling.top_p);
+  set("temperature", sampling.temperature);
+  set("guidance", sampling.guidance_scale);
+  $("generate-panel").scrollIntoView({ behavior: "smooth", block: "start" });
+  $("prompt").focus();
+});
+
+// ---- compare ---------------------------------------------------------------------------
+
+function fillCompareSelects() {
+  const nodes = state.graph ? state.graph.nodes : [];
+  for (const id of ["compare-a", "compare-b"]) {
+    const select = $(id);
+    const keep = select.value;
+    select.innerHTML = "";
+    for (const n of nodes) select.append(el("option", { value: n.commit.id, text: commitLabel(n.commit) }));
+    if (keep && nodes.some((n) => n.commit.id === keep)) select.value = keep;
   }
-  state.selected.push(id);
-  circle.classList.add("selected");
-  if (state.selected.length < 2) {
-    $("compare-label").textContent = "base " + id.slice(0, 8) + " — pick another commit";
-    return;
+  if (nodes.length > 1 && $("compare-a").value === $("compare-b").value) $("compare-a").value = nodes[1].commit.id;
+}
+
+$("compare-run").addEventListener("click", () => runCompare());
+
+async function runCompare() {
+  await act("compare-error", async () => {
+    const a = $("compare-a").value, b = $("compare-b").value;
+    if (!a || !b) throw new ApiError(400, { detail: "pick two commits to compare" });
+    const [diff, commitA, commitB] = await Promise.all([
+      api("GET", `/api/vcs/diff/${state.repo.id}?base=${enc(a)}&head=${enc(b)}`),
+      getCommit(a),
+      getCommit(b),
+    ]);
+    state.compare = { a: commitA, b: commitB, diff, stem: null };
+    renderCompare();
+  });
+}
+
+// One row per stem: A and B side by side. Each row carries data-stem and an .annotations slot,
+// where comments and perceptual-diff regions can be attached.
+function renderCompare() {
+  const { a, b, diff } = state.compare;
+  $("compare-view").hidden = false;
+  const stemsA = Object.fromEntries(a.stems.map((s) => [s.name, s]));
+  const stemsB = Object.fromEntries(b.stems.map((s) => [s.name, s]));
+  const box = $("compare-stems");
+  box.innerHTML = "";
+  abWaves = [];
+  box.append(el("div", { class: "compare-head" }, el("span"), el("span", { text: "A · " + commitLabel(a) }), el("span", { text: "B · " + commitLabel(b) })));
+  for (const s of diff.stems) {
+    const cellA = el("div", { class: "wave-slot" });
+    const cellB = el("div", { class: "wave-slot" });
+    const pick = el("button", { type: "button", class: "ghost listen", text: "Listen", "aria-label": `Listen to ${s.name} A/B` });
+    const row = el(
+      "div",
+      { class: `compare-row change-${s.change}`, "data-stem": s.name },
+      el("div", { class: "compare-name" }, el("strong", { text: s.name }), el("span", { class: "badge", text: s.change }), pick),
+      cellA,
+      cellB,
+      el("div", { class: "annotations" }),
+    );
+    box.append(row);
+    pick.addEventListener("click", () => selectAbStem(s.name));
+    for (const [cell, stem] of [[cellA, stemsA[s.name]], [cellB, stemsB[s.name]]]) {
+      if (stem) {
+        drawWaveform(cell, stem.blob_key, { height: 48, onSeek: (t) => { if (state.compare.stem !== s.name) selectAbStem(s.name, t); else ab.seek(t); } })
+          .then((view) => abWaves.push({ stem: s.name, view }))
+          .catch(() => (cell.textContent = "waveform unavailable"));
+      } else {
+        cell.append(el("span", { class: "absent", text: "— not in this commit —" }));
+      }
+    }
   }
-  const [base, head] = state.selected;
-  $("compare-label").textContent = `${base.slice(0, 8)} → ${head.slice(0, 8)}`;
-  const d = await api("GET", `/api/vcs/diff/${$("repo-select").value}?base=${base}&head=${head}`);
   const body = $("diff").tBodies[0];
   body.innerHTML = "";
-  for (const s of d.stems) {
-    const tr = document.createElement("tr");
-    tr.className = "change-" + s.change;
-    for (const v of [s.name, s.change, (s.base_blob || "").slice(0, 8), (s.head_blob || "").slice(0, 8)]) {
-      const td = document.createElement("td");
-      td.textContent = v;
-      tr.append(td);
-    }
-    body.append(tr);
+  for (const s of diff.stems) {
+    const cellFor = (blob, stems) => {
+      const stem = Object.values(stems).find((x) => x.blob_key === blob);
+      return blob ? `${stem ? stem.name : s.name} (${shortId(blob)})` : "—";
+    };
+    body.append(el("tr", { class: "change-" + s.change }, el("th", { scope: "row", text: s.name }), el("td", { text: s.change }), el("td", { text: cellFor(s.base_blob, stemsA) }), el("td", { text: cellFor(s.head_blob, stemsB) })));
   }
-  for (const m of d.metadata) {
-    const tr = document.createElement("tr");
-    const short = (v) => (v.length > 48 ? v.slice(0, 47) + "…" : v);
-    for (const v of [m.field, "metadata", short(m.base_value), short(m.head_value)]) {
-      const td = document.createElement("td");
-      td.textContent = v;
-      tr.append(td);
+  const meta = $("diff-meta").tBodies[0];
+  meta.innerHTML = "";
+  const short = (v) => (v.length > 60 ? v.slice(0, 59) + "…" : v || "—");
+  for (const m of diff.metadata) meta.append(el("tr", {}, el("th", { scope: "row", text: m.field }), el("td", { text: short(m.base_value) }), el("td", { text: short(m.head_value) })));
+  if (!diff.metadata.length) meta.append(el("tr", {}, el("td", { colspan: 3, class: "hint", text: "no setting changed" })));
+  const first = diff.stems.find((s) => s.change !== "unchanged") || diff.stems[0];
+  if (first) selectAbStem(first.name);
+}
+
+// Load both versions of one stem into the A/B engine; they play in sync and the switch only
+// changes which one is heard, so the playhead stays where it is.
+async function selectAbStem(name, seekTo) {
+  const { a, b } = state.compare;
+  const wasPlaying = ab.playing;
+  const position = seekTo !== undefined ? seekTo : ab.position();
+  const tracks = [];
+  const sa = a.stems.find((s) => s.name === name), sb = b.stems.find((s) => s.name === name);
+  if (sa) tracks.push({ name: "A", download_url: sa.download_url });
+  if (sb) tracks.push({ name: "B", download_url: sb.download_url });
+  state.compare.stem = name;
+  $("ab-stem").textContent = `listening to “${name}”` + (sa && sb ? "" : sa ? " (only in A)" : " (only in B)");
+  for (const row of document.querySelectorAll(".compare-row")) row.classList.toggle("listening", row.dataset.stem === name);
+  await act("compare-error", async () => {
+    if (!(await ab.load(tracks))) return;
+    setAbSide(abSide);
+    ab.seek(Math.min(position, ab.duration));
+    if (wasPlaying) await ab.play();
+  });
+}
+
+function setAbSide(side) {
+  abSide = side;
+  for (const t of ab.tracks) ab.set(t.name, { mute: t.name !== side });
+  $("ab-a").setAttribute("aria-checked", String(side === "A"));
+  $("ab-b").setAttribute("aria-checked", String(side === "B"));
+}
+$("ab-a").addEventListener("click", () => setAbSide("A"));
+$("ab-b").addEventListener("click", () => setAbSide("B"));
+$("ab-play").addEventListener("click", () => ab.toggle());
+ab.onChange(() => {
+  const position = ab.position();
+  $("ab-time").textContent = `${formatTime(position)} / ${formatTime(ab.duration)} · ${abSide}`;
+  $("ab-play").textContent = ab.playing ? "❚❚ Pause" : "▶ Play";
+  for (const w of abWaves) w.view.show(w.stem === (state.compare && state.compare.stem) ? position : 0);
+});
+mergeAb.onChange(() => {
+  for (const row of document.querySelectorAll(".conflict")) {
+    const playing = mergeAb.playing && state.conflicts && state.conflicts.listening === row.dataset.stem;
+    row.classList.toggle("listening", Boolean(playing));
+    for (const button of row.querySelectorAll("button[data-side]")) {
+      const on = playing && !mergeAb.track(button.dataset.side).mute;
+      button.textContent = (on ? "❚❚ Pause " : "▶ Play ") + button.dataset.label;
     }
-    body.append(tr);
+  }
+});
+
+// ---- merge -----------------------------------------------------------------------------
+
+$("merge-run").addEventListener("click", (e) => act("merge-error", () => merge({}), e.target));
+$("merge-resolve").addEventListener("click", (e) =>
+  act(
+    "merge-error",
+    async () => {
+      const choices = {};
+      for (const c of state.conflicts.conflicts) {
+        const picked = document.querySelector(`input[name="resolve-${CSS.escape(c.name)}"]:checked`);
+        if (!picked) throw new ApiError(400, { detail: `choose ours or theirs for “${c.name}”` });
+        choices[c.name] = picked.value;
+      }
+      await merge(choices);
+    },
+    e.target,
+  ),
+);
+
+async function merge(stemStrategies) {
+  requireRepo();
+  const from = $("merge-from").value;
+  if (!from) throw new ApiError(400, { detail: "there is no other branch to merge" });
+  $("merge-status").textContent = "";
+  const body = { from_ref: from, into_branch: state.branch, stem_strategies: stemStrategies, message: `Merge ${from} into ${state.branch}` };
+  const head = branchHead(state.branch);
+  if (head) body.expected_head = head;
+  let result;
+  try {
+    result = await api("POST", `/api/vcs/merge/${state.repo.id}`, body);
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 409 && err.body.conflicts && err.body.conflicts.length) {
+      showConflicts(from, err.body.conflicts);
+      return;
+    }
+    throw err;
+  }
+  state.conflicts = null;
+  mergeAb.clear();
+  $("conflicts").hidden = true;
+  if (result.up_to_date) {
+    $("merge-status").textContent = `${state.branch} already has everything from ${from}.`;
+    return;
+  }
+  $("merge-status").textContent = result.fast_forward
+    ? `${state.branch} fast-forwarded to ${from}.`
+    : `Merged ${from} into ${state.branch} as ${shortId(result.commit.id)}.`;
+  await refreshRepo();
+  await viewCommit(result.commit || (await getCommit(branchHead(state.branch))));
+}
+
+function showConflicts(from, conflicts) {
+  state.conflicts = { from, conflicts, listening: null };
+  $("conflicts").hidden = false;
+  const list = $("conflict-list");
+  list.innerHTML = "";
+  for (const c of conflicts) {
+    const side = (label, value, blob) => {
+      const wave = el("div", { class: "wave-slot" });
+      const play = el("button", { type: "button", class: "secondary", "data-side": value, "data-label": label, text: `▶ Play ${label}`, disabled: !blob });
+      play.addEventListener("click", () => listenConflict(c, value));
+      const radio = el("input", { type: "radio", name: `resolve-${c.name}`, value });
+      const choice = el("label", { class: "choice" }, radio, ` keep ${label}`);
+      if (blob) drawWaveform(wave, blob, { height: 44 }).catch(() => (wave.textContent = "waveform unavailable"));
+      else wave.append(el("span", { class: "absent", text: "— removed on this side —" }));
+      return el("div", { class: "conflict-side" }, choice, wave, play);
+    };
+    list.append(
+      el(
+        "div",
+        { class: "conflict", "data-stem": c.name },
+        el("h3", { text: c.name }),
+        el("div", { class: "conflict-sides" }, side(`ours (${state.branch})`, "ours", c.ours_blob), side(`theirs (${from})`, "theirs", c.theirs_blob)),
+      ),
+    );
   }
 }
+
+async function listenConflict(conflict, which) {
+  const key = conflict.name;
+  if (state.conflicts.listening !== key) {
+    const tracks = [];
+    if (conflict.ours_blob) tracks.push({ name: "ours", download_url: stemUrl(conflict.ours_blob) });
+    if (conflict.theirs_blob) tracks.push({ name: "theirs", download_url: stemUrl(conflict.theirs_blob) });
+    state.conflicts.listening = key;
+    await act("merge-error", () => mergeAb.load(tracks));
+  }
+  const already = mergeAb.playing && !mergeAb.track(which).mute;
+  for (const t of mergeAb.tracks) mergeAb.set(t.name, { mute: t.name !== which });
+  if (already) mergeAb.pause();
+  else if (!mergeAb.playing) await mergeAb.play();
+}
+
+// ---- blame -----------------------------------------------------------------------------
+
+$("blame-run").addEventListener("click", (e) =>
+  act(
+    "blame-error",
+    async () => {
+      requireRepo();
+      const ref = state.view ? state.view.id : state.branch;
+      const out = await api("GET", `/api/vcs/blame/${state.repo.id}?ref=${enc(ref)}`);
+      const body = $("blame").tBodies[0];
+      body.innerHTML = "";
+      for (const entry of out.entries) {
+        body.append(
+          el(
+            "tr",
+            { "data-stem": entry.stem },
+            el("th", { scope: "row", text: entry.stem }),
+            el("td", { text: commitLabel(entry.commit) }),
+            el("td", { text: `${entry.commit.author_username}, ${when(entry.commit.timestamp)}` }),
+          ),
+        );
+      }
+      $("blame").hidden = false;
+    },
+    e.target,
+  ),
+);
 
 showAccount();
