@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
-DISTS  := protos services/common services/vcs services/generator services/separator services/gateway
+DISTS  := protos services/common services/vcs services/generator services/separator services/gateway clients/cli
 PROTOS := $(wildcard protos/beatflow/v1/*.proto)
 
 .PHONY: venv run test lint protos check-protos sysdeps validate-deploy bench clean
@@ -53,13 +53,14 @@ test: venv sysdeps validate-deploy
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy protos/beatflow services/common/beatflow services/vcs/beatflow services/generator/beatflow services/separator/beatflow services/gateway/beatflow bench
+	$(BIN)/mypy protos/beatflow services/common/beatflow services/vcs/beatflow services/generator/beatflow services/separator/beatflow services/gateway/beatflow clients/cli/beatflow bench
 
 bench: venv
 	$(PY) bench/queue.py
 	$(PY) bench/vcs.py
 	$(PY) bench/separate.py
 	$(PY) bench/generate.py
+	$(PY) bench/cli.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
