@@ -15,6 +15,7 @@ import filecmp
 import hashlib
 import json
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -151,6 +152,36 @@ def test_folder_of_stems_round_trip(user_env: dict[str, str], tmp_path: Path) ->
     (a / "vocals.wav").unlink()
     bf(env, a, "checkout", "main", "--force")
 
+    # A branch and a conflicting change on main: the merge stops, then settles per stem.
+    bf(env, b, "pull")
+    bf(env, b, "branch", "alt", "--checkout")
+    (b / "drums.wav").write_bytes(tone_wav(1.0, freq=150.0))
+    bf(env, b, "commit", "-m", "alt drums")
+    theirs = (b / "drums.wav").read_bytes()
+    bf(env, b, "checkout", "main")
+    (b / "drums.wav").write_bytes(tone_wav(1.0, freq=160.0))
+    bf(env, b, "commit", "-m", "main drums")
+    conflict = bf(env, b, "merge", "alt", expect=5)
+    assert "drums" in conflict.stderr and "--theirs" in conflict.stderr
+    bf(env, b, "merge", "alt", "--theirs", "drums")
+    assert (b / "drums.wav").read_bytes() == theirs
+    assert bf_json(env, b, "status")["modified"] == []
+
+    # A download cut short resumes from its partial file; a partial file that is not a prefix fails the hash
+    # check, is dropped, and the rerun finishes.
+    bf(env, a, "pull")
+    drums = (a / "drums.wav").read_bytes()
+    part = a / ".beatflow" / "partial" / f"{hashlib.sha256(drums).hexdigest()}.part"
+    part.parent.mkdir(exist_ok=True)
+    for prefix, code in ((drums[: len(drums) // 2], 0), (b"x" * (len(drums) // 2), 7)):
+        (a / "drums.wav").unlink()
+        part.write_bytes(prefix)
+        failed = bf(env, a, "checkout", "main", "--force", expect=code)
+        if code:
+            assert "content hash" in failed.stderr and not (a / "drums.wav").exists() and not part.exists()
+            bf(env, a, "checkout", "main", "--force")
+        assert (a / "drums.wav").read_bytes() == drums and not part.exists()
+
     # Back to the first commit: the files are the originals again; a detached folder cannot commit.
     bf(env, a, "checkout", first["commit"])
     assert _audio_files(a) == originals
@@ -183,3 +214,31 @@ def test_generate_then_separate_to_files(user_env: dict[str, str], tmp_path: Pat
         data, _ = sf.read(path)
         assert len(data) > 0
     assert not list(tmp_path.glob("stems/*.part"))
+    analysis = bf_json(user_env, tmp_path, "analyze", str(out))
+    assert analysis["duration_s"] > 0 and "bpm" in analysis
+
+
+def test_ctrl_c_cancels_the_task_on_the_server(stack: Stack, user_env: dict[str, str], tmp_path: Path) -> None:
+    token = json.loads((Path(user_env["BEATFLOW_CONFIG_DIR"]) / "credentials.json").read_text())["token"]
+    proc = subprocess.Popen(
+        [str(BEATFLOW), "generate", "a long ambient drone", "--duration", "120", "-o", str(tmp_path / "long.wav")],
+        cwd=tmp_path,
+        env=user_env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        first = proc.stderr.readline()  # "generating: task <id> queued" once the server took it
+        task_id = first.split("task ", 1)[1].split()[0]
+        proc.send_signal(signal.SIGINT)
+        rest = proc.stderr.read()
+        assert proc.wait(60) == 130, first + rest
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "cancelled on the server" in rest and "Traceback" not in rest
+    with stack.client(token) as http:
+        assert http.get(f"/api/ai/tasks/{task_id}").json()["status"] == "cancelled"
+    assert not (tmp_path / "long.wav").exists()

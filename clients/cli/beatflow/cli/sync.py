@@ -3,7 +3,8 @@
 Only stems that differ between the folder's head and the target are touched.
 A stem changed both locally and by the target is a conflict: nothing is
 written and the command stops (unless forced), like git refusing to overwrite
-uncommitted changes. Local changes to other stems are kept. A run cut short
+uncommitted changes. Local changes to other stems are kept; forcing makes
+every stem the target's (files of stems the target does not know stay). A run cut short
 leaves files that already match the target, so running it again finishes.
 """
 
@@ -32,8 +33,8 @@ def plan(state: State, scan: Scan, commit: dict[str, Any], force: bool) -> tuple
         head = state.stems[name].blob_key if name in state.stems else None
         want = target.get(name)
         local = _local_key(scan, name)
-        if local == want or head == want:
-            continue  # already there, or the target leaves it as it was (local changes stay)
+        if local == want or (head == want and not force):
+            continue  # already there, or the target leaves it as it was (local changes stay unless forced)
         if local != head and not force:
             conflicts.append(name)
         else:
