@@ -199,6 +199,11 @@ def test_wrong_server_or_token_is_one_line(user_env: dict[str, str], tmp_path: P
         proc = bf(env, tmp_path, "whoami", expect=code)
         assert proc.stdout == "" and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "not a BeatFlow working folder" in bf(user_env, tmp_path, "status", expect=2).stderr
+    name = json.loads((Path(user_env["BEATFLOW_CONFIG_DIR"]) / "credentials.json").read_text())["username"]
+    elsewhere = {**user_env, "BEATFLOW_CONFIG_DIR": str(tmp_path / "other-config")}
+    wrong = bf(elsewhere, tmp_path, "login", "-u", name, "--password-stdin", stdin="not the password\n", expect=3)
+    assert wrong.stderr.strip() == "beatflow: wrong username or password"
+    assert not (tmp_path / "other-config" / "credentials.json").exists()
 
 
 @pytest.mark.slow

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from beatflow.cli import errors
 from beatflow.cli.errors import CliError
 
-TIMEOUT = httpx.Timeout(60.0, connect=10.0)
+if TYPE_CHECKING:
+    import httpx
+
+# httpx is imported by the first client made, not at start-up: `status` and friends stay quick.
 
 
 def _detail(response: httpx.Response) -> str:
@@ -49,7 +50,10 @@ class Client:
         self.server = server.rstrip("/")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         headers["User-Agent"] = "beatflow-cli/0.1"
-        self.http = httpx.Client(base_url=self.server, headers=headers, timeout=TIMEOUT)
+        import httpx
+
+        self._httpx = httpx
+        self.http = httpx.Client(base_url=self.server, headers=headers, timeout=httpx.Timeout(60.0, connect=10.0))
 
     def close(self) -> None:
         self.http.close()
@@ -66,7 +70,7 @@ class Client:
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
             response = self.http.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
+        except self._httpx.HTTPError as exc:
             raise self._unreachable(exc) from None
         if response.status_code >= 400:
             raise ApiError(response)
@@ -97,5 +101,5 @@ class Client:
                     response.read()
                     raise ApiError(response)
                 yield response
-        except httpx.HTTPError as exc:
+        except self._httpx.HTTPError as exc:
             raise self._unreachable(exc) from None

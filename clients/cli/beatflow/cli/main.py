@@ -12,8 +12,9 @@ import click
 from beatflow.cli import config, errors, tasks, ui
 from beatflow.cli.api import ApiError, Client
 from beatflow.cli.errors import CliError
+from beatflow.cli.hashing import sha256_file
 from beatflow.cli.sync import switch
-from beatflow.cli.transfer import sha256_file, upload
+from beatflow.cli.transfer import upload
 from beatflow.cli.workdir import Folder, State, Status
 
 EXISTS_BATCH = 1000
@@ -78,9 +79,14 @@ def login(server: str | None, username: str | None, password_stdin: bool, signup
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=signup)
     with Client(url) as client:
-        body = client.post(
-            f"/api/auth/{'signup' if signup else 'signin'}", {"username": username, "password": password}
-        )
+        try:
+            body = client.post(
+                f"/api/auth/{'signup' if signup else 'signin'}", {"username": username, "password": password}
+            )
+        except ApiError as exc:
+            if exc.status in (401, 409, 422):  # wrong password, name taken, or a name/password the server refuses
+                raise CliError(exc.detail, errors.AUTH if exc.status == 401 else errors.FAILED) from None
+            raise
     path = config.save(config.Credentials(url, body["access_token"], body["user"]["username"]))
     ui.info(f"signed in to {url} as {body['user']['username']} (token saved in {path})")
 
@@ -546,7 +552,7 @@ def _upload_input(client: Client, path: Path) -> str:
 
 def _run_task(client: Client, path: str, body: dict[str, Any], label: str) -> dict[str, Any]:
     task = client.post(path, body)
-    if not ui.err.is_terminal:
+    if not ui.err_is_terminal():
         ui.info(f"{label}: task {task['task_id']} {task['status']}")
     return tasks.follow(client, task, label)
 

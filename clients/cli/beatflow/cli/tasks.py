@@ -8,8 +8,6 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from beatflow.cli import errors, ui
 from beatflow.cli.api import Client
 from beatflow.cli.errors import CliError
@@ -17,7 +15,7 @@ from beatflow.cli.transfer import download
 
 TERMINAL = {"succeeded", "failed", "cancelled", "dead"}
 RECONNECTS = 5
-SSE_TIMEOUT = httpx.Timeout(10.0, read=60.0)  # the gateway sends a keep-alive every 15 s
+SSE_READ_TIMEOUT_S = 60.0  # the gateway sends a keep-alive every 15 s
 
 
 def parse_sse(lines: Iterable[str]) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -43,7 +41,7 @@ def follow(client: Client, task: dict[str, Any], label: str) -> dict[str, Any]:
     did not succeed ends the command with the server's message.
     """
     task_id = task["task_id"]
-    plain = not ui.err.is_terminal  # logs and pipes get one line per stage change instead of a bar
+    plain = not ui.err_is_terminal()  # logs and pipes get one line per stage change instead of a bar
     try:
         final = _watch(client, task, label, plain)
     except KeyboardInterrupt:
@@ -69,7 +67,10 @@ def _watch(client: Client, task: dict[str, Any], label: str, plain: bool) -> dic
             params = {"after": last_id} if last_id else {}
             try:
                 with client.stream(
-                    "GET", f"/api/ai/tasks/{task_id}/events", params=params, timeout=SSE_TIMEOUT
+                    "GET",
+                    f"/api/ai/tasks/{task_id}/events",
+                    params=params,
+                    timeout=client._httpx.Timeout(10.0, read=SSE_READ_TIMEOUT_S),
                 ) as response:
                     for name, data in parse_sse(response.iter_lines()):
                         if name == "error":

@@ -8,7 +8,6 @@ place atomically: a file at its final name is always complete and correct.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,22 +16,13 @@ from typing import Any
 from beatflow.cli import errors
 from beatflow.cli.api import ApiError, Client
 from beatflow.cli.errors import CliError
+from beatflow.cli.hashing import CHUNK, sha256_file
 
-CHUNK = 1024 * 1024
 Advance = Callable[[int], None]
 
 
 def _noop(_: int) -> None:
     pass
-
-
-def sha256_file(path: Path, advance: Advance = _noop) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(CHUNK):
-            digest.update(chunk)
-            advance(len(chunk))
-    return digest.hexdigest()
 
 
 def _chunks(path: Path, advance: Advance) -> Iterator[bytes]:

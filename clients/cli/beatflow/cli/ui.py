@@ -1,54 +1,67 @@
-"""Output: results on stdout (plain or --json), progress and messages on stderr."""
+"""Output: results on stdout (plain or --json), progress and messages on stderr.
+
+rich is imported on first use, so commands that print no progress start quickly.
+"""
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskProgressColumn,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
-
-err = Console(stderr=True, highlight=False)
-out = Console(highlight=False, soft_wrap=True)
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress
 
 
 def emit_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2, sort_keys=True) + "\n")
 
 
+@functools.cache
+def err() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+def err_is_terminal() -> bool:
+    return sys.stderr.isatty()
+
+
 def info(message: str) -> None:
-    err.print(message, markup=False, soft_wrap=True)
+    if err_is_terminal():
+        err().print(message, markup=False, soft_wrap=True)  # above any live progress bar
+    else:
+        sys.stderr.write(message + "\n")
+        sys.stderr.flush()
 
 
 def transfer_progress() -> Progress:
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         DownloadColumn(),
         TransferSpeedColumn(),
         TimeRemainingColumn(),
-        console=err,
+        console=err(),
         transient=True,
-        disable=not err.is_terminal,  # bars only on a terminal; logs and pipes stay clean
+        disable=not err_is_terminal(),  # bars only on a terminal; logs and pipes stay clean
     )
 
 
 def task_progress() -> Progress:
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
+
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         TaskProgressColumn(),
         TextColumn("{task.fields[stage]}"),
-        console=err,
+        console=err(),
         transient=True,
-        disable=not err.is_terminal,  # bars only on a terminal; logs and pipes stay clean
+        disable=not err_is_terminal(),
     )

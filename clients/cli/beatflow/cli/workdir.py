@@ -24,7 +24,7 @@ from typing import Any
 
 from beatflow.cli import errors
 from beatflow.cli.errors import CliError
-from beatflow.cli.transfer import sha256_file
+from beatflow.cli.hashing import sha256_file
 
 META = ".beatflow"
 AUDIO_EXTENSIONS = {".wav", ".wave", ".flac", ".mp3", ".ogg", ".oga"}
