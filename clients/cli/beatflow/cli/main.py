@@ -551,10 +551,7 @@ def _upload_input(client: Client, path: Path) -> str:
 
 
 def _run_task(client: Client, path: str, body: dict[str, Any], label: str) -> dict[str, Any]:
-    task = client.post(path, body)
-    if not ui.err_is_terminal():
-        ui.info(f"{label}: task {task['task_id']} {task['status']}")
-    return tasks.follow(client, task, label)
+    return tasks.follow(client, client.post(path, body), label)
 
 
 def _write_outputs(client: Client, task: dict[str, Any], out: Path | None, default: str, as_json: bool) -> None:

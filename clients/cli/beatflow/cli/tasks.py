@@ -43,6 +43,8 @@ def follow(client: Client, task: dict[str, Any], label: str) -> dict[str, Any]:
     task_id = task["task_id"]
     plain = not ui.err_is_terminal()  # logs and pipes get one line per stage change instead of a bar
     try:
+        if plain:  # inside the try: from here on Ctrl-C cancels the task
+            ui.info(f"{label}: task {task_id} {task['status']}")
         final = _watch(client, task, label, plain)
     except KeyboardInterrupt:
         try:
