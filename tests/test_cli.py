@@ -167,6 +167,18 @@ def test_folder_of_stems_round_trip(user_env: dict[str, str], tmp_path: Path) ->
     assert (b / "drums.wav").read_bytes() == theirs
     assert bf_json(env, b, "status")["modified"] == []
 
+    # Tags, diffs between commits, branches, a fork, and a revert (the folder follows).
+    bf(env, b, "tag", "v1", "-m", "mixed")
+    assert [t["name"] for t in bf_json(env, b, "tag")] == ["v1"]
+    d = bf_json(env, b, "diff", first["commit"], second["commit"])
+    assert [(s["name"], s["change"]) for s in d["stems"] if s["change"] != "unchanged"] == [("bass", "changed")]
+    assert {r["name"] for r in bf_json(env, b, "branch")} == {"main", "alt"}
+    forked = bf_json(env, b, "fork", "--name", f"{repo_name}-fork")
+    assert forked["forked_from_id"] == json.loads((b / ".beatflow" / "state.json").read_text())["repo_id"]
+    keys_commit = next(c["id"] for c in bf_json(env, b, "log") if c["message"] == "keys from b")
+    bf(env, b, "revert", keys_commit)
+    assert (b / "keys.wav").read_bytes() == originals["keys.wav"]
+
     # A download cut short resumes from its partial file; a partial file that is not a prefix fails the hash
     # check, is dropped, and the rerun finishes.
     bf(env, a, "pull")
