@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
-DISTS  := protos services/common services/vcs services/generator services/separator services/gateway
+DISTS  := protos services/common services/vcs services/generator services/separator services/gateway clients/cli
 PROTOS := $(wildcard protos/beatflow/v1/*.proto)
 
 .PHONY: venv run test test-slow lint protos check-protos sysdeps validate-deploy bench gpu-check gpu-wheels clean
@@ -64,6 +64,7 @@ bench: venv
 	$(PY) bench/vcs.py
 	$(PY) bench/separate.py
 	$(PY) bench/generate.py
+	$(PY) bench/cli.py
 
 # GPU readiness: gpu-marked tests + engine/separation benchmarks into one JSON (bench/gpu_check.py).
 # On a bare GPU machine (no network) carry .whl/ (make gpu-wheels) and use its python3:

@@ -48,6 +48,18 @@ def grpc_serving(port: int, timeout_s: float = 1.0) -> bool:
     return healthcheck.check_grpc(f"127.0.0.1:{port}", timeout_s=timeout_s) == "SERVING"
 
 
+def cli_example(url: str) -> str:
+    """Five lines showing the ``beatflow`` command-line client against this stack."""
+    return (
+        "  from a shell (beatflow is in .venv/bin):\n"
+        f"    beatflow login --server {url} --signup\n"
+        "    mkdir my-song && cd my-song && beatflow init my-song && cp ~/bounces/*.wav .\n"
+        "    beatflow status && beatflow commit -m 'first bounce'\n"
+        "    beatflow clone my-song ../elsewhere && beatflow log\n"
+        "    beatflow generate 'lo-fi drums' --bpm 90 -o idea.wav && beatflow separate idea.wav"
+    )
+
+
 def describe(name: str, port: int) -> str:
     """What a service serves, for the start-up table (the generator names its model)."""
     if name != "generator":
@@ -176,7 +188,9 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(0.5)
         if not stop_requested:
             if any(s.name == "gateway" for s in running):
-                print(f"BeatFlow is up: studio at http://127.0.0.1:{ports['gateway'][0]}/  (Ctrl-C stops)", flush=True)
+                url = f"http://127.0.0.1:{ports['gateway'][0]}"
+                print(f"BeatFlow is up: studio at {url}/  (Ctrl-C stops)", flush=True)
+                print(cli_example(url), flush=True)
             else:
                 print("BeatFlow is up (Ctrl-C stops)", flush=True)
         while not stop_requested and not args.exit_when_ready:

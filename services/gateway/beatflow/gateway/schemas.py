@@ -517,6 +517,15 @@ class UploadOut(BaseModel):
     download_url: str
 
 
+class BlobsExistIn(Strict):
+    blob_keys: list[BlobRef] = Field(min_length=1, max_length=1000, description="Content hashes (SHA-256) to look up")
+
+
+class BlobsExistOut(BaseModel):
+    present: list[str] = Field(description="Stored, and readable by the caller: no need to upload these")
+    missing: list[str] = Field(description="Absent, or stored but not the caller's to read: upload these")
+
+
 class HealthOut(BaseModel):
     status: Literal["ok", "degraded"]
     backends: dict[str, str]

@@ -105,6 +105,44 @@ async def upload(request: Request, state: State, user: User) -> schemas.UploadOu
     )
 
 
+_EXISTS_CONCURRENCY = 16
+
+
+@router.post(
+    "/exists",
+    summary="Which of these content hashes the caller need not upload",
+    responses={422: {"description": "Not a list of 1 to 1000 blob keys"}},
+)
+async def exists(body: schemas.BlobsExistIn, state: State, user: User) -> schemas.BlobsExistOut:
+    """Sort blob keys into present (stored and readable by the caller) and missing.
+
+    A blob someone else uploaded privately counts as missing: saying it exists
+    would tell the caller what audio others hold. Uploading it again costs
+    bandwidth only (the store keeps one copy by content) and makes it theirs.
+    """
+    keys = list(dict.fromkeys(body.blob_keys))
+    gate = asyncio.Semaphore(_EXISTS_CONCURRENCY)
+
+    async def present(key: str) -> bool:
+        async with gate:
+            reply = await state.backends.vcs.CanReadBlob(
+                vcs_pb2.CanReadBlobRequest(actor=user.user_id, blob_key=key), timeout=state.timeout
+            )
+            if not reply.allowed:
+                return False
+            try:
+                await asyncio.to_thread(state.store.stat, key)
+            except NotFound:
+                return False
+            return True
+
+    found = await asyncio.gather(*(present(k) for k in keys))
+    return schemas.BlobsExistOut(
+        present=[k for k, ok in zip(keys, found, strict=True) if ok],
+        missing=[k for k, ok in zip(keys, found, strict=True) if not ok],
+    )
+
+
 _RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 

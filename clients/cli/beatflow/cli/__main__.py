@@ -1,0 +1,3 @@
+from beatflow.cli.main import main
+
+main()
