@@ -18,8 +18,8 @@ import os
 import signal
 import stat
 import subprocess
-import time
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any
