@@ -1,7 +1,9 @@
 from beatflow.v1 import jobs_pb2 as _jobs_pb2
 from beatflow.v1 import generator_pb2 as _generator_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -43,7 +45,7 @@ class AnalyzeRequest(_message.Message):
     def __init__(self, audio_blob: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., owner: _Optional[str] = ...) -> None: ...
 
 class Analysis(_message.Message):
-    __slots__ = ("bpm", "bpm_confidence", "key_tonic", "key_mode", "key_confidence", "duration_s", "sample_rate", "channels", "loudness_lufs", "peak_dbfs")
+    __slots__ = ("bpm", "bpm_confidence", "key_tonic", "key_mode", "key_confidence", "duration_s", "sample_rate", "channels", "loudness_lufs", "peak_dbfs", "beat_times_s", "downbeat_times_s")
     BPM_FIELD_NUMBER: _ClassVar[int]
     BPM_CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     KEY_TONIC_FIELD_NUMBER: _ClassVar[int]
@@ -54,6 +56,8 @@ class Analysis(_message.Message):
     CHANNELS_FIELD_NUMBER: _ClassVar[int]
     LOUDNESS_LUFS_FIELD_NUMBER: _ClassVar[int]
     PEAK_DBFS_FIELD_NUMBER: _ClassVar[int]
+    BEAT_TIMES_S_FIELD_NUMBER: _ClassVar[int]
+    DOWNBEAT_TIMES_S_FIELD_NUMBER: _ClassVar[int]
     bpm: float
     bpm_confidence: float
     key_tonic: str
@@ -64,4 +68,6 @@ class Analysis(_message.Message):
     channels: int
     loudness_lufs: float
     peak_dbfs: float
-    def __init__(self, bpm: _Optional[float] = ..., bpm_confidence: _Optional[float] = ..., key_tonic: _Optional[str] = ..., key_mode: _Optional[str] = ..., key_confidence: _Optional[float] = ..., duration_s: _Optional[float] = ..., sample_rate: _Optional[int] = ..., channels: _Optional[int] = ..., loudness_lufs: _Optional[float] = ..., peak_dbfs: _Optional[float] = ...) -> None: ...
+    beat_times_s: _containers.RepeatedScalarFieldContainer[float]
+    downbeat_times_s: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, bpm: _Optional[float] = ..., bpm_confidence: _Optional[float] = ..., key_tonic: _Optional[str] = ..., key_mode: _Optional[str] = ..., key_confidence: _Optional[float] = ..., duration_s: _Optional[float] = ..., sample_rate: _Optional[int] = ..., channels: _Optional[int] = ..., loudness_lufs: _Optional[float] = ..., peak_dbfs: _Optional[float] = ..., beat_times_s: _Optional[_Iterable[float]] = ..., downbeat_times_s: _Optional[_Iterable[float]] = ...) -> None: ...
