@@ -90,7 +90,7 @@ def main() -> None:
                     rows.append(row)
     n = len(rows)
     print(f"\nkey detection on {n} rendered pieces ({args.seconds:g} s each, {SR} Hz)\n")
-    print(f"{'':28s}" + "".join(f"{name:>12s}" for name in ESTIMATORS))
+    print(f"{'':28s}" + "".join(f"{name:>14s}" for name in ESTIMATORS))
 
     def acc(sel: list[dict[str, Any]], name: str) -> str:
         if not sel:
@@ -98,16 +98,16 @@ def main() -> None:
         right = sum(r[name]["kind"] == "right" for r in sel)
         return f"{right}/{len(sel)} {100 * right / len(sel):3.0f}%"
 
-    print(f"{'all':28s}" + "".join(f"{acc(rows, name):>12s}" for name in ESTIMATORS))
+    print(f"{'all':28s}" + "".join(f"{acc(rows, name):>14s}" for name in ESTIMATORS))
     for mode in ("major", "minor"):
         for prog in PROGRESSIONS:
             for drums in (False, True):
                 sel = [r for r in rows if (r["mode"], r["progression"], r["drums"]) == (mode, prog, drums)]
                 label = f"{mode} {prog}{' +drums' if drums else ''}"
-                print(f"{label:28s}" + "".join(f"{acc(sel, name):>12s}" for name in ESTIMATORS))
+                print(f"{label:28s}" + "".join(f"{acc(sel, name):>14s}" for name in ESTIMATORS))
     print("\nerror kinds")
     for kind in ("parallel", "relative", "fifth", "other", "none"):
-        print(f"  {kind:26s}" + "".join(f"{sum(r[name]['kind'] == kind for r in rows):>12d}" for name in ESTIMATORS))
+        print(f"  {kind:26s}" + "".join(f"{sum(r[name]['kind'] == kind for r in rows):>14d}" for name in ESTIMATORS))
     print("\ncalibration: accuracy per confidence band (pieces in the band)")
     for lo, hi in BANDS:
         cells = []
@@ -115,12 +115,12 @@ def main() -> None:
             sel = [r for r in rows if lo <= r[name]["confidence"] < hi]
             right = sum(r[name]["kind"] == "right" for r in sel)
             cells.append(f"{right}/{len(sel)}" + (f" {100 * right / len(sel):3.0f}%" if sel else ""))
-        print(f"  {f'{lo:.1f}-{min(hi, 1.0):.1f}':26s}" + "".join(f"{c:>12s}" for c in cells))
+        print(f"  {f'{lo:.1f}-{min(hi, 1.0):.1f}':26s}" + "".join(f"{c:>14s}" for c in cells))
     wrong_confident = {
         name: sum(r[name]["kind"] != "right" and r[name]["confidence"] >= 0.8 for r in rows) for name in ESTIMATORS
     }
-    print("  wrong with confidence >= 0.8" + "".join(f"{wrong_confident[name]:>12d}" for name in ESTIMATORS)[2:])
-    print("\nseconds per piece" + "".join(f"{spent[name] / n:>12.3f}" for name in ESTIMATORS)[6:])
+    print(f"  {'wrong, confidence >= 0.8':26s}" + "".join(f"{wrong_confident[name]:>14d}" for name in ESTIMATORS))
+    print(f"\n{'seconds per piece':28s}" + "".join(f"{spent[name] / n:>14.3f}" for name in ESTIMATORS))
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
