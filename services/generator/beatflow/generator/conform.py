@@ -40,7 +40,7 @@ import math
 import re
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import librosa
 import numpy as np
@@ -55,6 +55,9 @@ from beatflow.common.audioanalysis import (
     estimate_key,
     estimate_tempo,
 )
+
+if TYPE_CHECKING:
+    from beatflow.generator.request import GenerationSpec
 
 MAX_TEMPO_CHANGE = 0.25  # stretch by at most 25 % either way
 TEMPO_TOLERANCE = 0.003  # within 0.3 % (0.4 bpm at 128) is in tempo already
@@ -236,3 +239,16 @@ def conform(
         "notes": notes,
         "seconds": round(time.perf_counter() - started, 3),
     }
+
+
+def conform_result(wav: np.ndarray, sr: int, spec: GenerationSpec) -> tuple[np.ndarray, dict[str, Any] | None]:
+    """What the worker calls on each decoded result: conform as the request asks (None: nothing asked)."""
+    if not spec.conforms and not spec.loop:
+        return wav, None
+    bpm = float(spec.hints.bpm) if spec.conforms and spec.hints.bpm else None
+    key = parse_key(spec.hints.key) if spec.conforms and spec.hints.key.strip() else None
+    out, report = conform(wav, sr, bpm=bpm, key=key, loop=spec.loop)
+    if spec.conforms and spec.hints.key.strip() and key is None:
+        report["notes"].append(f"key not changed: {spec.hints.key!r} is not a key")
+    report["conform"] = spec.conforms
+    return out, report
