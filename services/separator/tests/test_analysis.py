@@ -94,6 +94,12 @@ def test_harmonic_minor_is_not_reported_as_the_parallel_major() -> None:
     assert right >= len(cases) - 1
 
 
+def test_toneless_audio_has_low_key_confidence() -> None:
+    noise = np.random.default_rng(1).standard_normal(SR * 8).astype(np.float32) * 0.1
+    assert analysis.estimate_key(noise).confidence < 0.3
+    assert analysis.estimate_key(drum_pattern(120, 8.0, SR)).confidence < 0.3
+
+
 def test_legacy_estimator_stays_callable() -> None:
     key = analysis.estimate_key_legacy(chord_progression("G", "major", 6.0, SR))
     assert (key.tonic, key.mode) == ("G", "major") and 0 < key.confidence <= 1

@@ -30,11 +30,12 @@ array at any rate (``ANALYSIS_SR`` is what the callers resample to).
   3. the quality of the tonic chord: where the bass is on the candidate tonic,
      is the third above it major or minor? This decides between parallel keys.
 
-  Confidence is the softmax weight of the best key against the other 23 at a
-  temperature calibrated on rendered chord progressions (``bench/analysis.py``
-  prints accuracy per confidence band): two keys that fit about equally well
-  (I–V–I–V is also IV–I a fifth up) share the weight, so such a guess is
-  reported as one.
+  Confidence is the softmax weight of the best key against the other 23 and a
+  "no key" candidate with a fixed score, at a temperature calibrated on rendered
+  chord progressions (``bench/analysis.py`` prints accuracy per confidence
+  band): two keys that fit about equally well (I–V–I–V is also IV–I a fifth up)
+  share the weight, and audio with little tonal evidence (noise, drums alone)
+  loses it to "no key", so such guesses are reported as guesses.
 
 :func:`estimate_key_legacy` is the previous estimator (mean CQT chroma against
 the Krumhansl–Kessler profiles), kept so the benchmark compares both.
@@ -69,6 +70,9 @@ BASS_MINOR = np.array([1.0, 0.0, 0.15, 0.2, 0.0, 0.5, 0.0, 0.6, 0.35, 0.0, 0.25,
 BASS_WEIGHT = 1.0  # term 2 against term 1 (both correlations in -1..1)
 THIRD_WEIGHT = 0.15  # term 3 (-1..1: minor third .. major third over the tonic)
 KEY_TEMPERATURE = 0.1
+# "No key" competes in the softmax with this fixed score: noise and drums alone score 0.3-0.65 (their
+# chroma fits every profile a little), rendered chords 1.3-1.9, so toneless audio gets a low confidence.
+NO_KEY_SCORE = 0.9
 
 
 @dataclass
@@ -188,7 +192,7 @@ def _track_beats(env: np.ndarray, period: float) -> np.ndarray:
         offsets = np.arange(lo, hi)
         weight = np.exp(-0.5 * ((offsets - position) / (0.5 * radius)) ** 2)
         local = env[lo:hi] * weight
-        snapped = lo + int(np.argmax(local)) if local.max() > 0 else round(position)
+        snapped = lo + int(np.argmax(local)) if local.max() > 0 else min(n - 1, round(position))
         beats.append(snapped)
         position = snapped + period
     frames = np.array(beats, dtype=int)
@@ -281,7 +285,8 @@ def estimate_key(y: np.ndarray, sr: int = ANALYSIS_SR) -> Key:
     scores = profile_term + BASS_WEIGHT * bass_term + THIRD_WEIGHT * third_term
     best = int(np.argmax(scores))
     weights = np.exp((scores - scores[best]) / KEY_TEMPERATURE)
-    confidence = float(weights[best] / weights.sum())
+    no_key = math.exp((NO_KEY_SCORE - scores[best]) / KEY_TEMPERATURE)
+    confidence = float(weights[best] / (weights.sum() + no_key))
     terms = {"profile": profile_term, "bass": bass_term, "third": third_term}
     return Key(PITCHES[best % 12], "major" if best < 12 else "minor", confidence, scores, terms)
 
