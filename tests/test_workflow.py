@@ -474,6 +474,8 @@ def test_version_control_workflow(
         assert first["parent_ids"] == []
         assert _stems(first) == {"mix": generation.audio["blob_key"]}
         assert first["metadata"]["bpm"] == 128 and first["metadata"]["generation"] is not None
+        (conformed,) = first["metadata"]["generation"]["conform"]  # on by default: the request gave a bpm
+        assert conformed["requested"] == {"bpm": 128.0, "key": None, "loop": False}
         assert abs(first["metadata"]["duration_s"] - SECONDS) < 0.1
         stems_commit = _post(
             http,

@@ -48,7 +48,7 @@ class SamplingOptions(_message.Message):
     def __init__(self, top_k: _Optional[int] = ..., top_p: _Optional[float] = ..., temperature: _Optional[float] = ..., guidance_scale: _Optional[float] = ..., greedy: _Optional[bool] = ...) -> None: ...
 
 class GenerateRequest(_message.Message):
-    __slots__ = ("prompt", "hints", "duration_s", "seed", "sampling", "num_variations", "format", "melody_blob", "prompt_audio_blob", "idempotency_key", "owner", "job_options")
+    __slots__ = ("prompt", "hints", "duration_s", "seed", "sampling", "num_variations", "format", "melody_blob", "prompt_audio_blob", "idempotency_key", "owner", "job_options", "conform", "loop")
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     HINTS_FIELD_NUMBER: _ClassVar[int]
     DURATION_S_FIELD_NUMBER: _ClassVar[int]
@@ -61,6 +61,8 @@ class GenerateRequest(_message.Message):
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
     JOB_OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    CONFORM_FIELD_NUMBER: _ClassVar[int]
+    LOOP_FIELD_NUMBER: _ClassVar[int]
     prompt: str
     hints: MusicHints
     duration_s: float
@@ -73,7 +75,9 @@ class GenerateRequest(_message.Message):
     idempotency_key: str
     owner: str
     job_options: _jobs_pb2.JobOptions
-    def __init__(self, prompt: _Optional[str] = ..., hints: _Optional[_Union[MusicHints, _Mapping]] = ..., duration_s: _Optional[float] = ..., seed: _Optional[int] = ..., sampling: _Optional[_Union[SamplingOptions, _Mapping]] = ..., num_variations: _Optional[int] = ..., format: _Optional[_Union[AudioFormat, str]] = ..., melody_blob: _Optional[str] = ..., prompt_audio_blob: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., owner: _Optional[str] = ..., job_options: _Optional[_Union[_jobs_pb2.JobOptions, _Mapping]] = ...) -> None: ...
+    conform: bool
+    loop: bool
+    def __init__(self, prompt: _Optional[str] = ..., hints: _Optional[_Union[MusicHints, _Mapping]] = ..., duration_s: _Optional[float] = ..., seed: _Optional[int] = ..., sampling: _Optional[_Union[SamplingOptions, _Mapping]] = ..., num_variations: _Optional[int] = ..., format: _Optional[_Union[AudioFormat, str]] = ..., melody_blob: _Optional[str] = ..., prompt_audio_blob: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., owner: _Optional[str] = ..., job_options: _Optional[_Union[_jobs_pb2.JobOptions, _Mapping]] = ..., conform: _Optional[bool] = ..., loop: _Optional[bool] = ...) -> None: ...
 
 class ModelInfoRequest(_message.Message):
     __slots__ = ()

@@ -49,7 +49,7 @@ class AnalyzeRequest(_message.Message):
     def __init__(self, audio_blob: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., owner: _Optional[str] = ..., job_options: _Optional[_Union[_jobs_pb2.JobOptions, _Mapping]] = ...) -> None: ...
 
 class Analysis(_message.Message):
-    __slots__ = ("bpm", "bpm_confidence", "key_tonic", "key_mode", "key_confidence", "duration_s", "sample_rate", "channels", "loudness_lufs", "peak_dbfs")
+    __slots__ = ("bpm", "bpm_confidence", "key_tonic", "key_mode", "key_confidence", "duration_s", "sample_rate", "channels", "loudness_lufs", "peak_dbfs", "beat_times_s", "downbeat_times_s")
     BPM_FIELD_NUMBER: _ClassVar[int]
     BPM_CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     KEY_TONIC_FIELD_NUMBER: _ClassVar[int]
@@ -60,6 +60,8 @@ class Analysis(_message.Message):
     CHANNELS_FIELD_NUMBER: _ClassVar[int]
     LOUDNESS_LUFS_FIELD_NUMBER: _ClassVar[int]
     PEAK_DBFS_FIELD_NUMBER: _ClassVar[int]
+    BEAT_TIMES_S_FIELD_NUMBER: _ClassVar[int]
+    DOWNBEAT_TIMES_S_FIELD_NUMBER: _ClassVar[int]
     bpm: float
     bpm_confidence: float
     key_tonic: str
@@ -70,7 +72,9 @@ class Analysis(_message.Message):
     channels: int
     loudness_lufs: float
     peak_dbfs: float
-    def __init__(self, bpm: _Optional[float] = ..., bpm_confidence: _Optional[float] = ..., key_tonic: _Optional[str] = ..., key_mode: _Optional[str] = ..., key_confidence: _Optional[float] = ..., duration_s: _Optional[float] = ..., sample_rate: _Optional[int] = ..., channels: _Optional[int] = ..., loudness_lufs: _Optional[float] = ..., peak_dbfs: _Optional[float] = ...) -> None: ...
+    beat_times_s: _containers.RepeatedScalarFieldContainer[float]
+    downbeat_times_s: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, bpm: _Optional[float] = ..., bpm_confidence: _Optional[float] = ..., key_tonic: _Optional[str] = ..., key_mode: _Optional[str] = ..., key_confidence: _Optional[float] = ..., duration_s: _Optional[float] = ..., sample_rate: _Optional[int] = ..., channels: _Optional[int] = ..., loudness_lufs: _Optional[float] = ..., peak_dbfs: _Optional[float] = ..., beat_times_s: _Optional[_Iterable[float]] = ..., downbeat_times_s: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class StemPair(_message.Message):
     __slots__ = ("name", "from_blob", "to_blob")

@@ -239,3 +239,28 @@ async def test_audio_streams_in_chunks_that_add_up_to_the_result(start_generator
     assert streamed.shape == audio.shape
     assert np.abs(streamed - audio).max() < 1e-3
     assert json.loads(final.result_json)["chunks"] == len(chunk_keys)
+
+
+async def test_conform_record_shows_before_after_and_applied(gen: Client) -> None:
+    job = await gen.submit(
+        prompt="house",
+        hints=generator_pb2.MusicHints(bpm=124, key="A minor"),
+        duration_s=3.0,
+        seed=3,
+        loop=True,
+    )
+    final, _ = await gen.wait_job(job.id)
+    assert final.state == jobs_pb2.JOB_STATE_SUCCEEDED, final.error
+    record = json.loads(final.result_json)
+    (report,) = record["conform"]
+    assert report["conform"] is True  # on by default with a bpm or key hint
+    assert report["requested"] == {"bpm": 124.0, "key": "A minor", "loop": True}
+    for side in ("before", "after"):
+        assert set(report[side]) == {"bpm", "bpm_confidence", "key", "key_confidence"}
+    assert set(report["applied"]) == {"time_stretch", "pitch_shift_semitones", "loop"}
+    audio, _ = gen.audio(final.result_blobs["audio"])
+    assert abs(record["audio_duration_s"] - audio.shape[0] / RATE) < 1e-6
+
+    plain = await gen.submit(prompt="house", duration_s=1.0, seed=3)
+    final, _ = await gen.wait_job(plain.id)
+    assert json.loads(final.result_json)["conform"] is None  # no bpm or key: off

@@ -79,6 +79,48 @@ def test_key_and_tempo_with_drums_over_chords() -> None:
     assert right >= len(cases) - 1
 
 
+def test_harmonic_minor_is_not_reported_as_the_parallel_major() -> None:
+    """i-V-i-V and i-iv-V-i with a major V (raised leading tone): minor, or at least not a confident major."""
+    right = 0
+    cases = [(t, p) for t in ("C", "E", "F#", "A", "B") for p in ("cadence", "dominant")]
+    for i, (tonic, prog) in enumerate(cases):
+        y = chord_progression(tonic, "minor", 8.0, SR, bpm=96, progression=prog) + 0.5 * drum_pattern(
+            96, 8.0, SR, seed=i
+        )
+        key = analysis.estimate_key(y)
+        right += (key.tonic, key.mode) == (tonic, "minor")
+        assert not (key.tonic == tonic and key.mode == "major"), f"{tonic} minor {prog} reported as {tonic} major"
+    print(f"\nharmonic-minor key accuracy: {right}/{len(cases)}")
+    assert right >= len(cases) - 1
+
+
+def test_toneless_audio_has_low_key_confidence() -> None:
+    noise = np.random.default_rng(1).standard_normal(SR * 8).astype(np.float32) * 0.1
+    assert analysis.estimate_key(noise).confidence < 0.3
+    assert analysis.estimate_key(drum_pattern(120, 8.0, SR)).confidence < 0.3
+
+
+def test_legacy_estimator_stays_callable() -> None:
+    key = analysis.estimate_key_legacy(chord_progression("G", "major", 6.0, SR))
+    assert (key.tonic, key.mode) == ("G", "major") and 0 < key.confidence <= 1
+
+
+@pytest.mark.parametrize("bpm", [90, 128])
+def test_beats_and_downbeats_of_chords_over_clicks(bpm: int) -> None:
+    lead = 0.3
+    y = chord_progression("D", "major", 10.0, SR, bpm=bpm) + 0.3 * click_track(bpm, 10.0, SR, accent_every=0)
+    y = np.concatenate([np.zeros(int(lead * SR), np.float32), y])
+    beats = analysis.estimate_beats(y)
+    expected = lead + np.arange(0, 10.0, 60.0 / bpm)
+    got = np.array(beats.beat_times_s)
+    assert len(got) >= len(expected) - 2
+    assert np.abs(got[:, None] - expected[None, :]).min(axis=1).max() < 0.015
+    bars = lead + np.arange(0, 10.0, 240.0 / bpm)
+    downs = np.array(beats.downbeat_times_s)
+    assert len(downs) >= len(bars) - 1
+    assert np.abs(downs[:, None] - bars[None, :]).min(axis=1).max() < 0.015
+
+
 def test_k_weighting_matches_the_recommendation_at_48k() -> None:
     (b1, a1), (b2, a2) = k_weighting(48000)
     assert np.allclose(b1, [1.53512485958697, -2.69169618940638, 1.19839281085285])
@@ -127,6 +169,9 @@ def test_analyze_file_reports_everything(tmp_path: Path) -> None:
     assert result.duration_s == pytest.approx(12.0, abs=1e-3)
     assert result.peak_dbfs == pytest.approx(20 * np.log10(np.abs(stereo).max()), abs=0.01)
     assert result.loudness_lufs == pytest.approx(integrated_loudness(stereo, 44100), abs=0.05)
+    downbeats = np.array(result.downbeat_times_s)
+    assert len(result.beat_times_s) >= 15 and len(downbeats) >= 4
+    assert np.allclose(np.diff(downbeats), 4 * 60 / 96, atol=0.02)
     json.dumps(result.to_dict())  # plain values only
 
 

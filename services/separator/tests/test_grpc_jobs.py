@@ -223,6 +223,8 @@ async def test_analysis_inline_and_as_a_job(client) -> None:  # type: ignore[no-
     assert result.duration_s == pytest.approx(10.0, abs=1e-3)
     assert result.peak_dbfs == pytest.approx(20 * np.log10(np.abs(stereo).max()), abs=0.1)
     assert -40 < result.loudness_lufs < 0
+    assert len(result.beat_times_s) >= 15 and result.downbeat_times_s
+    assert set(result.downbeat_times_s) <= set(result.beat_times_s)
 
     job = await client.separator.SubmitAnalysis(separator_pb2.AnalyzeRequest(audio_blob=key))
     assert job.kind == "analyze"
@@ -231,3 +233,4 @@ async def test_analysis_inline_and_as_a_job(client) -> None:  # type: ignore[no-
     record = json.loads(final.result_json)
     assert record["bpm"] == pytest.approx(result.bpm)
     assert record["key_tonic"] == "E" and record["loudness_lufs"] == pytest.approx(result.loudness_lufs)
+    assert record["beat_times_s"] == pytest.approx(list(result.beat_times_s))

@@ -384,6 +384,15 @@ class GenerateCreate(TaskOptions):
     format: Literal["wav", "flac", "mp3"] = "wav"
     melody_blob: BlobRef | None = Field(None, description="Hum-to-beat: a recording whose melody conditions the music")
     prompt_audio_blob: BlobRef | None = Field(None, description="Continue this audio")
+    conform: bool | None = Field(
+        None,
+        description="Time-stretch each result to `bpm` and pitch-shift it to `key` when the measured tempo or key "
+        "differs (the record's `conform` shows before, after and what was applied). Default: on when `bpm` or "
+        "`key` is given",
+    )
+    loop: bool = Field(
+        False, description="Trim to a whole number of bars from a downbeat, crossfaded so it loops seamlessly"
+    )
 
 
 class HumToBeatCreate(TaskOptions):

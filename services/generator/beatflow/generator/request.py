@@ -14,6 +14,7 @@ from typing import Any
 
 from beatflow.common.errors import InvalidArgument
 from beatflow.generator.backend import Sampling
+from beatflow.generator.conform import parse_key
 from beatflow.generator.prompts import Hints, describe
 
 FORMATS = ("wav", "flac", "mp3")
@@ -46,6 +47,15 @@ class GenerationSpec:
     melody_blob: str = ""
     prompt_audio_blob: str = ""
     owner: str = ""
+    conform: bool | None = None  # None: on when a bpm or key hint is given
+    loop: bool = False
+
+    @property
+    def conforms(self) -> bool:
+        """Whether results are conformed to the bpm/key hints (the ``conform`` default resolved)."""
+        if self.conform is not None:
+            return self.conform
+        return bool(self.hints.bpm) or bool(self.hints.key.strip())
 
     @property
     def description(self) -> str:
@@ -97,6 +107,8 @@ class GenerationSpec:
             melody_blob=str(data.get("melody_blob", "")),
             prompt_audio_blob=str(data.get("prompt_audio_blob", "")),
             owner=str(data.get("owner", "")),
+            conform=None if data.get("conform") is None else bool(data["conform"]),
+            loop=bool(data.get("loop", False)),
         )
 
 
@@ -150,6 +162,11 @@ def validate(spec: GenerationSpec, limits: Limits) -> GenerationSpec:
         raise InvalidArgument(f"format must be one of {', '.join(FORMATS)}")
     _check_key("melody_blob", spec.melody_blob)
     _check_key("prompt_audio_blob", spec.prompt_audio_blob)
+    if spec.conform and spec.hints.key.strip() and parse_key(spec.hints.key) is None:
+        raise InvalidArgument(
+            f"conform: key {spec.hints.key!r} is not a key (e.g. 'A minor', 'F# major', 'Bbm'); "
+            "give one or set conform to false"
+        )
     seed = spec.seed if spec.seed is not None else secrets.randbelow(2**31)
     if not -(2**63) <= seed < 2**63 - limits.max_variations:
         raise InvalidArgument("seed is out of range")

@@ -48,6 +48,8 @@ def spec_from_proto(req: generator_pb2.GenerateRequest) -> GenerationSpec:
         melody_blob=req.melody_blob,
         prompt_audio_blob=req.prompt_audio_blob,
         owner=req.owner,
+        conform=req.conform if req.HasField("conform") else None,
+        loop=req.loop,
     )
 
 

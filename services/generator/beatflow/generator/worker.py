@@ -43,6 +43,7 @@ from beatflow.common.logging import bind
 from beatflow.generator import audio_io
 from beatflow.generator.backend import DecodeRequest, GenerationBackend
 from beatflow.generator.chroma import chroma_features
+from beatflow.generator.conform import conform_result
 from beatflow.generator.engine.audio import ChunkStreamer, CodecDecoder
 from beatflow.generator.longform import Composer, Piece
 from beatflow.generator.models import LoadedModel
@@ -469,12 +470,12 @@ class GenerationWorker:
         spec = gen.spec
         encode_started = time.perf_counter()
 
-        def render(piece: Piece) -> tuple[str, int]:
+        def render(piece: Piece) -> tuple[str, int, dict[str, Any] | None]:
             assert piece.codes is not None
-            wav = lm.decode_codes(piece.codes).numpy()
+            wav, conformed = conform_result(lm.decode_codes(piece.codes).numpy(), lm.sample_rate, spec)
             data = audio_io.encode(wav, lm.sample_rate, spec.format)
             key = self.store.put_bytes(data, content_type=audio_io.CONTENT_TYPES[spec.format])
-            return key, int(wav.shape[-1])
+            return key, int(wav.shape[-1]), conformed
 
         if gen.streamer is not None and gen.pieces[0].codes is not None:
             async with gen.stream_lock:
@@ -483,15 +484,18 @@ class GenerationWorker:
             await settle(lambda: gen.job.progress(0.96, "last audio chunk", chunk_blob=key), f"progress of {gen.id}")
         blobs: dict[str, str] = {}
         samples = 0
+        conformed: list[dict[str, Any] | None] = []
         for i, piece in enumerate(gen.pieces):
-            key, samples = await asyncio.to_thread(render, piece)
+            key, samples, report = await asyncio.to_thread(render, piece)
             blobs["audio" if i == 0 else f"audio.{i}"] = key
+            conformed.append(report)
         encode_s = time.perf_counter() - encode_started
         audio_s = samples / lm.sample_rate
         record = self.record(gen, decode_s=decode_s, encode_s=encode_s, audio_s=audio_s)
         record["batch_jobs"] = batch_jobs
         record["batch_size"] = batch_rows
         record["chunks"] = len(gen.chunks)
+        record["conform"] = conformed if any(conformed) else None  # one report per variation
         gen.finished = True
         await settle(lambda: gen.job.complete(blobs, record), f"completing job {gen.id}")
         log.info(

@@ -84,6 +84,9 @@ async def generate(
     )
     if body.seed is not None:
         request.seed = body.seed
+    if body.conform is not None:
+        request.conform = body.conform
+    request.loop = body.loop
     return await _submit_generation(state, user, request)
 
 

@@ -197,9 +197,27 @@ async function runGeneration(path, body, caption) {
   }
 }
 
+// Text-to-music only: conform the result to the BPM/key ("fit to 128 BPM, A minor") and loop it.
+function fitOptions() {
+  const out = {};
+  const key = $("key").value.trim();
+  if (key) out.key = key;
+  if ($("bpm").value || key) out.conform = $("fit").checked;
+  if ($("loop").checked) out.loop = true;
+  return out;
+}
+function updateFitLabel() {
+  const parts = [];
+  if ($("bpm").value) parts.push($("bpm").value + " BPM");
+  if ($("key").value.trim()) parts.push($("key").value.trim());
+  $("fit-label").textContent = parts.length ? "fit to " + parts.join(", ") : "fit to BPM and key";
+}
+$("bpm").addEventListener("input", updateFitLabel);
+$("key").addEventListener("input", updateFitLabel);
+
 $("generate-form").addEventListener("submit", (e) => {
   e.preventDefault();
-  runGeneration("/api/ai/generate", generationBody());
+  runGeneration("/api/ai/generate", Object.assign(generationBody(), fitOptions()));
 });
 $("hum-generate").addEventListener("click", () => {
   const body = generationBody();
