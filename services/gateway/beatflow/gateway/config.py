@@ -35,6 +35,11 @@ class GatewaySettings(CommonSettings):
     # Every other request body (JSON, read whole into memory): refused when larger.
     max_json_body_bytes: int = 1024 * 1024
 
+    # Downloads up to this size are verified whole before the first byte is
+    # sent (a corrupt blob is a clean 502); longer ones are checked chunk by
+    # chunk while streaming and the connection is aborted at a failed chunk.
+    verify_before_send_bytes: int = 8 * 1024 * 1024
+
     # Downloads from an S3 store answer with a redirect to a presigned URL
     # (the client then reads MinIO directly); ``?redirect=false`` streams.
     presign_downloads: bool = True

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 
 from beatflow.common.errors import NotFound
 from beatflow.gateway import convert, schemas
-from beatflow.gateway.access import owned_job, register_outputs, require_readable_blob
+from beatflow.gateway.access import CORRUPT_RESPONSE, owned_job, register_outputs, require_readable_blob, verify_blob
 from beatflow.gateway.audioformat import header_from_prefix
 from beatflow.gateway.deps import GatewayState, State, User
 from beatflow.gateway.graphlayout import assign_lanes, topo_order
@@ -65,8 +65,12 @@ async def _branch_head(state: GatewayState, user: Principal, repo_id: str, branc
 
 
 async def _stem(state: GatewayState, user: Principal, name: str, blob_key: str) -> vcs_pb2.Stem:
-    """A stem record for a blob the caller may read, with size, type and duration from the store."""
+    """A stem record for a blob the caller may read, with size, type and duration from the store.
+
+    The blob is verified whole first: a commit never names audio that fails its hash.
+    """
     await require_readable_blob(state, user, blob_key)
+    await verify_blob(state, blob_key)
     try:
         info = await asyncio.to_thread(state.store.stat, blob_key)
         prefix = await asyncio.to_thread(state.store.read_range, blob_key, 0, max(0, min(info.size, 64 * 1024) - 1))
@@ -89,7 +93,7 @@ def _stem_name_for_output(kind: str, output: str) -> str:
 @router.post(
     "/commit/{repo_id}",
     status_code=201,
-    responses={**_MISSING, **_CONFLICT},
+    responses={**_MISSING, **_CONFLICT, **CORRUPT_RESPONSE},
     summary="Commit a set of stems to a branch",
 )
 async def create_commit(repo_id: RepoId, body: schemas.CommitCreate, state: State, user: User) -> schemas.CommitOut:
@@ -112,6 +116,7 @@ async def create_commit(repo_id: RepoId, body: schemas.CommitCreate, state: Stat
         stems[s.name] = await _stem(state, user, s.name, s.blob_key)
     if body.mixdown_blob:
         await require_readable_blob(state, user, body.mixdown_blob)
+        await verify_blob(state, body.mixdown_blob)
     metadata = vcs_pb2.CommitMetadata()
     if body.inherit_metadata and expected:
         parent = await state.backends.vcs.GetCommit(
