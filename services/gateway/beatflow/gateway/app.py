@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
 from typing import Any
 
+import redis.asyncio as aioredis
 import swagger_ui_bundle
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -25,7 +26,7 @@ from beatflow.gateway.deps import GatewayState, State
 from beatflow.gateway.passwords import Passwords
 from beatflow.gateway.presign import make_presigner
 from beatflow.gateway.routes import ai, audio, auth, progress, repositories, vcs
-from beatflow.gateway.tokens import TokenSigner
+from beatflow.gateway.tokens import Revocations, TokenSigner
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +58,20 @@ class NoSniffMiddleware:
         await self.app(scope, receive, send_with_header)
 
 
-def _secret(settings: GatewaySettings) -> bytes:
+def make_signer(settings: GatewaySettings) -> TokenSigner:
+    """The token signer from the settings (current key, and the previous one during a rotation)."""
     if settings.token_secret:
-        return settings.token_secret.encode()
-    log.warning("BEATFLOW_TOKEN_SECRET is not set: tokens are signed with a random per-process secret")
-    return secrets.token_bytes(32)
+        secret = settings.token_secret.encode()
+    else:
+        log.warning("BEATFLOW_TOKEN_SECRET is not set: tokens are signed with a random per-process secret")
+        secret = secrets.token_bytes(32)
+    until = settings.token_previous_secret_until
+    return TokenSigner(
+        secret,
+        settings.token_ttl_s,
+        previous=settings.token_previous_secret.encode() or None,
+        previous_until=until.timestamp() if until is not None else None,
+    )
 
 
 def create_app(settings: GatewaySettings | None = None, *, store: BlobStore | None = None) -> FastAPI:
@@ -71,11 +81,15 @@ def create_app(settings: GatewaySettings | None = None, *, store: BlobStore | No
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         backends = Backends(settings)
         blob_store = store or make_blob_store(settings)
+        redis = aioredis.Redis.from_url(
+            settings.redis_url, socket_connect_timeout=2, socket_timeout=2, health_check_interval=30
+        )
         app.state.gateway = GatewayState(
             settings=settings,
             backends=backends,
             store=blob_store,
-            signer=TokenSigner(_secret(settings), settings.token_ttl_s),
+            signer=make_signer(settings),
+            revocations=Revocations(redis),
             presign=make_presigner(settings, blob_store),
             passwords=Passwords(settings.argon2_time_cost, settings.argon2_memory_kib, settings.argon2_parallelism),
         )
@@ -83,6 +97,7 @@ def create_app(settings: GatewaySettings | None = None, *, store: BlobStore | No
             yield
         finally:
             await backends.close()
+            await redis.aclose()
 
     app = FastAPI(
         title="BeatFlow",

@@ -9,6 +9,7 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Query, Request, WebSocket
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from redis.exceptions import RedisError
 
 from beatflow.common.blobstore import BlobStore
 from beatflow.gateway.backends import Backends
@@ -16,7 +17,7 @@ from beatflow.gateway.config import GatewaySettings
 from beatflow.gateway.httperrors import ApiError
 from beatflow.gateway.passwords import Passwords
 from beatflow.gateway.presign import Presigner
-from beatflow.gateway.tokens import InvalidToken, Principal, TokenSigner
+from beatflow.gateway.tokens import InvalidToken, Principal, Revocations, TokenSigner
 
 
 @dataclass
@@ -25,6 +26,7 @@ class GatewayState:
     backends: Backends
     store: BlobStore
     signer: TokenSigner
+    revocations: Revocations
     presign: Presigner
     passwords: Passwords
     # (user, task) pairs whose outputs were already registered with vcs.
@@ -50,22 +52,30 @@ _bearer = HTTPBearer(auto_error=False, description="A token from /api/auth/signi
 
 
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
+_RETRY = {"Retry-After": "1"}
 
 
-def _principal(state: GatewayState, token: str | None) -> Principal:
+async def _principal(state: GatewayState, token: str | None) -> Principal:
+    """The caller: a token signed by a live key, unexpired, and not revoked by a sign-out (checked in Redis)."""
     if not token:
         raise ApiError(401, "sign in first: send 'Authorization: Bearer <token>'", headers=_CHALLENGE)
     try:
-        return state.signer.verify(token)
+        claims = state.signer.decode(token)
     except InvalidToken as exc:
         raise ApiError(401, f"invalid token: {exc}", headers=_CHALLENGE) from None
+    try:
+        return await state.revocations.check(claims)
+    except InvalidToken as exc:
+        raise ApiError(401, f"invalid token: {exc}", headers=_CHALLENGE) from None
+    except RedisError:
+        raise ApiError(503, "cannot check the token right now; try again shortly", headers=_RETRY) from None
 
 
 async def current_user(
     state: Annotated[GatewayState, Depends(get_state)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    return _principal(state, credentials.credentials if credentials else None)
+    return await _principal(state, credentials.credentials if credentials else None)
 
 
 async def current_user_or_query_token(
@@ -79,7 +89,7 @@ async def current_user_or_query_token(
         ),
     ] = None,
 ) -> Principal:
-    return _principal(state, credentials.credentials if credentials else access_token)
+    return await _principal(state, credentials.credentials if credentials else access_token)
 
 
 def idempotency_key(user: Principal, key: str | None, operation: str) -> str:

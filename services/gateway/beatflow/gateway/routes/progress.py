@@ -145,11 +145,11 @@ async def task_socket(
     token = header[7:] if header.lower().startswith("bearer ") else access_token
     await websocket.accept()
     try:
-        user = _principal(state, token)
+        user = await _principal(state, token)
         await owned_job(state, user, task_id)
     except ApiError as exc:
         await websocket.send_json({"type": "error", "detail": exc.detail})
-        await websocket.close(code=4401 if exc.status == 401 else 4404)
+        await websocket.close(code={401: 4401, 503: 1013}.get(exc.status, 4404))  # 1013: try again later
         return
 
     async def watch_disconnect() -> None:
