@@ -1,6 +1,7 @@
 # BeatFlow — one entry point for people and CI.
 #   make run    the whole stack on this machine (creates .venv, installs, starts)
 #   make test   the test suite against real PostgreSQL, Redis and S3 servers
+#   make test-nightly  the long runs (API fuzz of >= 5,000 cases), not part of make test
 #   make lint   ruff + mypy
 PYTHON ?= python3
 VENV   := .venv
@@ -11,7 +12,7 @@ STAMP  := $(VENV)/.installed
 DISTS  := protos services/common services/vcs services/generator services/separator services/gateway
 PROTOS := $(wildcard protos/beatflow/v1/*.proto)
 
-.PHONY: venv run test lint protos check-protos sysdeps validate-deploy bench clean
+.PHONY: venv run test test-nightly lint protos check-protos sysdeps validate-deploy bench clean
 
 venv: $(STAMP)
 
@@ -49,6 +50,10 @@ validate-deploy: venv
 
 test: venv sysdeps validate-deploy
 	$(PY) -m pytest -q
+
+# The long runs (a >= 5,000-case API fuzz), excluded from `make test`.
+test-nightly: venv
+	$(PY) -m pytest -q -m nightly --timeout 3600
 
 lint: venv
 	$(BIN)/ruff check .

@@ -19,7 +19,7 @@ from fastapi.staticfiles import StaticFiles
 
 from beatflow.common.blobstore import BlobStore, make_blob_store
 from beatflow.common.metrics import HttpMetricsMiddleware
-from beatflow.gateway import httperrors, schemas
+from beatflow.gateway import httperrors, openapi, schemas
 from beatflow.gateway.backends import Backends
 from beatflow.gateway.config import GatewaySettings
 from beatflow.gateway.deps import GatewayState, State
@@ -109,6 +109,7 @@ def create_app(settings: GatewaySettings | None = None, *, store: BlobStore | No
         docs_url=None,  # served below from the packaged Swagger UI, not a CDN (offline installs)
     )
     httperrors.install(app)
+    openapi.install(app)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

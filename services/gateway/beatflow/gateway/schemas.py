@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
+from beatflow.gateway.names import RefName, RefOrCommit, RepoName, StemName, Username
+
 _BLOB_RE = re.compile(r"^([0-9a-f]{64})(\.[a-z0-9]{1,5})?$")
 
 
@@ -21,9 +23,7 @@ def _blob_key(value: str) -> str:
 BlobRef = Annotated[
     str, Field(pattern=r"^[0-9a-f]{64}(\.[a-z0-9]{1,5})?$", examples=["9f" * 32 + ".wav"]), AfterValidator(_blob_key)
 ]
-Name = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")]
-RefName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-/]*$")]
-StemName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9 _.+()\-]*$")]
+Name = RepoName  # the naming rules (as vcs enforces them) live in names.py
 Id = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_\-]+$")]
 Text = Annotated[str, Field(max_length=5000)]
 Visibility = Literal["private", "public"]
@@ -63,7 +63,7 @@ class Strict(BaseModel):
 
 
 class Credentials(Strict):
-    username: str = Field(min_length=3, max_length=40, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+    username: Username
     password: str = Field(min_length=8, max_length=256)
 
 
@@ -85,7 +85,7 @@ class TokenOut(BaseModel):
 
 class RepositoryCreate(Strict):
     name: Name
-    description: Text = ""
+    description: str = Field("", max_length=2000)
     visibility: Visibility = "private"
     default_branch: RefName = "main"
 
@@ -202,12 +202,7 @@ class RefList(BaseModel):
 
 class BranchCreate(Strict):
     name: RefName
-    from_ref: str = Field(
-        "",
-        max_length=200,
-        pattern=r"^[A-Za-z0-9_.\-/]*$",
-        description="Branch, tag or commit; default: the default branch",
-    )
+    from_ref: RefOrCommit = Field("", description="Branch, tag or commit; default: the default branch")
 
 
 class BranchRename(Strict):
@@ -216,7 +211,7 @@ class BranchRename(Strict):
 
 class TagCreate(Strict):
     name: RefName
-    target: str = Field("", max_length=200, pattern=r"^[A-Za-z0-9_.\-/]*$")
+    target: RefOrCommit = Field("", description="Branch, tag or commit; default: the default branch")
     message: Text = ""
 
 
@@ -268,7 +263,7 @@ StrategyName = Literal["ours", "theirs"]
 
 
 class MergeCreate(Strict):
-    from_ref: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.\-/]*$")
+    from_ref: RefOrCommit = Field(min_length=1)
     into_branch: RefName | None = None
     expected_head: Id | None = None
     message: Text = ""
@@ -329,17 +324,19 @@ class MergeBaseOut(BaseModel):
 
 
 class GenerateCreate(Strict):
-    prompt: str = Field(min_length=1, max_length=2000, examples=["Upbeat electronic music"])
+    prompt: str = Field(
+        min_length=1, max_length=2000, pattern=r"\S", examples=["Upbeat electronic music"], description="Not blank"
+    )
     bpm: float | None = Field(None, ge=20, le=300)
     mood: str = Field("", max_length=100)
     genre: str = Field("", max_length=100)
     key: str = Field("", max_length=32)
     instruments: list[Annotated[str, Field(max_length=64)]] = Field(default_factory=list, max_length=16)
-    duration: float = Field(10.0, gt=0, le=300, description="Seconds of audio")
+    duration: float = Field(10.0, ge=0.1, le=300, description="Seconds of audio")
     seed: int | None = Field(None, ge=0, le=2**62)
-    top_k: int | None = Field(None, ge=0, le=4096)
+    top_k: int | None = Field(None, ge=0, le=2048, description="0 disables it")
     top_p: float | None = Field(None, ge=0, le=1)
-    temperature: float | None = Field(None, gt=0, le=10)
+    temperature: float | None = Field(None, ge=0.01, le=10)
     guidance_scale: float | None = Field(None, ge=0, le=20)
     greedy: bool = False
     num_variations: int = Field(1, ge=1, le=4)
@@ -354,9 +351,9 @@ class HumToBeatCreate(Strict):
     bpm: float | None = Field(None, ge=20, le=300)
     mood: str = Field("", max_length=100)
     genre: str = Field("", max_length=100)
-    duration: float = Field(10.0, gt=0, le=300)
+    duration: float = Field(10.0, ge=0.1, le=300)
     seed: int | None = Field(None, ge=0, le=2**62)
-    temperature: float | None = Field(None, gt=0, le=10)
+    temperature: float | None = Field(None, ge=0.01, le=10)
     guidance_scale: float | None = Field(None, ge=0, le=20)
     format: Literal["wav", "flac", "mp3"] = "wav"
 
@@ -367,7 +364,7 @@ class SeparateCreate(Strict):
     two_stems: str = Field("", max_length=64, pattern=r"^[A-Za-z0-9_\-]*$")
     shifts: int = Field(0, ge=0, le=10)
     overlap: float | None = Field(None, ge=0, lt=1)
-    segment_s: float | None = Field(None, gt=0, le=600)
+    segment_s: float | None = Field(None, ge=0.1, le=30)
     format: Literal["wav", "flac"] = "wav"
     residual_stem: str = Field("", max_length=64, pattern=r"^[A-Za-z0-9_\-]*$")
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path
 
 from beatflow.gateway import convert, schemas
-from beatflow.gateway.access import owned_job, register_outputs, require_readable_blob
+from beatflow.gateway.access import CORRUPT_RESPONSE, owned_job, register_outputs, require_readable_blob
 from beatflow.gateway.deps import IdempotencyHeader, State, User, idempotency_key
 from beatflow.gateway.httperrors import ApiError
 from beatflow.v1 import generator_pb2, jobs_pb2, separator_pb2
@@ -41,7 +41,12 @@ async def _submit_generation(state: State, user: User, request: generator_pb2.Ge
     return convert.task(job)
 
 
-@router.post("/generate", status_code=202, responses=_NOT_FOUND, summary="Generate music from a text prompt")
+@router.post(
+    "/generate",
+    status_code=202,
+    responses={**_NOT_FOUND, **CORRUPT_RESPONSE},
+    summary="Generate music from a text prompt",
+)
 async def generate(
     body: schemas.GenerateCreate, state: State, user: User, key: IdempotencyHeader = None
 ) -> schemas.TaskOut:
@@ -66,7 +71,10 @@ async def generate(
 
 
 @router.post(
-    "/hum-to-beat", status_code=202, responses=_NOT_FOUND, summary="Generate music that follows a hummed melody"
+    "/hum-to-beat",
+    status_code=202,
+    responses={**_NOT_FOUND, **CORRUPT_RESPONSE},
+    summary="Generate music that follows a hummed melody",
 )
 async def hum_to_beat(
     body: schemas.HumToBeatCreate, state: State, user: User, key: IdempotencyHeader = None
@@ -113,7 +121,7 @@ async def separate_stems(
     return convert.task(job)
 
 
-@router.post("/analyze-audio", responses=_NOT_FOUND, summary="Detect tempo, key and loudness")
+@router.post("/analyze-audio", responses={**_NOT_FOUND, **CORRUPT_RESPONSE}, summary="Detect tempo, key and loudness")
 async def analyze_audio(
     body: schemas.AnalyzeCreate, state: State, user: User, key: IdempotencyHeader = None
 ) -> schemas.AnalyzeOut:

@@ -8,9 +8,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import JSONResponse
+from pydantic import AfterValidator
 
 from beatflow.common.errors import NotFound
-from beatflow.gateway import convert, schemas
+from beatflow.gateway import convert, names, schemas
 from beatflow.gateway.access import CORRUPT_RESPONSE, owned_job, register_outputs, require_readable_blob, verify_blob
 from beatflow.gateway.audioformat import header_from_prefix
 from beatflow.gateway.deps import GatewayState, State, User
@@ -30,7 +31,20 @@ RefQuery = Annotated[
         max_length=200,
         pattern=r"^[A-Za-z0-9_.\-/]*$",
         description="Branch, tag or commit id; default: the default branch",
+        json_schema_extra={"pattern": "^$|" + names.REF_OR_COMMIT_PATTERN},
     ),
+    AfterValidator(names.check_ref_or_commit),
+]
+RequiredRef = Annotated[
+    str,
+    Query(
+        min_length=1,
+        max_length=200,
+        pattern=r"^[A-Za-z0-9_.\-/]*$",
+        description="Branch, tag or commit id",
+        json_schema_extra={"pattern": names.REF_OR_COMMIT_PATTERN},
+    ),
+    AfterValidator(names.check_ref_or_commit),
 ]
 _MISSING: dict[int | str, dict[str, Any]] = {
     404: {"description": "No such repository, ref or commit (or not visible)"},
@@ -240,8 +254,8 @@ async def diff(
     repo_id: RepoId,
     state: State,
     user: User,
-    base: Annotated[str, Query(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.\-/]*$")],
-    head: Annotated[str, Query(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.\-/]*$")],
+    base: RequiredRef,
+    head: RequiredRef,
 ) -> schemas.DiffOut:
     reply = await state.backends.vcs.Diff(
         vcs_pb2.DiffRequest(actor=user.user_id, repo_id=repo_id, base=base, head=head), timeout=state.timeout
@@ -254,8 +268,8 @@ async def merge_base(
     repo_id: RepoId,
     state: State,
     user: User,
-    a: Annotated[str, Query(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.\-/]*$")],
-    b: Annotated[str, Query(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.\-/]*$")],
+    a: RequiredRef,
+    b: RequiredRef,
 ) -> schemas.MergeBaseOut:
     reply = await state.backends.vcs.MergeBase(
         vcs_pb2.MergeBaseRequest(actor=user.user_id, repo_id=repo_id, a=a, b=b), timeout=state.timeout
