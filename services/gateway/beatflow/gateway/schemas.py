@@ -25,6 +25,7 @@ BlobRef = Annotated[
 ]
 Name = RepoName  # the naming rules (as vcs enforces them) live in names.py
 Id = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_\-]+$")]
+CommitHash = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="A commit id (64 hex digits)")]
 Text = Annotated[str, Field(max_length=5000)]
 Visibility = Literal["private", "public"]
 RoleName = Literal["read", "write", "owner"]
@@ -164,7 +165,7 @@ class CommitOut(BaseModel):
 class CommitCreate(Strict):
     message: str = Field(min_length=1, max_length=5000)
     branch: RefName | None = Field(None, description="Default: the repository's default branch")
-    parent_commit_id: Id | None = Field(
+    parent_commit_id: Annotated[str, Field(pattern=r"^([0-9a-f]{64})?$")] | None = Field(
         None,
         description="The branch head the caller built on (compare-and-swap). Omitted: the current head. "
         "Empty string: the branch must not exist yet.",
@@ -265,12 +266,16 @@ StrategyName = Literal["ours", "theirs"]
 class MergeCreate(Strict):
     from_ref: RefOrCommit = Field(min_length=1)
     into_branch: RefName | None = None
-    expected_head: Id | None = None
+    expected_head: CommitHash | None = None
     message: Text = ""
     strategy: Literal["report", "ours", "theirs"] = Field(
         "report", description="How stems changed on both sides are settled; 'report' refuses with the conflicts"
     )
-    stem_strategies: dict[StemName, StrategyName] = Field(default_factory=dict, description="Per-stem resolution")
+    stem_strategies: dict[StemName, StrategyName] = Field(
+        default_factory=dict,
+        description="Per-stem resolution",
+        json_schema_extra={"additionalProperties": False},  # keys outside the stem-name pattern are refused
+    )
     no_fast_forward: bool = False
     dry_run: bool = False
 
@@ -300,9 +305,9 @@ class MergeConflictOut(BaseModel):
 
 
 class RevertCreate(Strict):
-    commit_id: Id
+    commit_id: CommitHash
     branch: RefName | None = None
-    expected_head: Id | None = None
+    expected_head: CommitHash | None = None
     message: Text = ""
 
 

@@ -100,12 +100,11 @@ async def task_events(
     task_id: TaskId,
     state: State,
     user: Annotated[Principal, Depends(current_user_or_query_token)],
-    last_event_id: Annotated[
-        str | None, Header(alias="Last-Event-ID", max_length=64, pattern=r"^[0-9]+-[0-9]+$")
-    ] = None,
+    # Not nullable in the schema: a header or query value is text, never JSON null.
+    last_event_id: Annotated[str, Header(alias="Last-Event-ID", max_length=64, pattern=r"^[0-9]+-[0-9]+$")] = "",
     after: Annotated[
-        str | None, Query(max_length=64, pattern=r"^[0-9]+-[0-9]+$", description="Resume after this event id")
-    ] = None,
+        str, Query(max_length=64, pattern=r"^[0-9]+-[0-9]+$", description="Resume after this event id")
+    ] = "",
 ) -> StreamingResponse:
     await owned_job(state, user, task_id)
     resume = after or last_event_id or ""
