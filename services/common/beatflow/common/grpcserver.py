@@ -23,7 +23,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
-from beatflow.common import metrics
+from beatflow.common import grpctls, metrics
 from beatflow.common.errors import BeatflowError
 from beatflow.common.settings import CommonSettings
 
@@ -167,7 +167,9 @@ def create_grpc_server(settings: CommonSettings, services: Sequence[Service]) ->
     reflection.enable_server_reflection(
         [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME], server
     )
-    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    address = f"{settings.host}:{settings.port}"
+    credentials = grpctls.server_credentials(settings)
+    port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
     if port == 0:
         raise RuntimeError(f"could not bind gRPC port {settings.host}:{settings.port}")
     return GrpcServer(server=server, port=port, health=health, service_names=names)

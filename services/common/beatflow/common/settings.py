@@ -19,6 +19,14 @@ class CommonSettings(BaseSettings):
     log_json: bool = True
     grace_period_s: float = 10.0  # drain time on shutdown
 
+    # Internal gRPC over (m)TLS: PEM paths. Cert + key: serve TLS (and present
+    # them as a client); CA: verify peers, and on a server require client
+    # certificates it signed. Unset: plaintext (the embedded stack on loopback).
+    grpc_tls_cert: Path | None = None
+    grpc_tls_key: Path | None = None
+    grpc_tls_ca: Path | None = None
+    grpc_tls_server_name: str = ""  # the name to verify in server certificates (default: the host dialled)
+
     redis_url: str = "redis://127.0.0.1:6379/0"
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/beatflow"
 

@@ -8,12 +8,14 @@ and fall back to the separator when the generator is unreachable.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from beatflow.common import grpctls
 from beatflow.gateway.config import GatewaySettings
 from beatflow.v1 import (
     generator_pb2_grpc,
@@ -58,9 +60,10 @@ class Backends:
 
     def __init__(self, settings: GatewaySettings) -> None:
         self.timeout = settings.rpc_timeout_s
-        self.generator_backend = Backend("generator", settings.generator_addr, self._channel(settings.generator_addr))
-        self.separator_backend = Backend("separator", settings.separator_addr, self._channel(settings.separator_addr))
-        self.vcs_backend = Backend("vcs", settings.vcs_addr, self._channel(settings.vcs_addr))
+        channel = functools.partial(grpctls.aio_channel, settings=settings, options=_CHANNEL_OPTIONS)
+        self.generator_backend = Backend("generator", settings.generator_addr, channel(settings.generator_addr))
+        self.separator_backend = Backend("separator", settings.separator_addr, channel(settings.separator_addr))
+        self.vcs_backend = Backend("vcs", settings.vcs_addr, channel(settings.vcs_addr))
         self.generator = generator_pb2_grpc.GeneratorStub(self.generator_backend.channel)
         self.separator = separator_pb2_grpc.SeparatorStub(self.separator_backend.channel)
         self.vcs = vcs_pb2_grpc.VcsStub(self.vcs_backend.channel)
@@ -68,10 +71,6 @@ class Backends:
             jobs_pb2_grpc.JobsStub(self.generator_backend.channel),
             jobs_pb2_grpc.JobsStub(self.separator_backend.channel),
         ]
-
-    @staticmethod
-    def _channel(addr: str) -> grpc.aio.Channel:
-        return grpc.aio.insecure_channel(addr, options=_CHANNEL_OPTIONS)
 
     @property
     def all(self) -> list[Backend]:
