@@ -7,7 +7,8 @@ meets an undocumented status:
 
 * 400: a backend refused an argument (INVALID_ARGUMENT); 401: no or a bad
   token (operations that need one); 404: a named object does not exist or is
-  not visible; 409: an ``Idempotency-Key`` reused with another body; 413: a
+  not visible; 409: a vcs write conflicts (name taken, branch moved) or an
+  ``Idempotency-Key`` was reused with another body; 413: a
   JSON body over ``max_json_body_bytes``; 422: the request does not match
   this schema (or is malformed JSON); 429: throttled (with
   ``Retry-After``); 503: a backend, Redis or the blob store is unreachable (with
@@ -42,7 +43,7 @@ _COMMON: dict[str, tuple[str, str]] = {
     "400": ("A backend refused an argument", "api"),
     "401": ("Not signed in, or the token is invalid, expired or revoked", "secured"),
     "404": ("A named object does not exist or is not visible to the caller", "api"),
-    "409": ("A request with this Idempotency-Key and a different body was already made", "idempotent"),
+    "409": ("Conflict: the name exists, the branch moved, or an Idempotency-Key was reused", "conflict"),
     "413": ("The request body is larger than the limit", "body"),
     "422": ("The request does not match the schema (or is malformed JSON)", "input"),
     "429": ("Too many requests; see Retry-After", "api"),
@@ -51,7 +52,7 @@ _COMMON: dict[str, tuple[str, str]] = {
 }
 
 
-def _applies(when: str, path: str, op: dict[str, Any]) -> bool:
+def _applies(when: str, path: str, method: str, op: dict[str, Any]) -> bool:
     api = path.startswith("/api/")
     if when == "any":
         return api or path == "/health"
@@ -61,23 +62,73 @@ def _applies(when: str, path: str, op: dict[str, Any]) -> bool:
         return api and bool(op.get("security"))
     if when == "body":
         return api and "requestBody" in op
-    if when == "idempotent":
-        return any(p.get("name") == "Idempotency-Key" for p in op.get("parameters", []))
+    if when == "conflict":  # vcs writes, and operations taking an Idempotency-Key
+        writes = path.startswith(("/api/repositories", "/api/vcs")) and method != "get"
+        return writes or any(p.get("name") == "Idempotency-Key" for p in op.get("parameters", []))
     if when == "input":
         return api and ("requestBody" in op or bool(op.get("parameters")))
     raise ValueError(when)
 
 
+NOT_NUL = "^[^\\x00]*$"
+# Free-form JSON as the services can store it: any JSON value, but no NUL in text or keys.
+JSON_VALUE: dict[str, Any] = {
+    "title": "JsonValue",
+    "anyOf": [
+        {"type": "string", "pattern": NOT_NUL},
+        {"type": "number"},
+        {"type": "boolean"},
+        {"type": "null"},
+        {"type": "array", "items": {"$ref": "#/components/schemas/JsonValue"}},
+        {
+            "type": "object",
+            "propertyNames": {"pattern": NOT_NUL},
+            "additionalProperties": {"$ref": "#/components/schemas/JsonValue"},
+        },
+    ],
+}
+
+
+def _no_nul(node: Any, components: dict[str, Any], seen: set[str]) -> None:
+    """State in request schemas what every request body validator enforces: no NUL in any text."""
+    if isinstance(node, list):
+        for item in node:
+            _no_nul(item, components, seen)
+        return
+    if not isinstance(node, dict):
+        return
+    ref = node.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/components/schemas/"):
+        name = ref.rsplit("/", 1)[1]
+        if name not in seen and name in components:
+            seen.add(name)
+            _no_nul(components[name], components, seen)
+        return
+    if node.get("type") == "string" and "pattern" not in node and "enum" not in node and "format" not in node:
+        node["pattern"] = NOT_NUL
+    if node.get("type") == "object" and node.get("additionalProperties") is True:
+        node["propertyNames"] = {"pattern": NOT_NUL}
+        node["additionalProperties"] = {"$ref": "#/components/schemas/JsonValue"}
+    for key, value in node.items():
+        if key not in ("$ref", "enum", "const", "default", "examples", "example"):
+            _no_nul(value, components, seen)
+
+
 def add_error_responses(schema: dict[str, Any]) -> dict[str, Any]:
     """Add the shared error answers to every operation of an OpenAPI document (in place; returned)."""
-    schema.setdefault("components", {}).setdefault("schemas", {})["ErrorOut"] = ERROR_SCHEMA
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components["ErrorOut"] = ERROR_SCHEMA
+    components["JsonValue"] = JSON_VALUE
+    seen: set[str] = set()
     for path, item in schema.get("paths", {}).items():
         for method, op in item.items():
             if method not in {"get", "put", "post", "patch", "delete", "head"}:
                 continue
+            if "application/json" in op.get("requestBody", {}).get("content", {}):
+                _no_nul(op["requestBody"]["content"]["application/json"], components, seen)
             responses = op.setdefault("responses", {})
             for status, (description, when) in _COMMON.items():
-                if status in responses or not _applies(when, path, op):
+                if status in responses or not _applies(when, path, method, op):
                     continue
                 response: dict[str, Any] = {
                     "description": description,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeAlias
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
@@ -23,7 +23,7 @@ def _blob_key(value: str) -> str:
 BlobRef = Annotated[
     str, Field(pattern=r"^[0-9a-f]{64}(\.[a-z0-9]{1,5})?$", examples=["9f" * 32 + ".wav"]), AfterValidator(_blob_key)
 ]
-Name = RepoName  # the naming rules (as vcs enforces them) live in names.py
+Name: TypeAlias = RepoName  # the naming rules (as vcs enforces them) live in names.py
 Id = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_\-]+$")]
 CommitHash = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="A commit id (64 hex digits)")]
 Text = Annotated[str, Field(max_length=5000)]
