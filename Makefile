@@ -52,7 +52,9 @@ test: venv sysdeps validate-deploy
 
 # The longer runs (fuzzing at depth, fault loops): not part of `make test`'s 5-minute budget.
 test-slow: venv sysdeps
-	$(PY) -m pytest -q -m slow
+	$(PY) -m pytest -q -m slow --timeout 3600
+
+# The long runs (a >= 5,000-case API fuzz), excluded from `make test`.
 
 lint: venv
 	$(BIN)/ruff check .

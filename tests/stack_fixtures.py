@@ -233,6 +233,8 @@ def run_stack(
         # Small gateway limits, so the tests can cross them cheaply.
         "BEATFLOW_MAX_UPLOAD_BYTES": str(4_000_000),
         "BEATFLOW_MAX_UPLOAD_DURATION_S": "60",
+        # Downloads over 1 MiB stream with per-chunk checks (both download paths are then cheap to reach).
+        "BEATFLOW_VERIFY_BEFORE_SEND_BYTES": str(1024 * 1024),
         # Cheap Argon2id (same algorithm) so sign-ups do not dominate the suite on two cores.
         "BEATFLOW_ARGON2_TIME_COST": "1",
         "BEATFLOW_ARGON2_MEMORY_KIB": "8192",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -171,7 +172,7 @@ def stack(tmp_path: Path, database_url: str, redis_url: str, s3_settings: dict[s
         "BEATFLOW_GENERATOR_DEVICE": "cpu",
         "BEATFLOW_SEPARATOR_MODEL": "tiny",
         "BEATFLOW_SEPARATOR_DEVICE": "cpu",
-        "BEATFLOW_TOKEN_SECRET": "test-secret-for-metrics",
+        "BEATFLOW_TOKEN_SECRET": secrets.token_hex(32),
         "HF_HUB_OFFLINE": "1",
         **{f"BEATFLOW_{k.upper()}": str(v).lower() if isinstance(v, bool) else str(v) for k, v in s3_settings.items()},
     }

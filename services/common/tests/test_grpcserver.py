@@ -96,6 +96,25 @@ async def test_reflection_lists_services(running: Any) -> None:
     assert "grpc.health.v1.Health" in names
 
 
+async def test_reflection_v1_answers_too(running: Any) -> None:
+    """Clients that speak only grpc.reflection.v1 (newer grpcurl, Postman) find the services and their files."""
+    _, _, channel = running
+    call = channel.stream_stream(
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+        response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+    )
+
+    async def requests() -> AsyncIterator[reflection_pb2.ServerReflectionRequest]:
+        yield reflection_pb2.ServerReflectionRequest(list_services="")
+        yield reflection_pb2.ServerReflectionRequest(file_containing_symbol="grpc.health.v1.Health")
+
+    replies = [reply async for reply in call(requests())]
+    names = [s.name for s in replies[0].list_services_response.service]
+    assert {SERVICE, "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection"} <= set(names)
+    assert replies[1].file_descriptor_response.file_descriptor_proto  # the health proto, serialized
+
+
 async def test_domain_errors_map_to_status_codes(running: Any) -> None:
     _, _, channel = running
     assert await _call(channel, "Unary")(b"hi") == b"echo:hi"

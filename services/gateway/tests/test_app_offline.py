@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,10 +17,15 @@ from beatflow.gateway.tokens import Principal
 
 
 @pytest.fixture
-async def client(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, str]]:
+async def client(tmp_path: Path, redis_url: str) -> AsyncIterator[tuple[httpx.AsyncClient, str]]:
     dead = f"127.0.0.1:{free_port()}"  # nothing listens there
     settings = GatewaySettings(
-        token_secret="s" * 32, vcs_addr=dead, generator_addr=dead, separator_addr=dead, rpc_timeout_s=5
+        token_secret=secrets.token_hex(32),
+        vcs_addr=dead,
+        generator_addr=dead,
+        separator_addr=dead,
+        rpc_timeout_s=5,
+        redis_url=redis_url,  # the revocation store is up; the gRPC backends are not
     )
     app = create_app(settings, store=LocalBlobStore(tmp_path / "blobs"))
     async with app.router.lifespan_context(app):
@@ -136,3 +142,32 @@ async def test_non_finite_numbers_and_broken_json_are_422(client: tuple[httpx.As
     r = await http.post("/api/auth/signin", content=b'{"username": NaN, "password": NaN}', headers=auth)
     assert r.status_code == 422
     assert {e["input"] for e in r.json()["detail"]} == {"nan"}
+
+
+async def test_sign_out_revokes_the_token(client: tuple[httpx.AsyncClient, str]) -> None:
+    http, token = client
+    auth = {"Authorization": f"Bearer {token}"}
+    assert (await http.get("/api/repositories", headers=auth)).status_code == 503  # accepted; vcs is down
+    r = await http.post("/api/auth/signout", headers=auth)
+    assert r.status_code == 204, r.text
+    r = await http.get("/api/repositories", headers=auth)
+    assert r.status_code == 401 and "revoked" in r.json()["detail"]
+    assert (await http.post("/api/auth/signout", headers=auth)).status_code == 401
+
+
+async def test_revocation_store_down_is_503_not_a_pass(tmp_path: Path) -> None:
+    dead = f"127.0.0.1:{free_port()}"
+    settings = GatewaySettings(
+        token_secret=secrets.token_hex(32),
+        vcs_addr=dead,
+        generator_addr=dead,
+        separator_addr=dead,
+        rpc_timeout_s=5,
+        redis_url=f"redis://127.0.0.1:{free_port()}/0",
+    )
+    app = create_app(settings, store=LocalBlobStore(tmp_path / "blobs"))
+    async with app.router.lifespan_context(app):
+        token = app.state.gateway.signer.issue(Principal("u1", "ada"))
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as http:
+            r = await http.get("/api/repositories", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 503 and r.headers["retry-after"] == "1", r.text

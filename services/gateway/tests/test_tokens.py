@@ -1,37 +1,170 @@
-"""Signed bearer tokens and Argon2 password hashes."""
+"""Signed bearer tokens (JWT, rotation, sign-out), token secrets, and Argon2 password hashes."""
 
 from __future__ import annotations
 
-import pytest
+import secrets
+from pathlib import Path
 
+import jwt
+import pytest
+from pydantic import ValidationError
+
+from beatflow.gateway.config import GatewaySettings
 from beatflow.gateway.passwords import Passwords
-from beatflow.gateway.tokens import InvalidToken, Principal, TokenSigner
+from beatflow.gateway.tokens import (
+    InvalidToken,
+    Principal,
+    Revocations,
+    TokenSigner,
+    WeakSecret,
+    check_secret,
+    key_id,
+)
+
+KEY = b"k" * 32
+OTHER = b"z" * 32
 
 
 def test_token_round_trip_and_expiry() -> None:
-    signer = TokenSigner(b"k" * 32, ttl_s=60)
-    token = signer.issue(Principal("u1", "ada"), now=1000.0)
+    signer = TokenSigner(KEY, ttl_s=60)
+    token = signer.issue(Principal("u1", "ada"), version=3, now=1000.0)
     assert signer.verify(token, now=1059.0) == Principal("u1", "ada")
+    claims = signer.decode(token, now=1059.0)
+    assert (claims.version, claims.issued_at, claims.key_id) == (3, 1000, signer.kid)
     with pytest.raises(InvalidToken, match="expired"):
         signer.verify(token, now=1060.0)
 
 
-def test_forged_and_foreign_tokens_are_refused() -> None:
-    signer = TokenSigner(b"k" * 32, ttl_s=60)
-    other = TokenSigner(b"z" * 32, ttl_s=60)
+def test_token_is_a_standard_jwt_naming_its_key() -> None:
+    signer = TokenSigner(KEY, ttl_s=60)
     token = signer.issue(Principal("u1", "ada"))
-    with pytest.raises(InvalidToken):
+    header = jwt.get_unverified_header(token)
+    assert header == {"alg": "HS256", "typ": "JWT", "kid": key_id(KEY)}
+    assert KEY.decode() not in header["kid"]
+    claims = jwt.decode(token, KEY, algorithms=["HS256"], audience="beatflow-api", issuer="beatflow")
+    assert claims["sub"] == "u1" and claims["usr"] == "ada" and claims["exp"] - claims["iat"] == 60
+
+
+def test_forged_and_foreign_tokens_are_refused() -> None:
+    signer = TokenSigner(KEY, ttl_s=60)
+    other = TokenSigner(OTHER, ttl_s=60)
+    token = signer.issue(Principal("u1", "ada"))
+    with pytest.raises(InvalidToken, match="unknown signing key"):
         other.verify(token)
-    payload, sig = token.removeprefix("bf1.").split(".")
+    header, payload, sig = token.split(".")
     forged_payload = payload[:-2] + ("AA" if payload[-2:] != "AA" else "BB")
-    for bad in [f"bf1.{forged_payload}.{sig}", "bf1.abc", "garbage", "", "bf1.é.é", token + "x"]:
+    # Signed with another key but claiming this key's id; alg "none"; claims for another user.
+    kid_forgery = jwt.encode(
+        {"sub": "u2", "usr": "eve", "ver": 0, "iat": 1, "exp": 2**40}, OTHER, headers={"kid": signer.kid}
+    )
+    none_alg = jwt.encode({"sub": "u2", "usr": "eve", "ver": 0, "iat": 1, "exp": 2**40}, None, algorithm="none")
+    for bad in [
+        f"{header}.{forged_payload}.{sig}",
+        kid_forgery,
+        none_alg,
+        "bf1.abc",
+        "garbage",
+        "",
+        "a.é.é",
+        token + "x",
+    ]:
         with pytest.raises(InvalidToken):
             signer.verify(bad)
+
+
+def test_missing_claims_or_wrong_audience_are_refused() -> None:
+    signer = TokenSigner(KEY, ttl_s=60)
+    kid = {"kid": signer.kid}
+    base = {"sub": "u1", "usr": "ada", "ver": 0, "iat": 1, "exp": 2**40, "iss": "beatflow", "aud": "beatflow-api"}
+    assert signer.verify(jwt.encode(base, KEY, headers=kid)) == Principal("u1", "ada")
+    for change in [{"aud": "elsewhere"}, {"iss": "someone"}, {"ver": "x"}]:
+        with pytest.raises(InvalidToken):
+            signer.verify(jwt.encode({**base, **change}, KEY, headers=kid))
+    for missing in ["sub", "ver", "exp"]:
+        claims = {k: v for k, v in base.items() if k != missing}
+        with pytest.raises(InvalidToken):
+            signer.verify(jwt.encode(claims, KEY, headers=kid))
+
+
+def test_rotation_accepts_the_previous_key_for_a_window() -> None:
+    old = TokenSigner(OTHER, ttl_s=3600)
+    old_token = old.issue(Principal("u1", "ada"), now=1000.0)
+    rotated = TokenSigner(KEY, ttl_s=3600, previous=OTHER, previous_until=2000.0)
+    assert rotated.verify(old_token, now=1500.0) == Principal("u1", "ada")
+    with pytest.raises(InvalidToken, match="retired"):
+        rotated.verify(old_token, now=2001.0)
+    new_token = rotated.issue(Principal("u1", "ada"), now=1500.0)
+    assert jwt.get_unverified_header(new_token)["kid"] == key_id(KEY)
+    with pytest.raises(InvalidToken):
+        old.verify(new_token, now=1500.0)
+    # Without a window the previous key's tokens live until they expire.
+    assert TokenSigner(KEY, ttl_s=3600, previous=OTHER).verify(old_token, now=4000.0)
 
 
 def test_short_secret_is_refused() -> None:
     with pytest.raises(ValueError):
         TokenSigner(b"short", ttl_s=60)
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "change-me-to-a-long-random-string",
+        "CHANGE_ME_please_0123456789abcdefghij",
+        "s" * 64,
+        "abababababababababababababababababab",
+        "0123456789abcdef",  # 16 characters: too short
+        "test-secret-for-metrics-and-more-characters",
+        "my-example-secret-key-0123456789abcdef",
+    ],
+)
+def test_placeholder_short_or_repetitive_secrets_are_refused_at_start(secret: str) -> None:
+    with pytest.raises(WeakSecret):
+        check_secret(secret)
+    with pytest.raises(ValidationError, match="BEATFLOW_TOKEN_SECRET"):
+        GatewaySettings(token_secret=secret)
+    with pytest.raises(ValidationError, match="BEATFLOW_TOKEN_PREVIOUS_SECRET"):
+        GatewaySettings(token_secret=secrets.token_hex(32), token_previous_secret=secret)
+
+
+def test_shipped_placeholder_secret_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The values deploy/ and .env.example ship must not start a gateway."""
+    root = Path(__file__).resolve().parents[3]
+    for path in (root / "deploy/k8s/base/credentials.env", root / ".env.example"):
+        line = next(x for x in path.read_text().splitlines() if x.startswith("BEATFLOW_TOKEN_SECRET="))
+        monkeypatch.setenv("BEATFLOW_TOKEN_SECRET", line.split("=", 1)[1])
+        with pytest.raises(ValidationError, match="placeholder"):
+            GatewaySettings()
+
+
+def test_random_secrets_are_accepted() -> None:
+    for _ in range(20):
+        assert GatewaySettings(token_secret=secrets.token_hex(32)).token_secret
+        assert GatewaySettings(token_secret=secrets.token_urlsafe(32)).token_secret
+    assert GatewaySettings(token_secret="").token_secret == ""  # random per process, with a warning
+
+
+async def test_sign_out_revokes_earlier_tokens_in_every_replica(redis_url: str) -> None:
+    import redis.asyncio as aioredis
+
+    signer = TokenSigner(KEY, ttl_s=60)
+    first, second = aioredis.Redis.from_url(redis_url), aioredis.Redis.from_url(redis_url)  # two replicas
+    try:
+        replica_a, replica_b = Revocations(first), Revocations(second)
+        user = f"u-{secrets.token_hex(4)}"
+        token = signer.issue(Principal(user, "ada"), version=await replica_a.version(user))
+        assert await replica_b.check(signer.decode(token)) == Principal(user, "ada")
+        await replica_a.revoke_all(user)
+        for replica in (replica_a, replica_b):
+            with pytest.raises(InvalidToken, match="revoked"):
+                await replica.check(signer.decode(token))
+        fresh = signer.issue(Principal(user, "ada"), version=await replica_b.version(user))
+        assert await replica_b.check(signer.decode(fresh)) == Principal(user, "ada")
+        other = signer.issue(Principal(user + "x", "bob"), version=await replica_a.version(user + "x"))
+        assert await replica_a.check(signer.decode(other)) == Principal(user + "x", "bob")  # others unaffected
+    finally:
+        await first.aclose()
+        await second.aclose()
 
 
 def test_password_hash_is_argon2id_and_salted() -> None:

@@ -240,3 +240,19 @@ async def test_blame(world) -> None:
     blame = {e.stem: e.commit.id for e in await vcs.blame(a, r)}
     assert blame == {"drums": c2.id, "bass": s1.id, "keys": c3.id}
     assert {e.stem: e.commit.id for e in await vcs.blame(a, r, c1.id)} == {"drums": c1.id, "bass": c1.id, "keys": c1.id}
+
+
+async def test_removing_a_stem_the_parent_lacks_is_a_conflict(world, helpers) -> None:
+    """A well-formed request that the parent's state refuses: FailedPrecondition (HTTP 409), not 400."""
+    c1 = await world.commit("one", drums="d1")
+    for inherit in (True, False):
+        with pytest.raises(FailedPrecondition, match="no such stem"):
+            await world.vcs.create_commit(
+                world.alice.id,
+                world.repo.id,
+                expected_head=c1.id,
+                message="drop bass",
+                stems=[helpers.stem("vox", "v1")],
+                inherit_stems=inherit,
+                remove_stems=["bass" if inherit else "drums"],
+            )

@@ -2,10 +2,30 @@
 
 Two back ends share one contract: :class:`LocalBlobStore` (a directory, for the
 embedded single-machine mode) and :class:`S3BlobStore` (MinIO or any S3 server,
-through the ``minio`` SDK). Writes hash while they stream and verify the key;
-reads re-hash and refuse a blob whose bytes no longer match its key
-(:class:`~beatflow.common.errors.DataLoss`), so corruption is never served.
-The API is synchronous; async callers use ``asyncio.to_thread``.
+through the ``minio`` SDK). The API is synchronous; async callers use
+``asyncio.to_thread``.
+
+Integrity guarantee: no read hands out bytes that fail verification.
+
+* Writes hash while they stream; the key *is* the hash. Each blob also gets a
+  chunk-digest sidecar (the SHA-256 of every :data:`CHUNK`-sized piece), written
+  before the blob itself becomes visible.
+* :meth:`BlobStore.iter_chunks` checks each chunk against its sidecar digest
+  before yielding it, and holds the last chunk back until the whole blob hashed
+  to its key, so a reader never receives a corrupt chunk, nor a complete blob
+  that is corrupt: it gets :class:`~beatflow.common.errors.DataLoss` instead.
+  :meth:`get_bytes` and :meth:`verify` are built on it.
+* :meth:`BlobStore.read_verified_range` reads whole chunks and checks them
+  against the sidecar, so byte ranges are verified too. A blob without a
+  sidecar (stored before sidecars existed) is verified whole once, and its
+  sidecar is written then.
+* :meth:`BlobStore.read_range` is the unverified primitive: only for sniffing
+  headers, never for handing bytes on.
+* A put of content whose stored copy is corrupt replaces the stored copy (so
+  uploading the original again repairs the store).
+
+A damaged sidecar makes reads of an intact blob fail (safe side); it is
+rewritten by the next put of that content.
 """
 
 from __future__ import annotations
@@ -38,6 +58,38 @@ def check_key(key: str) -> str:
     return key
 
 
+class _ChunkHasher:
+    """SHA-256 of the whole stream and of every CHUNK-sized piece of it, whatever the read sizes."""
+
+    def __init__(self) -> None:
+        self.whole = hashlib.sha256()
+        self.chunks: list[str] = []
+        self._current = hashlib.sha256()
+        self._filled = 0
+
+    def update(self, data: bytes) -> None:
+        self.whole.update(data)
+        view = memoryview(data)
+        while view:
+            take = min(len(view), CHUNK - self._filled)
+            self._current.update(view[:take])
+            self._filled += take
+            view = view[take:]
+            if self._filled == CHUNK:
+                self.chunks.append(self._current.hexdigest())
+                self._current, self._filled = hashlib.sha256(), 0
+
+    def finish(self) -> tuple[str, list[str]]:
+        if self._filled:
+            self.chunks.append(self._current.hexdigest())
+            self._current, self._filled = hashlib.sha256(), 0
+        return self.whole.hexdigest(), self.chunks
+
+
+def _corrupt(key: str, where: str) -> DataLoss:
+    return DataLoss(f"blob {key} is corrupted: {where} does not match its digest")
+
+
 @dataclass(frozen=True)
 class BlobInfo:
     key: str
@@ -62,7 +114,7 @@ class BlobStore(abc.ABC):
         ``max_bytes`` refuses (InvalidArgument) a stream longer than that before
         anything is stored.
         """
-        digest = hashlib.sha256()
+        hasher = _ChunkHasher()
         size = 0
         with tempfile.NamedTemporaryFile(prefix="blob-", dir=self._spool_dir(), delete=False) as tmp:
             try:
@@ -70,17 +122,17 @@ class BlobStore(abc.ABC):
                     size += len(chunk)
                     if max_bytes is not None and size > max_bytes:
                         raise InvalidArgument(f"upload larger than the limit of {max_bytes} bytes")
-                    digest.update(chunk)
+                    hasher.update(chunk)
                     tmp.write(chunk)
                 tmp.flush()
             except BaseException:
                 tmp.close()
                 os.unlink(tmp.name)
                 raise
-        key = digest.hexdigest()
+        key, chunks = hasher.finish()
         try:
-            if not self.exists(key):
-                self._store_spooled(key, Path(tmp.name), size, content_type)
+            if not self._intact(key):
+                self._store_spooled(key, Path(tmp.name), size, content_type, chunks)
         finally:
             if os.path.exists(tmp.name):
                 os.unlink(tmp.name)
@@ -89,23 +141,115 @@ class BlobStore(abc.ABC):
     def get_bytes(self, key: str) -> bytes:
         return b"".join(self.iter_chunks(key))
 
+    def _intact(self, key: str) -> bool:
+        """Whether a blob is stored under ``key`` and verifies (a corrupt one is to be replaced)."""
+        if not self.exists(key):
+            return False
+        try:
+            self.verify(key)
+        except DataLoss:
+            return False
+        except NotFound:  # deleted meanwhile
+            return False
+        return True
+
     def iter_chunks(self, key: str) -> Iterator[bytes]:
-        """Yield the blob in chunks; raises DataLoss at the end if the bytes do not hash to ``key``."""
+        """Yield the blob in CHUNK-sized pieces, each checked before it is yielded.
+
+        A piece that does not match its sidecar digest raises DataLoss instead of
+        being yielded; the last piece is yielded only after the whole blob hashed to
+        ``key``. Without a sidecar only the whole-blob check applies (still before
+        the last piece).
+        """
         check_key(key)
-        digest = hashlib.sha256()
-        for chunk in self._raw_chunks(key):
-            digest.update(chunk)
-            yield chunk
-        if digest.hexdigest() != key:
-            raise DataLoss(f"blob {key} is corrupted: its content hashes to {digest.hexdigest()}")
+        expected = self._load_chunk_digests(key)
+        whole = hashlib.sha256()
+        pending: bytes | None = None
+        index = 0
+        for chunk in self._aligned(self._raw_chunks(key)):
+            if expected is not None and (
+                index >= len(expected) or hashlib.sha256(chunk).hexdigest() != expected[index]
+            ):
+                raise _corrupt(key, f"chunk {index}")
+            whole.update(chunk)
+            index += 1
+            if pending is not None:
+                yield pending
+                pending = None
+            if expected is not None and index < len(expected):
+                yield chunk  # checked against its digest, and not the last one
+            else:
+                pending = chunk
+        if expected is not None and index != len(expected):
+            raise _corrupt(key, "its length")
+        if whole.hexdigest() != key:
+            raise DataLoss(f"blob {key} is corrupted: its content hashes to {whole.hexdigest()}")
+        if pending is not None:
+            yield pending
+
+    @staticmethod
+    def _aligned(pieces: Iterator[bytes]) -> Iterator[bytes]:
+        """Re-cut a byte stream into CHUNK-sized pieces (the last may be shorter)."""
+        buffer = bytearray()
+        for piece in pieces:
+            buffer += piece
+            while len(buffer) >= CHUNK:
+                yield bytes(buffer[:CHUNK])
+                del buffer[:CHUNK]
+        if buffer:
+            yield bytes(buffer)
 
     def verify(self, key: str) -> None:
+        """Raise DataLoss (or NotFound) unless the stored blob hashes to its key."""
         for _ in self.iter_chunks(key):
             pass
 
+    def chunk_digests(self, key: str) -> list[str]:
+        """The SHA-256 of every CHUNK of the blob, from its sidecar.
+
+        A blob stored without a sidecar is verified whole (DataLoss if corrupt) and
+        its sidecar written, so later range reads are checked piece by piece.
+        """
+        check_key(key)
+        digests = self._load_chunk_digests(key)
+        if digests is not None:
+            return digests
+        hasher = _ChunkHasher()
+        for piece in self._raw_chunks(key):
+            hasher.update(piece)
+        whole, digests = hasher.finish()
+        if whole != key:
+            raise DataLoss(f"blob {key} is corrupted: its content hashes to {whole}")
+        self._save_chunk_digests(key, digests)
+        return digests
+
+    def read_verified_range(self, key: str, start: int, end: int) -> Iterator[bytes]:
+        """Bytes ``start..end`` inclusive, in pieces, each from a chunk checked against its digest.
+
+        Raises DataLoss before yielding anything from a chunk that fails its check.
+        """
+        if end < start:
+            return
+        digests = self.chunk_digests(key)
+        first, last = start // CHUNK, end // CHUNK
+        for index in range(first, last + 1):
+            if index >= len(digests):
+                return  # past the end, as read_range
+            chunk_start = index * CHUNK
+            chunk = self.read_range(key, chunk_start, chunk_start + CHUNK - 1)
+            if hashlib.sha256(chunk).hexdigest() != digests[index]:
+                raise _corrupt(key, f"chunk {index}")
+            lo = max(start, chunk_start) - chunk_start
+            hi = min(end, chunk_start + CHUNK - 1) - chunk_start + 1
+            yield chunk[lo:hi]
+
     @abc.abstractmethod
     def read_range(self, key: str, start: int, end: int) -> bytes:
-        """Bytes ``start..end`` inclusive (for HTTP range requests; not re-hashed)."""
+        """Bytes ``start..end`` inclusive, NOT verified: for sniffing headers only.
+
+        Anything handed on to a client or a model goes through iter_chunks,
+        get_bytes or read_verified_range.
+        """
 
     @abc.abstractmethod
     def exists(self, key: str) -> bool: ...
@@ -129,14 +273,33 @@ class BlobStore(abc.ABC):
         return None
 
     @abc.abstractmethod
-    def _store_spooled(self, key: str, path: Path, size: int, content_type: str) -> None: ...
+    def _store_spooled(self, key: str, path: Path, size: int, content_type: str, chunks: list[str]) -> None: ...
 
     @abc.abstractmethod
     def _raw_chunks(self, key: str) -> Iterator[bytes]: ...
 
+    @abc.abstractmethod
+    def _load_chunk_digests(self, key: str) -> list[str] | None:
+        """The sidecar's chunk digests, or None when the blob has no (readable) sidecar."""
+
+    @abc.abstractmethod
+    def _save_chunk_digests(self, key: str, chunks: list[str]) -> None: ...
+
+
+def _sidecar_digests(doc: object) -> list[str] | None:
+    """Chunk digests from a sidecar document; None unless it is well formed for this CHUNK size."""
+    if not isinstance(doc, dict) or doc.get("chunk_size") != CHUNK:
+        return None
+    chunks = doc.get("chunks")
+    if not isinstance(chunks, list):
+        return None
+    if not all(isinstance(c, str) and _KEY_RE.match(c) for c in chunks):
+        return None
+    return chunks
+
 
 class LocalBlobStore(BlobStore):
-    """Blobs as files ``root/ab/cd/<key>`` with a ``.json`` sidecar for the content type."""
+    """Blobs as files ``root/ab/cd/<key>`` with a ``.json`` sidecar for the content type and chunk digests."""
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
@@ -149,14 +312,38 @@ class LocalBlobStore(BlobStore):
     def _spool_dir(self) -> str | None:
         return str(self.root / "tmp")
 
-    def _store_spooled(self, key: str, path: Path, size: int, content_type: str) -> None:
+    def _write_meta(self, key: str, meta: dict[str, object]) -> None:
         dest = self._path(key)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        meta = {"content_type": content_type, "size": size, "created_at": time.time()}
         with tempfile.NamedTemporaryFile("w", prefix="meta-", dir=self.root / "tmp", delete=False) as tmp:
             tmp.write(json.dumps(meta))
         os.replace(tmp.name, dest.with_suffix(".json"))  # a concurrent put of the same blob rewrites it
-        os.replace(path, dest)  # atomic: readers never see a half-written blob
+
+    def _read_meta(self, key: str) -> dict[str, object]:
+        try:
+            meta = json.loads(self._path(key).with_suffix(".json").read_text())
+        except (OSError, ValueError):
+            return {}
+        return meta if isinstance(meta, dict) else {}
+
+    def _store_spooled(self, key: str, path: Path, size: int, content_type: str, chunks: list[str]) -> None:
+        meta = {
+            "content_type": content_type,
+            "size": size,
+            "created_at": time.time(),
+            "chunk_size": CHUNK,
+            "chunks": chunks,
+        }
+        self._write_meta(key, meta)
+        os.replace(path, self._path(key))  # atomic: readers never see a half-written blob
+
+    def _load_chunk_digests(self, key: str) -> list[str] | None:
+        return _sidecar_digests(self._read_meta(key))
+
+    def _save_chunk_digests(self, key: str, chunks: list[str]) -> None:
+        info = self.stat(key)
+        meta = {**self._read_meta(key), "content_type": info.content_type, "size": info.size}
+        self._write_meta(key, {**meta, "chunk_size": CHUNK, "chunks": chunks})
 
     def _raw_chunks(self, key: str) -> Iterator[bytes]:
         path = self._path(key)
@@ -185,10 +372,16 @@ class LocalBlobStore(BlobStore):
         path = self._path(key)
         if not path.exists():
             raise NotFound(f"blob {key} not found")
-        meta_path = path.with_suffix(".json")
-        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        meta = self._read_meta(key)
         st = path.stat()
-        return BlobInfo(key, st.st_size, meta.get("content_type", DEFAULT_TYPE), meta.get("created_at", st.st_mtime))
+        content_type = meta.get("content_type")
+        created = meta.get("created_at")
+        return BlobInfo(
+            key,
+            st.st_size,
+            content_type if isinstance(content_type, str) else DEFAULT_TYPE,
+            float(created) if isinstance(created, (int, float)) else st.st_mtime,
+        )
 
     def delete(self, key: str) -> None:
         path = self._path(key)
@@ -202,7 +395,10 @@ class LocalBlobStore(BlobStore):
 
 
 class S3BlobStore(BlobStore):
-    """Blobs as objects ``<key>`` in one bucket of MinIO or another S3 server."""
+    """Blobs as objects ``<key>`` in one bucket of MinIO or another S3 server.
+
+    Each blob's chunk digests are the object ``<key>.chunks.json`` beside it.
+    """
 
     def __init__(
         self,
@@ -228,8 +424,36 @@ class S3BlobStore(BlobStore):
                 if exc.code != "BucketAlreadyOwnedByYou":
                     raise
 
-    def _store_spooled(self, key: str, path: Path, size: int, content_type: str) -> None:
+    def _store_spooled(self, key: str, path: Path, size: int, content_type: str, chunks: list[str]) -> None:
+        self._save_chunk_digests(key, chunks)  # before the blob: a visible blob always has its sidecar
         self.client.fput_object(self.bucket, key, str(path), content_type=content_type)
+
+    @staticmethod
+    def _sidecar_name(key: str) -> str:
+        return f"{check_key(key)}.chunks.json"
+
+    def _load_chunk_digests(self, key: str) -> list[str] | None:
+        from minio.error import S3Error
+
+        try:
+            response = self.client.get_object(self.bucket, self._sidecar_name(key))
+        except S3Error as exc:
+            if exc.code in ("NoSuchKey", "NoSuchObject"):
+                return None
+            raise
+        try:
+            return _sidecar_digests(json.loads(response.read()))
+        except ValueError:
+            return None
+        finally:
+            response.close()
+            response.release_conn()
+
+    def _save_chunk_digests(self, key: str, chunks: list[str]) -> None:
+        doc = json.dumps({"chunk_size": CHUNK, "chunks": chunks}).encode()
+        self.client.put_object(
+            self.bucket, self._sidecar_name(key), io.BytesIO(doc), length=len(doc), content_type="application/json"
+        )
 
     def _response(self, key: str, offset: int = 0, length: int = 0):
         from minio.error import S3Error
@@ -288,6 +512,7 @@ class S3BlobStore(BlobStore):
 
     def delete(self, key: str) -> None:
         self.client.remove_object(self.bucket, check_key(key))
+        self.client.remove_object(self.bucket, self._sidecar_name(key))
 
     def list_keys(self) -> Iterator[str]:
         for obj in self.client.list_objects(self.bucket, recursive=True):

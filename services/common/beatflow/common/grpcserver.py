@@ -29,9 +29,9 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
-from beatflow.common import metrics
+from beatflow.common import grpctls, metrics
 from beatflow.common.errors import BeatflowError, backend_outage
 from beatflow.common.settings import CommonSettings
 
@@ -238,6 +238,27 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         return handler  # client-streaming calls are not used by BeatFlow
 
 
+REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
+
+
+def _enable_reflection(service_names: list[str], server: grpc.aio.Server) -> None:
+    """Serve reflection as ``grpc.reflection.v1`` and ``v1alpha``.
+
+    The two versions' messages are the same on the wire (only the package name
+    differs), so one servicer answers both; grpcio-reflection ships only v1alpha.
+    """
+    servicer = reflection.aio.ReflectionServicer(service_names)
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, server)
+    handler = grpc.stream_stream_rpc_method_handler(
+        servicer.ServerReflectionInfo,
+        request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+        response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
+    )
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(REFLECTION_V1, {"ServerReflectionInfo": handler}),)
+    )
+
+
 def create_grpc_server(settings: CommonSettings, services: Sequence[Service]) -> GrpcServer:
     """Build (not start) a server for ``services`` on ``settings.host:settings.port``.
 
@@ -257,10 +278,11 @@ def create_grpc_server(settings: CommonSettings, services: Sequence[Service]) ->
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     names = [svc.name for svc in services]
-    reflection.enable_server_reflection(
-        [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME], server
-    )
-    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    reflected = [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name]
+    _enable_reflection([*reflected, reflection.SERVICE_NAME, REFLECTION_V1], server)
+    address = f"{settings.host}:{settings.port}"
+    credentials = grpctls.server_credentials(settings)
+    port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
     if port == 0:
         raise RuntimeError(f"could not bind gRPC port {settings.host}:{settings.port}")
     return GrpcServer(

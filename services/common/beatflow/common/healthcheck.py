@@ -16,10 +16,16 @@ import urllib.request
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from beatflow.common import grpctls
+from beatflow.common.settings import CommonSettings
 
-def check_grpc(target: str, service: str = "", timeout_s: float = 3.0) -> str:
-    """Return the health status name (``SERVING``, ``NOT_SERVING``, ...) or the gRPC error code."""
-    with grpc.insecure_channel(target) as channel:
+
+def check_grpc(target: str, service: str = "", timeout_s: float = 3.0, settings: CommonSettings | None = None) -> str:
+    """Return the health status name (``SERVING``, ``NOT_SERVING``, ...) or the gRPC error code.
+
+    Speaks (m)TLS when the settings (default: ``BEATFLOW_GRPC_TLS_*`` from the environment) name certificates.
+    """
+    with grpctls.sync_channel(target, settings or CommonSettings()) as channel:
         try:
             response = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=service), timeout=timeout_s

@@ -21,6 +21,14 @@ class CommonSettings(BaseSettings):
     stop_timeout_s: float = 10.0  # past the grace period: each stop step's bound; the process exits after 2x
     health_outage_s: float = 15.0  # a dependency (Redis, PostgreSQL) away this long: health NOT_SERVING
 
+    # Internal gRPC over (m)TLS: PEM paths. Cert + key: serve TLS (and present
+    # them as a client); CA: verify peers, and on a server require client
+    # certificates it signed. Unset: plaintext (the embedded stack on loopback).
+    grpc_tls_cert: Path | None = None
+    grpc_tls_key: Path | None = None
+    grpc_tls_ca: Path | None = None
+    grpc_tls_server_name: str = ""  # the name to verify in server certificates (default: the host dialled)
+
     redis_url: str = "redis://127.0.0.1:6379/0"
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/beatflow"
 

@@ -10,16 +10,38 @@ looks at them, so they can be downloaded and committed like uploads.
 from __future__ import annotations
 
 import asyncio
+import logging
+from typing import Any
 
 import grpc
 
-from beatflow.common.errors import NotFound
+from beatflow.common.errors import DataLoss, NotFound
 from beatflow.gateway.deps import GatewayState
 from beatflow.gateway.httperrors import ApiError
 from beatflow.gateway.tokens import Principal
 from beatflow.v1 import jobs_pb2, vcs_pb2
 
 _REGISTERED_CACHE = 10_000
+log = logging.getLogger(__name__)
+
+CORRUPT_RESPONSE: dict[int | str, dict[str, Any]] = {
+    502: {"description": "Stored audio is corrupted (fails its SHA-256); code DATA_LOSS"}
+}
+
+
+def corrupt_blob(key: str) -> ApiError:
+    log.error("blob %s failed verification: refused", key)
+    return ApiError(502, f"audio {key} is corrupted in storage; upload the original again", code="DATA_LOSS")
+
+
+async def verify_blob(state: GatewayState, key: str) -> None:
+    """Read the whole blob and check its hash: ApiError 502 (DATA_LOSS) if it fails, 404 if it is gone."""
+    try:
+        await asyncio.to_thread(state.store.verify, key)
+    except DataLoss:
+        raise corrupt_blob(key) from None
+    except NotFound:
+        raise ApiError(404, f"audio {key} not found") from None
 
 
 async def owned_job(state: GatewayState, user: Principal, task_id: str) -> jobs_pb2.Job:

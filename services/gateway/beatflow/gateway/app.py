@@ -19,7 +19,7 @@ from fastapi.staticfiles import StaticFiles
 
 from beatflow.common.blobstore import BlobStore, make_blob_store
 from beatflow.common.metrics import HttpMetricsMiddleware
-from beatflow.gateway import httperrors, schemas
+from beatflow.gateway import httperrors, openapi, schemas
 from beatflow.gateway.backends import Backends
 from beatflow.gateway.config import GatewaySettings
 from beatflow.gateway.deps import GatewayState, State
@@ -27,7 +27,7 @@ from beatflow.gateway.passwords import Passwords
 from beatflow.gateway.presign import make_presigner
 from beatflow.gateway.routes import ai, audio, auth, models, peaks, progress, repositories, review, vcs, webhooks
 from beatflow.gateway.signin_throttle import SigninThrottle
-from beatflow.gateway.tokens import TokenSigner
+from beatflow.gateway.tokens import Revocations, TokenSigner
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +61,20 @@ class NoSniffMiddleware:
         await self.app(scope, receive, send_with_header)
 
 
-def _secret(settings: GatewaySettings) -> bytes:
+def make_signer(settings: GatewaySettings) -> TokenSigner:
+    """The token signer from the settings (current key, and the previous one during a rotation)."""
     if settings.token_secret:
-        return settings.token_secret.encode()
-    log.warning("BEATFLOW_TOKEN_SECRET is not set: tokens are signed with a random per-process secret")
-    return secrets.token_bytes(32)
+        secret = settings.token_secret.encode()
+    else:
+        log.warning("BEATFLOW_TOKEN_SECRET is not set: tokens are signed with a random per-process secret")
+        secret = secrets.token_bytes(32)
+    until = settings.token_previous_secret_until
+    return TokenSigner(
+        secret,
+        settings.token_ttl_s,
+        previous=settings.token_previous_secret.encode() or None,
+        previous_until=until.timestamp() if until is not None else None,
+    )
 
 
 def create_app(settings: GatewaySettings | None = None, *, store: BlobStore | None = None) -> FastAPI:
@@ -75,13 +84,16 @@ def create_app(settings: GatewaySettings | None = None, *, store: BlobStore | No
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         backends = Backends(settings)
         blob_store = store or make_blob_store(settings)
-        # short timeouts: an unreachable Redis is a quick 503 on sign-in, not a hung request
-        redis = aioredis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+        # short timeouts: an unreachable Redis is a quick 503, not a hung request
+        redis = aioredis.Redis.from_url(
+            settings.redis_url, socket_connect_timeout=2, socket_timeout=2, health_check_interval=30
+        )
         app.state.gateway = GatewayState(
             settings=settings,
             backends=backends,
             store=blob_store,
-            signer=TokenSigner(_secret(settings), settings.token_ttl_s),
+            signer=make_signer(settings),
+            revocations=Revocations(redis),
             presign=make_presigner(settings, blob_store),
             passwords=Passwords(settings.argon2_time_cost, settings.argon2_memory_kib, settings.argon2_parallelism),
             throttle=SigninThrottle(
@@ -108,6 +120,7 @@ def create_app(settings: GatewaySettings | None = None, *, store: BlobStore | No
         docs_url=None,  # served below from the packaged Swagger UI, not a CDN (offline installs)
     )
     httperrors.install(app)
+    openapi.install(app)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

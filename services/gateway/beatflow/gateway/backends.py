@@ -15,6 +15,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from beatflow.common import grpctls
 from beatflow.gateway.config import GatewaySettings
 from beatflow.v1 import (
     generator_pb2_grpc,
@@ -67,6 +68,7 @@ class Backends:
 
     def __init__(self, settings: GatewaySettings, interceptors: Sequence[grpc.aio.ClientInterceptor] = ()) -> None:
         self.timeout = settings.rpc_timeout_s
+        self._settings = settings
         self._interceptors = list(interceptors)
         self.generator_backend = Backend("generator", settings.generator_addr, self._channel(settings.generator_addr))
         self.separator_backend = Backend("separator", settings.separator_addr, self._channel(settings.separator_addr))
@@ -80,7 +82,7 @@ class Backends:
         ]
 
     def _channel(self, addr: str) -> grpc.aio.Channel:
-        return grpc.aio.insecure_channel(addr, options=_CHANNEL_OPTIONS, interceptors=self._interceptors or None)
+        return grpctls.aio_channel(addr, self._settings, _CHANNEL_OPTIONS, interceptors=self._interceptors)
 
     @property
     def all(self) -> list[Backend]:

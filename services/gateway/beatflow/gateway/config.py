@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
+from pydantic import ValidationInfo, field_validator
+
 from beatflow.common.settings import CommonSettings
+from beatflow.gateway.tokens import check_secret
 
 
 class GatewaySettings(CommonSettings):
@@ -17,11 +22,17 @@ class GatewaySettings(CommonSettings):
     vcs_addr: str = "127.0.0.1:50053"
     rpc_timeout_s: float = 30.0
 
-    # Bearer tokens: HMAC-SHA256 over the claims with this secret. Gateway
-    # replicas must share it; empty means a random secret per process (tokens
-    # then die with the process — fine for one machine, wrong for a fleet).
+    # Bearer tokens: HS256 JWTs signed with this secret. Gateway replicas must
+    # share it; empty means a random secret per process (tokens then die with
+    # the process — fine for one machine, wrong for a fleet). A short,
+    # repetitive or placeholder secret is refused at start.
     token_secret: str = ""
     token_ttl_s: int = 7 * 24 * 3600
+    # Rotation: set the old secret here and the new one above; tokens signed
+    # with the old one are accepted until ``token_previous_secret_until``
+    # (ISO date-time or epoch seconds; unset: until they expire).
+    token_previous_secret: str = ""
+    token_previous_secret_until: dt.datetime | None = None
 
     # Argon2id cost (RFC 9106 low-memory profile); old hashes keep their own.
     argon2_time_cost: int = 3
@@ -34,6 +45,11 @@ class GatewaySettings(CommonSettings):
     max_upload_duration_s: float = 600.0
     # Every other request body (JSON, read whole into memory): refused when larger.
     max_json_body_bytes: int = 1024 * 1024
+
+    # Downloads up to this size are verified whole before the first byte is
+    # sent (a corrupt blob is a clean 502); longer ones are checked chunk by
+    # chunk while streaming and the connection is aborted at a failed chunk.
+    verify_before_send_bytes: int = 8 * 1024 * 1024
 
     # Downloads from an S3 store answer with a redirect to a presigned URL
     # (the client then reads MinIO directly); ``?redirect=false`` streams.
@@ -52,3 +68,9 @@ class GatewaySettings(CommonSettings):
     signin_max_failures_per_account: int = 5
     signin_max_failures_per_address: int = 20
     signin_window_s: float = 300.0
+
+    @field_validator("token_secret", "token_previous_secret")
+    @classmethod
+    def _strong_secret(cls, value: str, info: ValidationInfo) -> str:
+        name = "BEATFLOW_" + str(info.field_name).upper()
+        return check_secret(value, name) if value else value

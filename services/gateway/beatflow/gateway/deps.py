@@ -10,6 +10,7 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Query, Request, WebSocket
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from redis.exceptions import RedisError
 
 from beatflow.common.blobstore import BlobStore
 from beatflow.gateway.backends import Backends
@@ -18,7 +19,7 @@ from beatflow.gateway.httperrors import ApiError
 from beatflow.gateway.passwords import Passwords
 from beatflow.gateway.presign import Presigner
 from beatflow.gateway.signin_throttle import SigninThrottle
-from beatflow.gateway.tokens import InvalidToken, Principal, TokenSigner
+from beatflow.gateway.tokens import InvalidToken, Principal, Revocations, TokenSigner
 
 
 @dataclass
@@ -27,6 +28,7 @@ class GatewayState:
     backends: Backends
     store: BlobStore
     signer: TokenSigner
+    revocations: Revocations
     presign: Presigner
     passwords: Passwords
     throttle: SigninThrottle
@@ -53,22 +55,30 @@ _bearer = HTTPBearer(auto_error=False, description="A token from /api/auth/signi
 
 
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
+_RETRY = {"Retry-After": "1"}
 
 
-def _principal(state: GatewayState, token: str | None) -> Principal:
+async def _principal(state: GatewayState, token: str | None) -> Principal:
+    """The caller: a token signed by a live key, unexpired, and not revoked by a sign-out (checked in Redis)."""
     if not token:
         raise ApiError(401, "sign in first: send 'Authorization: Bearer <token>'", headers=_CHALLENGE)
     try:
-        return state.signer.verify(token)
+        claims = state.signer.decode(token)
     except InvalidToken as exc:
         raise ApiError(401, f"invalid token: {exc}", headers=_CHALLENGE) from None
+    try:
+        return await state.revocations.check(claims)
+    except InvalidToken as exc:
+        raise ApiError(401, f"invalid token: {exc}", headers=_CHALLENGE) from None
+    except RedisError:
+        raise ApiError(503, "cannot check the token right now; try again shortly", headers=_RETRY) from None
 
 
 async def current_user(
     state: Annotated[GatewayState, Depends(get_state)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    return _principal(state, credentials.credentials if credentials else None)
+    return await _principal(state, credentials.credentials if credentials else None)
 
 
 async def current_user_or_query_token(
@@ -82,7 +92,7 @@ async def current_user_or_query_token(
         ),
     ] = None,
 ) -> Principal:
-    return _principal(state, credentials.credentials if credentials else access_token)
+    return await _principal(state, credentials.credentials if credentials else access_token)
 
 
 def idempotency_key(user: Principal, key: str | None, operation: str) -> str:
@@ -108,7 +118,7 @@ _UNIT_S = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 
 def parse_cancel_after(value: str | None) -> float | None:
     """Seconds from a ``Cancel-After`` header: plain seconds ("90", "2.5") or a duration ("1h30m", "45s")."""
-    if value is None:
+    if value is None or not value.strip():
         return None
     text = value.strip()
     try:
@@ -117,18 +127,26 @@ def parse_cancel_after(value: str | None) -> float | None:
         if not _DURATION_RE.match(text):  # (the header's pattern already refused it)
             raise ApiError(400, "Cancel-After must be seconds or a duration like 1h30m, 5m, 45s") from None
         seconds = sum(float(n) * _UNIT_S[u] for n, u in re.findall(r"(\d+(?:\.\d+)?)(h|ms|m|s)", text))
-    if not 0 < seconds <= 366 * 86400:
-        raise ApiError(400, "Cancel-After must be more than 0 s and at most 366 days")
+    if not seconds > 0:
+        raise ApiError(400, "Cancel-After must be more than 0 s")
+    seconds = min(seconds, 366 * 86400)  # a deadline further out is capped at 366 days
     return seconds
 
 
+# Not nullable in the schema: a header is text, never JSON null ("" or absent: no deadline).
 CancelAfterHeader = Annotated[
-    str | None,
+    str,
     Header(
         alias="Cancel-After",
         max_length=64,
-        pattern=r"^[0-9]+(\.[0-9]+)?$|^([0-9]+(\.[0-9]+)?(h|ms|m|s))+$",
-        description="Cancel the task (reason 'deadline') if not finished by then: seconds or e.g. 1h30m, 5m, 45s",
+        # more than zero: a non-zero digit in the seconds, or in one part of a duration
+        pattern=(
+            r"^$|^[0-9]*[1-9][0-9]*(\.[0-9]+)?$|^[0-9]+\.[0-9]*[1-9][0-9]*$"
+            r"|^([0-9]+(\.[0-9]+)?(h|ms|m|s))*([0-9]*[1-9][0-9]*(\.[0-9]+)?|[0-9]+\.[0-9]*[1-9][0-9]*)(h|ms|m|s)"
+            r"([0-9]+(\.[0-9]+)?(h|ms|m|s))*$"
+        ),
+        description="Cancel the task (reason 'deadline') if not finished by then: seconds or e.g. 1h30m, 5m, 45s "
+        "(more than 0; capped at 366 days)",
     ),
 ]
 State = Annotated[GatewayState, Depends(get_state)]

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self, TypeAlias
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from beatflow.gateway.names import RefName, RefOrCommit, RepoName, StemName, Username
 
 _BLOB_RE = re.compile(r"^([0-9a-f]{64})(\.[a-z0-9]{1,5})?$")
 
@@ -21,10 +23,9 @@ def _blob_key(value: str) -> str:
 BlobRef = Annotated[
     str, Field(pattern=r"^[0-9a-f]{64}(\.[a-z0-9]{1,5})?$", examples=["9f" * 32 + ".wav"]), AfterValidator(_blob_key)
 ]
-Name = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")]
-RefName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-/]*$")]
-StemName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9 _.+()\-]*$")]
+Name: TypeAlias = RepoName  # the naming rules (as vcs enforces them) live in names.py
 Id = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_\-]+$")]
+CommitHash = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="A commit id (64 hex digits)")]
 Text = Annotated[str, Field(max_length=5000)]
 Visibility = Literal["private", "public"]
 RoleName = Literal["read", "write", "owner"]
@@ -64,7 +65,7 @@ class Strict(BaseModel):
 
 
 class Credentials(Strict):
-    username: str = Field(min_length=3, max_length=40, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+    username: Username
     password: str = Field(min_length=8, max_length=256)
 
 
@@ -86,7 +87,7 @@ class TokenOut(BaseModel):
 
 class RepositoryCreate(Strict):
     name: Name
-    description: Text = ""
+    description: str = Field("", max_length=2000)
     visibility: Visibility = "private"
     default_branch: RefName = "main"
 
@@ -166,7 +167,7 @@ class CommitOut(BaseModel):
 class CommitCreate(Strict):
     message: str = Field(min_length=1, max_length=5000)
     branch: RefName | None = Field(None, description="Default: the repository's default branch")
-    parent_commit_id: Id | None = Field(
+    parent_commit_id: Annotated[str, Field(pattern=r"^([0-9a-f]{64})?$")] | None = Field(
         None,
         description="An existing branch: the head the caller built on (compare-and-swap; 409 if it moved). "
         "A branch that does not exist yet: the commit it starts from. "
@@ -217,12 +218,7 @@ class RefList(BaseModel):
 
 class BranchCreate(Strict):
     name: RefName
-    from_ref: str = Field(
-        "",
-        max_length=200,
-        pattern=r"^[A-Za-z0-9_.\-/]*$",
-        description="Branch, tag or commit; default: the default branch",
-    )
+    from_ref: RefOrCommit = Field("", description="Branch, tag or commit; default: the default branch")
 
 
 class BranchRename(Strict):
@@ -231,7 +227,7 @@ class BranchRename(Strict):
 
 class TagCreate(Strict):
     name: RefName
-    target: str = Field("", max_length=200, pattern=r"^[A-Za-z0-9_.\-/]*$")
+    target: RefOrCommit = Field("", description="Branch, tag or commit; default: the default branch")
     message: Text = ""
 
 
@@ -283,14 +279,18 @@ StrategyName = Literal["ours", "theirs"]
 
 
 class MergeCreate(Strict):
-    from_ref: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.\-/]*$")
+    from_ref: RefOrCommit = Field(min_length=1)
     into_branch: RefName | None = None
-    expected_head: Id | None = None
+    expected_head: CommitHash | None = None
     message: Text = ""
     strategy: Literal["report", "ours", "theirs"] = Field(
         "report", description="How stems changed on both sides are settled; 'report' refuses with the conflicts"
     )
-    stem_strategies: dict[StemName, StrategyName] = Field(default_factory=dict, description="Per-stem resolution")
+    stem_strategies: dict[StemName, StrategyName] = Field(
+        default_factory=dict,
+        description="Per-stem resolution",
+        json_schema_extra={"additionalProperties": False},  # keys outside the stem-name pattern are refused
+    )
     no_fast_forward: bool = False
     dry_run: bool = False
 
@@ -320,9 +320,9 @@ class MergeConflictOut(BaseModel):
 
 
 class RevertCreate(Strict):
-    commit_id: Id
+    commit_id: CommitHash
     branch: RefName | None = None
-    expected_head: Id | None = None
+    expected_head: CommitHash | None = None
     message: Text = ""
 
 
@@ -365,19 +365,27 @@ class TaskOptions(Strict):
         None, max_length=5, description="Events to send; default all but 'progress' (at most one per 5 s)"
     )
 
+    @model_validator(mode="after")
+    def _events_need_a_url(self) -> Self:
+        if self.webhook_events and not self.webhook_url:
+            raise ValueError("webhook_events need a webhook_url")
+        return self
+
 
 class GenerateCreate(TaskOptions):
-    prompt: str = Field(min_length=1, max_length=2000, examples=["Upbeat electronic music"])
+    prompt: str = Field(
+        min_length=1, max_length=2000, pattern=r"\S", examples=["Upbeat electronic music"], description="Not blank"
+    )
     bpm: float | None = Field(None, ge=20, le=300)
     mood: str = Field("", max_length=100)
     genre: str = Field("", max_length=100)
     key: str = Field("", max_length=32)
     instruments: list[Annotated[str, Field(max_length=64)]] = Field(default_factory=list, max_length=16)
-    duration: float = Field(10.0, gt=0, le=300, description="Seconds of audio")
+    duration: float = Field(10.0, ge=0.1, le=300, description="Seconds of audio")
     seed: int | None = Field(None, ge=0, le=2**62)
-    top_k: int | None = Field(None, ge=0, le=4096)
+    top_k: int | None = Field(None, ge=0, le=2048, description="0 disables it")
     top_p: float | None = Field(None, ge=0, le=1)
-    temperature: float | None = Field(None, gt=0, le=10)
+    temperature: float | None = Field(None, ge=0.01, le=10)
     guidance_scale: float | None = Field(None, ge=0, le=20)
     greedy: bool = False
     num_variations: int = Field(1, ge=1, le=4)
@@ -401,9 +409,9 @@ class HumToBeatCreate(TaskOptions):
     bpm: float | None = Field(None, ge=20, le=300)
     mood: str = Field("", max_length=100)
     genre: str = Field("", max_length=100)
-    duration: float = Field(10.0, gt=0, le=300)
+    duration: float = Field(10.0, ge=0.1, le=300)
     seed: int | None = Field(None, ge=0, le=2**62)
-    temperature: float | None = Field(None, gt=0, le=10)
+    temperature: float | None = Field(None, ge=0.01, le=10)
     guidance_scale: float | None = Field(None, ge=0, le=20)
     format: Literal["wav", "flac", "mp3"] = "wav"
 
@@ -414,7 +422,7 @@ class SeparateCreate(TaskOptions):
     two_stems: str = Field("", max_length=64, pattern=r"^[A-Za-z0-9_\-]*$")
     shifts: int = Field(0, ge=0, le=10)
     overlap: float | None = Field(None, ge=0, lt=1)
-    segment_s: float | None = Field(None, gt=0, le=600)
+    segment_s: float | None = Field(None, ge=0.1, le=30)
     format: Literal["wav", "flac"] = "wav"
     residual_stem: str = Field("", max_length=64, pattern=r"^[A-Za-z0-9_\-]*$")
 

@@ -1,23 +1,64 @@
-"""Stateless bearer tokens: base64url(claims) "." base64url(HMAC-SHA256(secret, claims)).
+"""Bearer tokens: HS256 JSON Web Tokens (PyJWT) with key ids, key rotation and sign-out.
 
-A token names the user (``sub``) and expires (``exp``); any gateway replica with
-the same secret can check it without a database round trip.
+A token names the user (``sub``, ``usr``), when it was issued and when it
+expires (``iat``, ``exp``), who issued it for whom (``iss``, ``aud``), and the
+user's token version (``ver``); its header names the signing key (``kid``, a
+digest of the key, never the key). Any gateway replica with the same keys checks
+it without a database round trip.
+
+* **Rotation:** tokens are signed with the current key; a token signed with
+  the previous key is still accepted until ``previous_until`` (then everyone
+  holding one signs in again).
+* **Sign-out** raises the user's token version in Redis (shared by all
+  replicas); a token carrying a lower version is refused from then on.
+* **Secrets** shorter than 32 characters, with few distinct characters, or
+  that look like a shipped placeholder are refused (:func:`check_secret`).
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import hmac
-import json
+import re
 import time
 from dataclasses import dataclass
+from typing import Any
 
-PREFIX = "bf1."
+import jwt
+
+ALGORITHM = "HS256"
+ISSUER = "beatflow"
+AUDIENCE = "beatflow-api"
+MIN_SECRET_CHARS = 32
+MIN_DISTINCT_CHARS = 10
+_PLACEHOLDER = re.compile(
+    r"change[-_ ]?me|replace[-_ ]?me|placeholder|example|your[-_ ]?secret|^(test|dev)[-_]|secret[-_]?key|password",
+    re.IGNORECASE,
+)
+_VERSION_KEY = "beatflow:auth:token-version:"
 
 
 class InvalidToken(Exception):
-    """The token is malformed, forged or expired."""
+    """The token is malformed, forged, expired or revoked."""
+
+
+class WeakSecret(ValueError):
+    """A token secret that must not be used."""
+
+
+def check_secret(secret: str, name: str = "BEATFLOW_TOKEN_SECRET") -> str:
+    """The secret, or WeakSecret when it is short, repetitive or a known placeholder."""
+    if len(secret) < MIN_SECRET_CHARS:
+        raise WeakSecret(f"{name} must be at least {MIN_SECRET_CHARS} characters (e.g. `openssl rand -hex 32`)")
+    if len(set(secret)) < MIN_DISTINCT_CHARS:
+        raise WeakSecret(f"{name} is too repetitive to be a secret (e.g. `openssl rand -hex 32`)")
+    if _PLACEHOLDER.search(secret):
+        raise WeakSecret(f"{name} looks like a placeholder; set a random one (e.g. `openssl rand -hex 32`)")
+    return secret
+
+
+def key_id(secret: bytes) -> str:
+    """A short public name of a key: the first 16 hex digits of SHA-256("beatflow-kid:" + key)."""
+    return hashlib.sha256(b"beatflow-kid:" + secret).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -26,49 +67,105 @@ class Principal:
     username: str
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+@dataclass(frozen=True)
+class Claims:
+    principal: Principal
+    version: int
+    issued_at: int
+    key_id: str
 
 
 class TokenSigner:
-    def __init__(self, secret: bytes, ttl_s: int) -> None:
-        if len(secret) < 16:
-            raise ValueError("token secret must be at least 16 bytes")
+    """Issues tokens with the current key; checks them against the current and (for a while) the previous key."""
+
+    def __init__(
+        self,
+        secret: bytes,
+        ttl_s: int,
+        *,
+        previous: bytes | None = None,
+        previous_until: float | None = None,
+    ) -> None:
+        for key in (secret, previous):
+            if key is not None and len(key) < 16:
+                raise ValueError("token secret must be at least 16 bytes")
         self._secret = secret
+        self.kid = key_id(secret)
+        self._keys: dict[str, tuple[bytes, float | None]] = {self.kid: (secret, None)}
+        if previous is not None and previous != secret:
+            self._keys[key_id(previous)] = (previous, previous_until)
         self.ttl_s = ttl_s
 
-    def _sign(self, payload: str) -> str:
-        return _b64(hmac.new(self._secret, payload.encode("ascii"), hashlib.sha256).digest())
-
-    def issue(self, principal: Principal, now: float | None = None) -> str:
+    def issue(self, principal: Principal, version: int = 0, now: float | None = None) -> str:
         now = time.time() if now is None else now
-        claims = {"sub": principal.user_id, "usr": principal.username, "iat": int(now), "exp": int(now) + self.ttl_s}
-        payload = _b64(json.dumps(claims, separators=(",", ":"), sort_keys=True).encode())
-        return f"{PREFIX}{payload}.{self._sign(payload)}"
+        claims = {
+            "sub": principal.user_id,
+            "usr": principal.username,
+            "ver": version,
+            "iat": int(now),
+            "exp": int(now) + self.ttl_s,
+            "iss": ISSUER,
+            "aud": AUDIENCE,
+        }
+        return jwt.encode(claims, self._secret, algorithm=ALGORITHM, headers={"kid": self.kid})
+
+    def decode(self, token: str, now: float | None = None) -> Claims:
+        """The token's claims; InvalidToken unless it is well formed, signed by a live key and unexpired."""
+        now = time.time() if now is None else now
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.InvalidTokenError:
+            raise InvalidToken("malformed token") from None
+        kid = header.get("kid")
+        entry = self._keys.get(kid) if isinstance(kid, str) else None
+        if entry is None:
+            raise InvalidToken("unknown signing key")
+        key, until = entry
+        if until is not None and now > until:
+            raise InvalidToken("signed with a retired key; sign in again")
+        try:
+            # Time is checked below against ``now`` (so tests can move the clock); PyJWT checks the rest.
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key,
+                algorithms=[ALGORITHM],
+                audience=AUDIENCE,
+                issuer=ISSUER,
+                options={"require": ["sub", "usr", "ver", "iat", "exp"], "verify_exp": False, "verify_iat": False},
+            )
+        except jwt.InvalidSignatureError:
+            raise InvalidToken("bad signature") from None
+        except jwt.InvalidTokenError as exc:
+            raise InvalidToken(f"malformed token: {exc}") from None
+        try:
+            user_id, username = str(claims["sub"]), str(claims["usr"])
+            version, issued, expires = int(claims["ver"]), int(claims["iat"]), float(claims["exp"])
+        except (TypeError, ValueError, OverflowError):
+            raise InvalidToken("malformed claims") from None
+        if expires <= now:
+            raise InvalidToken("token expired")
+        return Claims(Principal(user_id, username), version, issued, kid)  # type: ignore[arg-type]
 
     def verify(self, token: str, now: float | None = None) -> Principal:
-        now = time.time() if now is None else now
-        if not token.startswith(PREFIX):
-            raise InvalidToken("unknown token format")
-        try:
-            payload, signature = token[len(PREFIX) :].split(".")
-        except ValueError:
-            raise InvalidToken("malformed token") from None
-        try:
-            expected = self._sign(payload)
-        except UnicodeEncodeError:
-            raise InvalidToken("malformed token") from None
-        if not signature.isascii() or not hmac.compare_digest(expected, signature):  # compare_digest: ASCII only
-            raise InvalidToken("bad signature")
-        try:
-            claims = json.loads(_unb64(payload))
-            user_id, username, exp = str(claims["sub"]), str(claims["usr"]), float(claims["exp"])
-        except (ValueError, KeyError, TypeError):
-            raise InvalidToken("malformed claims") from None
-        if exp <= now:
-            raise InvalidToken("token expired")
-        return Principal(user_id, username)
+        """The signed-in user (signature, key and expiry only; revocation is :class:`Revocations`' part)."""
+        return self.decode(token, now).principal
+
+
+class Revocations:
+    """Per-user token versions in Redis: sign-out raises it, and every replica then refuses older tokens."""
+
+    def __init__(self, redis: Any) -> None:
+        self.redis = redis
+
+    async def version(self, user_id: str) -> int:
+        raw = await self.redis.get(_VERSION_KEY + user_id)
+        return int(raw) if raw is not None else 0
+
+    async def revoke_all(self, user_id: str) -> int:
+        """Invalidate every token issued to the user so far; returns the new version."""
+        return int(await self.redis.incr(_VERSION_KEY + user_id))
+
+    async def check(self, claims: Claims) -> Principal:
+        if claims.version < await self.version(claims.principal.user_id):
+            raise InvalidToken("token revoked (signed out)")
+        return claims.principal

@@ -213,7 +213,8 @@ async def list_comments(
     page_size: int = 0,
     page_token: str = "",
 ) -> tuple[list[Comment], str]:
-    """Comments of a commit or a merge request, oldest first (threads: group replies by ``parent_id``)."""
+    """Comments of a commit, of a merge request, or (neither given) of the whole repository, oldest
+    first (threads: group replies by ``parent_id``)."""
     if page_size < 0:
         raise InvalidArgument("page_size must not be negative")
     n = min(page_size or DEFAULT_PAGE, MAX_PAGE)
@@ -228,8 +229,8 @@ async def list_comments(
     elif commit_id:
         await get_commit(conn, repo, commit_id)
         where, params = "c.repo_id = :r AND c.commit_id = :c", {"c": commit_id}
-    else:
-        raise InvalidArgument("commit_id or merge_request_id is required")
+    else:  # the whole repository's discussion
+        where, params = "c.repo_id = :r", {}
     rows = (
         await conn.execute(
             text(_SELECT + f" WHERE {where} AND c.seq > :after ORDER BY c.seq LIMIT :n"),

@@ -480,7 +480,10 @@ async def create_commit(
         stem_map = parents[parent].stem_map()
     for name in remove_stems:
         if name not in stem_map:
-            raise InvalidArgument(f"cannot remove stem {name!r}: the parent has no such stem (or inherit_stems is off)")
+            # A conflict with the parent's state (409), not a malformed request.
+            raise FailedPrecondition(
+                f"cannot remove stem {name!r}: the parent has no such stem (or inherit_stems is off)"
+            )
         del stem_map[name]
     for s in checked:
         stem_map[s.name] = s

@@ -314,7 +314,7 @@ async def list_requests(
     if page_size < 0:
         raise InvalidArgument("page_size must not be negative")
     n = min(page_size or 50, 200)
-    before = 2**31
+    before = 2**31 - 1  # above any number (an int4 column: 2**31 itself does not bind)
     if page_token:
         v = decode_token(page_token).get("mr")
         if not isinstance(v, int):

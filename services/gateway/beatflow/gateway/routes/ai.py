@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path
 
 from beatflow.gateway import convert, schemas
-from beatflow.gateway.access import owned_job, register_outputs, require_readable_blob
+from beatflow.gateway.access import CORRUPT_RESPONSE, owned_job, register_outputs, require_readable_blob
 from beatflow.gateway.deps import (
     CancelAfterHeader,
     IdempotencyHeader,
@@ -58,13 +58,18 @@ async def _submit_generation(state: State, user: User, request: generator_pb2.Ge
     return convert.task(job)
 
 
-@router.post("/generate", status_code=202, responses=_NOT_FOUND, summary="Generate music from a text prompt")
+@router.post(
+    "/generate",
+    status_code=202,
+    responses={**_NOT_FOUND, **CORRUPT_RESPONSE},
+    summary="Generate music from a text prompt",
+)
 async def generate(
     body: schemas.GenerateCreate,
     state: State,
     user: User,
     key: IdempotencyHeader = None,
-    cancel_after: CancelAfterHeader = None,
+    cancel_after: CancelAfterHeader = "",
 ) -> schemas.TaskOut:
     hints = generator_pb2.MusicHints(mood=body.mood, genre=body.genre, key=body.key, instruments=body.instruments)
     if body.bpm is not None:
@@ -91,14 +96,17 @@ async def generate(
 
 
 @router.post(
-    "/hum-to-beat", status_code=202, responses=_NOT_FOUND, summary="Generate music that follows a hummed melody"
+    "/hum-to-beat",
+    status_code=202,
+    responses={**_NOT_FOUND, **CORRUPT_RESPONSE},
+    summary="Generate music that follows a hummed melody",
 )
 async def hum_to_beat(
     body: schemas.HumToBeatCreate,
     state: State,
     user: User,
     key: IdempotencyHeader = None,
-    cancel_after: CancelAfterHeader = None,
+    cancel_after: CancelAfterHeader = "",
 ) -> schemas.TaskOut:
     hints = generator_pb2.MusicHints(mood=body.mood, genre=body.genre)
     if body.bpm is not None:
@@ -126,7 +134,7 @@ async def separate_stems(
     state: State,
     user: User,
     key: IdempotencyHeader = None,
-    cancel_after: CancelAfterHeader = None,
+    cancel_after: CancelAfterHeader = "",
 ) -> schemas.TaskOut:
     await require_readable_blob(state, user, body.audio_blob)
     request = separator_pb2.SeparateRequest(
@@ -148,13 +156,13 @@ async def separate_stems(
     return convert.task(job)
 
 
-@router.post("/analyze-audio", responses=_NOT_FOUND, summary="Detect tempo, key and loudness")
+@router.post("/analyze-audio", responses={**_NOT_FOUND, **CORRUPT_RESPONSE}, summary="Detect tempo, key and loudness")
 async def analyze_audio(
     body: schemas.AnalyzeCreate,
     state: State,
     user: User,
     key: IdempotencyHeader = None,
-    cancel_after: CancelAfterHeader = None,
+    cancel_after: CancelAfterHeader = "",
 ) -> schemas.AnalyzeOut:
     await require_readable_blob(state, user, body.audio_blob)
     request = separator_pb2.AnalyzeRequest(

@@ -1,8 +1,19 @@
-"""Audio in and out: streamed uploads into the blob store, checked downloads with ranges."""
+"""Audio in and out: streamed uploads into the blob store, checked downloads with ranges.
+
+Downloads never hand out bytes that fail verification (see the gateway README):
+answers up to ``verify_before_send_bytes`` are verified whole before the status
+line goes out (a corrupt blob is a 502 with ``code: DATA_LOSS``); longer ones are
+streamed chunk by chunk, each chunk checked against its digest before it is
+sent, and a failed check aborts the connection short of its ``Content-Length``,
+so no client mistakes it for a complete download. Every answer names the
+content hash in ``ETag``, ``Repr-Digest`` and ``Digest`` for the client to check.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import logging
 import os
 import re
 import sys
@@ -13,15 +24,16 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 
 from beatflow.common.audioformat import BY_CONTENT_TYPE, AudioHeader, UnreadableAudio, read_header, sniff
-from beatflow.common.blobstore import CHUNK, BlobStore
-from beatflow.common.errors import NotFound
+from beatflow.common.errors import DataLoss, NotFound
 from beatflow.gateway import convert, schemas
-from beatflow.gateway.access import require_readable_blob
+from beatflow.gateway.access import CORRUPT_RESPONSE, corrupt_blob, require_readable_blob, verify_blob
 from beatflow.gateway.deps import State, User, current_user_or_query_token
 from beatflow.gateway.httperrors import ApiError
 from beatflow.gateway.tokens import Principal
 from beatflow.gateway.uploads import MULTIPART_OVERHEAD, spool_upload
 from beatflow.v1 import vcs_pb2
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/api/audio", tags=["audio"])
 
@@ -169,12 +181,41 @@ def parse_range(value: str, size: int) -> tuple[int, int] | None:
     return start, end
 
 
-def _range_chunks(store: BlobStore, key: str, start: int, end: int) -> Iterator[bytes]:
-    pos = start
-    while pos <= end:
-        stop = min(end, pos + CHUNK - 1)
-        yield store.read_range(key, pos, stop)
-        pos = stop + 1
+def digest_headers(key: str) -> dict[str, str]:
+    """The content hash as HTTP states it: ETag, RFC 9530 ``Repr-Digest`` and RFC 3230 ``Digest``."""
+    b64 = base64.b64encode(bytes.fromhex(key)).decode("ascii")
+    return {"ETag": f'"{key}"', "Repr-Digest": f"sha-256=:{b64}:", "Digest": f"sha-256={b64}"}
+
+
+def _abort_on_corruption(key: str, pieces: Iterator[bytes]) -> Iterator[bytes]:
+    """Pass verified pieces on; on DataLoss log it and raise, which aborts the connection mid-body."""
+    try:
+        yield from pieces
+    except DataLoss:
+        log.error("blob %s failed verification mid-download: connection aborted", key)
+        raise
+
+
+def _read_all(pieces: Iterator[bytes]) -> bytes:
+    return b"".join(pieces)
+
+
+async def _verified_body(state: State, key: str, pieces: Iterator[bytes], length: int) -> bytes | Iterator[bytes]:
+    """Small answers: the verified bytes (DataLoss -> 502 before anything is sent); large: a checked stream."""
+    if length <= state.settings.verify_before_send_bytes:
+        try:
+            return await asyncio.to_thread(_read_all, pieces)
+        except DataLoss:
+            raise corrupt_blob(key) from None
+    return _abort_on_corruption(key, pieces)
+
+
+async def _verify_whole(state: State, key: str) -> None:
+    try:
+        await asyncio.to_thread(state.store.verify, key)
+    except DataLoss:
+        log.error("blob %s failed verification: download refused", key)
+        raise ApiError(502, f"audio {key} is corrupted in storage", code="DATA_LOSS") from None
 
 
 FileName = Annotated[str, Path(max_length=300, description="<blob key>[.<extension>]")]
@@ -204,9 +245,10 @@ def content_disposition(disposition: str, name: str) -> str:
             "description": "The audio",
         },
         206: {"description": "The requested byte range"},
-        307: {"description": "Redirect to a presigned URL of the blob store"},
+        307: {"description": "Redirect to a presigned URL of the blob store (the blob verified first)"},
         404: {"description": "No such audio (or an unknown file name), or not readable by the caller"},
         416: {"description": "Range not satisfiable"},
+        **CORRUPT_RESPONSE,
     },
     summary="Download audio (presigned redirect from S3, or streamed with ranges)",
 )
@@ -238,12 +280,13 @@ async def download(
     if redirect and request.method == "GET":
         url = await asyncio.to_thread(state.presign, key, name, content_type)
         if url:
-            return RedirectResponse(url, status_code=307, headers={"Cache-Control": "no-store"})
+            await verify_blob(state, key)  # the store serves it unchecked: check it before pointing there
+            return RedirectResponse(url, status_code=307, headers={"Cache-Control": "no-store", **digest_headers(key)})
     headers = {
         "Accept-Ranges": "bytes",
         "Content-Disposition": content_disposition(disposition, name),
-        "ETag": f'"{key}"',
         "Cache-Control": "private, max-age=31536000, immutable",
+        **digest_headers(key),
     }
     byte_range = None
     if range_header:
@@ -255,12 +298,16 @@ async def download(
         headers["Content-Length"] = str(info.size)
         if request.method == "HEAD":
             return Response(status_code=200, media_type=content_type, headers=headers)
-        return StreamingResponse(state.store.iter_chunks(key), media_type=content_type, headers=headers)
+        body = await _verified_body(state, key, state.store.iter_chunks(key), info.size)
+        if isinstance(body, bytes):
+            return Response(body, media_type=content_type, headers=headers)
+        return StreamingResponse(body, media_type=content_type, headers=headers)
     start, end = byte_range
     headers["Content-Range"] = f"bytes {start}-{end}/{info.size}"
     headers["Content-Length"] = str(end - start + 1)
     if request.method == "HEAD":
         return Response(status_code=206, media_type=content_type, headers=headers)
-    return StreamingResponse(
-        _range_chunks(state.store, key, start, end), status_code=206, media_type=content_type, headers=headers
-    )
+    ranged = await _verified_body(state, key, state.store.read_verified_range(key, start, end), end - start + 1)
+    if isinstance(ranged, bytes):
+        return Response(ranged, status_code=206, media_type=content_type, headers=headers)
+    return StreamingResponse(ranged, status_code=206, media_type=content_type, headers=headers)

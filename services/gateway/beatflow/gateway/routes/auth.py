@@ -1,9 +1,10 @@
-"""Sign-up and sign-in: Argon2id password hashes kept by vcs, signed bearer tokens out."""
+"""Sign-up, sign-in and sign-out: Argon2id password hashes kept by vcs, signed bearer tokens (JWT) out."""
 
 from __future__ import annotations
 
 import grpc
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
+from redis.exceptions import RedisError
 
 from beatflow.gateway import convert, schemas
 from beatflow.gateway.deps import State, User
@@ -16,8 +17,12 @@ router = APIRouter(prefix="/api/auth", tags=["auth"])
 _BAD_CREDENTIALS = "wrong username or password"
 
 
-def _token(state: State, user: vcs_pb2.User) -> schemas.TokenOut:
-    token = state.signer.issue(Principal(user.id, user.username))
+async def _token(state: State, user: vcs_pb2.User) -> schemas.TokenOut:
+    try:
+        version = await state.revocations.version(user.id)
+    except RedisError:
+        raise ApiError(503, "cannot issue a token right now; try again shortly", headers={"Retry-After": "1"}) from None
+    token = state.signer.issue(Principal(user.id, user.username), version=version)
     return schemas.TokenOut(access_token=token, expires_in=state.signer.ttl_s, user=convert.user(user))
 
 
@@ -32,7 +37,7 @@ async def signup(body: schemas.Credentials, state: State) -> schemas.TokenOut:
     user = await state.backends.vcs.CreateUser(
         vcs_pb2.CreateUserRequest(username=body.username, password_hash=password_hash), timeout=state.timeout
     )
-    return _token(state, user)
+    return await _token(state, user)
 
 
 @router.post(
@@ -61,7 +66,7 @@ async def signin(body: schemas.Credentials, request: Request, state: State) -> s
         await state.throttle.failed(body.username, address)
         raise ApiError(401, _BAD_CREDENTIALS)
     await state.throttle.succeeded(body.username)
-    return _token(state, creds.user)
+    return await _token(state, creds.user)
 
 
 @router.get("/me", responses={401: {"description": "Not signed in"}}, summary="The signed-in user")
@@ -70,3 +75,18 @@ async def me(user: User, state: State) -> schemas.UserOut:
         vcs_pb2.GetUserRequest(user_id=user.user_id), timeout=state.timeout
     )
     return convert.user(creds.user)
+
+
+@router.post(
+    "/signout",
+    status_code=204,
+    response_class=Response,
+    responses={401: {"description": "Not signed in"}, 503: {"description": "Revocation store unavailable"}},
+    summary="Sign out everywhere: every token issued to the caller so far stops working",
+)
+async def signout(user: User, state: State) -> Response:
+    try:
+        await state.revocations.revoke_all(user.user_id)
+    except RedisError:
+        raise ApiError(503, "cannot sign out right now; try again shortly", headers={"Retry-After": "1"}) from None
+    return Response(status_code=204)

@@ -100,12 +100,11 @@ async def task_events(
     task_id: TaskId,
     state: State,
     user: Annotated[Principal, Depends(_owned_task)],
-    last_event_id: Annotated[
-        str | None, Header(alias="Last-Event-ID", max_length=64, pattern=r"^[0-9]+-[0-9]+$")
-    ] = None,
+    # Not nullable in the schema: a header or query value is text, never JSON null.
+    last_event_id: Annotated[str, Header(alias="Last-Event-ID", max_length=64, pattern=r"^[0-9]+-[0-9]+$")] = "",
     after: Annotated[
-        str | None, Query(max_length=64, pattern=r"^[0-9]+-[0-9]+$", description="Resume after this event id")
-    ] = None,
+        str, Query(max_length=64, pattern=r"^[0-9]+-[0-9]+$", description="Resume after this event id")
+    ] = "",
 ) -> AsyncIterator[ServerSentEvent]:
     """FastAPI frames the events and sends a keep-alive comment when the stream is idle."""
     yield ServerSentEvent(retry=2000, comment="stream start")
@@ -132,11 +131,11 @@ async def task_socket(
     token = header[7:] if header.lower().startswith("bearer ") else access_token
     await websocket.accept()
     try:
-        user = _principal(state, token)
+        user = await _principal(state, token)
         await owned_job(state, user, task_id)
     except ApiError as exc:
         await websocket.send_json({"type": "error", "detail": exc.detail})
-        await websocket.close(code=4401 if exc.status == 401 else 4404)
+        await websocket.close(code={401: 4401, 503: 1013}.get(exc.status, 4404))  # 1013: try again later
         return
 
     async def watch_disconnect() -> None:

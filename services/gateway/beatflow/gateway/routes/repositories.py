@@ -5,16 +5,26 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response
+from pydantic import AfterValidator
 
-from beatflow.gateway import convert, schemas
+from beatflow.gateway import convert, names, schemas
 from beatflow.gateway.deps import State, User
 from beatflow.v1 import vcs_pb2
 
 router = APIRouter(prefix="/api/repositories", tags=["repositories"])
 
 RepoId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_\-]+$")]
-RefPath = Annotated[str, Path(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-/]*$")]
-Username = Annotated[str, Path(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")]
+RefPath = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=200,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-/]*$",
+        json_schema_extra={"pattern": names.REF_PATTERN},
+    ),
+    AfterValidator(names.check_ref),
+]
+Username = Annotated[str, Path(min_length=1, max_length=39, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,38}$")]
 _MISSING: dict[int | str, dict[str, Any]] = {
     404: {"description": "No such repository (or not visible to the caller)"},
     403: {"description": "Not allowed"},

@@ -123,7 +123,9 @@ class MergeRequestMerge(schemas.Strict):
         "report", description="How stems changed on both sides are settled; 'report' refuses with the conflicts"
     )
     stem_strategies: dict[schemas.StemName, schemas.StrategyName] = Field(
-        default_factory=dict, description="Per-stem resolution"
+        default_factory=dict,
+        description="Per-stem resolution",
+        json_schema_extra={"additionalProperties": False},  # keys outside the stem-name pattern are refused
     )
     message: schemas.Text = ""
 
@@ -322,7 +324,7 @@ def _activity(reply: vcs_pb2.ActivityResponse) -> ActivityOut:
 # --- comments -----------------------------------------------------------------------------------
 
 
-@router.get("/comments/{repo_id}", responses=_ERRORS, summary="Comments of a commit or of a merge request")
+@router.get("/comments/{repo_id}", responses=_ERRORS, summary="Comments of a commit, a merge request or the repository")
 async def list_comments(
     repo_id: RepoId,
     state: State,
@@ -332,7 +334,8 @@ async def list_comments(
     page_size: PageSize = 100,
     page_token: PageToken = "",
 ) -> CommentsOut:
-    """Give ``commit`` or ``merge_request`` (id or number). Anchored threads carry stem, start_s, end_s."""
+    """``commit`` or ``merge_request`` (id or number) narrows the list; with neither, every comment of the
+    repository. Anchored threads carry stem, start_s, end_s."""
     reply = await state.backends.vcs.ListComments(
         vcs_pb2.ListCommentsRequest(
             actor=user.user_id,

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import JSONResponse
+from pydantic import AfterValidator
 
 from beatflow.common.jobs import JobKind
-from beatflow.gateway import convert, schemas
-from beatflow.gateway.access import owned_job
+from beatflow.gateway import convert, names, schemas
+from beatflow.gateway.access import CORRUPT_RESPONSE, owned_job, verify_blob
 from beatflow.gateway.deps import GatewayState, State, User
 from beatflow.gateway.graphlayout import assign_lanes, topo_order
 from beatflow.gateway.routes.ai import require_succeeded
@@ -27,7 +29,20 @@ RefQuery = Annotated[
         max_length=200,
         pattern=r"^[A-Za-z0-9_.\-/]*$",
         description="Branch, tag or commit id; default: the default branch",
+        json_schema_extra={"pattern": "^$|" + names.REF_OR_COMMIT_PATTERN},
     ),
+    AfterValidator(names.check_ref_or_commit),
+]
+RequiredRef = Annotated[
+    str,
+    Query(
+        min_length=1,
+        max_length=200,
+        pattern=r"^[A-Za-z0-9_.\-/]*$",
+        description="Branch, tag or commit id",
+        json_schema_extra={"pattern": names.REF_OR_COMMIT_PATTERN},
+    ),
+    AfterValidator(names.check_ref_or_commit),
 ]
 _MISSING: dict[int | str, dict[str, Any]] = {
     404: {"description": "No such repository, ref or commit (or not visible)"},
@@ -63,7 +78,7 @@ def _task_stems(job: jobs_pb2.Job) -> dict[str, str]:
 @router.post(
     "/commit/{repo_id}",
     status_code=201,
-    responses={**_MISSING, **_CONFLICT},
+    responses={**_MISSING, **_CONFLICT, **CORRUPT_RESPONSE},
     summary="Commit a set of stems to a branch",
 )
 async def create_commit(repo_id: RepoId, body: schemas.CommitCreate, state: State, user: User) -> schemas.CommitOut:
@@ -86,6 +101,8 @@ async def create_commit(repo_id: RepoId, body: schemas.CommitCreate, state: Stat
         metadata.duration_s = body.duration_s
     if body.sample_rate is not None:
         metadata.sample_rate = body.sample_rate
+    # A commit never names audio that fails its hash: every new blob is verified whole first.
+    await asyncio.gather(*(verify_blob(state, key) for key in {*stems.values(), *filter(None, [body.mixdown_blob])}))
     reply = await state.backends.vcs.CreateCommit(
         vcs_pb2.CreateCommitRequest(
             actor=user.user_id,
@@ -195,8 +212,8 @@ async def diff(
     repo_id: RepoId,
     state: State,
     user: User,
-    base: Annotated[str, Query(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.\-/]*$")],
-    head: Annotated[str, Query(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.\-/]*$")],
+    base: RequiredRef,
+    head: RequiredRef,
 ) -> schemas.DiffOut:
     reply = await state.backends.vcs.Diff(
         vcs_pb2.DiffRequest(actor=user.user_id, repo_id=repo_id, base=base, head=head), timeout=state.timeout
@@ -209,8 +226,8 @@ async def merge_base(
     repo_id: RepoId,
     state: State,
     user: User,
-    a: Annotated[str, Query(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.\-/]*$")],
-    b: Annotated[str, Query(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.\-/]*$")],
+    a: RequiredRef,
+    b: RequiredRef,
 ) -> schemas.MergeBaseOut:
     reply = await state.backends.vcs.MergeBase(
         vcs_pb2.MergeBaseRequest(actor=user.user_id, repo_id=repo_id, a=a, b=b), timeout=state.timeout
