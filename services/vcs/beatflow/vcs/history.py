@@ -1,16 +1,17 @@
 """History queries on the database: log (keyset pages), commit graph, ancestry, merge bases, blame.
 
 Strategy (measured in bench/vcs.py): commits carry a generation number, and
-walks are recursive CTEs bounded by generation, so a page of history or a
-merge base near the tips touches only the commits it needs, however deep the
-history. Full-DAG order is (generation, timestamp, id) descending: a
+walks are recursive CTEs bounded by generation, so a page of history touches
+only the commits it needs, however deep the history. Merge bases and ancestry
+are answered from the process's in-memory graph index (:class:`GraphIndex`),
+filled from the database as queries reach new commits. Full-DAG order is (generation, timestamp, id) descending: a
 topological order (children before parents) that is also a total order, so
 it can be the keyset of the page token.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sqlalchemy import text
@@ -18,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from beatflow.common.errors import InvalidArgument, NotFound
 from beatflow.vcs.commits import commits_in_repo, list_refs, load_commits, resolve
-from beatflow.vcs.graph import Node, merge_base_steps, run_async
+from beatflow.vcs.graph import GraphIndex, Node
 from beatflow.vcs.model import BlameEntry, Commit, Ref, Repository
 from beatflow.vcs.names import is_commit_id
 from beatflow.vcs.tokens import decode_token, encode_token
@@ -61,18 +62,6 @@ walk(id, generation, parent_ids) AS (
     WHERE w.generation > (SELECT max(generation) FROM seed) - :window
 )
 SELECT id, generation, parent_ids FROM walk
-"""
-
-_IS_ANCESTOR = """
-WITH RECURSIVE target AS (SELECT generation FROM commits WHERE id = :anc),
-walk(id) AS (
-    SELECT CAST(id AS varchar) COLLATE "C" FROM commits WHERE id = :desc
-  UNION
-    SELECT CAST(p.pid AS varchar) COLLATE "C" FROM walk w JOIN commits c ON c.id = w.id
-    CROSS JOIN LATERAL unnest(c.parent_ids) AS p(pid)
-    WHERE c.generation > (SELECT generation FROM target)
-)
-SELECT EXISTS (SELECT 1 FROM walk WHERE id = :anc) AS found FROM target
 """
 
 _BLAME = """
@@ -192,42 +181,49 @@ async def commit_graph(
     return nodes, edges, await list_refs(conn, repo.id)
 
 
-class GraphLoader:
-    """Batched parent lookups for the graph algorithms, prefetching a generation window each time.
+# Commits are immutable and content-addressed (same id, same parents, in every database), so one
+# index per process stays valid; it is filled from the database as queries reach new commits.
+_INDEX = GraphIndex()
+MAX_INDEXED = 5_000_000  # nodes kept before the index starts over (about 1 GiB)
 
-    The window starts small (a merge base near the tips costs one short query) and grows
-    fourfold per call (a base deep in history costs a handful of queries).
+
+def graph_index() -> GraphIndex:
+    return _INDEX
+
+
+async def ensure_indexed(conn: AsyncConnection, ids: Iterable[str], window: int = 8, max_window: int = 16384) -> None:
+    """Load into the process's graph index ``ids`` and every ancestor it does not hold yet.
+
+    Each round trip walks a generation window below what is still missing (starting small, so a
+    few new commits on top of a known graph cost one short query; growing fourfold, so a cold
+    100k-commit history costs about a dozen). NOT_FOUND names an id the database lacks.
     """
-
-    def __init__(self, conn: AsyncConnection, window: int = 32, max_window: int = 16384) -> None:
-        self.conn = conn
-        self.window = window
-        self.max_window = max_window
-        self.queries = 0
-
-    async def __call__(self, ids: set[str]) -> Mapping[str, Node]:
-        self.queries += 1
-        rows = await self.conn.execute(text(_PREFETCH), {"ids": sorted(ids), "window": self.window})
-        self.window = min(self.window * 4, self.max_window)
-        return {r.id: (r.generation, tuple(r.parent_ids)) for r in rows}
+    global _INDEX
+    if len(_INDEX) > MAX_INDEXED:
+        _INDEX = GraphIndex()
+    index = _INDEX
+    missing = {i for i in ids if i not in index}
+    pending: dict[str, Node] = {}
+    while missing:
+        rows = await conn.execute(text(_PREFETCH), {"ids": sorted(missing), "window": window})
+        pending.update((r.id, (r.generation, tuple(r.parent_ids))) for r in rows if r.id not in index)
+        if lost := missing - pending.keys():
+            raise NotFound(f"commit not found: {sorted(lost)[0]}")
+        missing = {p for _, ps in pending.values() for p in ps if p not in index and p not in pending}
+        window = min(window * 4, max_window)
+    index.add(pending)
 
 
 async def merge_bases(conn: AsyncConnection, a: str, b: str) -> list[str]:
-    nodes: dict[str, Node] = {}
-    result = await run_async(merge_base_steps(a, b, nodes), nodes, GraphLoader(conn))
-    assert isinstance(result, list)
-    return result
+    """All best common ancestors (``git merge-base --all``), from the process's graph index."""
+    await ensure_indexed(conn, (a, b))
+    return _INDEX.merge_bases(a, b)
 
 
 async def is_ancestor(conn: AsyncConnection, ancestor: str, descendant: str) -> bool:
-    """One recursive query from ``descendant``, pruned below the ancestor's generation, stopping when found.
-
-    (Same answer as :func:`beatflow.vcs.graph.is_ancestor_steps`, without a round trip per window.)
-    """
-    row = (await conn.execute(text(_IS_ANCESTOR), {"anc": ancestor, "desc": descendant})).first()
-    if row is None:
-        raise NotFound("commit not found")
-    return bool(row.found)
+    """Whether ``ancestor`` is reachable from ``descendant`` (a commit is its own ancestor)."""
+    await ensure_indexed(conn, (ancestor, descendant))
+    return _INDEX.is_ancestor(ancestor, descendant)
 
 
 async def blame(conn: AsyncConnection, repo: Repository, ref: str) -> list[BlameEntry]:
