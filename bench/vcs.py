@@ -301,13 +301,13 @@ async def ancestry(
         gstats, gout = git_timed(groot, ["merge-base", "--all", sha[a], sha[b]], reps)
         assert gout.split() == [sha[want]]
         res[name] = {**stats, "git": gstats}
-    for name, (a, d), want in (
+    for name, (a, d), found in (
         ("is_ancestor_root_to_top", ("m0", "recent-f"), True),
         ("is_ancestor_branch_to_top", (tips["long_a"], tips["top"]), False),
     ):
         req = pb.IsAncestorRequest(actor=actor, repo_id=dag_repo.id, ancestor=ids[a], descendant=ids[d])
         stats, out = await timed(lambda req=req: stub.IsAncestor(req), reps)  # type: ignore[misc]
-        assert out.is_ancestor == want
+        assert out.is_ancestor == found
         gstats, _ = git_timed(groot, ["merge-base", "--is-ancestor", sha[a], sha[d]], reps)
         res[name] = {**stats, "git": gstats}
     for name, fp in (("log_first_page_dag", False), ("log_first_page_first_parent", True)):

@@ -75,22 +75,31 @@ async def load_commits(
             " AND rc.repo_seq = (SELECT seq FROM repositories WHERE id = :repo))"
         )
     rows = (await conn.execute(text(sql), {"ids": ids, "repo": repo_id})).all()
-    return {
-        r.id: Commit(
-            id=r.id,
-            parent_ids=tuple(r.parent_ids),
-            author_id=r.author_id,
-            author_username=r.author_username,
-            message=r.message,
-            timestamp=r.timestamp,
-            stems=_stems(r.stems),
-            mixdown_blob=r.mixdown_blob or "",
-            metadata=_metadata(r.metadata),
-            generation=r.generation,
-            repo_id=repo_id,
-        )
-        for r in rows
-    }
+    return {r.id: commit_from_row(r, repo_id) for r in rows}
+
+
+_STEMS_COL = (
+    "(SELECT jsonb_agg(jsonb_build_array(s.name, s.blob_key, s.content_type, s.size_bytes, s.duration_s)"
+    " ORDER BY s.name) FROM commit_stems s WHERE s.commit_id = c.id) AS stems"
+)
+# What a query selects (from ``commits c JOIN users u``) to build a Commit with commit_from_row.
+COMMIT_ROW = f"{_COMMIT_COLS}, {_STEMS_COL}"
+
+
+def commit_from_row(r: Any, repo_id: str = "") -> Commit:
+    return Commit(
+        id=r.id,
+        parent_ids=tuple(r.parent_ids),
+        author_id=r.author_id,
+        author_username=r.author_username,
+        message=r.message,
+        timestamp=r.timestamp,
+        stems=_stems(r.stems),
+        mixdown_blob=r.mixdown_blob or "",
+        metadata=_metadata(r.metadata),
+        generation=r.generation,
+        repo_id=repo_id,
+    )
 
 
 async def commits_in_repo(conn: AsyncConnection, repo_id: str, ids: Iterable[str]) -> set[str]:
