@@ -181,6 +181,24 @@ async def resolve(conn: AsyncConnection, repo: Repository, ref: str) -> str:
     raise NotFound(f"no branch, tag or commit {name[:80]!r} in repository {repo.owner_username}/{repo.name}")
 
 
+_RESOLVE_ALL = """
+SELECT COALESCE(
+    (SELECT commit_id FROM refs WHERE repo_id = :r AND name = n.name
+     ORDER BY CASE kind WHEN 'branch' THEN 0 ELSE 1 END LIMIT 1),
+    (SELECT c.id FROM commits c JOIN repo_commits rc ON rc.commit_seq = c.seq
+     WHERE rc.repo_seq = (SELECT seq FROM repositories WHERE id = :r) AND c.id = n.name)
+) AS id
+FROM unnest(CAST(:names AS varchar[])) WITH ORDINALITY AS n(name, ord) ORDER BY n.ord
+"""
+
+
+async def resolve_all(conn: AsyncConnection, repo: Repository, refs: Sequence[str]) -> list[str]:
+    """:func:`resolve` for several names in one round trip (errors as :func:`resolve` gives them)."""
+    names = [r or repo.default_branch for r in refs]
+    found = list((await conn.execute(text(_RESOLVE_ALL), {"r": repo.id, "names": names})).scalars())
+    return [cid if cid is not None else await resolve(conn, repo, ref) for ref, cid in zip(refs, found, strict=True)]
+
+
 def _check_stem(stem: Stem) -> Stem:
     check_stem_name(stem.name)
     check_blob_key(stem.blob_key, f"blob key of stem {stem.name!r}")
