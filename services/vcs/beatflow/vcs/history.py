@@ -45,7 +45,9 @@ WITH RECURSIVE chain(id, n) AS (
     SELECT CAST(c.parent_ids[1] AS varchar) COLLATE "C", chain.n + 1 FROM chain JOIN commits c ON c.id = chain.id
     WHERE cardinality(c.parent_ids) > 0 AND chain.n <= :limit
 )
-SELECT {COMMIT_ROW} FROM chain JOIN commits c ON c.id = chain.id JOIN users u ON u.id = c.author_id
+SELECT {COMMIT_ROW}
+FROM chain CROSS JOIN LATERAL (SELECT * FROM commits c0 WHERE c0.id = chain.id LIMIT 1) c
+JOIN users u ON u.id = c.author_id
 ORDER BY chain.n
 """
 
@@ -56,16 +58,24 @@ bounds AS (
                        - :window) AS floor
 ),
 walk(id) AS (
-    SELECT CAST(s.id AS varchar) COLLATE "C" FROM commits s JOIN repo_commits rc ON rc.commit_seq = s.seq
-    WHERE rc.repo_seq = (SELECT seq FROM repositories WHERE id = :repo)
-      AND s.id = ANY(COALESCE(CAST(:seeds AS varchar[]), ARRAY[(SELECT id FROM head)]))
+    SELECT CAST(s.id AS varchar) COLLATE "C" FROM commits s
+    CROSS JOIN LATERAL (  -- membership: a primary-key probe per seed
+        SELECT 1 FROM repo_commits rc
+        WHERE rc.repo_seq = (SELECT seq FROM repositories WHERE id = :repo) AND rc.commit_seq = s.seq LIMIT 1
+    ) m
+    WHERE s.id = ANY(COALESCE(CAST(:seeds AS varchar[]), ARRAY[(SELECT id FROM head)]))
   UNION
     SELECT CAST(p.pid AS varchar) COLLATE "C" FROM walk w
-    JOIN commits c ON c.id = w.id AND c.generation > (SELECT floor FROM bounds)
+    -- A probe of the primary key per walked commit (LIMIT keeps the planner from turning the step
+    -- into a hash join over every commit above the floor).
+    CROSS JOIN LATERAL (
+        SELECT c.parent_ids FROM commits c WHERE c.id = w.id AND c.generation > (SELECT floor FROM bounds) LIMIT 1
+    ) c
     CROSS JOIN LATERAL unnest(c.parent_ids) AS p(pid)
 )
 SELECT {COMMIT_ROW}, (SELECT id FROM head) AS head_id, (SELECT floor FROM bounds) AS floor
-FROM walk JOIN commits c ON c.id = walk.id JOIN users u ON u.id = c.author_id
+FROM walk CROSS JOIN LATERAL (SELECT * FROM commits c0 WHERE c0.id = walk.id LIMIT 1) c
+JOIN users u ON u.id = c.author_id
 WHERE c.generation >= (SELECT floor FROM bounds) {{after}}
 ORDER BY c.generation DESC, c.timestamp DESC, c.id DESC LIMIT :n
 """
