@@ -87,7 +87,7 @@ walk(id, generation, parent_ids) AS (
   UNION
     SELECT c.id, c.generation, c.parent_ids FROM walk w
     CROSS JOIN LATERAL unnest(w.parent_ids) AS p(pid)
-    JOIN commits c ON c.id = p.pid
+    CROSS JOIN LATERAL (SELECT id, generation, parent_ids FROM commits WHERE id = p.pid LIMIT 1) c
     WHERE w.generation > (SELECT max(generation) FROM seed) - :window
 )
 SELECT id, generation, parent_ids FROM walk
