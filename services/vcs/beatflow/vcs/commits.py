@@ -25,7 +25,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from beatflow.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from beatflow.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from beatflow.vcs import blobs
 from beatflow.vcs.hashing import commit_id
 from beatflow.vcs.model import Commit, Metadata, Ref, Repository, Stem
@@ -328,17 +328,21 @@ def _known_blobs(parents: Iterable[Commit]) -> set[str]:
 _CAS_UPDATE = """
     UPDATE refs SET commit_id = :id
     WHERE repo_id = :repo AND kind = 'branch' AND name = :branch AND commit_id = :expected
+      AND NOT EXISTS (SELECT 1 FROM denied)
     RETURNING 1
 """
 _CAS_CREATE = """
-    INSERT INTO refs (repo_id, kind, name, commit_id) VALUES (:repo, 'branch', :branch, :id)
+    INSERT INTO refs (repo_id, kind, name, commit_id) SELECT :repo, 'branch', :branch, :id
+    WHERE NOT EXISTS (SELECT 1 FROM denied)
     ON CONFLICT DO NOTHING RETURNING 1
 """
-# One round trip for the whole write: move the branch (compare-and-swap); only if it moved,
-# record and share-lock the new blobs, insert the commit, its stems and the membership. The
-# caller rolls the transaction back when the branch did not move or a blob was collected.
-_WRITE_COMMIT = """
-WITH moved AS ({cas}),
+# One round trip for the whole write: check the actor may use the new blobs; only then move the
+# branch (compare-and-swap); only if it moved, record and share-lock the new blobs, insert the
+# commit, its stems and the membership. The caller rolls the transaction back when the branch
+# did not move, a blob was refused or a blob was collected.
+_WRITE_COMMIT = f"""
+WITH denied AS ({blobs.DENIED_BLOB}),
+moved AS ({{cas}}),
 added AS (
     INSERT INTO blobs (key, content_type, size_bytes)
     SELECT * FROM unnest(CAST(:bkeys AS varchar[]), CAST(:btypes AS varchar[]), CAST(:bsizes AS bigint[]))
@@ -369,7 +373,8 @@ member AS (
     ON CONFLICT DO NOTHING
 )
 SELECT EXISTS (SELECT 1 FROM moved) AS moved,
-       ARRAY(SELECT key FROM pinned WHERE gone ORDER BY key) AS gone
+       ARRAY(SELECT key FROM pinned WHERE gone ORDER BY key) AS gone,
+       (SELECT k FROM denied) AS denied
 """
 
 
@@ -408,12 +413,12 @@ async def commit_onto_branch(
         fresh.setdefault(commit.mixdown_blob, ("application/octet-stream", 0))
     for k in known:
         fresh.pop(k, None)
-    await blobs.check_blob_access(conn, actor, fresh)
     bkeys = sorted(fresh)
     sql = _WRITE_COMMIT.format(cas=_CAS_UPDATE if expected else _CAS_CREATE)
     params = {
         **_commit_params(commit),
         "repo": repo.id,
+        "actor": actor,
         "branch": branch,
         "expected": expected,
         "bkeys": bkeys,
@@ -424,6 +429,8 @@ async def commit_onto_branch(
         row = (await conn.execute(text(sql), params)).one()
     except IntegrityError:  # the new branch's repository row is gone: deleted while we committed
         raise NotFound(f"repository {repo.owner_username}/{repo.name} was deleted") from None
+    if row.denied is not None:  # no laundering of someone else's blob through a commit
+        raise PermissionDenied(f"blob {row.denied} is not readable by you")
     if not row.moved:
         raise await _stale(conn, repo.id, branch, expected)
     if row.gone:
