@@ -273,22 +273,23 @@ class GraphIndex:
         # Depth-first over runs, pruned at the ancestor's generation: at each entry point, one
         # O(log n) check covers its whole first-parent line; then the walk jumps to the end of
         # the single-parent run and enters the parents there. Cost: the merges between the two.
+        # (A first parent continues a line already checked: only later parents start new ones.)
         fpd, bot = self.fpd, self.bot
         seen = {d}
-        stack = [d]
+        stack = [(d, True)]
         while stack:
-            c = stack.pop()
-            if fpd[c] >= fpd[a] and self._at_depth(c, fpd[a]) == a:
+            c, check = stack.pop()
+            if check and fpd[c] >= fpd[a] and self._at_depth(c, fpd[a]) == a:
                 return True
             b = bot[c]
             if gen[b] <= floor:
                 continue
-            for p in par[b]:
+            for k, p in enumerate(par[b]):
                 if p == a:
                     return True
                 if p not in seen and gen[p] > floor:
                     seen.add(p)
-                    stack.append(p)
+                    stack.append((p, k > 0))
         return False
 
     def merge_bases(self, a_id: str, b_id: str) -> list[str]:
