@@ -3,8 +3,8 @@
 The algorithms are written once, as generators that *yield* the commit ids
 whose ``(generation, parents)`` they need and are not yet in the shared
 ``nodes`` dict. A driver fills ``nodes`` and resumes them: :func:`run_sync`
-from a mapping or function (tests on dicts), :func:`run_async` from the
-database in batches (:mod:`beatflow.vcs.history`).
+from a mapping or function (the reference on dicts, tested against git),
+:func:`run_async` from a batched async loader.
 
 Generation numbers (root = 1, else 1 + max over parents) give a traversal
 order in which every descendant is seen before its ancestors, so the
@@ -14,7 +14,8 @@ a result.
 
 :class:`GraphIndex` runs the same walks on an in-memory index of the graph,
 with first-parent jump pointers and single-parent runs so that their cost is
-the merges between the commits rather than the commits (what the service uses).
+the merges between the commits rather than the commits: what the service
+answers from (:mod:`beatflow.vcs.history` fills it from the database).
 """
 
 from __future__ import annotations
