@@ -83,3 +83,28 @@ async def test_writers_that_retry_all_get_in(world, helpers) -> None:
 
     accepted = list(await asyncio.gather(*(persistent(i) for i in range(10))))
     await _assert_linear(world, root.id, accepted)
+
+
+async def test_fifty_appends_onto_the_head_all_land_in_a_linear_history(world, helpers) -> None:
+    """resolve_head: the atomic append; no writer is refused and none is lost."""
+    root = await world.commit("root", drums="d0")
+    start = asyncio.Event()
+
+    async def append(i: int) -> str:
+        await start.wait()
+        c = await world.vcs.create_commit(
+            world.alice.id,
+            world.repo.id,
+            resolve_head=True,
+            message=f"append {i}",
+            stems=[helpers.stem("drums", f"append {i}")],
+            inherit_stems=True,
+        )
+        return c.id
+
+    tasks = [asyncio.create_task(append(i)) for i in range(50)]
+    start.set()
+    accepted = list(await asyncio.wait_for(asyncio.gather(*tasks), timeout=120))
+    assert len(set(accepted)) == 50
+    await _assert_linear(world, root.id, accepted)
+    assert await _head(world) in accepted

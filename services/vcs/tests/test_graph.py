@@ -7,7 +7,7 @@ import random
 import pytest
 
 from beatflow.common.errors import NotFound
-from beatflow.vcs.graph import generations, is_ancestor, merge_bases
+from beatflow.vcs.graph import GraphIndex, generations, is_ancestor, merge_bases
 
 # Criss-cross: B and C are both best common ancestors of D and E.
 CRISS_CROSS = {"A": [], "B": ["A"], "C": ["A"], "D": ["B", "C"], "E": ["C", "B"]}
@@ -70,10 +70,15 @@ def _random_dag(rng: random.Random, n: int) -> dict[str, list[str]]:
 @pytest.mark.parametrize("graph", [CRISS_CROSS, BRANCHY])
 def test_hand_built_graphs_match_git(git_graph, graph: dict[str, list[str]]) -> None:
     git = git_graph(graph)
+    gen = generations(graph)
+    index = GraphIndex()
+    index.add({c: (gen[c], tuple(ps)) for c, ps in graph.items()})
     for a in graph:
         for b in graph:
             expected = git.merge_bases(a, b)
             assert set(merge_bases(graph, a, b)) == expected, (a, b)
+            assert set(index.merge_bases(a, b)) == expected, (a, b)
+            assert index.is_ancestor(a, b) == (expected == {a}), (a, b)
             assert is_ancestor(graph, a, b) == (expected == {a}), (a, b)
 
 
@@ -92,3 +97,52 @@ def test_random_dags_match_git(git_graph) -> None:
             checked += 1
     assert checked == 60
     assert multi > 0  # the random graphs did exercise several best common ancestors
+
+
+def _lanes_dag(rng: random.Random, n: int) -> dict[str, list[str]]:
+    """Long single-parent runs on a few lanes, with forks, merges between lanes and the odd new root."""
+    parents: dict[str, list[str]] = {"c0": []}
+    names = ["c0"]
+    lanes = ["c0"]
+    for i in range(1, n):
+        name = f"c{i}"
+        lane = rng.randrange(len(lanes))
+        r = rng.random()
+        if r < 0.002:
+            ps: list[str] = []
+        elif r < 0.012:
+            ps = [rng.choice(names)]  # a new lane forks from anywhere
+            lanes.append(name)
+        else:
+            ps = [lanes[lane]]
+            if rng.random() < 0.04:
+                other = rng.choice(lanes) if rng.random() < 0.7 else rng.choice(names)
+                if other not in ps:
+                    ps.append(other)
+        if not ps or ps[0] != lanes[lane]:
+            lanes.append(name)
+        else:
+            lanes[lane] = name
+        parents[name] = ps
+        names.append(name)
+    return parents
+
+
+def test_graph_index_matches_git_on_10k_commit_dags(git_graph) -> None:
+    """The in-memory index (run skipping, first-parent jumps) against git merge-base --all."""
+    rng = random.Random(77)
+    for shape in (_lanes_dag, _random_dag):
+        graph = shape(rng, 10_000)
+        gen = generations(graph)
+        index = GraphIndex()
+        index.add({c: (gen[c], tuple(ps)) for c, ps in graph.items()})
+        git = git_graph(graph)
+        names = list(graph)
+        tips = names[-200:]
+        pairs = [(rng.choice(tips), rng.choice(tips)) for _ in range(25)]
+        pairs += [(rng.choice(names), rng.choice(tips)) for _ in range(25)]
+        for a, b in pairs:
+            expected = git.merge_bases(a, b)
+            assert set(index.merge_bases(a, b)) == expected, (shape.__name__, a, b)
+            assert index.is_ancestor(a, b) == (expected == {a}), (shape.__name__, a, b)
+            assert set(merge_bases(graph, a, b)) == expected, (shape.__name__, a, b)

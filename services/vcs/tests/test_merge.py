@@ -63,22 +63,24 @@ async def test_db_merge_bases_match_git(world, helpers, git_graph) -> None:
         assert is_anc == (expected == {a}), (a, b)  # git merge-base --is-ancestor
 
 
-async def test_deep_merge_base_prefetches_in_windows(world, helpers) -> None:
-    """A base far below both tips: the walk crosses many generations in a few queries."""
+async def test_deep_merge_base_from_the_graph_index(world, helpers) -> None:
+    """A base far below both tips: the index loads the ancestry in windows and answers from memory."""
     graph: dict[str, list[str]] = {"root": []}
     prev_a = prev_b = "root"
     for i in range(300):
         graph[f"a{i}"], graph[f"b{i}"] = [prev_a], [prev_b]
         prev_a, prev_b = f"a{i}", f"b{i}"
     ids = await insert_dag(world, helpers, graph)
-    from beatflow.vcs.history import GraphLoader, merge_base_steps, run_async
+    from beatflow.vcs.history import graph_index
 
-    async with world.vcs.engine.connect() as conn:
-        loader = GraphLoader(conn)
-        nodes: dict = {}
-        bases = await run_async(merge_base_steps(ids["a299"], ids["b299"], nodes), nodes, loader)
-    assert bases == [ids["root"]]
-    assert loader.queries <= 4  # windows of 32, 128, 512 generations
+    vcs, actor, repo = world.vcs, world.alice.id, world.repo.id
+    assert await vcs.merge_base(actor, repo, ids["a299"], ids["b299"]) == [ids["root"]]
+    assert all(c in graph_index() for c in ids.values())  # the whole ancestry, loaded once
+    assert await vcs.merge_base(actor, repo, ids["a299"], ids["a7"]) == [ids["a7"]]
+    assert await vcs.is_ancestor(actor, repo, ids["root"], ids["b299"])
+    assert await vcs.is_ancestor(actor, repo, ids["a3"], ids["a299"])
+    assert not await vcs.is_ancestor(actor, repo, ids["a3"], ids["b299"])
+    assert not await vcs.is_ancestor(actor, repo, ids["a299"], ids["a3"])
 
 
 async def _setup_branches(world):

@@ -171,7 +171,8 @@ class CommitCreate(Strict):
         None,
         description="An existing branch: the head the caller built on (compare-and-swap; 409 if it moved). "
         "A branch that does not exist yet: the commit it starts from. "
-        "Omitted: the branch's current head, or for a new branch the default branch's head.",
+        "Omitted: appended atomically to the branch's head at write time (concurrent commits queue, none is "
+        "refused), or for a new branch started at the default branch's head.",
     )
     stems: list[StemIn] = Field(default_factory=list, max_length=64)
     from_task: Id | None = Field(

@@ -170,15 +170,18 @@ async def can_read_blob(conn: AsyncConnection, actor: str, key: str) -> bool:
     return bool((await conn.execute(text(sql), {"key": key, "actor": actor})).scalar())
 
 
+# The first of :bkeys someone else owns that :actor cannot read (a statement of its own, or a CTE).
+DENIED_BLOB = (
+    f"SELECT k FROM unnest(CAST(:bkeys AS varchar[])) AS q(k) WHERE {_KNOWN} AND NOT ({_READABLE_BY_ACTOR}) LIMIT 1"
+)
+
+
 async def check_blob_access(conn: AsyncConnection, actor: str, keys: Iterable[str]) -> None:
     """Refuse a commit naming a blob someone else owns that the actor cannot read (no laundering via commits)."""
     wanted = sorted(set(keys))
     if not wanted:
         return
-    sql = (
-        f"SELECT k FROM unnest(CAST(:keys AS varchar[])) AS q(k) WHERE {_KNOWN} AND NOT ({_READABLE_BY_ACTOR}) LIMIT 1"
-    )
-    denied = (await conn.execute(text(sql), {"keys": wanted, "actor": actor})).scalar()
+    denied = (await conn.execute(text(DENIED_BLOB), {"bkeys": wanted, "actor": actor})).scalar()
     if denied is not None:
         raise PermissionDenied(f"blob {denied} is not readable by you")
 

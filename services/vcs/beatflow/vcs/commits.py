@@ -25,7 +25,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from beatflow.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from beatflow.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from beatflow.vcs import blobs
 from beatflow.vcs.hashing import commit_id
 from beatflow.vcs.model import Commit, Metadata, Ref, Repository, Stem
@@ -75,22 +75,31 @@ async def load_commits(
             " AND rc.repo_seq = (SELECT seq FROM repositories WHERE id = :repo))"
         )
     rows = (await conn.execute(text(sql), {"ids": ids, "repo": repo_id})).all()
-    return {
-        r.id: Commit(
-            id=r.id,
-            parent_ids=tuple(r.parent_ids),
-            author_id=r.author_id,
-            author_username=r.author_username,
-            message=r.message,
-            timestamp=r.timestamp,
-            stems=_stems(r.stems),
-            mixdown_blob=r.mixdown_blob or "",
-            metadata=_metadata(r.metadata),
-            generation=r.generation,
-            repo_id=repo_id,
-        )
-        for r in rows
-    }
+    return {r.id: commit_from_row(r, repo_id) for r in rows}
+
+
+_STEMS_COL = (
+    "(SELECT jsonb_agg(jsonb_build_array(s.name, s.blob_key, s.content_type, s.size_bytes, s.duration_s)"
+    " ORDER BY s.name) FROM commit_stems s WHERE s.commit_id = c.id) AS stems"
+)
+# What a query selects (from ``commits c JOIN users u``) to build a Commit with commit_from_row.
+COMMIT_ROW = f"{_COMMIT_COLS}, {_STEMS_COL}"
+
+
+def commit_from_row(r: Any, repo_id: str = "") -> Commit:
+    return Commit(
+        id=r.id,
+        parent_ids=tuple(r.parent_ids),
+        author_id=r.author_id,
+        author_username=r.author_username,
+        message=r.message,
+        timestamp=r.timestamp,
+        stems=_stems(r.stems),
+        mixdown_blob=r.mixdown_blob or "",
+        metadata=_metadata(r.metadata),
+        generation=r.generation,
+        repo_id=repo_id,
+    )
 
 
 async def commits_in_repo(conn: AsyncConnection, repo_id: str, ids: Iterable[str]) -> set[str]:
@@ -170,6 +179,24 @@ async def resolve(conn: AsyncConnection, repo: Repository, ref: str) -> str:
     if not ref:
         raise NotFound(f"branch {name!r} has no commits yet")
     raise NotFound(f"no branch, tag or commit {name[:80]!r} in repository {repo.owner_username}/{repo.name}")
+
+
+_RESOLVE_ALL = """
+SELECT COALESCE(
+    (SELECT commit_id FROM refs WHERE repo_id = :r AND name = n.name
+     ORDER BY CASE kind WHEN 'branch' THEN 0 ELSE 1 END LIMIT 1),
+    (SELECT c.id FROM commits c JOIN repo_commits rc ON rc.commit_seq = c.seq
+     WHERE rc.repo_seq = (SELECT seq FROM repositories WHERE id = :r) AND c.id = n.name)
+) AS id
+FROM unnest(CAST(:names AS varchar[])) WITH ORDINALITY AS n(name, ord) ORDER BY n.ord
+"""
+
+
+async def resolve_all(conn: AsyncConnection, repo: Repository, refs: Sequence[str]) -> list[str]:
+    """:func:`resolve` for several names in one round trip (errors as :func:`resolve` gives them)."""
+    names = [r or repo.default_branch for r in refs]
+    found = list((await conn.execute(text(_RESOLVE_ALL), {"r": repo.id, "names": names})).scalars())
+    return [cid if cid is not None else await resolve(conn, repo, ref) for ref, cid in zip(refs, found, strict=True)]
 
 
 def _check_stem(stem: Stem) -> Stem:
@@ -301,17 +328,21 @@ def _known_blobs(parents: Iterable[Commit]) -> set[str]:
 _CAS_UPDATE = """
     UPDATE refs SET commit_id = :id
     WHERE repo_id = :repo AND kind = 'branch' AND name = :branch AND commit_id = :expected
+      AND NOT EXISTS (SELECT 1 FROM denied)
     RETURNING 1
 """
 _CAS_CREATE = """
-    INSERT INTO refs (repo_id, kind, name, commit_id) VALUES (:repo, 'branch', :branch, :id)
+    INSERT INTO refs (repo_id, kind, name, commit_id) SELECT :repo, 'branch', :branch, :id
+    WHERE NOT EXISTS (SELECT 1 FROM denied)
     ON CONFLICT DO NOTHING RETURNING 1
 """
-# One round trip for the whole write: move the branch (compare-and-swap); only if it moved,
-# record and share-lock the new blobs, insert the commit, its stems and the membership. The
-# caller rolls the transaction back when the branch did not move or a blob was collected.
-_WRITE_COMMIT = """
-WITH moved AS ({cas}),
+# One round trip for the whole write: check the actor may use the new blobs; only then move the
+# branch (compare-and-swap); only if it moved, record and share-lock the new blobs, insert the
+# commit, its stems and the membership. The caller rolls the transaction back when the branch
+# did not move, a blob was refused or a blob was collected.
+_WRITE_COMMIT = f"""
+WITH denied AS ({blobs.DENIED_BLOB}),
+moved AS ({{cas}}),
 added AS (
     INSERT INTO blobs (key, content_type, size_bytes)
     SELECT * FROM unnest(CAST(:bkeys AS varchar[]), CAST(:btypes AS varchar[]), CAST(:bsizes AS bigint[]))
@@ -342,7 +373,8 @@ member AS (
     ON CONFLICT DO NOTHING
 )
 SELECT EXISTS (SELECT 1 FROM moved) AS moved,
-       ARRAY(SELECT key FROM pinned WHERE gone ORDER BY key) AS gone
+       ARRAY(SELECT key FROM pinned WHERE gone ORDER BY key) AS gone,
+       (SELECT k FROM denied) AS denied
 """
 
 
@@ -381,12 +413,12 @@ async def commit_onto_branch(
         fresh.setdefault(commit.mixdown_blob, ("application/octet-stream", 0))
     for k in known:
         fresh.pop(k, None)
-    await blobs.check_blob_access(conn, actor, fresh)
     bkeys = sorted(fresh)
     sql = _WRITE_COMMIT.format(cas=_CAS_UPDATE if expected else _CAS_CREATE)
     params = {
         **_commit_params(commit),
         "repo": repo.id,
+        "actor": actor,
         "branch": branch,
         "expected": expected,
         "bkeys": bkeys,
@@ -397,6 +429,8 @@ async def commit_onto_branch(
         row = (await conn.execute(text(sql), params)).one()
     except IntegrityError:  # the new branch's repository row is gone: deleted while we committed
         raise NotFound(f"repository {repo.owner_username}/{repo.name} was deleted") from None
+    if row.denied is not None:  # no laundering of someone else's blob through a commit
+        raise PermissionDenied(f"blob {row.denied} is not readable by you")
     if not row.moved:
         raise await _stale(conn, repo.id, branch, expected)
     if row.gone:

@@ -3,14 +3,19 @@
 The algorithms are written once, as generators that *yield* the commit ids
 whose ``(generation, parents)`` they need and are not yet in the shared
 ``nodes`` dict. A driver fills ``nodes`` and resumes them: :func:`run_sync`
-from a mapping or function (tests on dicts), :func:`run_async` from the
-database in batches (:mod:`beatflow.vcs.history`).
+from a mapping or function (the reference on dicts, tested against git),
+:func:`run_async` from a batched async loader.
 
 Generation numbers (root = 1, else 1 + max over parents) give a traversal
 order in which every descendant is seen before its ancestors, so the
 "paint down to common" walk (as in git) finds exactly the best common
 ancestors and can stop as soon as every queued commit is known to lie below
 a result.
+
+:class:`GraphIndex` runs the same walks on an in-memory index of the graph,
+with first-parent jump pointers and single-parent runs so that their cost is
+the merges between the commits rather than the commits: what the service
+answers from (:mod:`beatflow.vcs.history` fills it from the database).
 """
 
 from __future__ import annotations
@@ -161,3 +166,171 @@ def merge_bases(parents: Mapping[str, Sequence[str]], a: str, b: str) -> list[st
 def is_ancestor(parents: Mapping[str, Sequence[str]], ancestor: str, descendant: str) -> bool:
     nodes: dict[str, Node] = {}
     return bool(run_sync(is_ancestor_steps(ancestor, descendant, nodes), nodes, _dict_lookup(parents)))
+
+
+class GraphIndex:
+    """An in-memory index of an immutable commit graph: integer nodes, generations, first-parent jumps.
+
+    Commits never change once written (their id is the hash of their content), so what is
+    loaded stays true for as long as the process runs; a process keeps one index and adds
+    commits as queries reach them (:mod:`beatflow.vcs.history`). Each node also carries its
+    first-parent depth and one skew-binary jump pointer along the first-parent chain, so
+    "is ``a`` on ``d``'s first-parent line" costs O(log distance) pointer hops, however
+    deep the history. The walks themselves are the algorithms above, on integers.
+    """
+
+    def __init__(self) -> None:
+        self.pos: dict[str, int] = {}
+        self.ids: list[str] = []
+        self.gen: list[int] = []
+        self.par: list[tuple[int, ...]] = []
+        self.fpd: list[int] = []  # first-parent depth (a root is 0)
+        self.jmp: list[int] = []  # skew-binary jump pointer along first parents
+        self.bot: list[int] = []  # end of the single-parent run: the first node down with 0 or 2+ parents
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __contains__(self, cid: object) -> bool:
+        return cid in self.pos
+
+    def add(self, nodes: Mapping[str, Node]) -> None:
+        """Add commits whose parents are known or among ``nodes`` (any order; unknown parents raise KeyError)."""
+        todo = sorted((n for n in nodes.items() if n[0] not in self.pos), key=lambda n: n[1][0])
+        for cid, (gen, parents) in todo:  # generation order: parents before children
+            par = tuple(self.pos[p] for p in parents)
+            i = len(self.ids)
+            if par:
+                p = par[0]
+                j = self.jmp[p]
+                depth = self.fpd[p] + 1
+                jump = self.jmp[j] if self.fpd[p] - self.fpd[j] == self.fpd[j] - self.fpd[self.jmp[j]] else p
+            else:
+                depth, jump = 0, i
+            self.pos[cid] = i
+            self.ids.append(cid)
+            self.gen.append(gen)
+            self.par.append(par)
+            self.fpd.append(depth)
+            self.jmp.append(jump)
+            self.bot.append(self.bot[par[0]] if len(par) == 1 else i)
+
+    def _at_depth(self, v: int, depth: int) -> int:
+        """``v``'s first-parent ancestor at first-parent depth ``depth`` (<= its own): O(log) hops."""
+        fpd, jmp, par = self.fpd, self.jmp, self.par
+        while fpd[v] > depth:
+            j = jmp[v]
+            v = j if fpd[j] >= depth else par[v][0]
+        return v
+
+    def _on_first_parent_line(self, a: int, d: int) -> bool:
+        return self.fpd[d] >= self.fpd[a] and self._at_depth(d, self.fpd[a]) == a
+
+    def _meet(self, x: int, y: int) -> int:
+        """Where the first-parent lines of ``x`` and ``y`` join (they must share a root)."""
+        fpd, jmp, par = self.fpd, self.jmp, self.par
+        if fpd[x] > fpd[y]:
+            x = self._at_depth(x, fpd[y])
+        else:
+            y = self._at_depth(y, fpd[x])
+        while x != y:  # equal depths have equal jump depths
+            if jmp[x] != jmp[y]:
+                x, y = jmp[x], jmp[y]
+            else:
+                x, y = par[x][0], par[y][0]
+        return x
+
+    def _skip_floor(self, c: int, others: Iterable[int], limit: int) -> int:
+        """The highest generation at which a walk from any of ``others`` could reach ``c``'s run.
+
+        ``c``'s run (single parents down to ``bot[c]``) loses one generation per step; two runs
+        share a node only if they share their bottom, and then from where their lines meet.
+        Stops early once the answer reaches ``limit`` (no skip possible).
+        """
+        gen, par, bot = self.gen, self.par, self.bot
+        b = bot[c]
+        high = 0
+        for e in others:
+            if len(par[e]) != 1:
+                t = gen[e]
+            elif bot[e] != b:
+                t = gen[bot[e]] - 1
+            else:
+                t = gen[self._meet(c, e)]
+            if t > high:
+                high = t
+                if high >= limit:
+                    break
+        return high
+
+    def is_ancestor(self, ancestor: str, descendant: str) -> bool:
+        a, d = self.pos[ancestor], self.pos[descendant]
+        if a == d:
+            return True
+        gen, par = self.gen, self.par
+        floor = gen[a]
+        if gen[d] <= floor:
+            return False
+        # Depth-first over runs, pruned at the ancestor's generation: at each entry point, one
+        # O(log n) check covers its whole first-parent line; then the walk jumps to the end of
+        # the single-parent run and enters the parents there. Cost: the merges between the two.
+        # (A first parent continues a line already checked: only later parents start new ones.)
+        fpd, bot = self.fpd, self.bot
+        seen = {d}
+        stack = [(d, True)]
+        while stack:
+            c, check = stack.pop()
+            if check and fpd[c] >= fpd[a] and self._at_depth(c, fpd[a]) == a:
+                return True
+            b = bot[c]
+            if gen[b] <= floor:
+                continue
+            for k, p in enumerate(par[b]):
+                if p == a:
+                    return True
+                if p not in seen and gen[p] > floor:
+                    seen.add(p)
+                    stack.append((p, k > 0))
+        return False
+
+    def merge_bases(self, a_id: str, b_id: str) -> list[str]:
+        """All best common ancestors (git merge-base --all), highest generation first."""
+        a, b = self.pos[a_id], self.pos[b_id]
+        if a == b:
+            return [a_id]
+        gen, par = self.gen, self.par
+        # Fast-forward shapes (one is an ancestor of the other) are the common case of a merge.
+        if gen[a] < gen[b] and self._on_first_parent_line(a, b):
+            return [a_id]
+        if gen[b] < gen[a] and self._on_first_parent_line(b, a):
+            return [b_id]
+        flags: dict[int, int] = {a: _P1, b: _P2}
+        heap: list[tuple[int, int]] = [(-gen[a], a), (-gen[b], b)]
+        heapq.heapify(heap)
+        results: list[int] = []
+        push, pop = heapq.heappush, heapq.heappop
+        fpd, bot = self.fpd, self.bot
+        while any(not flags[c] & _STALE for _, c in heap):
+            _, c = pop(heap)
+            while heap and heap[0][1] == c:
+                pop(heap)
+            f = flags[c] & (_P1 | _P2 | _STALE)
+            if f == _P1 | _P2:
+                if not flags[c] & _RESULT:
+                    results.append(c)
+                f |= _STALE
+                flags[c] |= _RESULT | _STALE
+            ps = par[c]
+            if len(ps) == 1 and gen[c] - gen[bot[c]] > 2:
+                # Skip down the single-parent run to just above where another walk could reach it:
+                # the nodes skipped would only ever carry these same flags.
+                low = max(gen[bot[c]], self._skip_floor(c, (e for _, e in heap), gen[c] - 2) + 1)
+                if low < gen[c] - 1:
+                    ps = (self._at_depth(c, fpd[c] - (gen[c] - low)),)
+            for p in ps:
+                pf = flags.get(p, 0)
+                if pf & f == f:
+                    continue
+                flags[p] = pf | f
+                push(heap, (-gen[p], p))
+        return [self.ids[r] for r in results]

@@ -1,24 +1,25 @@
 """History queries on the database: log (keyset pages), commit graph, ancestry, merge bases, blame.
 
 Strategy (measured in bench/vcs.py): commits carry a generation number, and
-walks are recursive CTEs bounded by generation, so a page of history or a
-merge base near the tips touches only the commits it needs, however deep the
-history. Full-DAG order is (generation, timestamp, id) descending: a
+walks are recursive CTEs bounded by generation, so a page of history touches
+only the commits it needs, however deep the history. Merge bases and ancestry
+are answered from the process's in-memory graph index (:class:`GraphIndex`),
+filled from the database as queries reach new commits. Full-DAG order is (generation, timestamp, id) descending: a
 topological order (children before parents) that is also a total order, so
 it can be the keyset of the page token.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from beatflow.common.errors import InvalidArgument, NotFound
-from beatflow.vcs.commits import commits_in_repo, list_refs, load_commits, resolve
-from beatflow.vcs.graph import Node, merge_base_steps, run_async
+from beatflow.vcs.commits import COMMIT_ROW, commit_from_row, list_refs, load_commits, resolve
+from beatflow.vcs.graph import GraphIndex, Node
 from beatflow.vcs.model import BlameEntry, Commit, Ref, Repository
 from beatflow.vcs.names import is_commit_id
 from beatflow.vcs.tokens import decode_token, encode_token
@@ -27,26 +28,55 @@ DEFAULT_PAGE = 50
 MAX_PAGE = 500
 MAX_FRONTIER = 64
 
-_FIRST_PARENT = """
+# A log page is one statement: the head (from the token, else the ref: branch before tag), the
+# walk and the commit rows with their stems. The page token's commits must be of this repository.
+_HEAD = (
+    "CAST(COALESCE(CAST(:start AS varchar), (SELECT commit_id FROM refs WHERE repo_id = :repo AND name = :name"
+    " ORDER BY CASE kind WHEN 'branch' THEN 0 ELSE 1 END LIMIT 1)) AS varchar) COLLATE \"C\""
+)
+
+_FP_PAGE = f"""
 WITH RECURSIVE chain(id, n) AS (
-    SELECT CAST(:start AS varchar) COLLATE "C", 1
+    SELECT {_HEAD}, 1
+    WHERE (SELECT count(*) FROM commits m JOIN repo_commits rc ON rc.commit_seq = m.seq
+           WHERE rc.repo_seq = (SELECT seq FROM repositories WHERE id = :repo)
+             AND m.id = ANY(CAST(:pinned AS varchar[]))) = cardinality(CAST(:pinned AS varchar[]))
   UNION ALL
     SELECT CAST(c.parent_ids[1] AS varchar) COLLATE "C", chain.n + 1 FROM chain JOIN commits c ON c.id = chain.id
     WHERE cardinality(c.parent_ids) > 0 AND chain.n <= :limit
 )
-SELECT id FROM chain ORDER BY n
+SELECT {COMMIT_ROW}
+FROM chain CROSS JOIN LATERAL (SELECT * FROM commits c0 WHERE c0.id = chain.id LIMIT 1) c
+JOIN users u ON u.id = c.author_id
+ORDER BY chain.n
 """
 
-_DAG_WALK = """
-WITH RECURSIVE walk(id) AS (
-    SELECT CAST(s.id AS varchar) COLLATE "C" FROM commits s JOIN repo_commits rc ON rc.commit_seq = s.seq
-    WHERE rc.repo_seq = (SELECT seq FROM repositories WHERE id = :repo) AND s.id = ANY(CAST(:seeds AS varchar[]))
+_DAG_PAGE = f"""
+WITH RECURSIVE head AS (SELECT {_HEAD} AS id),
+bounds AS (
+    SELECT GREATEST(0, COALESCE(CAST(:g AS integer), (SELECT generation FROM commits WHERE id = (SELECT id FROM head)))
+                       - :window) AS floor
+),
+walk(id) AS (
+    SELECT CAST(s.id AS varchar) COLLATE "C" FROM commits s
+    CROSS JOIN LATERAL (  -- membership: a primary-key probe per seed
+        SELECT 1 FROM repo_commits rc
+        WHERE rc.repo_seq = (SELECT seq FROM repositories WHERE id = :repo) AND rc.commit_seq = s.seq LIMIT 1
+    ) m
+    WHERE s.id = ANY(COALESCE(CAST(:seeds AS varchar[]), ARRAY[(SELECT id FROM head)]))
   UNION
-    SELECT CAST(p.pid AS varchar) COLLATE "C" FROM walk w JOIN commits c ON c.id = w.id AND c.generation > :floor
+    SELECT CAST(p.pid AS varchar) COLLATE "C" FROM walk w
+    -- A probe of the primary key per walked commit (LIMIT keeps the planner from turning the step
+    -- into a hash join over every commit above the floor).
+    CROSS JOIN LATERAL (
+        SELECT c.parent_ids FROM commits c WHERE c.id = w.id AND c.generation > (SELECT floor FROM bounds) LIMIT 1
+    ) c
     CROSS JOIN LATERAL unnest(c.parent_ids) AS p(pid)
 )
-SELECT c.id, c.generation, c.timestamp, c.parent_ids FROM walk JOIN commits c ON c.id = walk.id
-WHERE c.generation >= :floor {after}
+SELECT {COMMIT_ROW}, (SELECT id FROM head) AS head_id, (SELECT floor FROM bounds) AS floor
+FROM walk CROSS JOIN LATERAL (SELECT * FROM commits c0 WHERE c0.id = walk.id LIMIT 1) c
+JOIN users u ON u.id = c.author_id
+WHERE c.generation >= (SELECT floor FROM bounds) {{after}}
 ORDER BY c.generation DESC, c.timestamp DESC, c.id DESC LIMIT :n
 """
 
@@ -57,22 +87,10 @@ walk(id, generation, parent_ids) AS (
   UNION
     SELECT c.id, c.generation, c.parent_ids FROM walk w
     CROSS JOIN LATERAL unnest(w.parent_ids) AS p(pid)
-    JOIN commits c ON c.id = p.pid
+    CROSS JOIN LATERAL (SELECT id, generation, parent_ids FROM commits WHERE id = p.pid LIMIT 1) c
     WHERE w.generation > (SELECT max(generation) FROM seed) - :window
 )
 SELECT id, generation, parent_ids FROM walk
-"""
-
-_IS_ANCESTOR = """
-WITH RECURSIVE target AS (SELECT generation FROM commits WHERE id = :anc),
-walk(id) AS (
-    SELECT CAST(id AS varchar) COLLATE "C" FROM commits WHERE id = :desc
-  UNION
-    SELECT CAST(p.pid AS varchar) COLLATE "C" FROM walk w JOIN commits c ON c.id = w.id
-    CROSS JOIN LATERAL unnest(c.parent_ids) AS p(pid)
-    WHERE c.generation > (SELECT generation FROM target)
-)
-SELECT EXISTS (SELECT 1 FROM walk WHERE id = :anc) AS found FROM target
 """
 
 _BLAME = """
@@ -98,73 +116,87 @@ def _page_size(size: int) -> int:
 async def log(
     conn: AsyncConnection, repo: Repository, ref: str, first_parent: bool, page_size: int, page_token: str
 ) -> tuple[list[Commit], str]:
-    """One page of history from ``ref``.
+    """One page of history from ``ref``, in one statement (a ref naming a commit id costs one more).
 
     The token pins the starting head, so pages stay stable while the branch moves.
     """
     size = _page_size(page_size)
     cursor: dict[str, Any] = {}
+    head = ""
     if page_token:
-        tok = decode_token(page_token)
-        head = str(tok.get("h", ""))
-        # The first-parent cursor names the next commit to show: it must be of this repository too.
-        pinned = [head, str(tok.get("n", head))] if first_parent else [head]
-        if (
-            not all(is_commit_id(c) for c in pinned)
-            or bool(tok.get("fp")) != first_parent
-            or len(await commits_in_repo(conn, repo.id, pinned)) != len(set(pinned))
-        ):
+        cursor = decode_token(page_token)
+        head = str(cursor.get("h", ""))
+        if not is_commit_id(head) or bool(cursor.get("fp")) != first_parent:
             raise InvalidArgument("page token does not belong to this history")
-        cursor = tok
-    else:
-        head = await resolve(conn, repo, ref)
+    name = ref or repo.default_branch
     if first_parent:
-        start = str(cursor.get("n", head))
-        ids = list((await conn.execute(text(_FIRST_PARENT), {"start": start, "limit": size})).scalars())
-        page, rest = ids[:size], ids[size:]
-        token = encode_token({"h": head, "fp": True, "n": rest[0]}) if rest else ""
+        rows = await _fp_page(conn, repo.id, name, head, cursor, size)
+        if not rows and not page_token:  # not a branch or tag: a commit id, or NOT_FOUND
+            head = await resolve(conn, repo, ref)
+            rows = await _fp_page(conn, repo.id, name, head, cursor, size)
+        page, rest = rows[:size], rows[size:]
+        head = head or page[0].id
+        token = encode_token({"h": head, "fp": True, "n": rest[0].id}) if rest else ""
     else:
-        rows = await _dag_page(conn, repo.id, head, cursor, size + 1)
-        page = [r.id for r in rows[:size]]
+        rows = await _dag_page(conn, repo.id, name, head, cursor, size + 1)
+        if not rows and not page_token:
+            head = await resolve(conn, repo, ref)
+            rows = await _dag_page(conn, repo.id, name, head, cursor, size + 1)
+        if rows:
+            head = head or rows[0].head_id
+        page = rows[:size]
         token = ""
         if len(rows) > size:
             last = rows[size - 1]
             nxt: dict[str, object] = {"h": head, "fp": False, "g": last.generation, "t": last.timestamp, "i": last.id}
             # The frontier (parents of what was shown, not shown yet) lets the next page walk from
             # there instead of from the head: every later commit is an ancestor of it.
-            emitted = set(page)
-            frontier = {str(f) for f in cursor.get("f", ())} | {p for r in rows[:size] for p in r.parent_ids}
+            emitted = {r.id for r in page}
+            frontier = {str(f) for f in cursor.get("f", ())} | {p for r in page for p in r.parent_ids}
             frontier -= emitted
             if len(frontier) <= MAX_FRONTIER:
                 nxt["f"] = sorted(frontier)
             token = encode_token(nxt)
-    commits = await load_commits(conn, page, repo.id)
-    return [commits[c] for c in page], token
+    if page_token and not page and (first_parent or "f" not in cursor):
+        # A token is only issued when a next page exists: its head (or first-parent cursor) is not of
+        # this repository. (A forged frontier is only ever filtered to this repository's commits.)
+        raise InvalidArgument("page token does not belong to this history")
+    return [commit_from_row(r, repo.id) for r in page], token
 
 
-async def _dag_page(conn: AsyncConnection, repo_id: str, head: str, cursor: Mapping[str, Any], n: int) -> list[Any]:
-    """Ancestors of ``head`` after the cursor, walking only generations above a floor that widens as needed.
+async def _fp_page(
+    conn: AsyncConnection, repo_id: str, name: str, head: str, cursor: Mapping[str, Any], size: int
+) -> list[Any]:
+    start = str(cursor.get("n", head)) if cursor else (head or None)
+    pinned = sorted({head, str(start)}) if cursor else []
+    if cursor and not is_commit_id(str(start)):
+        raise InvalidArgument("page token does not belong to this history")
+    params = {"start": start, "repo": repo_id, "name": name, "pinned": pinned, "limit": size}
+    return list((await conn.execute(text(_FP_PAGE), params)).all())
+
+
+async def _dag_page(
+    conn: AsyncConnection, repo_id: str, name: str, head: str, cursor: Mapping[str, Any], n: int
+) -> list[Any]:
+    """Ancestors of the head after the cursor, walking only generations above a floor that widens as needed.
 
     The walk starts from the cursor's frontier when the token carries one (only commits of this
     repository are taken as seeds), else from the head.
     """
-    top_gen = (await conn.execute(text("SELECT generation FROM commits WHERE id = :h"), {"h": head})).scalar_one()
-    params: dict[str, Any] = {"repo": repo_id, "seeds": [head], "n": n}
+    params: dict[str, Any] = {"start": head or None, "repo": repo_id, "name": name, "n": n, "g": None, "seeds": None}
     after = ""
     if cursor:
         try:
             params.update(g=int(cursor["g"]), t=float(cursor["t"]), i=str(cursor["i"]))
-            if "f" in cursor:
-                params["seeds"] = [str(f) for f in cursor["f"]][:MAX_FRONTIER]
+            params["seeds"] = [str(f) for f in cursor["f"]][:MAX_FRONTIER] if "f" in cursor else [head]
         except (KeyError, TypeError, ValueError):
             raise InvalidArgument("malformed page token") from None
         after = "AND (c.generation, c.timestamp, c.id) < (:g, :t, :i)"
-        top_gen = params["g"]
     window = 2 * n
     while True:
-        params["floor"] = max(0, top_gen - window)
-        rows = list((await conn.execute(text(_DAG_WALK.format(after=after)), params)).all())
-        if len(rows) >= n or params["floor"] == 0:
+        params["window"] = window
+        rows = list((await conn.execute(text(_DAG_PAGE.format(after=after)), params)).all())
+        if len(rows) >= n or not rows or rows[0].floor == 0:
             return rows
         window *= 4
 
@@ -192,42 +224,49 @@ async def commit_graph(
     return nodes, edges, await list_refs(conn, repo.id)
 
 
-class GraphLoader:
-    """Batched parent lookups for the graph algorithms, prefetching a generation window each time.
+# Commits are immutable and content-addressed (same id, same parents, in every database), so one
+# index per process stays valid; it is filled from the database as queries reach new commits.
+_INDEX = GraphIndex()
+MAX_INDEXED = 5_000_000  # nodes kept before the index starts over (about 1 GiB)
 
-    The window starts small (a merge base near the tips costs one short query) and grows
-    fourfold per call (a base deep in history costs a handful of queries).
+
+def graph_index() -> GraphIndex:
+    return _INDEX
+
+
+async def ensure_indexed(conn: AsyncConnection, ids: Iterable[str], window: int = 8, max_window: int = 16384) -> None:
+    """Load into the process's graph index ``ids`` and every ancestor it does not hold yet.
+
+    Each round trip walks a generation window below what is still missing (starting small, so a
+    few new commits on top of a known graph cost one short query; growing fourfold, so a cold
+    100k-commit history costs about a dozen). NOT_FOUND names an id the database lacks.
     """
-
-    def __init__(self, conn: AsyncConnection, window: int = 32, max_window: int = 16384) -> None:
-        self.conn = conn
-        self.window = window
-        self.max_window = max_window
-        self.queries = 0
-
-    async def __call__(self, ids: set[str]) -> Mapping[str, Node]:
-        self.queries += 1
-        rows = await self.conn.execute(text(_PREFETCH), {"ids": sorted(ids), "window": self.window})
-        self.window = min(self.window * 4, self.max_window)
-        return {r.id: (r.generation, tuple(r.parent_ids)) for r in rows}
+    global _INDEX
+    if len(_INDEX) > MAX_INDEXED:
+        _INDEX = GraphIndex()
+    index = _INDEX
+    missing = {i for i in ids if i not in index}
+    pending: dict[str, Node] = {}
+    while missing:
+        rows = await conn.execute(text(_PREFETCH), {"ids": sorted(missing), "window": window})
+        pending.update((r.id, (r.generation, tuple(r.parent_ids))) for r in rows if r.id not in index)
+        if lost := missing - pending.keys():
+            raise NotFound(f"commit not found: {sorted(lost)[0]}")
+        missing = {p for _, ps in pending.values() for p in ps if p not in index and p not in pending}
+        window = min(window * 4, max_window)
+    index.add(pending)
 
 
 async def merge_bases(conn: AsyncConnection, a: str, b: str) -> list[str]:
-    nodes: dict[str, Node] = {}
-    result = await run_async(merge_base_steps(a, b, nodes), nodes, GraphLoader(conn))
-    assert isinstance(result, list)
-    return result
+    """All best common ancestors (``git merge-base --all``), from the process's graph index."""
+    await ensure_indexed(conn, (a, b))
+    return _INDEX.merge_bases(a, b)
 
 
 async def is_ancestor(conn: AsyncConnection, ancestor: str, descendant: str) -> bool:
-    """One recursive query from ``descendant``, pruned below the ancestor's generation, stopping when found.
-
-    (Same answer as :func:`beatflow.vcs.graph.is_ancestor_steps`, without a round trip per window.)
-    """
-    row = (await conn.execute(text(_IS_ANCESTOR), {"anc": ancestor, "desc": descendant})).first()
-    if row is None:
-        raise NotFound("commit not found")
-    return bool(row.found)
+    """Whether ``ancestor`` is reachable from ``descendant`` (a commit is its own ancestor)."""
+    await ensure_indexed(conn, (ancestor, descendant))
+    return _INDEX.is_ancestor(ancestor, descendant)
 
 
 async def blame(conn: AsyncConnection, repo: Repository, ref: str) -> list[BlameEntry]:

@@ -278,15 +278,13 @@ class VcsService:
     async def is_ancestor(self, actor: str, repo_id: str, ancestor: str, descendant: str) -> bool:
         async with self._read() as conn:
             repo = await load_repo(conn, repo_id, actor)
-            a = await commits.resolve(conn, repo, ancestor)
-            d = await commits.resolve(conn, repo, descendant)
+            a, d = await commits.resolve_all(conn, repo, [ancestor, descendant])
             return await history.is_ancestor(conn, a, d)
 
     async def merge_base(self, actor: str, repo_id: str, a: str, b: str) -> list[str]:
         async with self._read() as conn:
             repo = await load_repo(conn, repo_id, actor)
-            ca = await commits.resolve(conn, repo, a)
-            cb = await commits.resolve(conn, repo, b)
+            ca, cb = await commits.resolve_all(conn, repo, [a, b])
             return await history.merge_bases(conn, ca, cb)
 
     async def blame(self, actor: str, repo_id: str, ref: str = "") -> list[BlameEntry]:
