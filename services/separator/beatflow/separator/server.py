@@ -51,7 +51,11 @@ class SeparatorApp:
     _ready_task: asyncio.Task[None] | None = None
     _stop_maintenance: Callable[[], Awaitable[None]] | None = None
     _status: dict[str, WorkerStatus] = field(
-        default_factory=lambda: {SEPARATE: WorkerStatus("separation"), ANALYZE: WorkerStatus("analysis")}
+        default_factory=lambda: {
+            SEPARATE: WorkerStatus("separation"),
+            ANALYZE: WorkerStatus("analysis"),
+            DIFF: WorkerStatus("audio diff"),
+        }
     )
 
     @property
@@ -69,48 +73,27 @@ class SeparatorApp:
         if self.settings.separator_run_workers and not self._workers:
             consumer = f"separator-{socket.gethostname()}-{os.getpid()}-{id(self):x}"
             s = self.settings
+            loops = [
+                (SEPARATE, self.service.handle_separation, s.separator_concurrency),
+                (ANALYZE, self.service.handle_analysis, s.separator_analysis_concurrency),
+                (DIFF, self.service.handle_diff, s.separator_analysis_concurrency),
+            ]
             self._workers = [
                 asyncio.create_task(
                     run_worker(
                         self.queue,
-                        SEPARATE,
-                        self.service.handle_separation,
+                        kind,
+                        handler,
                         consumer=consumer,
-                        concurrency=s.separator_concurrency,
+                        concurrency=concurrency,
                         heartbeat_s=s.separator_heartbeat_s,
                         stop=self._stop,
                         block_ms=s.separator_claim_block_ms,
-                        status=self._status[SEPARATE],
+                        status=self._status[kind],
                     ),
-                    name="separate-worker",
-                ),
-                asyncio.create_task(
-                    run_worker(
-                        self.queue,
-                        ANALYZE,
-                        self.service.handle_analysis,
-                        consumer=consumer,
-                        concurrency=s.separator_analysis_concurrency,
-                        heartbeat_s=s.separator_heartbeat_s,
-                        stop=self._stop,
-                        block_ms=s.separator_claim_block_ms,
-                        status=self._status[ANALYZE],
-                    ),
-                    name="analyze-worker",
-                ),
-                asyncio.create_task(
-                    run_worker(
-                        self.queue,
-                        DIFF,
-                        self.service.handle_diff,
-                        consumer=consumer,
-                        concurrency=s.separator_analysis_concurrency,
-                        heartbeat_s=s.separator_heartbeat_s,
-                        stop=self._stop,
-                        block_ms=s.separator_claim_block_ms,
-                    ),
-                    name="diff-worker",
-                ),
+                    name=f"{kind}-worker",
+                )
+                for kind, handler, concurrency in loops
             ]
 
     def health_checks(self) -> list[HealthCheck]:
