@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from beatflow.common.audioformat import header_from_prefix
 from beatflow.common.blobstore import BlobStore
-from beatflow.common.errors import InvalidArgument, NotFound, PermissionDenied
+from beatflow.common.errors import InvalidArgument, NotFound
 from beatflow.vcs.access import READABLE, require_user
 from beatflow.vcs.model import GcResult
 from beatflow.vcs.names import check_blob_key
@@ -174,16 +174,6 @@ async def can_read_blob(conn: AsyncConnection, actor: str, key: str) -> bool:
 DENIED_BLOB = (
     f"SELECT k FROM unnest(CAST(:bkeys AS varchar[])) AS q(k) WHERE {_KNOWN} AND NOT ({_READABLE_BY_ACTOR}) LIMIT 1"
 )
-
-
-async def check_blob_access(conn: AsyncConnection, actor: str, keys: Iterable[str]) -> None:
-    """Refuse a commit naming a blob someone else owns that the actor cannot read (no laundering via commits)."""
-    wanted = sorted(set(keys))
-    if not wanted:
-        return
-    denied = (await conn.execute(text(DENIED_BLOB), {"bkeys": wanted, "actor": actor})).scalar()
-    if denied is not None:
-        raise PermissionDenied(f"blob {denied} is not readable by you")
 
 
 async def garbage_collect(

@@ -2,9 +2,9 @@
 
 The algorithms are written once, as generators that *yield* the commit ids
 whose ``(generation, parents)`` they need and are not yet in the shared
-``nodes`` dict. A driver fills ``nodes`` and resumes them: :func:`run_sync`
-from a mapping or function (the reference on dicts, tested against git),
-:func:`run_async` from a batched async loader.
+``nodes`` dict. :func:`run_sync` fills ``nodes`` from a mapping or function and
+resumes them (the reference on dicts, tested against git); the service answers
+from :class:`GraphIndex`, checked against the same graphs.
 
 Generation numbers (root = 1, else 1 + max over parents) give a traversal
 order in which every descendant is seen before its ancestors, so the
@@ -21,7 +21,7 @@ answers from (:mod:`beatflow.vcs.history` fills it from the database).
 from __future__ import annotations
 
 import heapq
-from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, MutableMapping, Sequence
 
 from beatflow.common.errors import NotFound
 
@@ -101,25 +101,6 @@ def run_sync(
         while True:
             for cid in need:
                 nodes[cid] = lookup(cid)
-            need = steps.send(None)
-    except StopIteration as stop:
-        return stop.value
-
-
-async def run_async(
-    steps: Generator[set[str], None, object],
-    nodes: MutableMapping[str, Node],
-    load: Callable[[set[str]], Awaitable[Mapping[str, Node]]],
-) -> object:
-    """Drive ``steps`` with a batched async loader (which may return more than asked: prefetch)."""
-    try:
-        need = next(steps)
-        while True:
-            found = await load(need)
-            nodes.update(found)
-            missing = need - nodes.keys()
-            if missing:
-                raise NotFound(f"commit not found: {sorted(missing)[0]}")
             need = steps.send(None)
     except StopIteration as stop:
         return stop.value
