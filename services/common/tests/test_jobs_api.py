@@ -154,16 +154,19 @@ async def test_cancel_during_backoff(client: aioredis.Redis) -> None:
 # -- queue position -----------------------------------------------------------------------
 
 
-async def snapshot(queue: JobQueue, ids: list[str]) -> list[tuple[int, int, str]]:
-    """(position, enqueue sequence, state) of every job, read in one MULTI/EXEC."""
+async def snapshot(queue: JobQueue, ids: list[str]) -> tuple[list[tuple[int, int, str]], list[str]]:
+    """(position, enqueue sequence, state) of every job, and the whole waiting set in order, read in
+    one MULTI/EXEC (the set also holds jobs whose submit reply the test has not seen yet)."""
     pipe = queue.redis.pipeline(transaction=True)
     for job_id in ids:
         await queue._status(keys=[queue.job_key(job_id)], args=[GROUP], client=pipe)
+    pipe.zrange(queue.queue_key(KIND) + ":waiting", 0, -1)
+    *rows, waiting = await pipe.execute()
     out = []
-    for row in await pipe.execute():
+    for row in rows:
         h = decode_mapping(row[6:])
         out.append((int(row[0]), int(h.get("seq") or 0), h["state"]))
-    return out
+    return out, [w.decode() if isinstance(w, bytes) else w for w in waiting]
 
 
 async def test_position_exact_under_concurrent_submits_and_claims(queue: JobQueue) -> None:
@@ -187,11 +190,17 @@ async def test_position_exact_under_concurrent_submits_and_claims(queue: JobQueu
 
     async def checker() -> None:
         nonlocal checks
-        while not (submitted.is_set() and all(s == "SUCCEEDED" for _p, _q, s in await snapshot(queue, ids))):
-            rows = await snapshot(queue, list(ids))
-            queued = sorted((seq, pos) for pos, seq, state in rows if state == "QUEUED" and pos >= 0)
-            # the waiting jobs hold positions 0..n-1, in the order they were queued
-            assert [pos for _seq, pos in queued] == list(range(len(queued)))
+        while not (submitted.is_set() and all(s == "SUCCEEDED" for _p, _q, s in (await snapshot(queue, ids))[0])):
+            known = list(ids)
+            rows, waiting = await snapshot(queue, known)
+            queued = sorted(
+                (seq, pos, job_id)
+                for (pos, seq, state), job_id in zip(rows, known, strict=True)
+                if state == "QUEUED" and pos >= 0
+            )
+            # every waiting job's position is exactly its place among all waiting jobs, in queue order
+            assert [pos for _seq, pos, job_id in queued] == [waiting.index(job_id) for _s, _p, job_id in queued]
+            assert [pos for _seq, pos, _j in queued] == sorted(pos for _seq, pos, _j in queued)
             assert all(pos == -1 for pos, _seq, state in rows if state != "QUEUED")
             checks += 1
             await asyncio.sleep(0)
@@ -204,7 +213,9 @@ async def test_position_exact_under_concurrent_submits_and_claims(queue: JobQueu
     assert len(ids) == 200 and checks > 5
     # each worker got its jobs in queue order; together, every job exactly once
     assert all(seqs == sorted(seqs) for seqs in claimed_seqs)
-    assert sorted(s for seqs in claimed_seqs for s in seqs) == sorted(seq for _p, seq, _s in await snapshot(queue, ids))
+    assert sorted(s for seqs in claimed_seqs for s in seqs) == sorted(
+        seq for _p, seq, _s in (await snapshot(queue, ids))[0]
+    )
 
     # the public figures, with no worker around: positions as submitted, then moving up
     later = [await queue.submit(KIND, {"later": i}) for i in range(10)]
