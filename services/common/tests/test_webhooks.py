@@ -263,6 +263,37 @@ async def test_delivery_refuses_a_private_target_when_not_allowed(
     assert "private" in dead.last_error
 
 
+async def test_delivery_connects_to_the_address_it_checked(
+    queue: JobQueue, client: aioredis.Redis, receiver: Receiver
+) -> None:
+    # The host name exists only in the store's resolver (``.test`` never resolves in DNS): the delivery
+    # reaching the receiver proves the connection went to the checked address, not to a second lookup
+    # that a rebinding DNS server could answer differently. Host header keeps the URL's host.
+    port = receiver.server.server_address[1]
+    url = f"http://hooks.beatflow.test:{port}/hook"
+    lookups: list[str] = []
+
+    async def resolver(host: str, _port: int) -> list[str]:
+        lookups.append(host)
+        return ["127.0.0.1"]
+
+    store = WebhookStore(client, allow_private=True, backoff_s=0.05, max_delay_s=0.2, resolver=resolver)
+    job = await queue.submit(KIND, {}, owner=OWNER, webhook_url=url, webhook_events=["cancelled"])
+    await queue.cancel(job.id)
+    loop = Loop(store)
+    try:
+        await until(lambda: _accepted(receiver))
+    finally:
+        await loop.close()
+    [(headers, _body)] = receiver.accepted()
+    assert headers["host"] == f"hooks.beatflow.test:{port}"
+    assert lookups == ["hooks.beatflow.test"]
+
+
+async def _accepted(receiver: Receiver) -> bool:
+    return bool(receiver.accepted())
+
+
 async def _dead(store: WebhookStore) -> bool:
     return bool(await store.dead_letters(OWNER))
 

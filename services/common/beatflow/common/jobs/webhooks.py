@@ -32,8 +32,12 @@ after an exponentially growing delay with jitter, capped at ``max_delay_s``.
 
 Targets on loopback, link-local, private and other non-global addresses are
 refused at submit and before every attempt (DNS may change), unless the
-operator allows them (``job_webhook_allow_private_targets``). Redirects are
-followed (at most 3) only to targets that pass the same check.
+operator allows them (``job_webhook_allow_private_targets``). Each attempt
+resolves the host once, checks that address and connects to it (the ``Host``
+header and TLS server name stay the URL's host, so certificates are verified
+as usual): a DNS answer that changes between the check and the connection
+(DNS rebinding) cannot steer a delivery to an address that was not checked.
+Redirects are followed (at most 3) only to targets that pass the same check.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ import secrets
 import socket
 import time
 import urllib.parse
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -86,22 +91,51 @@ def _check_url(url: str) -> tuple[str, int]:
     return parts.hostname, port or (443 if parts.scheme == "https" else 80)
 
 
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+
+
+async def system_resolver(host: str, port: int) -> list[str]:
+    """The addresses ``host`` resolves to (the operating system's resolver)."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(info[4][0]).split("%")[0] for info in infos]
+
+
 async def check_target(url: str, *, allow_private: bool) -> None:
     """Refuse malformed URLs and, unless allowed, hosts resolving to non-global addresses."""
+    _check_url(url)
+    if not allow_private:
+        await resolve_target(url, allow_private=False)
+
+
+async def resolve_target(url: str, *, allow_private: bool, resolver: Resolver = system_resolver) -> str:
+    """The one checked address a delivery to ``url`` connects to.
+
+    Every address the host resolves to must be global (unless allowed); the
+    first is returned, so the connection goes where the check looked.
+    """
     host, port = _check_url(url)
-    if allow_private:
-        return
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        addresses = [host.strip("[]")] if _is_ip(host) else await resolver(host, port)
     except OSError as exc:
         raise WebhookTargetRefused(f"webhook host {host!r} does not resolve: {exc}") from exc
-    for info in infos:
-        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
+    if not addresses:
+        raise WebhookTargetRefused(f"webhook host {host!r} does not resolve")
+    for text in addresses:
+        address = ipaddress.ip_address(text)
         mapped = getattr(address, "ipv4_mapped", None)
-        if not (mapped or address).is_global:
+        if not allow_private and not (mapped or address).is_global:
             raise WebhookTargetRefused(
                 f"webhook host {host!r} resolves to {address}, a loopback, link-local or private address"
             )
+    return addresses[0]
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 def new_secret() -> str:
@@ -231,8 +265,10 @@ class WebhookStore:
         max_age_s: float = 26 * 3600.0,
         lease_s: float = 60.0,
         retention_s: float = 7 * 86400.0,
+        resolver: Resolver = system_resolver,
     ) -> None:
         self.redis = redis
+        self.resolver = resolver
         self.prefix = prefix
         self.allow_private = allow_private
         self.backoff_s = backoff_s
@@ -364,10 +400,17 @@ class WebhookStore:
         url = delivery.url
         try:
             for _hop in range(MAX_REDIRECTS + 1):
-                await check_target(url, allow_private=self.allow_private)
-                response = await client.post(url, content=delivery.payload.encode(), headers=headers)
+                address = await resolve_target(url, allow_private=self.allow_private, resolver=self.resolver)
+                target = httpx.URL(url)
+                extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
+                response = await client.post(
+                    target.copy_with(host=address),  # connect to the checked address, not a second lookup
+                    content=delivery.payload.encode(),
+                    headers={**headers, "host": target.netloc.decode("ascii")},
+                    extensions=extensions,
+                )
                 if response.is_redirect and "location" in response.headers:
-                    url = str(response.url.join(response.headers["location"]))
+                    url = str(target.join(response.headers["location"]))
                     continue
                 if response.is_success:
                     return True, ""
