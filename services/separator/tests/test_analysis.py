@@ -181,3 +181,17 @@ def test_loudness_at_rates_below_the_shelf_frequency_is_finite_and_close(sr: int
     low = sine(-20.0, 5.0, sr, 200.0)
     ref = integrated_loudness(sine(-20.0, 5.0, 48000, 200.0), 48000)
     assert integrated_loudness(low, sr) == pytest.approx(ref, abs=0.5)
+
+
+def test_tempo_and_beats_come_from_the_middle_excerpt(tmp_path: Path) -> None:
+    """A file longer than ``max_analysis_s``: tempo and beats describe its middle, loudness all of it."""
+    parts = [click_track(90, 10.0, SR, seed=1), click_track(120, 10.0, SR, seed=2), click_track(150, 10.0, SR, seed=3)]
+    y = np.concatenate(parts) * 0.8
+    path = tmp_path / "three-tempi.wav"
+    path.write_bytes(encode(y, SR))
+    result = analysis.analyze_file(path, max_analysis_s=8.0)
+    assert result.bpm == pytest.approx(120, rel=0.02)
+    beats = np.array(result.beat_times_s)
+    assert len(beats) >= 10 and beats.min() >= 11.0 - 1e-3 and beats.max() <= 19.0 + 1e-3
+    assert result.duration_s == pytest.approx(30.0, abs=1e-3)
+    assert result.loudness_lufs == pytest.approx(integrated_loudness(y, SR), abs=0.05)

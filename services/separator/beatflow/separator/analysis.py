@@ -93,7 +93,13 @@ def _mono_excerpt(path: str | Path, max_analysis_s: float, total_frames: int, sr
     with handle:
         if start:
             handle.seek(start)
-        parts = [b.mean(axis=1) for b in iter_blocks(handle) if b.size]
+        parts: list[np.ndarray] = []
+        have = 0
+        for block in iter_blocks(handle):  # stop at the excerpt's end, not the file's
+            parts.append(block.mean(axis=1))
+            have += block.shape[0]
+            if have >= want:
+                break
         y = np.concatenate(parts)[:want] if parts else np.zeros(0, np.float32)
     if sr != ANALYSIS_SR and len(y):
         y = librosa.resample(y, orig_sr=sr, target_sr=ANALYSIS_SR, res_type="soxr_hq")
