@@ -4,7 +4,7 @@ MusicGen attends to at most ~30 s of audio. A longer piece is generated as a
 sequence of windows: the first window is prompted with the caller's audio
 prompt (if any); every next window is prompted with the last ``context``
 frames of the piece so far and adds at most ``window - context`` new frames.
-The windows of many pieces run in lockstep, one backend call per window
+The windows of many pieces run in lockstep, one decoder call per window
 index, so a batch of jobs stays a batch across its windows.
 """
 
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from beatflow.generator.backend import DecodeRequest, FramesFn, GenerationBackend, Sampling
+from beatflow.generator.decoders import Decoder, DecodeRequest, FramesFn, Sampling
 from beatflow.generator.models import LoadedModel
 
 log = logging.getLogger(__name__)
@@ -84,11 +84,11 @@ class Piece:
 
 
 class Composer:
-    """Runs pieces window by window through a backend."""
+    """Runs pieces window by window through a decoder."""
 
-    def __init__(self, lm: LoadedModel, backend: GenerationBackend, window_s: float, context_s: float) -> None:
+    def __init__(self, lm: LoadedModel, decoder: Decoder, window_s: float, context_s: float) -> None:
         self.lm = lm
-        self.backend = backend
+        self.decoder = decoder
         self.window_frames = lm.frames_for_seconds(window_s)
         self.context_frames = lm.frames_for_seconds(context_s)
         self.delay = lm.channel_codebooks - 1
@@ -157,7 +157,7 @@ class Composer:
                     )
                 )
             log.info("decoding window %d for %d pieces", index, len(active))
-            results = self.backend.decode(requests, on_step=step, is_cancelled=is_cancelled, on_frames=on_frames)
+            results = self.decoder.decode(requests, on_step=step, is_cancelled=is_cancelled, on_frames=on_frames)
             for res in results:
                 p = by_id[res.request_id]
                 p.batch_size = max(p.batch_size, res.batch_size)

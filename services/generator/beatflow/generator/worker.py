@@ -4,12 +4,12 @@ Batching policy: the worker runs the shared claim loop
 (:func:`beatflow.common.jobs.run_worker`): it waits (blocking) for a first
 job, then keeps claiming for at most ``max_wait_ms`` or until it holds
 ``max_batch`` jobs.
-The jobs are grouped by model (text or melody) and by what the backend can
-decode in one call (``backend.batch_key``: guidance scale and prompt length
+The jobs are grouped by model (text or melody) and by what the decoder can
+decode in one call (``decoder.batch_key``: guidance scale and prompt length
 for ``generate()``); each group is one batch whose rows are every variation
-of every job in it. A static backend runs one batch at a time and claims
+of every job in it. A static decoder runs one batch at a time and claims
 again only when it is done (jobs it cannot start stay in the queue for other
-replicas); a continuous backend gets new batches while others run, up to
+replicas); a continuous decoder gets new batches while others run, up to
 ``max_batch`` held jobs. The batch size is recorded in each job's result and
 logged.
 
@@ -18,7 +18,7 @@ decoder steps done) every ``progress_interval_s``, refreshes the claims and
 watches for cancellation: a cancelled job is marked CANCELLED at once and its
 rows stop within a few decoder steps. Out of memory: the batch is split in
 halves and retried; a single job that still does not fit fails with a clear
-error. The worker itself never stops on a job's error or a backend outage:
+error. The worker itself never stops on a job's error or a Redis outage:
 claims and job-state writes are retried with backoff while Redis is away.
 """
 
@@ -36,32 +36,22 @@ from typing import Any
 import torch
 
 from beatflow.common.blobstore import BlobStore
-from beatflow.common.errors import BeatflowError, FailedPrecondition
+from beatflow.common.errors import BeatflowError
 from beatflow.common.jobs import ClaimedJob, JobKind, JobQueue, WorkerStatus, run_worker, settle
 from beatflow.common.jobs.worker import TRANSIENT
 from beatflow.common.logging import bind
 from beatflow.generator import audio_io
-from beatflow.generator.backend import DecodeRequest, GenerationBackend
 from beatflow.generator.chroma import chroma_features
+from beatflow.generator.codec_audio import ChunkStreamer, CodecDecoder
 from beatflow.generator.conform import conform_result
-from beatflow.generator.engine.audio import ChunkStreamer, CodecDecoder
-from beatflow.generator.longform import Composer, Piece
-from beatflow.generator.models import LoadedModel
+from beatflow.generator.decoders import DecodeRequest
+from beatflow.generator.longform import Piece
+from beatflow.generator.model_loading import ModelSlot, select_slot
 from beatflow.generator.request import GenerationSpec
 
 log = logging.getLogger(__name__)
 
 KIND = JobKind.GENERATE
-
-
-@dataclass
-class ModelSlot:
-    """A loaded model with its backend and window composer."""
-
-    role: str  # "text" or "melody"
-    lm: LoadedModel
-    backend: GenerationBackend
-    composer: Composer
 
 
 @dataclass
@@ -127,17 +117,6 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
 
 
-def select_slot(slots: dict[str, ModelSlot], spec: GenerationSpec) -> ModelSlot:
-    if spec.melody_blob:
-        if "melody" not in slots:
-            raise FailedPrecondition(
-                "hum-to-beat needs a melody model: set BEATFLOW_GENERATOR_MELODY_MODEL "
-                "(e.g. facebook/musicgen-melody or tiny-melody)"
-            )
-        return slots["melody"]
-    return slots["text"]
-
-
 class GenerationWorker:
     def __init__(
         self,
@@ -161,7 +140,7 @@ class GenerationWorker:
 
     @property
     def continuous(self) -> bool:
-        return all(s.backend.continuous for s in self.slots.values())
+        return all(s.decoder.continuous for s in self.slots.values())
 
     # -- the claim loop (the shared one) -------------------------------------------------
 
@@ -172,7 +151,7 @@ class GenerationWorker:
             self.consumer,
             self.config.max_batch,
             self.config.max_wait_ms,
-            ",".join(f"{r}:{s.backend.name}" for r, s in self.slots.items()),
+            ",".join(f"{r}:{s.decoder.name}" for r, s in self.slots.items()),
         )
         ticker = asyncio.create_task(self._tick_forever())
         try:
@@ -181,7 +160,7 @@ class GenerationWorker:
                 KIND,
                 self.handle,
                 consumer=self.consumer,
-                # a static backend runs one batch at a time; a continuous one takes new
+                # a static decoder runs one batch at a time; a continuous one takes new
                 # batches while others run, up to max_batch held jobs in all
                 concurrency=self.config.max_batch if self.continuous else 1,
                 batch=self.config.max_batch,
@@ -296,7 +275,7 @@ class GenerationWorker:
             prompt_codes=p.prompt_codes,
             chroma=p.chroma,
         )
-        return (gen.slot.role, gen.slot.backend.batch_key(first))
+        return (gen.slot.role, gen.slot.decoder.batch_key(first))
 
     def group(self, gens: Sequence[Generation]) -> list[list[Generation]]:
         """Compatible jobs together, in claim order."""
@@ -315,7 +294,7 @@ class GenerationWorker:
         rows = sum(len(g.pieces) for g in group)
         ids = [g.id for g in group]
         self.batches_run += 1
-        log.info("decoding batch of %d jobs (%d rows) with %s: %s", len(group), rows, slot.backend.name, ids)
+        log.info("decoding batch of %d jobs (%d rows) with %s: %s", len(group), rows, slot.decoder.name, ids)
         by_piece = {p.piece_id: g for g in group for p in g.pieces}
 
         def on_progress(piece_id: str, done: int, _total: int) -> None:
@@ -520,7 +499,7 @@ class GenerationWorker:
             "hints": spec.hints.to_dict(),
             "model": lm.spec,
             "model_info": lm.info(),
-            "backend": gen.slot.backend.name,
+            "backend": gen.slot.decoder.name,
             "seed": spec.seed,
             "seeds": spec.seeds(),
             "sampling": {
