@@ -10,11 +10,11 @@ import torch
 
 from beatflow.common.blobstore import BlobStore
 from beatflow.common.errors import InvalidArgument
-from beatflow.generator import audio_io
+from beatflow.generator import audio_files
 from beatflow.generator.chroma import chroma_features
 from beatflow.generator.decoders import DecodeRequest, Sampling
 from beatflow.generator.hf_generate import GenerateDecoder, request_generator, sample_rows
-from beatflow.generator.longform import Composer, Piece, plan_windows, window_seed
+from beatflow.generator.longform import WindowedPiece, WindowRunner, plan_windows, window_seed
 from beatflow.generator.models import LoadedModel, ModelLoadError, load_model
 from beatflow.generator.prompts import Hints, describe
 from beatflow.generator.request import GenerationSpec, Limits, validate
@@ -136,9 +136,9 @@ def test_progress_and_cancellation_inside_generate(tiny: LoadedModel) -> None:
 
 
 def test_codec_round_trip_and_long_composition(tiny: LoadedModel) -> None:
-    composer = Composer(tiny, GenerateDecoder(tiny), window_s=1.0, context_s=0.4)
-    piece = Piece("p", "drums", 120, 4, Sampling(), 3.0)
-    composer.run([piece])
+    runner = WindowRunner(tiny, GenerateDecoder(tiny), window_s=1.0, context_s=0.4)
+    piece = WindowedPiece("p", "drums", 120, 4, Sampling(), 3.0)
+    runner.run([piece])
     assert piece.codes is not None and piece.codes.shape == (4, 120) and len(piece.windows) == 4
     wav = tiny.decode_codes(piece.codes)
     assert wav.shape == (1, 120 * 640)
@@ -167,12 +167,12 @@ def test_unloadable_spec_names_the_tiny_option(monkeypatch: pytest.MonkeyPatch) 
 def test_audio_formats_round_trip() -> None:
     wav = (0.2 * np.sin(np.arange(16000) / 5)).astype(np.float32)[None]
     for fmt in ("wav", "flac", "mp3"):
-        back, rate = audio_io.decode(audio_io.encode(wav, 32000, fmt))
+        back, rate = audio_files.decode(audio_files.encode(wav, 32000, fmt))
         assert rate == 32000 and back.shape[0] == 1 and back.shape[1] >= 16000
-    assert audio_io.is_silent(np.zeros((1, 1000), dtype=np.float32))
-    assert not audio_io.is_silent(wav)
+    assert audio_files.is_silent(np.zeros((1, 1000), dtype=np.float32))
+    assert not audio_files.is_silent(wav)
     with pytest.raises(InvalidArgument):
-        audio_io.decode(b"garbage bytes")
+        audio_files.decode(b"garbage bytes")
 
 
 def test_melody_model_auto_follows_the_main_model(tiny: LoadedModel) -> None:
@@ -214,7 +214,7 @@ async def test_uploads_with_nan_or_inf_samples_are_rejected(s3_store: BlobStore,
 
     import soundfile as sf
 
-    from beatflow.generator.uploads import check_upload
+    from beatflow.generator.upload_checks import check_upload
 
     t = np.arange(32000 * 2) / 32000
     wav = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)

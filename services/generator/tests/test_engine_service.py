@@ -14,7 +14,7 @@ from beatflow.common.jobs import JobQueue, JobState
 from beatflow.generator.decoders import Decoder, Sampling
 from beatflow.generator.engine_decoder import EngineDecoder
 from beatflow.generator.hf_generate import GenerateDecoder
-from beatflow.generator.longform import Composer
+from beatflow.generator.longform import WindowRunner
 from beatflow.generator.model_loading import ModelSlot
 from beatflow.generator.models import LoadedModel, load_model
 from beatflow.generator.request import GenerationSpec, Limits, validate
@@ -26,7 +26,7 @@ async def _run_jobs(
 ) -> list[Any]:
     client = aioredis.Redis.from_url(redis_url)
     queue = JobQueue(client, prefix=f"bf-{decoder.name}")
-    slot = ModelSlot("text", lm, decoder, Composer(lm, decoder, 30.0, 10.0))
+    slot = ModelSlot("text", lm, decoder, WindowRunner(lm, decoder, 30.0, 10.0))
     worker = GenerationWorker(
         queue, store, {"text": slot}, WorkerConfig(max_batch=4, max_wait_ms=200), consumer=f"w-{decoder.name}"
     )

@@ -15,7 +15,7 @@ from beatflow.common.blobstore import LocalBlobStore
 from beatflow.common.jobs import JobQueue, JobState
 from beatflow.generator.decoders import DecodeRequest, DecodeResult
 from beatflow.generator.hf_generate import GenerateDecoder
-from beatflow.generator.longform import Composer
+from beatflow.generator.longform import WindowRunner
 from beatflow.generator.model_loading import ModelSlot
 from beatflow.generator.models import load_model
 from beatflow.generator.request import GenerationSpec, Limits, validate
@@ -41,7 +41,7 @@ async def test_out_of_memory_splits_the_batch_and_fails_only_what_cannot_fit(red
     torch.set_num_threads(1)
     lm = load_model("tiny")
     decoder = SmallMemoryDecoder(lm, budget=60)
-    slot = ModelSlot("text", lm, decoder, Composer(lm, decoder, 30.0, 10.0))
+    slot = ModelSlot("text", lm, decoder, WindowRunner(lm, decoder, 30.0, 10.0))
     client = aioredis.Redis.from_url(redis_url)
     queue = JobQueue(client)
     worker = GenerationWorker(
@@ -88,7 +88,7 @@ async def test_worker_rides_out_a_redis_outage_mid_batch(tmp_path: Path) -> None
     client = aioredis.Redis.from_url(server.url, socket_timeout=5, socket_connect_timeout=1)
     lm = load_model("tiny")
     decoder = GenerateDecoder(lm)
-    slot = ModelSlot("text", lm, decoder, Composer(lm, decoder, 30.0, 10.0))
+    slot = ModelSlot("text", lm, decoder, WindowRunner(lm, decoder, 30.0, 10.0))
     queue = JobQueue(client, heartbeat_timeout_s=30.0)
     worker = GenerationWorker(
         queue, LocalBlobStore(tmp_path / "blobs"), {"text": slot}, WorkerConfig(max_batch=2), consumer="w1"

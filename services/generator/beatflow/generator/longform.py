@@ -63,8 +63,8 @@ def window_seed(seed: int, index: int) -> int:
 
 
 @dataclass
-class Piece:
-    """One output audio: a job's variation."""
+class WindowedPiece:
+    """One output audio (a job's variation), generated window by window: its plan, then its codes."""
 
     piece_id: str
     description: str
@@ -83,8 +83,8 @@ class Piece:
         return sum(w.new_frames + delay for w in self.windows)
 
 
-class Composer:
-    """Runs pieces window by window through a decoder."""
+class WindowRunner:
+    """Plans each piece's windows and runs the windows of many pieces in lockstep through a decoder."""
 
     def __init__(self, lm: LoadedModel, decoder: Decoder, window_s: float, context_s: float) -> None:
         self.lm = lm
@@ -93,11 +93,11 @@ class Composer:
         self.context_frames = lm.frames_for_seconds(context_s)
         self.delay = lm.channel_codebooks - 1
 
-    def plan(self, piece: Piece) -> None:
+    def plan(self, piece: WindowedPiece) -> None:
         prompt = 0 if piece.prompt_codes is None else int(piece.prompt_codes.shape[1])
         piece.windows = plan_windows(piece.new_frames, prompt, self.window_frames, self.context_frames)
 
-    def _chroma_for(self, piece: Piece, window: Window) -> torch.Tensor | None:
+    def _chroma_for(self, piece: WindowedPiece, window: Window) -> torch.Tensor | None:
         """The melody frames under this window (looping a melody shorter than the piece)."""
         if piece.chroma is None:
             return None
@@ -109,7 +109,7 @@ class Composer:
 
     def run(
         self,
-        pieces: Sequence[Piece],
+        pieces: Sequence[WindowedPiece],
         on_progress: PieceProgress | None = None,
         is_cancelled: PieceCancelled | None = None,
         on_frames: FramesFn | None = None,

@@ -6,8 +6,8 @@ continuation; a melody model (``BEATFLOW_GENERATOR_MELODY_MODEL``: ``auto``,
 conditioning itself. A model that cannot be loaded stops the service, unless
 ``BEATFLOW_GENERATOR_FALLBACK_TINY`` is set: then the random-weight ``tiny``
 preset (``tiny-melody``) is served in its place. Each loaded model becomes a
-:class:`ModelSlot` with its decoder (``BEATFLOW_GENERATOR_BACKEND``) and window
-composer.
+:class:`ModelSlot` with its decoder (``BEATFLOW_GENERATOR_BACKEND``) and its
+window runner (``longform.py``).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from beatflow.common.errors import FailedPrecondition
 from beatflow.generator.config import GeneratorSettings
 from beatflow.generator.decoder_choice import choose_backend, make_decoder
 from beatflow.generator.decoders import Decoder
-from beatflow.generator.longform import Composer
+from beatflow.generator.longform import WindowRunner
 from beatflow.generator.models import LoadedModel, ModelLoadError, load_model
 from beatflow.generator.request import GenerationSpec
 
@@ -30,12 +30,12 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class ModelSlot:
-    """A loaded model with its decoder and window composer."""
+    """A loaded model with its decoder and window runner."""
 
     role: str  # "text" or "melody"
     lm: LoadedModel
     decoder: Decoder
-    composer: Composer
+    window_runner: WindowRunner
 
 
 def select_slot(slots: dict[str, ModelSlot], spec: GenerationSpec) -> ModelSlot:
@@ -85,8 +85,8 @@ def load_slots(settings: GeneratorSettings, model: LoadedModel | None = None) ->
 
     def slot(role: str, lm: LoadedModel) -> ModelSlot:
         decoder = make_decoder(settings.generator_backend, lm, window_s=settings.generator_max_window_s)
-        composer = Composer(lm, decoder, settings.generator_max_window_s, settings.generator_context_s)
-        return ModelSlot(role, lm, decoder, composer)
+        window_runner = WindowRunner(lm, decoder, settings.generator_max_window_s, settings.generator_context_s)
+        return ModelSlot(role, lm, decoder, window_runner)
 
     main = model if model is not None else load_or_fall_back(settings.generator_model, "tiny", settings)
     slots = {"text": slot("text", main)}

@@ -19,7 +19,7 @@ from beatflow.generator.decoder_choice import choose_backend
 from beatflow.generator.model_loading import ModelSlot, load_slots, select_slot
 from beatflow.generator.models import LoadedModel
 from beatflow.generator.request import GenerationSpec, Limits, validate
-from beatflow.generator.uploads import check_upload
+from beatflow.generator.upload_checks import check_upload
 from beatflow.generator.worker import KIND
 
 

@@ -40,12 +40,12 @@ from beatflow.common.errors import BeatflowError
 from beatflow.common.jobs import ClaimedJob, JobKind, JobQueue, WorkerStatus, run_worker, settle
 from beatflow.common.jobs.worker import TRANSIENT
 from beatflow.common.logging import bind
-from beatflow.generator import audio_io
+from beatflow.generator import audio_files
 from beatflow.generator.chroma import chroma_features
 from beatflow.generator.codec_audio import ChunkStreamer, CodecDecoder
 from beatflow.generator.conform import conform_result
 from beatflow.generator.decoders import DecodeRequest
-from beatflow.generator.longform import Piece
+from beatflow.generator.longform import WindowedPiece
 from beatflow.generator.model_loading import ModelSlot, select_slot
 from beatflow.generator.request import GenerationSpec
 
@@ -72,7 +72,7 @@ class Generation:
     job: ClaimedJob
     spec: GenerationSpec
     slot: ModelSlot
-    pieces: list[Piece]
+    pieces: list[WindowedPiece]
     prompt_frames: int = 0
     melody_s: float = 0.0
     claimed_at: float = field(default_factory=time.time)
@@ -228,17 +228,17 @@ class GenerationWorker:
         chroma = None
         melody_s = 0.0
         if spec.prompt_audio_blob:
-            wav = audio_io.load_for_model(
+            wav = audio_files.load_for_model(
                 self.store.get_bytes(spec.prompt_audio_blob), lm.sample_rate, lm.audio_channels
             )
             prompt_codes = lm.encode_audio(torch.from_numpy(wav)).cpu()
         if spec.melody_blob:
-            wav = audio_io.load_for_model(self.store.get_bytes(spec.melody_blob), lm.sample_rate, 1)
+            wav = audio_files.load_for_model(self.store.get_bytes(spec.melody_blob), lm.sample_rate, 1)
             melody_s = wav.shape[1] / lm.sample_rate
             chroma = chroma_features(wav, lm.sample_rate, num_chroma=lm.num_chroma, max_seconds=None)
         frames = lm.frames_for_seconds(spec.duration_s)
         pieces = [
-            Piece(
+            WindowedPiece(
                 piece_id=f"{job.id}/{i}",
                 description=spec.description,
                 new_frames=frames,
@@ -251,7 +251,7 @@ class GenerationWorker:
             for i, seed in enumerate(spec.seeds())
         ]
         for p in pieces:
-            slot.composer.plan(p)
+            slot.window_runner.plan(p)
         prompt_frames = 0 if prompt_codes is None else int(prompt_codes.shape[1])
         gen = Generation(job, spec, slot, pieces, prompt_frames=prompt_frames, melody_s=melody_s)
         if self.config.stream_chunk_s > 0:
@@ -322,7 +322,7 @@ class GenerationWorker:
         error: BaseException | None = None
         try:
             await asyncio.to_thread(
-                slot.composer.run, pieces, on_progress, is_cancelled, on_frames if streamed else None
+                slot.window_runner.run, pieces, on_progress, is_cancelled, on_frames if streamed else None
             )
         except Exception as exc:
             error = exc
@@ -435,7 +435,7 @@ class GenerationWorker:
     def _chunk_blob(self, gen: Generation, codes: torch.Tensor, final: bool) -> str:
         assert gen.streamer is not None
         audio = gen.streamer.take(codes, final)
-        data = audio_io.encode(audio, gen.slot.lm.sample_rate, "wav")
+        data = audio_files.encode(audio, gen.slot.lm.sample_rate, "wav")
         return self.store.put_bytes(data, content_type="audio/wav")
 
     # -- results ---------------------------------------------------------------------------
@@ -449,11 +449,11 @@ class GenerationWorker:
         spec = gen.spec
         encode_started = time.perf_counter()
 
-        def render(piece: Piece) -> tuple[str, int, dict[str, Any] | None]:
+        def render(piece: WindowedPiece) -> tuple[str, int, dict[str, Any] | None]:
             assert piece.codes is not None
             wav, conformed = conform_result(lm.decode_codes(piece.codes).numpy(), lm.sample_rate, spec)
-            data = audio_io.encode(wav, lm.sample_rate, spec.format)
-            key = self.store.put_bytes(data, content_type=audio_io.CONTENT_TYPES[spec.format])
+            data = audio_files.encode(wav, lm.sample_rate, spec.format)
+            key = self.store.put_bytes(data, content_type=audio_files.CONTENT_TYPES[spec.format])
             return key, int(wav.shape[-1]), conformed
 
         if gen.streamer is not None and gen.pieces[0].codes is not None:
@@ -490,7 +490,7 @@ class GenerationWorker:
         """The generation record stored with the result (and by the VCS with the commit)."""
         lm = gen.slot.lm
         spec = gen.spec
-        composer = gen.slot.composer
+        runner = gen.slot.window_runner
         new_s = gen.pieces[0].new_frames / lm.frame_rate
         return {
             "type": spec.kind,
@@ -521,8 +521,8 @@ class GenerationWorker:
             "melody_blob": spec.melody_blob,
             "melody_duration_s": gen.melody_s,
             "windows": len(gen.pieces[0].windows),
-            "window_s": composer.window_frames / lm.frame_rate,
-            "context_s": composer.context_frames / lm.frame_rate,
+            "window_s": runner.window_frames / lm.frame_rate,
+            "context_s": runner.context_frames / lm.frame_rate,
             "decode_steps": gen.pieces[0].steps_total(lm.channel_codebooks - 1),
             "timings": {
                 "queued_s": max(0.0, gen.claimed_at - gen.job.record.created_at),
