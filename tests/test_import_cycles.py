@@ -14,12 +14,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE_ROOTS = [ROOT / "protos", *sorted(p for p in (ROOT / "services").iterdir() if (p / "beatflow").is_dir())]
-# Known cycles (sorted module names), both broken today only by an import deferred into a function:
-# they go with the generator's split into server / servicer / service modules like the separator's.
-KNOWN: set[tuple[str, ...]] = {
-    ("beatflow.generator.backend", "beatflow.generator.engine.backend"),
-    ("beatflow.generator.server", "beatflow.generator.servicer"),
-}
+KNOWN: set[tuple[str, ...]] = set()
 
 
 def project_modules() -> dict[str, Path]:

@@ -20,7 +20,7 @@ from beatflow.common.errors import InvalidArgument
 from beatflow.gateway import names, schemas
 from beatflow.gateway.app import create_app
 from beatflow.gateway.config import GatewaySettings
-from beatflow.generator.backend import Sampling
+from beatflow.generator.decoders import Sampling
 from beatflow.generator.request import GenerationSpec, Limits, validate
 from beatflow.vcs import names as vcs_names
 

@@ -1,4 +1,4 @@
-"""Domain parts of the generator: windows, hints, chroma, sampling, the generate() backend, loading."""
+"""Domain parts of the generator: windows, hints, chroma, sampling, the generate() decoder, loading."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ import torch
 
 from beatflow.common.blobstore import BlobStore
 from beatflow.common.errors import InvalidArgument
-from beatflow.generator import audio_io
-from beatflow.generator.backend import DecodeRequest, GenerateBackend, Sampling, request_generator, sample_rows
+from beatflow.generator import audio_files
 from beatflow.generator.chroma import chroma_features
-from beatflow.generator.longform import Composer, Piece, plan_windows, window_seed
+from beatflow.generator.decoders import DecodeRequest, Sampling
+from beatflow.generator.hf_generate import GenerateDecoder, request_generator, sample_rows
+from beatflow.generator.longform import WindowedPiece, WindowRunner, plan_windows, window_seed
 from beatflow.generator.models import LoadedModel, ModelLoadError, load_model
 from beatflow.generator.prompts import Hints, describe
 from beatflow.generator.request import GenerationSpec, Limits, validate
@@ -102,13 +103,13 @@ def test_sampling_is_per_request_and_seeded() -> None:
     assert all(int(d[i]) in top5[i].tolist() for i in range(4))
 
 
-def test_generate_backend_greedy_matches_plain_generate(tiny: LoadedModel) -> None:
-    backend = GenerateBackend(tiny)
+def test_generate_decoder_greedy_matches_plain_generate(tiny: LoadedModel) -> None:
+    decoder = GenerateDecoder(tiny)
     reqs = [
         DecodeRequest("a", "lofi beat", 20, 1, Sampling(greedy=True)),
         DecodeRequest("b", "rock guitar", 12, 2, Sampling(greedy=True)),
     ]
-    results = backend.decode(reqs)
+    results = decoder.decode(reqs)
     assert [r.codes.shape for r in results if r.codes is not None] == [(4, 20), (4, 12)]
     inputs = tiny.tokenize(["lofi beat", "rock guitar"])
     ref = tiny.model.generate(**inputs, do_sample=False, guidance_scale=3.0, max_new_tokens=tiny.steps_for_frames(20))
@@ -119,9 +120,9 @@ def test_generate_backend_greedy_matches_plain_generate(tiny: LoadedModel) -> No
 
 
 def test_progress_and_cancellation_inside_generate(tiny: LoadedModel) -> None:
-    backend = GenerateBackend(tiny)
+    decoder = GenerateDecoder(tiny)
     seen: list[tuple[str, int, int]] = []
-    results = backend.decode(
+    results = decoder.decode(
         [DecodeRequest("a", "x", 30, 1), DecodeRequest("b", "y", 30, 2)],
         on_step=lambda rid, done, total: seen.append((rid, done, total)),
         is_cancelled=lambda rid: rid == "b" and len(seen) > 10,
@@ -130,14 +131,14 @@ def test_progress_and_cancellation_inside_generate(tiny: LoadedModel) -> None:
     assert a_steps == list(range(1, 34)) and {t for _, _, t in seen} == {33}
     assert results[0].codes is not None and not results[0].cancelled
     assert results[1].cancelled and results[1].codes is None
-    stopped = backend.decode([DecodeRequest("c", "z", 500, 3)], is_cancelled=lambda rid: True)
+    stopped = decoder.decode([DecodeRequest("c", "z", 500, 3)], is_cancelled=lambda rid: True)
     assert stopped[0].cancelled and stopped[0].steps <= 2
 
 
 def test_codec_round_trip_and_long_composition(tiny: LoadedModel) -> None:
-    composer = Composer(tiny, GenerateBackend(tiny), window_s=1.0, context_s=0.4)
-    piece = Piece("p", "drums", 120, 4, Sampling(), 3.0)
-    composer.run([piece])
+    runner = WindowRunner(tiny, GenerateDecoder(tiny), window_s=1.0, context_s=0.4)
+    piece = WindowedPiece("p", "drums", 120, 4, Sampling(), 3.0)
+    runner.run([piece])
     assert piece.codes is not None and piece.codes.shape == (4, 120) and len(piece.windows) == 4
     wav = tiny.decode_codes(piece.codes)
     assert wav.shape == (1, 120 * 640)
@@ -166,16 +167,16 @@ def test_unloadable_spec_names_the_tiny_option(monkeypatch: pytest.MonkeyPatch) 
 def test_audio_formats_round_trip() -> None:
     wav = (0.2 * np.sin(np.arange(16000) / 5)).astype(np.float32)[None]
     for fmt in ("wav", "flac", "mp3"):
-        back, rate = audio_io.decode(audio_io.encode(wav, 32000, fmt))
+        back, rate = audio_files.decode(audio_files.encode(wav, 32000, fmt))
         assert rate == 32000 and back.shape[0] == 1 and back.shape[1] >= 16000
-    assert audio_io.is_silent(np.zeros((1, 1000), dtype=np.float32))
-    assert not audio_io.is_silent(wav)
+    assert audio_files.is_silent(np.zeros((1, 1000), dtype=np.float32))
+    assert not audio_files.is_silent(wav)
     with pytest.raises(InvalidArgument):
-        audio_io.decode(b"garbage bytes")
+        audio_files.decode(b"garbage bytes")
 
 
 def test_melody_model_auto_follows_the_main_model(tiny: LoadedModel) -> None:
-    from beatflow.generator.server import melody_spec_for
+    from beatflow.generator.model_loading import melody_spec_for
 
     assert melody_spec_for("auto", tiny) == ("tiny-melody", False)
     assert melody_spec_for("none", tiny) == ("", False)
@@ -196,14 +197,14 @@ def test_a_saved_model_directory_loads_like_a_hub_checkpoint(tiny: LoadedModel, 
 def test_stereo_model_gives_two_channels_and_takes_stereo_prompts() -> None:
     stereo = load_model("tiny-stereo")
     assert stereo.audio_channels == 2 and stereo.num_codebooks == 8 and stereo.channel_codebooks == 4
-    backend = GenerateBackend(stereo)
-    first = backend.decode([DecodeRequest("a", "wide pads", 25, 1)])[0]
+    decoder = GenerateDecoder(stereo)
+    first = decoder.decode([DecodeRequest("a", "wide pads", 25, 1)])[0]
     assert first.codes is not None and first.codes.shape == (8, 25)
     wav = stereo.decode_codes(first.codes)
     assert wav.shape == (2, 25 * 640)
     prompt = stereo.encode_audio(wav)
     assert prompt.shape == (8, 25)
-    more = backend.decode([DecodeRequest("b", "wide pads", 10, 2, prompt_codes=prompt)])[0]
+    more = decoder.decode([DecodeRequest("b", "wide pads", 10, 2, prompt_codes=prompt)])[0]
     assert more.codes is not None and more.codes.shape == (8, 10)
 
 
@@ -213,7 +214,7 @@ async def test_uploads_with_nan_or_inf_samples_are_rejected(s3_store: BlobStore,
 
     import soundfile as sf
 
-    from beatflow.generator.uploads import check_upload
+    from beatflow.generator.upload_checks import check_upload
 
     t = np.arange(32000 * 2) / 32000
     wav = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)

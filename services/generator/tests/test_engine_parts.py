@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import torch
 
-from beatflow.generator.engine.audio import CodecDecoder
+from beatflow.generator.codec_audio import CodecDecoder
 from beatflow.generator.engine.delay import build_pattern, extract_codes, first_free_column
 from beatflow.generator.engine.sampling import choose_tokens, counter_uniform, guide, split_seed
 from beatflow.generator.presets import build_preset_model

@@ -48,7 +48,7 @@ async def test_unloadable_model_falls_back_to_tiny_only_when_asked(redis_url: st
         settings_for(redis_url, s3_settings, generator_model="./no/such/model", generator_fallback_tiny=True)
     )
     await lenient.ready()
-    assert lenient.app is not None and lenient.app.model_info()["spec"] == "tiny"
+    assert lenient.app is not None and lenient.app.service.model_info()["spec"] == "tiny"
     await lenient.stop(0.1)
 
 
@@ -72,22 +72,22 @@ async def test_idempotency_key_returns_the_same_job(gen: Any) -> None:
     assert a.owner == "alice"
 
 
-def test_engine_backend_is_sized_for_the_servers_window(redis_url: str, s3_settings: dict[str, Any]) -> None:
+def test_engine_decoder_is_sized_for_the_servers_window(redis_url: str, s3_settings: dict[str, Any]) -> None:
     """The engine must take the window from the server's settings, not from a fresh read of the environment."""
-    from beatflow.generator.engine.backend import EngineBackend
-    from beatflow.generator.server import load_slots
+    from beatflow.generator.engine_decoder import EngineDecoder
+    from beatflow.generator.model_loading import load_slots
 
     settings = settings_for(
         redis_url, s3_settings, generator_backend="engine", generator_max_window_s=40.0, generator_melody_model=""
     )
     slots = load_slots(settings)
-    backend = slots["text"].backend
+    decoder = slots["text"].decoder
     try:
-        assert isinstance(backend, EngineBackend)
+        assert isinstance(decoder, EngineDecoder)
         lm = slots["text"].lm
-        assert backend.engine.config.max_new_tokens == lm.steps_for_frames(lm.frames_for_seconds(40.0))
+        assert decoder.engine.config.max_new_tokens == lm.steps_for_frames(lm.frames_for_seconds(40.0))
     finally:
-        backend.close()
+        decoder.close()
 
 
 async def test_closing_the_app_stops_the_engine_thread(redis_url: str, s3_settings: dict[str, Any]) -> None:

@@ -13,15 +13,17 @@ import torch
 
 from beatflow.common.blobstore import LocalBlobStore
 from beatflow.common.jobs import JobQueue, JobState
-from beatflow.generator.backend import DecodeRequest, DecodeResult, GenerateBackend
-from beatflow.generator.longform import Composer
+from beatflow.generator.decoders import DecodeRequest, DecodeResult
+from beatflow.generator.hf_generate import GenerateDecoder
+from beatflow.generator.longform import WindowRunner
+from beatflow.generator.model_loading import ModelSlot
 from beatflow.generator.models import load_model
 from beatflow.generator.request import GenerationSpec, Limits, validate
-from beatflow.generator.worker import KIND, GenerationWorker, ModelSlot, WorkerConfig
+from beatflow.generator.worker import KIND, GenerationWorker, WorkerConfig
 
 
-class SmallMemoryBackend(GenerateBackend):
-    """The real generate() backend on a device that only fits ``budget`` frames at once (like a small GPU)."""
+class SmallMemoryDecoder(GenerateDecoder):
+    """The real generate() decoder on a device that only fits ``budget`` frames at once (like a small GPU)."""
 
     def __init__(self, *args: Any, budget: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -38,8 +40,8 @@ class SmallMemoryBackend(GenerateBackend):
 async def test_out_of_memory_splits_the_batch_and_fails_only_what_cannot_fit(redis_url: str, tmp_path: Path) -> None:
     torch.set_num_threads(1)
     lm = load_model("tiny")
-    backend = SmallMemoryBackend(lm, budget=60)
-    slot = ModelSlot("text", lm, backend, Composer(lm, backend, 30.0, 10.0))
+    decoder = SmallMemoryDecoder(lm, budget=60)
+    slot = ModelSlot("text", lm, decoder, WindowRunner(lm, decoder, 30.0, 10.0))
     client = aioredis.Redis.from_url(redis_url)
     queue = JobQueue(client)
     worker = GenerationWorker(
@@ -63,7 +65,7 @@ async def test_out_of_memory_splits_the_batch_and_fails_only_what_cannot_fit(red
         assert job.result["batch_jobs"] < 4  # it ran in a smaller batch than it was claimed in
     assert finals[3].state == JobState.FAILED
     assert "out of GPU memory" in finals[3].error and "shorter duration" in finals[3].error
-    assert backend.calls[0] == 4 and min(backend.calls) == 1
+    assert decoder.calls[0] == 4 and min(decoder.calls) == 1
     # the worker stayed up: a later job still runs
     task = asyncio.create_task(worker.run(stop := asyncio.Event()))
     try:
@@ -85,8 +87,8 @@ async def test_worker_rides_out_a_redis_outage_mid_batch(tmp_path: Path) -> None
     server = localservers.start_redis(tmp_path / "redis", persist=True)
     client = aioredis.Redis.from_url(server.url, socket_timeout=5, socket_connect_timeout=1)
     lm = load_model("tiny")
-    backend = GenerateBackend(lm)
-    slot = ModelSlot("text", lm, backend, Composer(lm, backend, 30.0, 10.0))
+    decoder = GenerateDecoder(lm)
+    slot = ModelSlot("text", lm, decoder, WindowRunner(lm, decoder, 30.0, 10.0))
     queue = JobQueue(client, heartbeat_timeout_s=30.0)
     worker = GenerationWorker(
         queue, LocalBlobStore(tmp_path / "blobs"), {"text": slot}, WorkerConfig(max_batch=2), consumer="w1"

@@ -24,7 +24,7 @@ class GeneratorSettings(CommonSettings):
     # If a model cannot be loaded, log why and serve the random-weight `tiny`
     # preset (tiny-melody for the melody model) instead of refusing to start.
     generator_fallback_tiny: bool = False
-    # Decoding backend: "generate" (transformers generate(), static batches),
+    # Decoder implementation (backend): "generate" (transformers generate(), static batches),
     # "engine" (the continuous-batching decode engine) or "auto": the engine
     # where it is measured faster with equal output (the CPU), generate()
     # elsewhere until measured (CUDA). The choice and why: start-up log and GetModelInfo.

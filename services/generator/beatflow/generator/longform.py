@@ -4,7 +4,7 @@ MusicGen attends to at most ~30 s of audio. A longer piece is generated as a
 sequence of windows: the first window is prompted with the caller's audio
 prompt (if any); every next window is prompted with the last ``context``
 frames of the piece so far and adds at most ``window - context`` new frames.
-The windows of many pieces run in lockstep, one backend call per window
+The windows of many pieces run in lockstep, one decoder call per window
 index, so a batch of jobs stays a batch across its windows.
 """
 
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from beatflow.generator.backend import DecodeRequest, FramesFn, GenerationBackend, Sampling
+from beatflow.generator.decoders import Decoder, DecodeRequest, FramesFn, Sampling
 from beatflow.generator.models import LoadedModel
 
 log = logging.getLogger(__name__)
@@ -63,8 +63,8 @@ def window_seed(seed: int, index: int) -> int:
 
 
 @dataclass
-class Piece:
-    """One output audio: a job's variation."""
+class WindowedPiece:
+    """One output audio (a job's variation), generated window by window: its plan, then its codes."""
 
     piece_id: str
     description: str
@@ -83,21 +83,21 @@ class Piece:
         return sum(w.new_frames + delay for w in self.windows)
 
 
-class Composer:
-    """Runs pieces window by window through a backend."""
+class WindowRunner:
+    """Plans each piece's windows and runs the windows of many pieces in lockstep through a decoder."""
 
-    def __init__(self, lm: LoadedModel, backend: GenerationBackend, window_s: float, context_s: float) -> None:
+    def __init__(self, lm: LoadedModel, decoder: Decoder, window_s: float, context_s: float) -> None:
         self.lm = lm
-        self.backend = backend
+        self.decoder = decoder
         self.window_frames = lm.frames_for_seconds(window_s)
         self.context_frames = lm.frames_for_seconds(context_s)
         self.delay = lm.channel_codebooks - 1
 
-    def plan(self, piece: Piece) -> None:
+    def plan(self, piece: WindowedPiece) -> None:
         prompt = 0 if piece.prompt_codes is None else int(piece.prompt_codes.shape[1])
         piece.windows = plan_windows(piece.new_frames, prompt, self.window_frames, self.context_frames)
 
-    def _chroma_for(self, piece: Piece, window: Window) -> torch.Tensor | None:
+    def _chroma_for(self, piece: WindowedPiece, window: Window) -> torch.Tensor | None:
         """The melody frames under this window (looping a melody shorter than the piece)."""
         if piece.chroma is None:
             return None
@@ -109,7 +109,7 @@ class Composer:
 
     def run(
         self,
-        pieces: Sequence[Piece],
+        pieces: Sequence[WindowedPiece],
         on_progress: PieceProgress | None = None,
         is_cancelled: PieceCancelled | None = None,
         on_frames: FramesFn | None = None,
@@ -157,7 +157,7 @@ class Composer:
                     )
                 )
             log.info("decoding window %d for %d pieces", index, len(active))
-            results = self.backend.decode(requests, on_step=step, is_cancelled=is_cancelled, on_frames=on_frames)
+            results = self.decoder.decode(requests, on_step=step, is_cancelled=is_cancelled, on_frames=on_frames)
             for res in results:
                 p = by_id[res.request_id]
                 p.batch_size = max(p.batch_size, res.batch_size)

@@ -1,6 +1,6 @@
 """Load a MusicGen model from a spec: a hub id, a local directory or a built-in preset.
 
-The returned :class:`LoadedModel` carries everything the decoding backends and
+The returned :class:`LoadedModel` carries everything the decoders (``decoders.py``) and
 the service need to know about the model (rates, codebooks, melody support)
 plus the codec helpers that turn audio into decoder codes and back.
 """

@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from beatflow.common.errors import InvalidArgument
-from beatflow.generator.backend import Sampling
 from beatflow.generator.conform import parse_key
+from beatflow.generator.decoders import Sampling
 from beatflow.generator.prompts import Hints, describe
 
 FORMATS = ("wav", "flac", "mp3")

@@ -1,19 +1,15 @@
-"""Generator gRPC servicer: protobuf <-> domain only."""
+"""``beatflow.v1.Generator``: protobuf in and out, nothing else (the use cases: ``service.py``)."""
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 import grpc
 
 from beatflow.common.jobs.servicer import job_options_from_proto
-from beatflow.generator.backend import Sampling
+from beatflow.generator.decoders import Sampling
 from beatflow.generator.prompts import Hints
 from beatflow.generator.request import GenerationSpec
+from beatflow.generator.service import GeneratorService
 from beatflow.v1 import generator_pb2, generator_pb2_grpc, jobs_pb2
-
-if TYPE_CHECKING:
-    from beatflow.generator.server import GeneratorApp
 
 _FORMATS = {
     generator_pb2.AUDIO_FORMAT_UNSPECIFIED: "wav",
@@ -54,13 +50,13 @@ def spec_from_proto(req: generator_pb2.GenerateRequest) -> GenerationSpec:
 
 
 class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
-    def __init__(self, app: GeneratorApp) -> None:
-        self.app = app
+    def __init__(self, service: GeneratorService) -> None:
+        self.service = service
 
     async def SubmitGeneration(
         self, request: generator_pb2.GenerateRequest, context: grpc.aio.ServicerContext
     ) -> jobs_pb2.Job:
-        record = await self.app.submit(
+        record = await self.service.submit(
             spec_from_proto(request),
             idempotency_key=request.idempotency_key or None,
             options=job_options_from_proto(request.job_options),
@@ -70,5 +66,5 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
     async def GetModelInfo(
         self, request: generator_pb2.ModelInfoRequest, context: grpc.aio.ServicerContext
     ) -> generator_pb2.ModelInfo:
-        info = self.app.model_info()
+        info = self.service.model_info()
         return generator_pb2.ModelInfo(**info)

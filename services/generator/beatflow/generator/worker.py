@@ -4,12 +4,12 @@ Batching policy: the worker runs the shared claim loop
 (:func:`beatflow.common.jobs.run_worker`): it waits (blocking) for a first
 job, then keeps claiming for at most ``max_wait_ms`` or until it holds
 ``max_batch`` jobs.
-The jobs are grouped by model (text or melody) and by what the backend can
-decode in one call (``backend.batch_key``: guidance scale and prompt length
+The jobs are grouped by model (text or melody) and by what the decoder can
+decode in one call (``decoder.batch_key``: guidance scale and prompt length
 for ``generate()``); each group is one batch whose rows are every variation
-of every job in it. A static backend runs one batch at a time and claims
+of every job in it. A static decoder runs one batch at a time and claims
 again only when it is done (jobs it cannot start stay in the queue for other
-replicas); a continuous backend gets new batches while others run, up to
+replicas); a continuous decoder gets new batches while others run, up to
 ``max_batch`` held jobs. The batch size is recorded in each job's result and
 logged.
 
@@ -18,7 +18,7 @@ decoder steps done) every ``progress_interval_s``, refreshes the claims and
 watches for cancellation: a cancelled job is marked CANCELLED at once and its
 rows stop within a few decoder steps. Out of memory: the batch is split in
 halves and retried; a single job that still does not fit fails with a clear
-error. The worker itself never stops on a job's error or a backend outage:
+error. The worker itself never stops on a job's error or a Redis outage:
 claims and job-state writes are retried with backoff while Redis is away.
 """
 
@@ -36,32 +36,22 @@ from typing import Any
 import torch
 
 from beatflow.common.blobstore import BlobStore
-from beatflow.common.errors import BeatflowError, FailedPrecondition
+from beatflow.common.errors import BeatflowError
 from beatflow.common.jobs import ClaimedJob, JobKind, JobQueue, WorkerStatus, run_worker, settle
 from beatflow.common.jobs.worker import TRANSIENT
 from beatflow.common.logging import bind
-from beatflow.generator import audio_io
-from beatflow.generator.backend import DecodeRequest, GenerationBackend
+from beatflow.generator import audio_files
 from beatflow.generator.chroma import chroma_features
+from beatflow.generator.codec_audio import ChunkStreamer, CodecDecoder
 from beatflow.generator.conform import conform_result
-from beatflow.generator.engine.audio import ChunkStreamer, CodecDecoder
-from beatflow.generator.longform import Composer, Piece
-from beatflow.generator.models import LoadedModel
+from beatflow.generator.decoders import DecodeRequest
+from beatflow.generator.longform import WindowedPiece
+from beatflow.generator.model_loading import ModelSlot, select_slot
 from beatflow.generator.request import GenerationSpec
 
 log = logging.getLogger(__name__)
 
 KIND = JobKind.GENERATE
-
-
-@dataclass
-class ModelSlot:
-    """A loaded model with its backend and window composer."""
-
-    role: str  # "text" or "melody"
-    lm: LoadedModel
-    backend: GenerationBackend
-    composer: Composer
 
 
 @dataclass
@@ -82,7 +72,7 @@ class Generation:
     job: ClaimedJob
     spec: GenerationSpec
     slot: ModelSlot
-    pieces: list[Piece]
+    pieces: list[WindowedPiece]
     prompt_frames: int = 0
     melody_s: float = 0.0
     claimed_at: float = field(default_factory=time.time)
@@ -127,17 +117,6 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
 
 
-def select_slot(slots: dict[str, ModelSlot], spec: GenerationSpec) -> ModelSlot:
-    if spec.melody_blob:
-        if "melody" not in slots:
-            raise FailedPrecondition(
-                "hum-to-beat needs a melody model: set BEATFLOW_GENERATOR_MELODY_MODEL "
-                "(e.g. facebook/musicgen-melody or tiny-melody)"
-            )
-        return slots["melody"]
-    return slots["text"]
-
-
 class GenerationWorker:
     def __init__(
         self,
@@ -161,7 +140,7 @@ class GenerationWorker:
 
     @property
     def continuous(self) -> bool:
-        return all(s.backend.continuous for s in self.slots.values())
+        return all(s.decoder.continuous for s in self.slots.values())
 
     # -- the claim loop (the shared one) -------------------------------------------------
 
@@ -172,7 +151,7 @@ class GenerationWorker:
             self.consumer,
             self.config.max_batch,
             self.config.max_wait_ms,
-            ",".join(f"{r}:{s.backend.name}" for r, s in self.slots.items()),
+            ",".join(f"{r}:{s.decoder.name}" for r, s in self.slots.items()),
         )
         ticker = asyncio.create_task(self._tick_forever())
         try:
@@ -181,7 +160,7 @@ class GenerationWorker:
                 KIND,
                 self.handle,
                 consumer=self.consumer,
-                # a static backend runs one batch at a time; a continuous one takes new
+                # a static decoder runs one batch at a time; a continuous one takes new
                 # batches while others run, up to max_batch held jobs in all
                 concurrency=self.config.max_batch if self.continuous else 1,
                 batch=self.config.max_batch,
@@ -249,17 +228,17 @@ class GenerationWorker:
         chroma = None
         melody_s = 0.0
         if spec.prompt_audio_blob:
-            wav = audio_io.load_for_model(
+            wav = audio_files.load_for_model(
                 self.store.get_bytes(spec.prompt_audio_blob), lm.sample_rate, lm.audio_channels
             )
             prompt_codes = lm.encode_audio(torch.from_numpy(wav)).cpu()
         if spec.melody_blob:
-            wav = audio_io.load_for_model(self.store.get_bytes(spec.melody_blob), lm.sample_rate, 1)
+            wav = audio_files.load_for_model(self.store.get_bytes(spec.melody_blob), lm.sample_rate, 1)
             melody_s = wav.shape[1] / lm.sample_rate
             chroma = chroma_features(wav, lm.sample_rate, num_chroma=lm.num_chroma, max_seconds=None)
         frames = lm.frames_for_seconds(spec.duration_s)
         pieces = [
-            Piece(
+            WindowedPiece(
                 piece_id=f"{job.id}/{i}",
                 description=spec.description,
                 new_frames=frames,
@@ -272,7 +251,7 @@ class GenerationWorker:
             for i, seed in enumerate(spec.seeds())
         ]
         for p in pieces:
-            slot.composer.plan(p)
+            slot.window_runner.plan(p)
         prompt_frames = 0 if prompt_codes is None else int(prompt_codes.shape[1])
         gen = Generation(job, spec, slot, pieces, prompt_frames=prompt_frames, melody_s=melody_s)
         if self.config.stream_chunk_s > 0:
@@ -296,7 +275,7 @@ class GenerationWorker:
             prompt_codes=p.prompt_codes,
             chroma=p.chroma,
         )
-        return (gen.slot.role, gen.slot.backend.batch_key(first))
+        return (gen.slot.role, gen.slot.decoder.batch_key(first))
 
     def group(self, gens: Sequence[Generation]) -> list[list[Generation]]:
         """Compatible jobs together, in claim order."""
@@ -315,7 +294,7 @@ class GenerationWorker:
         rows = sum(len(g.pieces) for g in group)
         ids = [g.id for g in group]
         self.batches_run += 1
-        log.info("decoding batch of %d jobs (%d rows) with %s: %s", len(group), rows, slot.backend.name, ids)
+        log.info("decoding batch of %d jobs (%d rows) with %s: %s", len(group), rows, slot.decoder.name, ids)
         by_piece = {p.piece_id: g for g in group for p in g.pieces}
 
         def on_progress(piece_id: str, done: int, _total: int) -> None:
@@ -343,7 +322,7 @@ class GenerationWorker:
         error: BaseException | None = None
         try:
             await asyncio.to_thread(
-                slot.composer.run, pieces, on_progress, is_cancelled, on_frames if streamed else None
+                slot.window_runner.run, pieces, on_progress, is_cancelled, on_frames if streamed else None
             )
         except Exception as exc:
             error = exc
@@ -456,7 +435,7 @@ class GenerationWorker:
     def _chunk_blob(self, gen: Generation, codes: torch.Tensor, final: bool) -> str:
         assert gen.streamer is not None
         audio = gen.streamer.take(codes, final)
-        data = audio_io.encode(audio, gen.slot.lm.sample_rate, "wav")
+        data = audio_files.encode(audio, gen.slot.lm.sample_rate, "wav")
         return self.store.put_bytes(data, content_type="audio/wav")
 
     # -- results ---------------------------------------------------------------------------
@@ -470,11 +449,11 @@ class GenerationWorker:
         spec = gen.spec
         encode_started = time.perf_counter()
 
-        def render(piece: Piece) -> tuple[str, int, dict[str, Any] | None]:
+        def render(piece: WindowedPiece) -> tuple[str, int, dict[str, Any] | None]:
             assert piece.codes is not None
             wav, conformed = conform_result(lm.decode_codes(piece.codes).numpy(), lm.sample_rate, spec)
-            data = audio_io.encode(wav, lm.sample_rate, spec.format)
-            key = self.store.put_bytes(data, content_type=audio_io.CONTENT_TYPES[spec.format])
+            data = audio_files.encode(wav, lm.sample_rate, spec.format)
+            key = self.store.put_bytes(data, content_type=audio_files.CONTENT_TYPES[spec.format])
             return key, int(wav.shape[-1]), conformed
 
         if gen.streamer is not None and gen.pieces[0].codes is not None:
@@ -511,7 +490,7 @@ class GenerationWorker:
         """The generation record stored with the result (and by the VCS with the commit)."""
         lm = gen.slot.lm
         spec = gen.spec
-        composer = gen.slot.composer
+        runner = gen.slot.window_runner
         new_s = gen.pieces[0].new_frames / lm.frame_rate
         return {
             "type": spec.kind,
@@ -520,7 +499,7 @@ class GenerationWorker:
             "hints": spec.hints.to_dict(),
             "model": lm.spec,
             "model_info": lm.info(),
-            "backend": gen.slot.backend.name,
+            "backend": gen.slot.decoder.name,
             "seed": spec.seed,
             "seeds": spec.seeds(),
             "sampling": {
@@ -542,8 +521,8 @@ class GenerationWorker:
             "melody_blob": spec.melody_blob,
             "melody_duration_s": gen.melody_s,
             "windows": len(gen.pieces[0].windows),
-            "window_s": composer.window_frames / lm.frame_rate,
-            "context_s": composer.context_frames / lm.frame_rate,
+            "window_s": runner.window_frames / lm.frame_rate,
+            "context_s": runner.context_frames / lm.frame_rate,
             "decode_steps": gen.pieces[0].steps_total(lm.channel_codebooks - 1),
             "timings": {
                 "queued_s": max(0.0, gen.claimed_at - gen.job.record.created_at),

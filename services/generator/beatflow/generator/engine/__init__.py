@@ -7,25 +7,18 @@ Use :class:`DecodeEngine` on a loaded ``MusicgenForConditionalGeneration`` (or t
     handle = engine.submit(EngineRequest(max_new_tokens=753, text="lofi beat", seed=1, on_chunk=publish))
     result = handle.result()  # codes (codebooks, frames), audio (channels, samples)
 
-The service uses it through ``beatflow.generator.engine.backend.EngineBackend`` (the
-``GenerationBackend`` protocol): set ``BEATFLOW_GENERATOR_BACKEND=engine``.
+The service uses it through ``beatflow.generator.engine_decoder.EngineDecoder`` (the
+``Decoder`` interface): set ``BEATFLOW_GENERATOR_BACKEND=engine``.
 
 Layout: ``decoder`` (the step and prefill on the model's own modules), ``conditioning`` (text,
 melody, continuation inputs), ``delay`` (codebook delay pattern), ``sampling`` (guidance, top-k/p,
-counter-based randomness), ``audio`` (codec decode, streamed chunks), ``graphs`` (CUDA graphs),
-``engine`` (slots and the loop), ``backend`` (the service adapter).
+counter-based randomness), ``graphs`` (CUDA graphs), ``engine`` (slots and the loop). Codes become
+audio through ``beatflow.generator.codec_audio`` (codec decode, streamed chunks), which the
+``generate()`` path shares.
 """
 
 from beatflow.generator.engine.engine import DecodeEngine, EngineConfig, RequestHandle, half_dtype_for
 from beatflow.generator.engine.types import AudioChunk, EngineRequest, EngineResult, SamplingParams
-
-
-def create_backend(lm: object, *, window_s: float | None = None) -> object:
-    """``make_backend("engine", lm)``: the engine as the service's GenerationBackend (imported lazily)."""
-    from beatflow.generator.engine.backend import create_backend as make
-
-    return make(lm, window_s=window_s)  # type: ignore[arg-type]
-
 
 __all__ = [
     "AudioChunk",
@@ -35,6 +28,5 @@ __all__ = [
     "EngineResult",
     "RequestHandle",
     "SamplingParams",
-    "create_backend",
     "half_dtype_for",
 ]

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from beatflow.generator.engine.audio import ChunkStreamer, CodecDecoder
+from beatflow.generator.codec_audio import ChunkStreamer, CodecDecoder
 from beatflow.generator.engine.conditioning import Conditioner
 from beatflow.generator.engine.decoder import DecoderView
 from beatflow.generator.engine.delay import build_pattern, delay_span, extract_codes, first_free_column

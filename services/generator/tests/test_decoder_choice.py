@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from beatflow.generator.backend import choose_backend, make_backend
 from beatflow.generator.config import GeneratorSettings
+from beatflow.generator.decoder_choice import choose_backend, make_decoder
 from beatflow.generator.models import load_model
 
 
@@ -25,12 +25,12 @@ def test_auto_keeps_generate_on_cuda_until_measured_and_explicit_choices_win() -
         choose_backend("fast", torch.device("cpu"))
 
 
-def test_make_backend_auto_builds_the_engine_for_a_cpu_model() -> None:
+def test_make_decoder_auto_builds_the_engine_for_a_cpu_model() -> None:
     lm = load_model("tiny", device="cpu")
-    backend = make_backend("auto", lm, window_s=2.0)
+    decoder = make_decoder("auto", lm, window_s=2.0)
     try:
-        assert backend.name == "engine"
+        assert decoder.name == "engine"
     finally:
-        close = getattr(backend, "close", None)
+        close = getattr(decoder, "close", None)
         if close is not None:
             close()

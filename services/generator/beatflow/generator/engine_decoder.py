@@ -1,9 +1,10 @@
-"""The engine behind the service's :class:`~beatflow.generator.backend.GenerationBackend` protocol.
+"""The ``engine`` decoder: the decode engine (``engine/``) behind the service's
+:class:`~beatflow.generator.decoders.Decoder` interface.
 
-Select it with ``BEATFLOW_GENERATOR_BACKEND=engine`` (``make_backend("engine", lm)`` calls
-:func:`create_backend`). The engine runs its step loop on one background thread; every
-``decode`` call (from any number of worker threads) submits its requests to the running batch
-and waits for them, so a call never waits for another call's longer requests.
+Select it with ``BEATFLOW_GENERATOR_BACKEND=engine`` (``decoder_choice.make_decoder``). The
+engine runs its step loop on one background thread; every ``decode`` call (from any number of
+worker threads) submits its requests to the running batch and waits for them, so a call never
+waits for another call's longer requests.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 import torch
 
-from beatflow.generator.backend import (
+from beatflow.generator.decoders import (
     CancelFn,
     DecodeRequest,
     DecodeResult,
@@ -42,7 +43,7 @@ def default_slots(lm: LoadedModel, grid: int, dtype: torch.dtype | None) -> int:
     return max(1, min(32, int(free / 3 / per_slot)))
 
 
-class EngineBackend:
+class EngineDecoder:
     """Continuous batching: concurrent ``decode`` calls share one running batch."""
 
     name = "engine"
@@ -153,16 +154,3 @@ class EngineBackend:
             for handle in handles:  # one failed request fails the call: stop its siblings too
                 handle.cancel()
             raise
-
-
-def create_backend(lm: LoadedModel, *, window_s: float | None = None) -> EngineBackend:
-    """The factory ``beatflow.generator.backend.make_backend("engine", lm, window_s=...)`` calls.
-
-    Sized for the service's window (``window_s``, default ``BEATFLOW_GENERATOR_MAX_WINDOW_S``): a
-    window's prompt plus its new frames is the longest request the worker sends.
-    """
-    if window_s is None:
-        from beatflow.generator.config import GeneratorSettings
-
-        window_s = GeneratorSettings().generator_max_window_s
-    return EngineBackend(lm, window_s=window_s)

@@ -1,4 +1,4 @@
-"""Audio in and out: decode uploads of any common format and rate, encode results.
+"""Audio files in and out: decode uploads of any common format and rate, encode results.
 
 Decoding tries libsndfile (WAV, FLAC, OGG/Vorbis, Opus, MP3 with libsndfile
 >= 1.1) and falls back to librosa/audioread for the rest. Encoding writes

@@ -8,13 +8,13 @@ import numpy as np
 
 from beatflow.common.blobstore import BlobStore
 from beatflow.common.errors import InvalidArgument, NotFound
-from beatflow.generator import audio_io
+from beatflow.generator import audio_files
 from beatflow.generator.request import Limits
 
 
-def _check(data: bytes, role: str, limits: Limits) -> audio_io.AudioInfo:
-    wav, rate = audio_io.decode(data)
-    info = audio_io.AudioInfo(rate, wav.shape[0], wav.shape[1])
+def _check(data: bytes, role: str, limits: Limits) -> audio_files.AudioInfo:
+    wav, rate = audio_files.decode(data)
+    info = audio_files.AudioInfo(rate, wav.shape[0], wav.shape[1])
     if not np.isfinite(wav).all():
         raise InvalidArgument(f"{role} audio contains NaN or infinite samples")
     if info.duration_s > limits.max_upload_s:
@@ -24,7 +24,7 @@ def _check(data: bytes, role: str, limits: Limits) -> audio_io.AudioInfo:
             raise InvalidArgument(
                 f"melody is too short ({info.duration_s:.2f} s); hum or play at least {limits.min_melody_s:g} s"
             )
-        if audio_io.is_silent(wav, limits.silence_db):
+        if audio_files.is_silent(wav, limits.silence_db):
             raise InvalidArgument("melody recording is silent: nothing to follow")
     else:
         if info.duration_s > limits.max_prompt_audio_s:
@@ -37,7 +37,7 @@ def _check(data: bytes, role: str, limits: Limits) -> audio_io.AudioInfo:
     return info
 
 
-async def check_upload(store: BlobStore, key: str, role: str, limits: Limits) -> audio_io.AudioInfo:
+async def check_upload(store: BlobStore, key: str, role: str, limits: Limits) -> audio_files.AudioInfo:
     """Size, format, length (and for a melody: not silent, long enough) of an uploaded blob."""
     try:
         stat = await asyncio.to_thread(store.stat, key)

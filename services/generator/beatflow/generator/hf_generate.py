@@ -1,110 +1,36 @@
-"""The decoding backend interface, and its baseline on ``transformers`` ``generate()``.
+"""The ``generate`` decoder: static batches through ``transformers``' ``model.generate()``.
 
-A backend turns :class:`DecodeRequest` s (text, optional melody chroma or
-prompt codes, length, seed, sampling) into codec codes. It knows nothing about
-jobs, blobs or windows: the service plans windows, folds hints into the text,
-decodes codes to audio and reports progress. Two implementations exist:
-
-* :class:`GenerateBackend` (here): a static batch through ``model.generate()``.
-  One :class:`_StepSampler` logits processor per call does the per-request
-  work on every step: sampling with each request's own seeded generator (so a
-  request's audio does not depend on what else is in its batch), progress
-  callbacks, cancellation checks and frame streaming.
-* the engine backend (``beatflow.generator.engine``): continuous batching.
-
-Contract for implementers:
-
-* ``decode`` is called from a worker thread (never the event loop) and
-  blocks until every request is finished or cancelled. Backends with
-  ``continuous = True`` must accept concurrent ``decode`` calls from several
-  threads (their requests join the running batch); others are called one at
-  a time.
-* ``on_step(request_id, steps_done, steps_total)`` after every decoder step
-  of that request (``steps_total = new_frames + delay``).
-* ``is_cancelled(request_id)`` is polled at least every few steps; a
-  cancelled request stops (its result has ``cancelled=True``, ``codes=None``)
-  and the others go on. If every request of a call is cancelled the call
-  returns early.
-* ``on_frames(request_id, start_frame, codes)`` (optional) streams finished
-  frames ``(num_codebooks, n)`` as they complete, in order.
-* Same request and seed -> the same codes, run to run; ``greedy`` is argmax.
+The reference implementation of :class:`~beatflow.generator.decoders.Decoder`.
+One :class:`_StepSampler` logits processor per call does the per-request work
+on every step: sampling with each request's own seeded generator (so a
+request's audio does not depend on what else is in its batch), progress
+callbacks, cancellation checks and frame streaming.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 
+from beatflow.generator.decoders import (
+    CancelFn,
+    DecodeCancelled,
+    DecodeRequest,
+    DecodeResult,
+    FramesFn,
+    ProgressFn,
+    Sampling,
+)
 from beatflow.generator.models import LoadedModel
-
-ProgressFn = Callable[[str, int, int], None]
-CancelFn = Callable[[str], bool]
-FramesFn = Callable[[str, int, torch.Tensor], None]
 
 # One-hot "logits" a sampled token is returned as: finite so that a guidance
 # processor running after ours (uncond + g * (cond - uncond)) keeps it intact.
 _CHOSEN, _OTHER = 0.0, -1.0e9
-
-
-@dataclass(frozen=True)
-class Sampling:
-    """Per-request sampling settings (MusicGen defaults: top-k 250, temperature 1)."""
-
-    top_k: int = 250  # 0 disables
-    top_p: float = 0.0  # 0 disables; otherwise nucleus sampling
-    temperature: float = 1.0
-    greedy: bool = False  # argmax decoding (tests, engine equality checks)
-
-
-@dataclass
-class DecodeRequest:
-    """One sequence to decode with the loaded model."""
-
-    request_id: str
-    description: str  # text condition; "" is allowed (unconditional text)
-    new_frames: int  # codec frames to produce after the prompt
-    seed: int
-    sampling: Sampling = field(default_factory=Sampling)
-    guidance_scale: float = 3.0  # classifier-free guidance; <= 1 disables it
-    prompt_codes: torch.Tensor | None = None  # (num_codebooks, P) long: continue these frames
-    chroma: torch.Tensor | None = None  # (chroma_frames, 12) one-hot: melody models only
-
-
-@dataclass
-class DecodeResult:
-    request_id: str
-    codes: torch.Tensor | None  # (num_codebooks, new_frames) long on the CPU; None when cancelled
-    steps: int  # decoder steps run for this request
-    batch_size: int  # requests decoded together with it (the most at any step)
-    cancelled: bool = False
-
-
-class DecodeCancelled(Exception):
-    """Every request of a decode call was cancelled."""
-
-
-@runtime_checkable
-class GenerationBackend(Protocol):
-    name: str
-    continuous: bool  # True: concurrent decode() calls share one running batch
-
-    def batch_key(self, request: DecodeRequest) -> Hashable:
-        """Requests with equal keys can be decoded in one call; others run in separate groups."""
-        ...
-
-    def decode(
-        self,
-        requests: Sequence[DecodeRequest],
-        *,
-        on_step: ProgressFn | None = None,
-        is_cancelled: CancelFn | None = None,
-        on_frames: FramesFn | None = None,
-    ) -> list[DecodeResult]: ...
 
 
 def request_generator(seed: int, device: torch.device) -> torch.Generator:
@@ -258,7 +184,7 @@ class _StepSampler(LogitsProcessor):
         return out.cpu()
 
 
-class GenerateBackend:
+class GenerateDecoder:
     """Static batches through ``model.generate()`` (the reference implementation)."""
 
     name = "generate"
@@ -352,37 +278,3 @@ class GenerateBackend:
                 codes = sampler.frames(i, 0, req.new_frames)
                 results.append(DecodeResult(req.request_id, codes, sampler.steps_for(i), len(group)))
         return results
-
-
-BACKENDS = ("auto", "engine", "generate")
-
-
-def choose_backend(name: str, device: torch.device) -> tuple[str, str]:
-    """The backend ``name`` selects on ``device`` and why: ``auto`` takes the decode engine where it is
-    measured faster with equal output, ``generate()`` elsewhere until it is measured there."""
-    if name not in BACKENDS:
-        raise ValueError(f"unknown generation backend {name!r}; use one of {', '.join(BACKENDS)}")
-    if name != "auto":
-        return name, "set by BEATFLOW_GENERATOR_BACKEND"
-    if device.type == "cpu":
-        return "engine", (
-            "auto: on the CPU the engine is measured faster than generate() (bench/generate_engine.py: "
-            "1.3-2.4x on the tiny preset) with greedy tokens equal to generate()'s"
-        )
-    return "generate", (
-        f"auto: the engine is not yet measured on {device.type} (make gpu-check); "
-        "generate() until it is; set BEATFLOW_GENERATOR_BACKEND=engine to choose it"
-    )
-
-
-def make_backend(name: str, lm: LoadedModel, *, window_s: float | None = None) -> GenerationBackend:
-    """``generate`` (this module), ``engine`` (``beatflow.generator.engine``, sized for ``window_s``;
-    None: the configured ``generator_max_window_s``) or ``auto`` (see ``choose_backend``)."""
-    name, _ = choose_backend(name, lm.device)
-    if name == "generate":
-        return GenerateBackend(lm)
-    if name == "engine":
-        from beatflow.generator.engine.backend import create_backend
-
-        return create_backend(lm, window_s=window_s)
-    raise AssertionError(name)

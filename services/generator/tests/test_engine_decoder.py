@@ -1,4 +1,4 @@
-"""The engine as the service's GenerationBackend: same codes as the generate() backend, shared batches."""
+"""The engine as the service's Decoder: same codes as the generate() decoder, shared batches."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ from typing import Any
 import pytest
 import torch
 
-from beatflow.generator.backend import DecodeRequest, GenerateBackend, GenerationBackend, Sampling, make_backend
-from beatflow.generator.engine.backend import EngineBackend
+from beatflow.generator.decoder_choice import make_decoder
+from beatflow.generator.decoders import Decoder, DecodeRequest, Sampling
+from beatflow.generator.engine_decoder import EngineDecoder
+from beatflow.generator.hf_generate import GenerateDecoder
 from beatflow.generator.models import LoadedModel, load_model
 
 GREEDY = Sampling(greedy=True)
@@ -22,31 +24,31 @@ def lm() -> LoadedModel:
 
 
 @pytest.fixture(scope="module")
-def backend(lm: LoadedModel) -> Any:
-    b = EngineBackend(lm, slots=4, window_s=2.0)
+def decoder(lm: LoadedModel) -> Any:
+    b = EngineDecoder(lm, slots=4, window_s=2.0)
     yield b
     b.close()
 
 
-def test_make_backend_builds_the_engine(lm: LoadedModel) -> None:
-    b = make_backend("engine", lm)
+def test_make_decoder_builds_the_engine(lm: LoadedModel) -> None:
+    b = make_decoder("engine", lm)
     try:
-        assert isinstance(b, GenerationBackend) and isinstance(b, EngineBackend)
+        assert isinstance(b, Decoder) and isinstance(b, EngineDecoder)
         assert b.continuous and b.name == "engine"
     finally:
-        assert isinstance(b, EngineBackend)
+        assert isinstance(b, EngineDecoder)
         b.close()
 
 
-def test_greedy_codes_equal_the_generate_backend(lm: LoadedModel, backend: EngineBackend) -> None:
+def test_greedy_codes_equal_the_generate_decoder(lm: LoadedModel, decoder: EngineDecoder) -> None:
     prompt = lm.encode_audio(0.2 * torch.sin(torch.arange(6400) / 9.0)[None])
     reqs = [
         DecodeRequest("a", "dub techno", new_frames=20, seed=1, sampling=GREEDY),
         DecodeRequest("b", "continue this", new_frames=15, seed=2, sampling=GREEDY, prompt_codes=prompt),
         DecodeRequest("c", "no guidance", new_frames=10, seed=3, sampling=GREEDY, guidance_scale=1.0),
     ]
-    ref = GenerateBackend(lm).decode(reqs)
-    got = backend.decode(reqs)
+    ref = GenerateDecoder(lm).decode(reqs)
+    got = decoder.decode(reqs)
     for r, g in zip(ref, got, strict=True):
         assert g.codes is not None and r.codes is not None
         assert g.codes.shape == r.codes.shape
@@ -55,7 +57,7 @@ def test_greedy_codes_equal_the_generate_backend(lm: LoadedModel, backend: Engin
     assert got[0].batch_size == 3
 
 
-def test_melody_chroma_codes_equal_the_generate_backend() -> None:
+def test_melody_chroma_codes_equal_the_generate_decoder() -> None:
     lm = load_model("tiny-melody")
     chroma = torch.zeros(50, 12)
     chroma[torch.arange(50), torch.arange(50) % 12] = 1.0
@@ -63,18 +65,18 @@ def test_melody_chroma_codes_equal_the_generate_backend() -> None:
         DecodeRequest("m", "hummed", new_frames=12, seed=5, sampling=GREEDY, chroma=chroma),
         DecodeRequest("n", "hummed", new_frames=12, seed=5, sampling=GREEDY),
     ]
-    b = EngineBackend(lm, slots=2, window_s=1.0)
+    b = EngineDecoder(lm, slots=2, window_s=1.0)
     try:
         got = b.decode(reqs)
     finally:
         b.close()
-    ref = GenerateBackend(lm).decode(reqs)
+    ref = GenerateDecoder(lm).decode(reqs)
     for r, g in zip(ref, got, strict=True):
         assert g.codes is not None and r.codes is not None
         assert torch.equal(g.codes, r.codes)
 
 
-def test_progress_frames_and_cancel(backend: EngineBackend) -> None:
+def test_progress_frames_and_cancel(decoder: EngineDecoder) -> None:
     progress: dict[str, list[tuple[int, int]]] = {"x": [], "y": []}
     frames: dict[str, list[tuple[int, torch.Tensor]]] = {"x": [], "y": []}
 
@@ -91,7 +93,7 @@ def test_progress_frames_and_cancel(backend: EngineBackend) -> None:
         DecodeRequest("x", "sampled", new_frames=40, seed=11, sampling=Sampling(top_k=30)),
         DecodeRequest("y", "cancelled", new_frames=40, seed=12),
     ]
-    x, y = backend.decode(reqs, on_step=on_step, is_cancelled=is_cancelled, on_frames=on_frames)
+    x, y = decoder.decode(reqs, on_step=on_step, is_cancelled=is_cancelled, on_frames=on_frames)
     assert y.cancelled and y.codes is None and y.steps == 5
     assert not x.cancelled and x.codes is not None and x.codes.shape == (4, 40)
     assert progress["x"] == [(i, 43) for i in range(1, 44)]
@@ -99,11 +101,11 @@ def test_progress_frames_and_cancel(backend: EngineBackend) -> None:
     assert starts[0] == 0 and len(starts) > 1
     joined = torch.cat([c for _, c in frames["x"]], dim=1)
     assert torch.equal(joined, x.codes)
-    again = backend.decode(reqs[:1])[0]
+    again = decoder.decode(reqs[:1])[0]
     assert again.codes is not None and torch.equal(again.codes, x.codes)  # same seed, same codes
 
 
-def test_concurrent_calls_share_the_running_batch(backend: EngineBackend) -> None:
+def test_concurrent_calls_share_the_running_batch(decoder: EngineDecoder) -> None:
     results: dict[str, Any] = {}
     long_started = threading.Event()
 
@@ -112,17 +114,17 @@ def test_concurrent_calls_share_the_running_batch(backend: EngineBackend) -> Non
             long_started.set()
             if done == 2:  # hold the engine (callbacks run on its thread) until the short call is queued
                 for _ in range(3000):
-                    if backend.engine.waiting:
+                    if decoder.engine.waiting:
                         break
                     time.sleep(0.01)
 
-        results["long"] = backend.decode([DecodeRequest("long", "long one", new_frames=90, seed=21)], on_step=on_step)[
+        results["long"] = decoder.decode([DecodeRequest("long", "long one", new_frames=90, seed=21)], on_step=on_step)[
             0
         ]
 
     def short_call() -> None:
         long_started.wait(30)
-        results["short"] = backend.decode([DecodeRequest("short", "short one", new_frames=5, seed=22)])[0]
+        results["short"] = decoder.decode([DecodeRequest("short", "short one", new_frames=5, seed=22)])[0]
         results["long_done_when_short_finished"] = "long" in results
 
     threads = [threading.Thread(target=long_call), threading.Thread(target=short_call)]
