@@ -24,7 +24,7 @@ import soundfile as sf
 from websockets.sync.client import connect
 
 from beatflow.gateway.app import create_app
-from beatflow.gateway.backends import Backends
+from beatflow.gateway.backend_clients import Backends
 from beatflow.gateway.config import GatewaySettings
 from tests import stack_fixtures
 from tests.stack_fixtures import Stack, tone_wav

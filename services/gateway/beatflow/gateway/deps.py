@@ -13,13 +13,13 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from redis.exceptions import RedisError
 
 from beatflow.common.blobstore import BlobStore
-from beatflow.gateway.backends import Backends
+from beatflow.gateway.auth_tokens import InvalidToken, Principal, Revocations, TokenSigner
+from beatflow.gateway.backend_clients import Backends
 from beatflow.gateway.config import GatewaySettings
 from beatflow.gateway.httperrors import ApiError
 from beatflow.gateway.passwords import Passwords
 from beatflow.gateway.presign import Presigner
 from beatflow.gateway.signin_throttle import SigninThrottle
-from beatflow.gateway.tokens import InvalidToken, Principal, Revocations, TokenSigner
 
 
 @dataclass

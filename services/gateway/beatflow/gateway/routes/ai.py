@@ -7,7 +7,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path
 
 from beatflow.gateway import convert, schemas
-from beatflow.gateway.access import CORRUPT_RESPONSE, owned_job, register_outputs, require_readable_blob
 from beatflow.gateway.deps import (
     CancelAfterHeader,
     IdempotencyHeader,
@@ -17,6 +16,7 @@ from beatflow.gateway.deps import (
     parse_cancel_after,
 )
 from beatflow.gateway.httperrors import ApiError
+from beatflow.gateway.task_blob_access import CORRUPT_RESPONSE, owned_job, register_outputs, require_readable_blob
 from beatflow.v1 import generator_pb2, jobs_pb2, separator_pb2
 
 router = APIRouter(prefix="/api/ai", tags=["ai"])

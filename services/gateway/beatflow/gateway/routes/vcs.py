@@ -12,11 +12,11 @@ from pydantic import AfterValidator
 
 from beatflow.common.jobs import JobKind
 from beatflow.gateway import convert, names, schemas
-from beatflow.gateway.access import CORRUPT_RESPONSE, owned_job, verify_blob
+from beatflow.gateway.auth_tokens import Principal
 from beatflow.gateway.deps import GatewayState, State, User
 from beatflow.gateway.graphlayout import assign_lanes, topo_order
 from beatflow.gateway.routes.ai import require_succeeded
-from beatflow.gateway.tokens import Principal
+from beatflow.gateway.task_blob_access import CORRUPT_RESPONSE, owned_job, verify_blob
 from beatflow.v1 import jobs_pb2, vcs_pb2
 
 router = APIRouter(prefix="/api/vcs", tags=["vcs"])

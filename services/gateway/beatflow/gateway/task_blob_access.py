@@ -16,9 +16,9 @@ from typing import Any
 import grpc
 
 from beatflow.common.errors import DataLoss, NotFound
+from beatflow.gateway.auth_tokens import Principal
 from beatflow.gateway.deps import GatewayState
 from beatflow.gateway.httperrors import ApiError
-from beatflow.gateway.tokens import Principal
 from beatflow.v1 import jobs_pb2, vcs_pb2
 
 _REGISTERED_CACHE = 10_000
