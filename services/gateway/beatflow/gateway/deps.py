@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-import collections
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Header, Query, Request, WebSocket
@@ -32,9 +30,6 @@ class GatewayState:
     presign: Presigner
     passwords: Passwords
     throttle: SigninThrottle
-    # (user, task) pairs whose outputs were already registered with vcs.
-    registered: collections.OrderedDict[tuple[str, str], None] = field(default_factory=collections.OrderedDict)
-    register_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
     def timeout(self) -> float:
