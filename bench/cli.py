@@ -11,7 +11,7 @@ the same files with one changed shows that only that one is sent.
 
 Prints a table and writes JSON to bench/results/cli.json.
 
-    python bench/cli.py [--stems 50] [--size-mb 2048] [--upload-stems 5] [--backend local|s3]
+    python bench/cli.py [--stems 50] [--size-mb 2048] [--upload-stems 5] [--store local|s3]
 """
 
 from __future__ import annotations
@@ -80,12 +80,12 @@ def main() -> None:
     parser.add_argument("--stems", type=int, default=50)
     parser.add_argument("--size-mb", type=int, default=2048, help="total size of the folder")
     parser.add_argument("--upload-stems", type=int, default=5, help="how many of the stems to commit")
-    parser.add_argument("--backend", choices=["local", "s3"], default="local")
+    parser.add_argument("--store", choices=["local", "s3"], default="local", help="blob store")
     args = parser.parse_args()
     if not BEATFLOW.exists():
         raise SystemExit(f"{BEATFLOW} is missing: pip install -e clients/cli")
     per_stem = args.size_mb * MIB // args.stems
-    results: dict[str, Any] = {"stems": args.stems, "size_mb": args.size_mb, "backend": args.backend}
+    results: dict[str, Any] = {"stems": args.stems, "size_mb": args.size_mb, "store": args.store}
 
     with tempfile.TemporaryDirectory(prefix="bench-cli-") as tmp:
         root = Path(tmp)
@@ -111,7 +111,7 @@ def main() -> None:
             "BEATFLOW_MAX_UPLOAD_DURATION_S": str(24 * 3600),
             "BEATFLOW_LOG_LEVEL": "WARNING",
         }
-        if args.backend == "local":
+        if args.store == "local":
             extra |= {"BEATFLOW_BLOB_BACKEND": "local", "BEATFLOW_BLOB_DIR": str(root / "blobs")}
         try:
             with run_stack(Servers(pg.url, s3.url), root, backends=("vcs",), extra_env=extra) as stack:
@@ -121,7 +121,7 @@ def main() -> None:
             pg.stop()
 
     results["machine"] = {"python": platform.python_version(), "cpus": os.cpu_count()}
-    print(f"\nbeatflow CLI ({args.stems} stems, {args.size_mb} MiB, {args.backend} blob store)")
+    print(f"\nbeatflow CLI ({args.stems} stems, {args.size_mb} MiB, {args.store} blob store)")
     print(f"{'measure':<44} {'value':>12}")
     print(f"{'process start alone (beatflow --version)':<44} {results['start_s']:>10.3f} s")
     print(f"{'status, first run (hashes every file)':<44} {results['status_first_s']:>10.2f} s")

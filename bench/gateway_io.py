@@ -13,7 +13,7 @@ processes (``tests/stack_fixtures.run_stack``), then through HTTP:
 
 Prints a table and writes JSON to bench/results/gateway_io.json.
 
-    python bench/gateway_io.py [--sizes-mb 8,64,256] [--backend local|s3]
+    python bench/gateway_io.py [--sizes-mb 8,64,256] [--store local|s3]
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def reset_peak(pid: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes-mb", default="8,64,256")
-    parser.add_argument("--backend", choices=["local", "s3"], default="local")
+    parser.add_argument("--store", choices=["local", "s3"], default="local", help="blob store")
     parser.add_argument("--requests", type=int, default=200)
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes_mb.split(",")]
@@ -112,7 +112,7 @@ def main() -> None:
             "BEATFLOW_MAX_UPLOAD_DURATION_S": str(24 * 3600),
             "BEATFLOW_LOG_LEVEL": "WARNING",
         }
-        if args.backend == "local":
+        if args.store == "local":
             extra |= {"BEATFLOW_BLOB_BACKEND": "local", "BEATFLOW_BLOB_DIR": str(root / "blobs")}
         try:
             with run_stack(servers, root, backends=("vcs",), extra_env=extra) as stack:
@@ -122,9 +122,9 @@ def main() -> None:
             s3.stop()
             pg.stop()
 
-    results["backend"] = args.backend
+    results["store"] = args.store
     results["machine"] = {"python": platform.python_version(), "cpus": os.cpu_count()}
-    print(f"\ngateway I/O ({args.backend} blob store)")
+    print(f"\ngateway I/O ({args.store} blob store)")
     print(
         f"{'size MiB':>9} {'upload MB/s':>12} {'download MB/s':>14} {'1MiB ranges/s':>14} {'gateway peak RSS MiB':>21}"
     )

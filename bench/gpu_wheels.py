@@ -59,7 +59,7 @@ PROBE = """
 import importlib, importlib.metadata as md, json, runpy, sys
 sys.argv = ["probe"]
 for mod in ["beatflow.generator.engine", "beatflow.generator.presets", "beatflow.separator.models",
-            "beatflow.separator.separation", "beatflow.separator.audio_io", "beatflow.separator.testsignals",
+            "beatflow.separator.separation", "beatflow.separator.audio_stream", "beatflow.separator.testsignals",
             "demucs.apply", "soundfile", "pytest", "pytest_asyncio"]:
     importlib.import_module(mod)
 for path in ["conftest.py", "services/generator/tests/conftest.py", "services/separator/tests/conftest.py",

@@ -70,7 +70,7 @@ def _run_one(variant: str, model_name: str, device: str, wav: str, threads: int,
     import soundfile as sf
     import torch
 
-    from beatflow.separator.audio_io import prepare_mix
+    from beatflow.separator.audio_stream import prepare_mix
     from beatflow.separator.models import load_model
     from beatflow.separator.separation import SeparationOptions, separate
 

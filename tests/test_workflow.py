@@ -24,7 +24,7 @@ import soundfile as sf
 from websockets.sync.client import connect
 
 from beatflow.gateway.app import create_app
-from beatflow.gateway.backends import Backends
+from beatflow.gateway.backend_clients import Backends
 from beatflow.gateway.config import GatewaySettings
 from tests import stack_fixtures
 from tests.stack_fixtures import Stack, tone_wav
@@ -250,6 +250,33 @@ def test_download_streamed_ranged_and_presigned(stack: Stack, generation: Genera
     assert direct.headers["content-type"] == "audio/wav"
 
 
+def test_outputs_are_the_owners_when_the_job_ends_with_no_read_of_the_task(stack: Stack) -> None:
+    """The worker that completes a job registers its outputs with vcs: no task, SSE or status read needed."""
+    from beatflow.v1 import jobs_pb2, jobs_pb2_grpc, vcs_pb2, vcs_pb2_grpc
+
+    owner, token = stack.signup("owner")
+    other, _ = stack.signup("other")
+    with stack.client(token) as http:
+        task = _post(http, "/api/ai/generate", {"prompt": "short hats", "duration": 1.0, "seed": 3}, 202)
+    # Follow the job on the backend itself, never through the gateway's task views.
+    with grpc.insecure_channel(stack.addrs["generator"]) as channel:
+        jobs = jobs_pb2_grpc.JobsStub(channel)
+        for event in jobs.WatchJob(jobs_pb2.WatchJobRequest(job_id=task["task_id"]), timeout=180):
+            if event.state in (jobs_pb2.JOB_STATE_SUCCEEDED, jobs_pb2.JOB_STATE_FAILED, jobs_pb2.JOB_STATE_DEAD):
+                break
+        job = jobs.GetJob(jobs_pb2.GetJobRequest(job_id=task["task_id"]), timeout=30)
+    assert job.state == jobs_pb2.JOB_STATE_SUCCEEDED, job.error
+    keys = sorted(set(job.result_blobs.values()))
+    assert keys
+    with grpc.insecure_channel(stack.addrs["vcs"]) as channel:
+        vcs = vcs_pb2_grpc.VcsStub(channel)
+        for key in keys:
+            assert vcs.CanReadBlob(vcs_pb2.CanReadBlobRequest(actor=owner, blob_key=key), timeout=30).allowed, key
+            assert not vcs.CanReadBlob(vcs_pb2.CanReadBlobRequest(actor=other, blob_key=key), timeout=30).allowed
+    with stack.client(token) as http:
+        assert hashlib.sha256(_download(http, f"/api/audio/download/{keys[0]}")).hexdigest() == keys[0]
+
+
 def test_analyze_generated_audio(stack: Stack, generation: Generation) -> None:
     with stack.client(generation.token) as http:
         out = _post(http, "/api/ai/analyze-audio", {"audio_blob": generation.audio["filename"]}, 200)
@@ -358,7 +385,7 @@ class _CallCounter(grpc.aio.UnaryUnaryClientInterceptor):
 async def test_a_task_commit_is_at_most_three_backend_calls(
     stack: Stack, alice: str, separation: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The commit route translates: vcs resolves the head, describes and registers the outputs itself."""
+    """The commit route translates: vcs resolves the head and describes the outputs (registered at completion)."""
     for name, value in stack.env.items():
         if name.startswith("BEATFLOW_"):
             monkeypatch.setenv(name, value)

@@ -14,7 +14,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from beatflow.common import localservers
-from beatflow.common.errors import backend_outage
+from beatflow.common.errors import dependency_outage
 from beatflow.common.grpcserver import DependencyProbe, create_grpc_server
 from beatflow.common.jobs import ClaimedJob, JobQueue, JobState, WorkerStatus, run_worker, settle
 from beatflow.common.jobs.worker import backoff_s
@@ -208,15 +208,15 @@ async def test_settle_retries_transient_errors_and_gives_up_on_time() -> None:
 
 
 def test_backend_outage_names_the_store() -> None:
-    assert backend_outage(RedisConnectionError("refused")) == "the job queue (Redis)"
+    assert dependency_outage(RedisConnectionError("refused")) == "the job queue (Redis)"
     try:
         try:
             raise ConnectionRefusedError(111, "refused")
         except OSError as exc:
             raise RuntimeError("wrapped") from exc
     except RuntimeError as wrapped:
-        assert backend_outage(wrapped) == "a backend"
-    assert backend_outage(ValueError("a bug")) is None
+        assert dependency_outage(wrapped) == "a backend"
+    assert dependency_outage(ValueError("a bug")) is None
 
 
 async def _health(port: int) -> str:

@@ -12,8 +12,8 @@ import pytest
 from beatflow.common.blobstore import LocalBlobStore
 from beatflow.common.localservers import free_port
 from beatflow.gateway.app import create_app
+from beatflow.gateway.auth_tokens import Principal
 from beatflow.gateway.config import GatewaySettings
-from beatflow.gateway.tokens import Principal
 
 
 @pytest.fixture

@@ -186,8 +186,8 @@ async def test_gc_waits_for_a_commit_in_flight(world, helpers, local_store) -> N
     import asyncio
 
     from beatflow.vcs import commits
-    from beatflow.vcs.access import load_repo_as_user
     from beatflow.vcs.model import Metadata
+    from beatflow.vcs.repo_access import load_repo_as_user
 
     vcs = VcsService(world.vcs.engine, gc_grace_period_s=3600, delete_blob=local_store.delete)
     k = local_store.put_bytes(b"in flight")

@@ -7,10 +7,10 @@ from typing import Any
 from sqlalchemy import event, text
 
 from beatflow.vcs import history
-from beatflow.vcs.access import load_repo
 from beatflow.vcs.commits import build_commit, store_commit
 from beatflow.vcs.model import Metadata
-from beatflow.vcs.tokens import decode_token
+from beatflow.vcs.page_tokens import decode_token
+from beatflow.vcs.repo_access import load_repo
 
 
 async def _history(world) -> None:

@@ -184,7 +184,7 @@ async def test_revert(world, helpers) -> None:
 
 async def test_dag_log_pages_equal_one_long_page(world, helpers) -> None:
     """Paging through a DAG with merges (tokens carry the frontier) gives exactly the one-page order."""
-    from beatflow.vcs.tokens import decode_token, encode_token
+    from beatflow.vcs.page_tokens import decode_token, encode_token
 
     rng = random.Random(3)
     graph: dict[str, list[str]] = {"r": []}

@@ -6,7 +6,7 @@ import pytest
 
 from beatflow.common.errors import InvalidArgument
 from beatflow.vcs.model import Visibility
-from beatflow.vcs.tokens import encode_token
+from beatflow.vcs.page_tokens import encode_token
 
 
 async def test_forged_first_parent_token_cannot_read_another_repository(world) -> None:
@@ -44,8 +44,8 @@ async def test_deleting_a_repository_while_a_commit_is_in_flight_leaves_no_orpha
     import asyncio
 
     from beatflow.vcs import commits
-    from beatflow.vcs.access import load_repo_as_user
     from beatflow.vcs.model import Metadata, Role
+    from beatflow.vcs.repo_access import load_repo_as_user
 
     v = world.vcs
     first = await world.commit("one", drums="d1")

@@ -80,8 +80,8 @@ _OUTAGE_NAMES = {
 }
 
 
-def backend_outage(exc: BaseException) -> str | None:
-    """Name the unreachable backend when ``exc`` (or its cause) is a connection failure, else None.
+def dependency_outage(exc: BaseException) -> str | None:
+    """Name the unreachable dependency (database, queue, store) when ``exc`` or its cause failed to connect.
 
     Such errors are UNAVAILABLE (503 at the gateway, retry later), not INTERNAL: the
     request was fine and nothing was done, the database, queue or store was away.

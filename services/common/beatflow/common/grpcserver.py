@@ -32,7 +32,7 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
 from beatflow.common import grpctls, metrics
-from beatflow.common.errors import BeatflowError, backend_outage
+from beatflow.common.errors import BeatflowError, dependency_outage
 from beatflow.common.settings import CommonSettings
 
 log = logging.getLogger(__name__)
@@ -159,7 +159,7 @@ def _status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
         return exc.code, exc.message
     if isinstance(exc, NotImplementedError):  # what the generated base servicer raises
         return grpc.StatusCode.UNIMPLEMENTED, "method not implemented"
-    outage = backend_outage(exc)
+    outage = dependency_outage(exc)
     if outage is not None:  # the request was fine; a store is away: retry later
         return grpc.StatusCode.UNAVAILABLE, f"{outage} is unreachable; retry shortly"
     return grpc.StatusCode.INTERNAL, "internal error"

@@ -29,6 +29,10 @@ class CommonSettings(BaseSettings):
     grpc_tls_ca: Path | None = None
     grpc_tls_server_name: str = ""  # the name to verify in server certificates (default: the host dialled)
 
+    # vcs, where the services that complete jobs register their outputs to the job's owner
+    # (host:port; empty: not registered). The gateway calls it for everything else.
+    vcs_addr: str = ""
+
     redis_url: str = "redis://127.0.0.1:6379/0"
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/beatflow"
 

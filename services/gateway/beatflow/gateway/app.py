@@ -20,14 +20,14 @@ from fastapi.staticfiles import StaticFiles
 from beatflow.common.blobstore import BlobStore, make_blob_store
 from beatflow.common.metrics import HttpMetricsMiddleware
 from beatflow.gateway import httperrors, openapi, schemas
-from beatflow.gateway.backends import Backends
+from beatflow.gateway.auth_tokens import Revocations, TokenSigner
+from beatflow.gateway.backend_clients import Backends
 from beatflow.gateway.config import GatewaySettings
 from beatflow.gateway.deps import GatewayState, State
 from beatflow.gateway.passwords import Passwords
 from beatflow.gateway.presign import make_presigner
 from beatflow.gateway.routes import ai, audio, auth, models, peaks, progress, repositories, review, vcs, webhooks
 from beatflow.gateway.signin_throttle import SigninThrottle
-from beatflow.gateway.tokens import Revocations, TokenSigner
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ import datetime as dt
 from pydantic import ValidationInfo, field_validator
 
 from beatflow.common.settings import CommonSettings
-from beatflow.gateway.tokens import check_secret
+from beatflow.gateway.auth_tokens import check_secret
 
 
 class GatewaySettings(CommonSettings):

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-import collections
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Header, Query, Request, WebSocket
@@ -13,13 +11,13 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from redis.exceptions import RedisError
 
 from beatflow.common.blobstore import BlobStore
-from beatflow.gateway.backends import Backends
+from beatflow.gateway.auth_tokens import InvalidToken, Principal, Revocations, TokenSigner
+from beatflow.gateway.backend_clients import Backends
 from beatflow.gateway.config import GatewaySettings
 from beatflow.gateway.httperrors import ApiError
 from beatflow.gateway.passwords import Passwords
 from beatflow.gateway.presign import Presigner
 from beatflow.gateway.signin_throttle import SigninThrottle
-from beatflow.gateway.tokens import InvalidToken, Principal, Revocations, TokenSigner
 
 
 @dataclass
@@ -32,9 +30,6 @@ class GatewayState:
     presign: Presigner
     passwords: Passwords
     throttle: SigninThrottle
-    # (user, task) pairs whose outputs were already registered with vcs.
-    registered: collections.OrderedDict[tuple[str, str], None] = field(default_factory=collections.OrderedDict)
-    register_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
     def timeout(self) -> float:

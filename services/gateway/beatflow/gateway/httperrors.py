@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from beatflow.common.errors import BeatflowError, backend_outage
+from beatflow.common.errors import BeatflowError, dependency_outage
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ def install(app: FastAPI) -> None:
         return JSONResponse({"detail": exc.message, "code": exc.code.name}, status_code=http_status(exc.code))
 
     async def _outage(request: Request, exc: Exception) -> JSONResponse:
-        outage = backend_outage(exc)  # the gateway's own stores: the blob store, Redis
+        outage = dependency_outage(exc)  # the gateway's own stores: the blob store, Redis
         if outage is None:
             raise exc  # a bug: the server's 500
         log.warning("%s %s: %s is unreachable: %s", request.method, request.url.path, outage, exc)

@@ -40,7 +40,7 @@ from beatflow.common.audioanalysis import (
     estimate_key_legacy,
     estimate_tempo,
 )
-from beatflow.separator.audio_io import iter_blocks, open_audio
+from beatflow.separator.audio_stream import iter_blocks, open_audio
 from beatflow.separator.loudness import LoudnessMeter
 
 __all__ = [

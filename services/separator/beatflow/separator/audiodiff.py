@@ -34,7 +34,7 @@ import scipy.fft
 import soxr
 
 from beatflow.separator import analysis
-from beatflow.separator.audio_io import iter_blocks, open_audio
+from beatflow.separator.audio_stream import iter_blocks, open_audio
 
 VERSION = 1  # bump when the algorithm changes: cached results are keyed by it
 SR = 22050

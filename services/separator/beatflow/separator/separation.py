@@ -27,7 +27,7 @@ import torch
 from demucs.apply import TensorChunk, apply_model
 
 from beatflow.common.errors import InvalidArgument
-from beatflow.separator.audio_io import FORMATS, StemWriter
+from beatflow.separator.audio_stream import FORMATS, StemWriter
 from beatflow.separator.models import LoadedModel
 
 MAX_SHIFTS = 10

@@ -19,7 +19,7 @@ from typing import Any
 from beatflow.common.blobstore import BlobStore
 from beatflow.common.errors import InvalidArgument, NotFound
 from beatflow.common.jobs import ClaimedJob, JobCancelled, JobKind, JobQueue, JobRecord
-from beatflow.separator import analysis, audio_io, audiodiff, models
+from beatflow.separator import analysis, audio_stream, audiodiff, models
 from beatflow.separator.config import SeparatorSettings
 from beatflow.separator.separation import (
     SeparationOptions,
@@ -48,7 +48,7 @@ class WorkerShutdown(Exception):
 class AudioCheck:
     key: str
     size: int
-    header: audio_io.HeaderInfo
+    header: audio_stream.HeaderInfo
 
 
 class SeparatorService:
@@ -78,7 +78,7 @@ class SeparatorService:
         def read(start: int, end: int) -> bytes:
             return self.blobs.read_range(key, start, min(end, info.size - 1)) if start < info.size else b""
 
-        header = await asyncio.to_thread(audio_io.sniff_header, read, info.size)
+        header = await asyncio.to_thread(audio_stream.sniff_header, read, info.size)
         duration = header.duration_s
         if duration is not None and duration > self.settings.separator_max_duration_s:
             raise InvalidArgument(
@@ -269,7 +269,7 @@ class SeparatorService:
                 src = tmp / "input"
                 self._download(key, src)
                 check_cancel()
-                handle, info = audio_io.open_audio(src, max_duration_s=self.settings.separator_max_duration_s)
+                handle, info = audio_stream.open_audio(src, max_duration_s=self.settings.separator_max_duration_s)
                 handle.close()
                 last_report = [0.0]
 
@@ -280,7 +280,7 @@ class SeparatorService:
                         last_report[0] = now
                         report(DECODE_SHARE * min(1.0, decoded / max(1, info.frames)), "decoding")
 
-                mix = audio_io.prepare_mix(
+                mix = audio_stream.prepare_mix(
                     src,
                     tmp / "mix.f32",
                     sample_rate=model.samplerate,
@@ -313,7 +313,7 @@ class SeparatorService:
                     frames.close()
                 check_cancel()
                 blobs: dict[str, str] = {}
-                content_type = audio_io.StemWriter.CONTENT_TYPES[opts.format]
+                content_type = audio_stream.StemWriter.CONTENT_TYPES[opts.format]
                 for name, path in result.stems.items():
                     blobs[name] = self.blobs.put_file(path, content_type=content_type)
                 record = {

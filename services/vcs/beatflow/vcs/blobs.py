@@ -30,9 +30,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from beatflow.common.audioformat import header_from_prefix
 from beatflow.common.blobstore import BlobStore
 from beatflow.common.errors import InvalidArgument, NotFound
-from beatflow.vcs.access import READABLE, require_user
 from beatflow.vcs.model import GcResult
 from beatflow.vcs.names import check_blob_key
+from beatflow.vcs.repo_access import READABLE, require_user
 
 _REFERENCED = """
     EXISTS (SELECT 1 FROM commit_stems s WHERE s.blob_key = k)

@@ -18,11 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from beatflow.common.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from beatflow.vcs import feed
-from beatflow.vcs.access import is_id
 from beatflow.vcs.commits import get_commit, load_commits
 from beatflow.vcs.model import Repository, Role
 from beatflow.vcs.names import check_stem_name
-from beatflow.vcs.tokens import decode_token, encode_token
+from beatflow.vcs.page_tokens import decode_token, encode_token
+from beatflow.vcs.repo_access import is_id
 
 MAX_BODY = 4000
 DEFAULT_PAGE = 100

@@ -15,9 +15,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from beatflow.common.errors import InvalidArgument
-from beatflow.vcs.access import READABLE
 from beatflow.vcs.model import Repository
-from beatflow.vcs.tokens import decode_token, encode_token
+from beatflow.vcs.page_tokens import decode_token, encode_token
+from beatflow.vcs.repo_access import READABLE
 
 DEFAULT_PAGE = 50
 MAX_PAGE = 200

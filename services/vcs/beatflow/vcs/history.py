@@ -22,7 +22,7 @@ from beatflow.vcs.commits import COMMIT_ROW, commit_from_row, list_refs, load_co
 from beatflow.vcs.graph import GraphIndex, Node
 from beatflow.vcs.model import BlameEntry, Commit, Ref, Repository
 from beatflow.vcs.names import is_commit_id
-from beatflow.vcs.tokens import decode_token, encode_token
+from beatflow.vcs.page_tokens import decode_token, encode_token
 
 DEFAULT_PAGE = 50
 MAX_PAGE = 500

@@ -31,12 +31,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from beatflow.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from beatflow.vcs import feed, history, merging
-from beatflow.vcs.access import is_id, load_repo
 from beatflow.vcs.commits import branch_head, load_commits
 from beatflow.vcs.model import ChangeKind, MergeOutcome, Repository, Role, StemChange, StemConflict, Strategy
 from beatflow.vcs.names import check_ref_name
+from beatflow.vcs.page_tokens import decode_token, encode_token
+from beatflow.vcs.repo_access import is_id, load_repo
 from beatflow.vcs.stemmerge import diff_stems, merge_stems, virtual_base
-from beatflow.vcs.tokens import decode_token, encode_token
 
 MAX_TITLE = 200
 MAX_DESCRIPTION = 10_000

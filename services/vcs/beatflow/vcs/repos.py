@@ -9,10 +9,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from beatflow.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from beatflow.vcs.access import READABLE, REPO_SELECT, load_repo, repo_from_row, require_user
 from beatflow.vcs.model import Collaborator, Repository, Role, Visibility
 from beatflow.vcs.names import check_ref_name, check_repo_name
-from beatflow.vcs.tokens import decode_token, encode_token
+from beatflow.vcs.page_tokens import decode_token, encode_token
+from beatflow.vcs.repo_access import READABLE, REPO_SELECT, load_repo, repo_from_row, require_user
 
 MAX_DESCRIPTION = 2000
 

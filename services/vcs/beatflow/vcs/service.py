@@ -11,7 +11,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from beatflow.common.errors import FailedPrecondition, InvalidArgument, NotFound
 from beatflow.vcs import blobs, comments, commits, feed, history, merge_requests, merging, repos, users
-from beatflow.vcs.access import READABLE, is_id, load_repo, load_repo_as_user, require_user
 from beatflow.vcs.model import (
     BlameEntry,
     Collaborator,
@@ -29,6 +28,7 @@ from beatflow.vcs.model import (
     Visibility,
 )
 from beatflow.vcs.names import is_commit_id
+from beatflow.vcs.repo_access import READABLE, is_id, load_repo, load_repo_as_user, require_user
 
 
 @contextmanager

@@ -14,8 +14,11 @@ Public API (import from ``beatflow.common.jobs``):
     JobKind             StrEnum of job kinds (GENERATE, SEPARATE, ANALYZE): the queue names
 
     JobQueue(redis: redis.asyncio.Redis, *, prefix="bf", retry_limit=3,
-             heartbeat_timeout_s=30.0, retention_s=7*86400)
-        JobQueue.from_settings(settings)                  # CommonSettings redis_url, job_*
+             heartbeat_timeout_s=30.0, retention_s=7*86400, register_outputs=None)
+        JobQueue.from_settings(settings)                  # CommonSettings redis_url, job_*;
+                                                          # vcs_addr: an OutputRegistrar
+                                                          # (:mod:`.outputs`) registers each
+                                                          # finished job's outputs with vcs
         retry_limit: retries after the first attempt (a job runs at most
         retry_limit + 1 times, then it is DEAD and in the dead-letter stream)
         await submit(kind, request: dict, *, owner="", idempotency_key=None,
@@ -49,7 +52,9 @@ Public API (import from ``beatflow.common.jobs``):
         cancel_requested: bool (refreshed by heartbeat()); check_cancelled() raises JobCancelled
         await complete(result_blobs: dict[str,str], result: dict) -> bool
                                                           # idempotent: False if it was
-                                                          # already finished (one result)
+                                                          # already finished (one result);
+                                                          # first runs queue.register_outputs
+                                                          # (owner, result_blobs) when set
         await fail(error: str, *, retryable=True)         # retried until retry_limit,
                                                           # then DEAD + dead-letter stream
         await mark_cancelled()

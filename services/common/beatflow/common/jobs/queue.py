@@ -36,7 +36,7 @@ import random
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -50,6 +50,7 @@ from beatflow.common.errors import AlreadyExists, InvalidArgument, NotFound
 from beatflow.common.jobs import scripts
 from beatflow.common.jobs.eta import KindStats, estimate
 from beatflow.common.jobs.model import JobCancelled, JobEvent, JobRecord, JobState, as_str, decode_mapping
+from beatflow.common.jobs.outputs import OutputRegistrar
 from beatflow.common.jobs.webhooks import DEFAULT_EVENTS, EVENT_TYPES, check_target
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,9 @@ GROUP = "workers"
 MAX_ERROR_CHARS = 4000
 _KIND_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _MAX_IDEMPOTENCY_KEY = 256
+
+RegisterOutputs = Callable[[str, Mapping[str, str]], Awaitable[None]]
+"""``register(owner, result_blobs)``: run by :meth:`ClaimedJob.complete` before the job is SUCCEEDED."""
 _MAX_JOB_ID = 128
 _EVENT_ID_RE = re.compile(r"^\d{1,20}(-\d{1,20})?$")
 
@@ -129,6 +133,7 @@ class JobQueue:
         retry_backoff_s: float = 0.0,
         retry_backoff_max_s: float = 600.0,
         webhook_allow_private: bool = False,
+        register_outputs: RegisterOutputs | None = None,
     ) -> None:
         if retry_limit < 0:
             raise ValueError("retry_limit must be >= 0")
@@ -145,6 +150,8 @@ class JobQueue:
         self.retry_backoff_max_s = retry_backoff_max_s
         # operators may allow webhooks to loopback/private addresses (tests, closed networks)
         self.webhook_allow_private = webhook_allow_private
+        # a finished job's outputs are registered (with vcs) by the worker that completes it
+        self.register_outputs = register_outputs
         self._next_promote: dict[str, float] = {}
         self._groups: set[str] = set()
         # stale entries (dead workers) are looked for at most this often per kind
@@ -167,7 +174,7 @@ class JobQueue:
 
     @classmethod
     def from_settings(cls, settings: Any, redis: aioredis.Redis | None = None) -> JobQueue:
-        """A queue configured from ``CommonSettings`` (redis_url, job_* fields)."""
+        """A queue configured from ``CommonSettings`` (redis_url, job_* fields; vcs_addr for output registration)."""
         client = redis if redis is not None else connect_redis(settings.redis_url)
         return cls(
             client,
@@ -177,6 +184,7 @@ class JobQueue:
             retry_backoff_s=getattr(settings, "job_retry_backoff_s", 0.0),
             retry_backoff_max_s=getattr(settings, "job_retry_backoff_max_s", 600.0),
             webhook_allow_private=getattr(settings, "job_webhook_allow_private_targets", False),
+            register_outputs=OutputRegistrar.from_settings(settings),
         )
 
     @property
@@ -655,7 +663,14 @@ class ClaimedJob:
         metrics.observe_job(self.kind, state.name, max(0.0, time.time() - started) if started else None)
 
     async def complete(self, result_blobs: dict[str, str] | None = None, result: dict[str, Any] | None = None) -> bool:
-        """Record the result; False (and nothing written) if the job was already finished."""
+        """Record the result; False (and nothing written) if the job was already finished.
+
+        The outputs are registered to the job's owner first (``JobQueue.register_outputs``),
+        so whoever sees the job SUCCEEDED may use them; if that fails, the error
+        propagates and the job stays unfinished (the worker fails it for a retry).
+        """
+        if self.queue.register_outputs is not None and result_blobs and self.record.owner:
+            await self.queue.register_outputs(self.record.owner, result_blobs)
         outcome = await self.queue._complete(
             keys=self._keys()[:3],
             args=[*self.queue._common_args(), json.dumps(result_blobs or {}), json.dumps(result or {}), self.entry],

@@ -7,7 +7,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path
 
 from beatflow.gateway import convert, schemas
-from beatflow.gateway.access import CORRUPT_RESPONSE, owned_job, register_outputs, require_readable_blob
 from beatflow.gateway.deps import (
     CancelAfterHeader,
     IdempotencyHeader,
@@ -17,6 +16,7 @@ from beatflow.gateway.deps import (
     parse_cancel_after,
 )
 from beatflow.gateway.httperrors import ApiError
+from beatflow.gateway.task_blob_access import CORRUPT_RESPONSE, owned_job, require_readable_blob
 from beatflow.v1 import generator_pb2, jobs_pb2, separator_pb2
 
 router = APIRouter(prefix="/api/ai", tags=["ai"])
@@ -179,9 +179,7 @@ async def analyze_audio(
 
 
 async def _task(state: State, user: User, task_id: str) -> schemas.TaskOut:
-    job = await owned_job(state, user, task_id)
-    await register_outputs(state, user, job)
-    return convert.task(job)
+    return convert.task(await owned_job(state, user, task_id))
 
 
 _SEED_STATUS = {

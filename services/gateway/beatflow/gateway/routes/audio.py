@@ -26,11 +26,11 @@ from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from beatflow.common.audioformat import BY_CONTENT_TYPE, AudioHeader, UnreadableAudio, read_header, sniff
 from beatflow.common.errors import DataLoss, NotFound
 from beatflow.gateway import convert, schemas
-from beatflow.gateway.access import CORRUPT_RESPONSE, corrupt_blob, require_readable_blob, verify_blob
+from beatflow.gateway.auth_tokens import Principal
 from beatflow.gateway.deps import State, User, current_user_or_query_token
 from beatflow.gateway.httperrors import ApiError
-from beatflow.gateway.tokens import Principal
-from beatflow.gateway.uploads import MULTIPART_OVERHEAD, spool_upload
+from beatflow.gateway.task_blob_access import CORRUPT_RESPONSE, corrupt_blob, require_readable_blob, verify_blob
+from beatflow.gateway.upload_spool import MULTIPART_OVERHEAD, spool_upload
 from beatflow.v1 import vcs_pb2
 
 log = logging.getLogger(__name__)

@@ -7,9 +7,9 @@ from fastapi import APIRouter, Request, Response
 from redis.exceptions import RedisError
 
 from beatflow.gateway import convert, schemas
+from beatflow.gateway.auth_tokens import Principal
 from beatflow.gateway.deps import State, User
 from beatflow.gateway.httperrors import ApiError
-from beatflow.gateway.tokens import Principal
 from beatflow.v1 import vcs_pb2
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])

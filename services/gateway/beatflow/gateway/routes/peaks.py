@@ -14,10 +14,10 @@ from pydantic import BaseModel, Field
 
 from beatflow.common.errors import NotFound
 from beatflow.gateway import peaks
-from beatflow.gateway.access import require_readable_blob
+from beatflow.gateway.auth_tokens import Principal
 from beatflow.gateway.deps import State, current_user_or_query_token
 from beatflow.gateway.httperrors import ApiError
-from beatflow.gateway.tokens import Principal
+from beatflow.gateway.task_blob_access import require_readable_blob
 
 log = logging.getLogger(__name__)
 

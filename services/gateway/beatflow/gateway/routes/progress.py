@@ -19,10 +19,10 @@ from fastapi import APIRouter, Depends, Header, Path, Query, WebSocket, WebSocke
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from beatflow.gateway import convert
-from beatflow.gateway.access import owned_job, register_outputs
+from beatflow.gateway.auth_tokens import Principal
 from beatflow.gateway.deps import GatewayState, State, _principal, current_user_or_query_token, ws_state
 from beatflow.gateway.httperrors import ApiError
-from beatflow.gateway.tokens import Principal
+from beatflow.gateway.task_blob_access import owned_job
 
 router = APIRouter(tags=["ai"])
 
@@ -39,7 +39,6 @@ async def _event_payloads(
     async for event in state.backends.watch_job(task_id, after):
         if event.state in convert.TERMINAL:
             job = await state.backends.get_job(task_id)
-            await register_outputs(state, user, job)
             payload = convert.task_event(event, job).model_dump()
             payload["task"] = convert.task(job).model_dump()
             yield "done", payload

@@ -12,11 +12,11 @@ from pydantic import AfterValidator
 
 from beatflow.common.jobs import JobKind
 from beatflow.gateway import convert, names, schemas
-from beatflow.gateway.access import CORRUPT_RESPONSE, owned_job, verify_blob
+from beatflow.gateway.auth_tokens import Principal
 from beatflow.gateway.deps import GatewayState, State, User
 from beatflow.gateway.graphlayout import assign_lanes, topo_order
 from beatflow.gateway.routes.ai import require_succeeded
-from beatflow.gateway.tokens import Principal
+from beatflow.gateway.task_blob_access import CORRUPT_RESPONSE, owned_job, verify_blob
 from beatflow.v1 import jobs_pb2, vcs_pb2
 
 router = APIRouter(prefix="/api/vcs", tags=["vcs"])
@@ -84,14 +84,12 @@ def _task_stems(job: jobs_pb2.Job) -> dict[str, str]:
 async def create_commit(repo_id: RepoId, body: schemas.CommitCreate, state: State, user: User) -> schemas.CommitOut:
     """One vcs call (two with ``from_task``): vcs resolves the head, checks and describes the blobs."""
     stems = {s.name: s.blob_key for s in body.stems}
-    owned: set[str] = set()
     generation_json = json.dumps(body.generation) if body.generation is not None else ""
     if body.from_task:
         job = await owned_job(state, user, body.from_task)
         require_succeeded(job)
         outputs = {name: key for name, key in _task_stems(job).items() if name not in stems}
         stems = {**outputs, **stems}
-        owned = set(outputs.values())
         if not generation_json and job.result_json and job.kind == JobKind.GENERATE:
             generation_json = job.result_json
     metadata = vcs_pb2.CommitMetadata(key=body.key, generation_json=generation_json)
@@ -118,7 +116,6 @@ async def create_commit(repo_id: RepoId, body: schemas.CommitCreate, state: Stat
             inherit_metadata=body.inherit_metadata,
             inherit_stems=body.inherit_stems,
             remove_stems=body.remove_stems,
-            owned_blobs=sorted(owned),
             require_readable=True,
         ),
         timeout=state.timeout,

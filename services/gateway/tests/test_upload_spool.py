@@ -11,7 +11,7 @@ import pytest
 
 from beatflow.gateway.httperrors import ApiError
 from beatflow.gateway.routes.audio import parse_range
-from beatflow.gateway.uploads import spool_upload
+from beatflow.gateway.upload_spool import spool_upload
 
 BOUNDARY = "----beatflowtest"
 

@@ -9,9 +9,7 @@ import jwt
 import pytest
 from pydantic import ValidationError
 
-from beatflow.gateway.config import GatewaySettings
-from beatflow.gateway.passwords import Passwords
-from beatflow.gateway.tokens import (
+from beatflow.gateway.auth_tokens import (
     InvalidToken,
     Principal,
     Revocations,
@@ -20,6 +18,8 @@ from beatflow.gateway.tokens import (
     check_secret,
     key_id,
 )
+from beatflow.gateway.config import GatewaySettings
+from beatflow.gateway.passwords import Passwords
 
 KEY = b"k" * 32
 OTHER = b"z" * 32

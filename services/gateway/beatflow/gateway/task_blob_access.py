@@ -1,10 +1,11 @@
-"""Who may touch which task and blob.
+"""Who may touch which task and blob, and whether a blob is intact.
 
 Tasks belong to the user who submitted them (the job's ``owner``); anyone
 else gets 404, as if the task did not exist. Blobs are readable by whoever
 vcs says (uploader, or a reader of a repository holding them); the outputs of
-a finished task are registered to its owner with vcs the first time the owner
-looks at them, so they can be downloaded and committed like uploads.
+a finished task were registered to its owner with vcs by the worker that
+completed it (``beatflow.common.jobs.outputs``), so they can be downloaded
+and committed like uploads, and no read here registers anything.
 """
 
 from __future__ import annotations
@@ -16,12 +17,11 @@ from typing import Any
 import grpc
 
 from beatflow.common.errors import DataLoss, NotFound
+from beatflow.gateway.auth_tokens import Principal
 from beatflow.gateway.deps import GatewayState
 from beatflow.gateway.httperrors import ApiError
-from beatflow.gateway.tokens import Principal
 from beatflow.v1 import jobs_pb2, vcs_pb2
 
-_REGISTERED_CACHE = 10_000
 log = logging.getLogger(__name__)
 
 CORRUPT_RESPONSE: dict[int | str, dict[str, Any]] = {
@@ -54,30 +54,6 @@ async def owned_job(state: GatewayState, user: Principal, task_id: str) -> jobs_
     if not job.owner or job.owner != user.user_id:
         raise ApiError(404, "task not found")
     return job
-
-
-async def register_outputs(state: GatewayState, user: Principal, job: jobs_pb2.Job) -> None:
-    """Make a succeeded task's output blobs the owner's (idempotent, remembered per process)."""
-    if job.state != jobs_pb2.JOB_STATE_SUCCEEDED or not job.result_blobs or job.owner != user.user_id:
-        return
-    marker = (user.user_id, job.id)
-    if marker in state.registered:
-        return
-    for key in dict(job.result_blobs).values():
-        try:
-            info = await asyncio.to_thread(state.store.stat, key)
-        except NotFound:
-            continue
-        await state.backends.vcs.RegisterBlob(
-            vcs_pb2.RegisterBlobRequest(
-                actor=user.user_id, blob_key=key, content_type=info.content_type, size_bytes=info.size
-            ),
-            timeout=state.timeout,
-        )
-    async with state.register_lock:
-        state.registered[marker] = None
-        while len(state.registered) > _REGISTERED_CACHE:
-            state.registered.popitem(last=False)
 
 
 async def require_readable_blob(state: GatewayState, user: Principal, blob_key: str) -> None:

@@ -1,4 +1,7 @@
-"""gRPC channels and stubs for the three backends, and their health.
+"""gRPC channels and stubs for the three backend services, and their health.
+
+"Backend" means one of the gRPC services behind the gateway (generator,
+separator, vcs), here and everywhere else in the project.
 
 Jobs live in one Redis queue and both generator and separator register the
 Jobs service, so either can answer for any job: calls go to the generator
