@@ -450,6 +450,22 @@ def test_review_on_the_compare_waveforms(stack: Stack, browser: Browser, tmp_pat
     comments = http.get(f"/api/vcs/comments/{repo}", params={"commit": second["id"]}).json()["comments"]
     assert [c["resolved"] for c in comments if not c["parent_id"]] == [True] and len(comments) == 2
 
+    # Dragging across a head waveform selects a span to comment on; Cancel drops it.
+    bass_wave = page.locator(".compare-row[data-stem=bass] .wave-slot").nth(1)
+    box = bass_wave.bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + box["width"] / 6, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, steps=8)
+    page.mouse.up()
+    bass_form = page.locator(".compare-row[data-stem=bass] .comment-form")
+    expect(bass_form).to_be_visible()
+    span = page.evaluate("(() => { const s = window.studio.review().selection; return [s.start, s.end]; })()")
+    assert abs(span[0] - 1.0) <= 0.1 and abs(span[1] - 3.0) <= 0.1, span
+    bass_form.locator("button", has_text="Cancel").click()
+    expect(bass_form).to_have_count(0)
+    assert page.evaluate("window.studio.review().selection") is None
+
     # Nothing in the compare panel is wider than its card at 1280 px.
     overflowing = page.evaluate(
         """(() => { const card = document.querySelector('#compare-panel').getBoundingClientRect();

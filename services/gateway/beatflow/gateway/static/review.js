@@ -95,10 +95,7 @@ export class Review {
     if (side === "B") {
       regions.enableDragSelection({ color: REGION_COLORS.selection, id: "selection" }, 6);
       regions.on("region-created", (region) => {
-        if (!region.id.startsWith("selection")) return;
-        if (this.selection && this.selection !== region) this.selection.remove();
-        this.selection = region;
-        this.openForm(stem, region.start, region.end);
+        if (region.id.startsWith("selection")) this.openForm(stem, region.start, region.end, region);
       });
     }
     this.drawStem(stem);
@@ -250,7 +247,8 @@ export class Review {
 
   // ---- the comment form, in the row of its stem -------------------------------------------------
 
-  openForm(stem, start, end) {
+  // selection: the dragged region this form is about (kept while the form is open), if any.
+  openForm(stem, start, end, selection = null) {
     const head = this.waves.find((w) => w.stem === stem && w.side === "B");
     if (!head) {
       this.els.error.textContent = `“${stem}” is not in the newer commit: comments go on its stems`;
@@ -259,7 +257,8 @@ export class Review {
     const duration = head.view.duration || end;
     start = Math.max(0, Math.min(start, duration));
     end = Math.max(start, Math.min(end, duration));
-    this.closeForm();
+    this.closeForm(selection);
+    this.selection = selection;
     const row = this.els.root.querySelector(`.compare-row[data-stem="${CSS.escape(stem)}"]`);
     const text = el("textarea", { rows: 2, maxlength: 4000, required: true, placeholder: "What do you hear here?", "aria-label": "Comment" });
     const error = el("p", { class: "error", role: "alert" });
@@ -293,9 +292,9 @@ export class Review {
     form.scrollIntoView({ block: "nearest" });
   }
 
-  closeForm() {
+  closeForm(keep = null) {
     for (const f of this.els.root.querySelectorAll(".comment-form")) f.remove();
-    if (this.selection) {
+    if (this.selection && this.selection !== keep) {
       this.selection.remove();
       this.selection = null;
     }
