@@ -1175,6 +1175,7 @@ async function openMergeRequest(number) {
   $("compare-panel").hidden = false;
   $("compare-pickers").hidden = true;
   $("compare-title").textContent = "Merge request";
+  $("mr-status").textContent = "";
   renderMergeRequest(m);
   renderCompare();
   if (!changes.length) $("compare-stems").append(el("p", { class: "hint", text: m.state === "open" ? "This request changes no stem." : `This request is ${m.state}.` }));
@@ -1210,6 +1211,7 @@ function renderMergeRequest(m) {
   $("mr-request-changes").disabled = own;
   $("mr-approve").title = own ? "You cannot review your own request" : "";
   $("mr-request-changes").title = $("mr-approve").title;
+  if (own && open) $("mr-status").textContent = "Your request: collaborators approve it or ask for changes here.";
   $("mr-merge").hidden = !writer;
   $("mr-merge").textContent = `Merge into ${m.target_branch}`;
 }
