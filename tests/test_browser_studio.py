@@ -352,7 +352,8 @@ def _fractions(page: Page, slot: Any, region: Any) -> tuple[float, float]:
 
 def test_review_on_the_compare_waveforms(stack: Stack, browser: Browser, tmp_path: Path) -> None:
     """Two takes of a lead differing at 2 s..4 s: compare draws that span, a click comments there; the
-    comment is listed, drawn, replied to and resolved; the branch goes through a merge request."""
+    comment is listed, drawn, replied to and resolved; the branch goes through a merge request, which a
+    reader approves and the owner merges."""
     shots = tmp_path / "shots"
     shots.mkdir()
 
@@ -495,6 +496,27 @@ def test_review_on_the_compare_waveforms(stack: Stack, browser: Browser, tmp_pat
     expect(page.locator("#threads .thread")).to_have_count(1)
     shot("review-3-merge-request.png")
     panel("review-3-compare-panel.png")
+
+    # A reader approves in their own studio (no merge button for them); the owner then sees it and merges.
+    listener, listener_errors = _open(browser, 1280, 800)
+    listener_http = _sign_up(listener, stack, "listener")
+    name = listener.evaluate("localStorage.getItem('bf_user')")
+    r = http.put(f"/api/repositories/{repo}/collaborators/{name}", json={"role": "read"})
+    assert r.status_code == 200, r.text
+    listener.reload()
+    listener.select_option("#repo-select", repo)
+    listener.locator("#mr-list li[data-number='1'] button.link").click()
+    expect(listener.locator("#mr-bar")).to_be_visible()
+    expect(listener.locator("#threads .thread")).to_contain_text("Ready to merge after this.")
+    expect(listener.locator("#mr-merge")).to_be_hidden()
+    listener.fill("#mr-review-body", "Sounds better.")
+    listener.click("#mr-approve")
+    expect(listener.locator("#mr-reviews .chip.verdict-approve")).to_contain_text(f"{name} approved")
+    listener_http.close()
+    listener.context.close()
+    assert listener_errors == []
+    page.locator("#mr-list li[data-number='1'] button.link").click()
+    expect(page.locator("#mr-reviews .chip.verdict-approve")).to_contain_text(f"{name} approved")
     page.click("#mr-merge")
     expect(page.locator("#mr-state")).to_have_text("merged")
     expect(page.locator("#mr-status")).to_contain_text("Merged")
@@ -506,5 +528,9 @@ def test_review_on_the_compare_waveforms(stack: Stack, browser: Browser, tmp_pat
     mr_comments = http.get(f"/api/vcs/comments/{repo}", params={"merge_request": mr["id"]}).json()["comments"]
     assert [c["stem"] for c in mr_comments] == ["lead"]
     shot("review-4-merged.png")
+    # On a phone the review stacks: nothing wider than the screen.
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.wait_for_function("() => document.documentElement.scrollWidth <= 390")
+    panel("review-5-phone.png")
     http.close()
     assert errors == []

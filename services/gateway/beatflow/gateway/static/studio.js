@@ -899,7 +899,7 @@ function startReview(review, withDiff) {
 
 // Play one stem's versions from this time (a comment's or a change's start).
 function seekCompare(stem, seconds) {
-  if (!state.compare) return;
+  if (!state.compare || !state.compare.diff.stems.some((s) => s.name === stem)) return; // a stem not compared here
   if (state.compare.stem !== stem) selectAbStem(stem, seconds);
   else ab.seek(seconds);
 }
