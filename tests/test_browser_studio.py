@@ -350,6 +350,7 @@ def _fractions(page: Page, slot: Any, region: Any) -> tuple[float, float]:
     return (inner["x"] - outer["x"]) / outer["width"], (inner["x"] + inner["width"] - outer["x"]) / outer["width"]
 
 
+@pytest.mark.slow
 def test_review_on_the_compare_waveforms(stack: Stack, browser: Browser, tmp_path: Path) -> None:
     """Two takes of a lead differing at 2 s..4 s: compare draws that span, a click comments there; the
     comment is listed, drawn, replied to and resolved; the branch goes through a merge request, which a
