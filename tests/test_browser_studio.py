@@ -318,3 +318,220 @@ def test_studio_at_phone_width(stack: Stack, browser: Browser) -> None:
     _shot(page, "studio-phone.png")
     http.close()
     assert errors == []
+
+
+def _takes(seconds: float = 6.0, rate: int = 16000) -> tuple[bytes, bytes, bytes]:
+    """A pulsing 220 Hz lead, the same lead with 2 s..4 s played at 1500 Hz (the known change), and a bass."""
+    import io
+
+    import numpy as np
+    import soundfile as sf
+
+    t = np.arange(int(seconds * rate)) / rate
+    pulse = (0.3 + 0.7 * np.abs(np.sin(2 * np.pi * t))) * (0.7 + 0.3 * np.sin(2 * np.pi * t / seconds))
+    lead = 0.3 * pulse * np.sin(2 * np.pi * 220 * t)
+    changed = lead.copy()
+    middle = slice(2 * rate, 4 * rate)
+    changed[middle] = 0.3 * pulse[middle] * np.sin(2 * np.pi * 1500 * t[middle])
+    bass = 0.3 * (0.4 + 0.6 * np.abs(np.sin(np.pi * t))) * np.sin(2 * np.pi * 110 * t)
+
+    def wav(x: Any) -> bytes:
+        buf = io.BytesIO()
+        sf.write(buf, np.stack([x, x], axis=1).astype(np.float32), rate, format="WAV", subtype="PCM_16")
+        return buf.getvalue()
+
+    return wav(lead), wav(changed), wav(bass)
+
+
+def _fractions(page: Page, slot: Any, region: Any) -> tuple[float, float]:
+    """Where a drawn region starts and ends, as fractions of its waveform's width."""
+    outer, inner = slot.bounding_box(), region.bounding_box()
+    assert outer is not None and inner is not None
+    return (inner["x"] - outer["x"]) / outer["width"], (inner["x"] + inner["width"] - outer["x"]) / outer["width"]
+
+
+@pytest.mark.slow
+def test_review_on_the_compare_waveforms(stack: Stack, browser: Browser, tmp_path: Path) -> None:
+    """Two takes of a lead differing at 2 s..4 s: compare draws that span, a click comments there; the
+    comment is listed, drawn, replied to and resolved; the branch goes through a merge request, which a
+    reader approves and the owner merges."""
+    shots = tmp_path / "shots"
+    shots.mkdir()
+
+    def shot(name: str, locator: Any = None) -> None:
+        path = shots / name
+        (locator or page).screenshot(path=str(path), **({} if locator else {"full_page": False}))
+        keep = Path("/tmp/review-shots")
+        keep.mkdir(exist_ok=True)
+        shutil.copy(path, keep / name)
+
+    def panel(name: str) -> None:
+        shot(name, page.locator("#compare-panel"))
+
+    page, errors = _open(browser, 1280, 800)
+    http = _sign_up(page, stack, "reviewer")
+    token = page.evaluate("localStorage.getItem('bf_token')")
+    seconds = 6.0
+    before, after, bass = (stack.upload(token, data)["blob_key"] for data in _takes(seconds))
+    repo = http.post("/api/repositories/create", json={"name": "review-song"}).json()["id"]
+    stems = [{"name": "lead", "blob_key": before}, {"name": "bass", "blob_key": bass}]
+    first = http.post(f"/api/vcs/commit/{repo}", json={"message": "first lead", "stems": stems}).json()
+    r = http.post(f"/api/repositories/{repo}/branches", json={"name": "brighter", "from_ref": first["id"]})
+    assert r.status_code == 201, r.text
+    r = http.post(
+        f"/api/vcs/commit/{repo}",
+        json={
+            "branch": "brighter",
+            "message": "brighter middle",
+            "stems": [{"name": "lead", "blob_key": after}],
+            "inherit_stems": True,
+        },
+    )
+    assert r.status_code == 201, r.text
+    second = r.json()
+
+    # Open the branch's commit and compare it with its parent: the sound diff runs as a task.
+    page.reload()
+    expect(page.locator("#studio")).to_be_visible()
+    page.select_option("#repo-select", repo)
+    page.select_option("#branch-select", "brighter")
+    expect(page.locator("#mixer-source")).to_contain_text(second["id"][:8])
+    page.click("#view-compare")
+    expect(page.locator("#compare-stems .compare-row")).to_have_count(2)
+    lead = page.locator(".compare-row[data-stem=lead]")
+    head_wave = lead.locator(".wave-slot").nth(1)
+    diff_region = head_wave.locator("[data-kind=diff]")
+    expect(diff_region).to_have_count(1)  # bounded by the expect timeout
+    expect(page.locator("#audio-diff-label")).to_contain_text("sound compared: 1 stem differ")
+    expect(lead.locator(".audio-summary .verdict")).to_have_text("1 changed region")
+    expect(lead.locator(".audio-summary")).to_contain_text("loudness")
+    expect(page.locator(".compare-row[data-stem=bass] .audio-summary .verdict")).to_have_text("identical audio")
+    expect(lead.locator(".wave-slot").nth(0).locator("[data-kind=diff]")).to_have_count(1)  # the base side too
+
+    # The region is drawn over the changed span (2 s..4 s of 6 s, within 100 ms).
+    start, end = _fractions(page, head_wave, diff_region)
+    tolerance = 0.1 / seconds + 0.01
+    assert abs(start - 2.0 / seconds) <= tolerance and abs(end - 4.0 / seconds) <= tolerance, (start, end)
+    shot("review-1-diff.png")
+    panel("review-1-compare-panel.png")
+
+    # Click the region: a form anchored to lead at that span; the comment is listed and drawn.
+    diff_region.click()
+    form = lead.locator(".comment-form")
+    expect(form).to_be_visible()
+    expect(form.locator(".anchor")).to_contain_text("lead")
+    form.locator("textarea").fill("The middle gets shrill here; can we soften the 1.5 kHz lead?")
+    form.locator("button[type=submit]").click()
+    thread = page.locator("#threads .thread")
+    expect(thread).to_have_count(1)
+    expect(thread).to_contain_text("soften the 1.5 kHz lead")
+    expect(thread.locator(".chip-button.comment")).to_contain_text("#1 lead")
+    expect(form).to_have_count(0)
+    comment_region = head_wave.locator("[data-kind=comment]")
+    expect(comment_region).to_have_count(1)
+    (saved,) = http.get(f"/api/vcs/comments/{repo}", params={"commit": second["id"]}).json()["comments"]
+    assert saved["stem"] == "lead" and saved["commit_id"] == second["id"]
+    assert abs(saved["start_s"] - 2.0) <= 0.1 and abs(saved["end_s"] - 4.0) <= 0.1, saved
+    c_start, c_end = _fractions(page, head_wave, comment_region)
+    assert abs(c_start - start) <= 0.01 and abs(c_end - end) <= 0.01, (c_start, c_end, start, end)
+
+    # Clicking the comment plays the stem from its time; a reply and resolve follow in the thread.
+    thread.locator(".chip-button.comment").click()
+    page.wait_for_function(
+        "s => window.studio.ab.tracks.length === 2 && Math.abs(window.studio.ab.position() - s) < 0.3",
+        arg=saved["start_s"],
+    )
+    thread.locator("input").fill("Agreed, a low-pass at 1 kHz.")
+    thread.locator("button", has_text="Reply").click()
+    expect(thread.locator(".reply")).to_contain_text("low-pass at 1 kHz")
+    shot("review-2-comment.png")
+    panel("review-2-compare-panel.png")
+    thread.locator("button", has_text="Resolve").click()
+    expect(page.locator("#threads .thread.resolved")).to_have_count(1)
+    expect(head_wave.locator("[data-kind=resolved]")).to_have_count(1)
+    comments = http.get(f"/api/vcs/comments/{repo}", params={"commit": second["id"]}).json()["comments"]
+    assert [c["resolved"] for c in comments if not c["parent_id"]] == [True] and len(comments) == 2
+
+    # Dragging across a head waveform selects a span to comment on; Cancel drops it.
+    bass_wave = page.locator(".compare-row[data-stem=bass] .wave-slot").nth(1)
+    box = bass_wave.bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + box["width"] / 6, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, steps=8)
+    page.mouse.up()
+    bass_form = page.locator(".compare-row[data-stem=bass] .comment-form")
+    expect(bass_form).to_be_visible()
+    span = page.evaluate("(() => { const s = window.studio.review().selection; return [s.start, s.end]; })()")
+    assert abs(span[0] - 1.0) <= 0.1 and abs(span[1] - 3.0) <= 0.1, span
+    bass_form.locator("button", has_text="Cancel").click()
+    expect(bass_form).to_have_count(0)
+    assert page.evaluate("window.studio.review().selection") is None
+
+    # Nothing in the compare panel is wider than its card at 1280 px.
+    overflowing = page.evaluate(
+        """(() => { const card = document.querySelector('#compare-panel').getBoundingClientRect();
+            return [...document.querySelectorAll('#compare-panel *')]
+              .filter(e => e.offsetParent !== null && e.getBoundingClientRect().right > card.right + 1)
+              .filter(e => !e.closest('.table-wrap'))
+              .map(e => e.id || e.className || e.tagName); })()"""
+    )
+    assert overflowing == []
+
+    # A merge request from the branch: its diff and comments in the same view; the owner merges it.
+    page.select_option("#branch-select", "main")
+    page.select_option("#mr-source", "brighter")
+    page.fill("#mr-new-title", "Brighter middle for the lead")
+    page.click("#mr-open")
+    expect(page.locator("#mr-bar")).to_be_visible()
+    expect(page.locator("#mr-title")).to_contain_text("Brighter middle for the lead")
+    expect(page.locator("#mr-state")).to_have_text("open")
+    expect(page.locator("#compare-stems .compare-row")).to_have_count(1)  # only what the request changes
+    expect(head_wave.locator("[data-kind=diff]")).to_have_count(1)
+    expect(page.locator("#mr-approve")).to_be_disabled()  # not on one's own request
+    expect(page.locator("#mr-merge")).to_be_visible()
+    mr_region = page.locator(".compare-row[data-stem=lead] .wave-slot").nth(1).locator("[data-kind=diff]")
+    mr_region.click()
+    page.locator(".compare-row[data-stem=lead] .comment-form textarea").fill("Ready to merge after this.")
+    page.locator(".compare-row[data-stem=lead] .comment-form button[type=submit]").click()
+    expect(page.locator("#threads .thread")).to_have_count(1)
+    shot("review-3-merge-request.png")
+    panel("review-3-compare-panel.png")
+
+    # A reader approves in their own studio (no merge button for them); the owner then sees it and merges.
+    listener, listener_errors = _open(browser, 1280, 800)
+    listener_http = _sign_up(listener, stack, "listener")
+    name = listener.evaluate("localStorage.getItem('bf_user')")
+    r = http.put(f"/api/repositories/{repo}/collaborators/{name}", json={"role": "read"})
+    assert r.status_code == 200, r.text
+    listener.reload()
+    listener.select_option("#repo-select", repo)
+    listener.locator("#mr-list li[data-number='1'] button.link").click()
+    expect(listener.locator("#mr-bar")).to_be_visible()
+    expect(listener.locator("#threads .thread")).to_contain_text("Ready to merge after this.")
+    expect(listener.locator("#mr-merge")).to_be_hidden()
+    listener.fill("#mr-review-body", "Sounds better.")
+    listener.click("#mr-approve")
+    expect(listener.locator("#mr-reviews .chip.verdict-approve")).to_contain_text(f"{name} approved")
+    listener_http.close()
+    listener.context.close()
+    assert listener_errors == []
+    page.locator("#mr-list li[data-number='1'] button.link").click()
+    expect(page.locator("#mr-reviews .chip.verdict-approve")).to_contain_text(f"{name} approved")
+    page.click("#mr-merge")
+    expect(page.locator("#mr-state")).to_have_text("merged")
+    expect(page.locator("#mr-status")).to_contain_text("Merged")
+    merged = _head(http, repo, "main")
+    assert _stem_blobs(merged)["lead"] == after
+    expect(page.locator("#graph .commit.selected")).to_have_attribute("data-commit", merged["id"])  # in view
+    (mr,) = http.get(f"/api/vcs/merge-requests/{repo}").json()["merge_requests"]
+    assert mr["state"] == "merged"
+    mr_comments = http.get(f"/api/vcs/comments/{repo}", params={"merge_request": mr["id"]}).json()["comments"]
+    assert [c["stem"] for c in mr_comments] == ["lead"]
+    shot("review-4-merged.png")
+    # On a phone the review stacks: nothing wider than the screen.
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.wait_for_function("() => document.documentElement.scrollWidth <= 390")
+    panel("review-5-phone.png")
+    http.close()
+    assert errors == []

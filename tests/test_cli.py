@@ -5,7 +5,8 @@ stem (exactly one blob uploaded), a clone elsewhere (byte-identical), two
 folders committing at once (the second is refused, then pulls and succeeds),
 a checkout of an old commit; files that are not audio are reported and never
 committed; wrong servers and tokens fail in one line; generation and
-separation follow progress and write files. Also the gateway's
+separation follow progress and write files; `diff --audio` prints the perceptual
+diff per stem (regions, gain, deltas). Also the gateway's
 ``POST /api/audio/exists`` the client asks before uploading.
 """
 
@@ -15,6 +16,7 @@ import filecmp
 import hashlib
 import json
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -266,3 +268,56 @@ def test_ctrl_c_cancels_the_task_on_the_server(stack: Stack, user_env: dict[str,
             status = http.get(f"/api/ai/tasks/{task_id}").json()["status"]
         assert status == "cancelled"
     assert not (tmp_path / "long.wav").exists()
+
+
+def _wav(x: Any, rate: int = 16000) -> bytes:
+    import io
+
+    import numpy as np
+
+    buf = io.BytesIO()
+    sf.write(buf, np.stack([x, x], axis=1).astype(np.float32), rate, format="WAV", subtype="PCM_16")
+    return buf.getvalue()
+
+
+def test_diff_audio_prints_regions_and_gain(user_env: dict[str, str], tmp_path: Path) -> None:
+    """A 2 s region replaced in one stem, another stem 3 dB louder: the perceptual diff says so, per stem."""
+    import numpy as np
+
+    env, rate = user_env, 16000
+    t = np.arange(6 * rate) / rate
+    lead = 0.3 * np.sin(2 * np.pi * 220 * t)
+    pad = 0.2 * np.sin(2 * np.pi * 330 * t)
+    folder = tmp_path / "song"
+    folder.mkdir()
+    bf(env, folder, "init", f"diffs{uuid.uuid4().hex[:6]}")
+    (folder / "lead.wav").write_bytes(_wav(lead))
+    (folder / "pad.wav").write_bytes(_wav(pad))
+    (folder / "bass.wav").write_bytes(tone_wav(6.0, freq=55.0))
+    first = bf_json(env, folder, "commit", "-m", "first takes")["commit"]
+    changed = lead.copy()
+    changed[2 * rate : 4 * rate] = 0.3 * np.sin(2 * np.pi * 1500 * t[: 2 * rate])
+    (folder / "lead.wav").write_bytes(_wav(changed))
+    (folder / "pad.wav").write_bytes(_wav(pad * 10 ** (3 / 20)))
+    second = bf_json(env, folder, "commit", "-m", "new lead, louder pad")["commit"]
+
+    assert "give BASE" in bf(env, folder, "diff", "--audio", expect=2).stderr
+    plain = bf(env, folder, "diff", first, second, "--audio", "--wait", "120")
+    assert "comparing audio" in plain.stderr and "100%" in plain.stderr  # progress over SSE, on stderr
+    lines = plain.stdout.splitlines()
+    assert "= bass: unchanged" in lines
+    pad_line = next(line for line in lines if line.startswith("~ pad:"))
+    gain = re.search(r"gain change ([+-][0-9.]+) dB", pad_line)
+    assert gain and abs(float(gain.group(1)) - 3.0) <= 0.2, pad_line
+    lead_at = lines.index("~ lead: 1 changed region")
+    span = re.match(r"\s+([0-9.]+) s - +([0-9.]+) s", lines[lead_at + 1])
+    assert span, lines[lead_at + 1]
+    assert abs(float(span.group(1)) - 2.0) <= 0.1 and abs(float(span.group(2)) - 4.0) <= 0.1, lines[lead_at + 1]
+    assert "loudness" in lines[lead_at + 2] and "LU" in lines[lead_at + 2] and "tempo" in lines[lead_at + 2]
+
+    out = bf_json(env, folder, "diff", first, second, "--audio")  # the same pair: the same (finished) task
+    audio = out["audio"]
+    assert audio["bass"]["status"] == "unchanged"
+    assert audio["pad"]["status"] == "gain_only" and abs(audio["pad"]["gain_db"] - 3.0) <= 0.2
+    (region,) = audio["lead"]["regions"]
+    assert abs(region["start_s"] - 2.0) <= 0.1 and abs(region["end_s"] - 4.0) <= 0.1

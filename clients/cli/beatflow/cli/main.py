@@ -360,10 +360,29 @@ def log(ref: str | None, max_count: int, as_json: bool) -> None:
 @cli.command()
 @click.argument("base", required=False)
 @click.argument("head", required=False)
+@click.option(
+    "--audio",
+    is_flag=True,
+    help="Also compare the sound of each stem on the server (a task): changed time regions, gain, deltas.",
+)
+@click.option(
+    "--wait",
+    "wait_s",
+    type=click.FloatRange(1, 3600),
+    default=300.0,
+    show_default=True,
+    help="With --audio: seconds to wait for the comparison (it goes on on the server after that).",
+)
 @json_option
-def diff(base: str | None, head: str | None, as_json: bool) -> None:
-    """Stems changed: none given, local files against the head; BASE alone, BASE against the head."""
+def diff(base: str | None, head: str | None, audio: bool, wait_s: float, as_json: bool) -> None:
+    """Stems changed: none given, local files against the head; BASE alone, BASE against the head.
+
+    With --audio (BASE needed), each stem's perceptual diff: where it sounds different (regions
+    in HEAD's time), a gain-only change in dB, and loudness, peak, tempo, key and duration deltas.
+    """
     folder, state, client = _in_folder()
+    if audio and base is None:
+        raise CliError("--audio compares two commits on the server: give BASE (and HEAD)", errors.USAGE)
     if base is None:
         st = folder.status(state)
         scan = folder.scan()
@@ -382,15 +401,65 @@ def diff(base: str | None, head: str | None, as_json: bool) -> None:
         head = head or state.head
         with client:
             result = client.get(f"/api/vcs/diff/{state.repo_id}", params={"base": base, "head": head})
+            if audio:
+                out = client.get(f"/api/vcs/audio-diff/{state.repo_id}", params={"base": base, "head": head})
+                task = tasks.follow(client, out["task"], "comparing audio", wait_s=wait_s)
+                result["audio"] = (task.get("result") or {}).get("stems", {})
     if as_json:
         ui.emit_json(result)
         return
     signs = {"added": "+", "removed": "-", "changed": "~"}
-    for s in result["stems"]:
-        if s["change"] in signs:
-            click.echo(f"{signs[s['change']]} {s['name']}")
+    if "audio" in result:
+        for name in sorted(result["audio"]):
+            for line in _audio_lines(name, result["audio"][name]):
+                click.echo(line)
+    else:
+        for s in result["stems"]:
+            if s["change"] in signs:
+                click.echo(f"{signs[s['change']]} {s['name']}")
     for m in result.get("metadata", []):
         click.echo(f"  {m['field']}: {m['base_value']} -> {m['head_value']}")
+
+
+def _signed(value: float, digits: int) -> str:
+    return f"{value:+.{digits}f}"
+
+
+def _audio_lines(name: str, d: dict[str, Any]) -> list[str]:
+    """One stem's perceptual diff as text: the verdict, its regions (HEAD's time), then the deltas."""
+    status = d.get("status", "")
+    if status == "unchanged":
+        return [f"= {name}: unchanged"]
+    if status in ("added", "removed"):
+        return [f"{'+' if status == 'added' else '-'} {name}: {status}"]
+    gain = float(d.get("gain_db") or 0.0)
+    if status == "gain_only":
+        head = f"~ {name}: gain change {_signed(gain, 1)} dB (no changed regions)"
+    else:
+        regions = d.get("regions") or []
+        head = f"~ {name}: {len(regions)} changed region{'s' if len(regions) != 1 else ''}"
+        if abs(gain) >= 0.05:
+            head += f", gain {_signed(gain, 1)} dB"
+    offset = float(d.get("offset_s") or 0.0)
+    if abs(offset) >= 0.001:
+        head += f", starts {abs(offset):.3f} s {'later' if offset > 0 else 'earlier'}"
+    lines = [head]
+    for r in d.get("regions") or []:
+        length = r["end_s"] - r["start_s"]
+        lines.append(f"    {r['start_s']:8.2f} s - {r['end_s']:8.2f} s  ({length:.2f} s, score {r['score']:.2f})")
+    summary = d.get("summary") or {}
+    if summary:
+        a, b = summary.get("from", {}), summary.get("to", {})
+        key_a = f"{a.get('key_tonic', '')} {a.get('key_mode', '')}".strip()
+        key_b = f"{b.get('key_tonic', '')} {b.get('key_mode', '')}".strip()
+        key = f"key {key_a} -> {key_b}" if summary.get("key_changed") else f"key {key_b or '?'} (same)"
+        lines.append(
+            f"    loudness {_signed(summary.get('loudness_delta_lu', 0.0), 1)} LU, "
+            f"peak {_signed(summary.get('peak_delta_db', 0.0), 1)} dB, "
+            f"tempo {_signed(summary.get('tempo_delta_bpm', 0.0), 1)} BPM, {key}, "
+            f"duration {_signed(summary.get('duration_delta_s', 0.0), 2)} s"
+        )
+    return lines
 
 
 @cli.command()

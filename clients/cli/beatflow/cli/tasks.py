@@ -34,18 +34,21 @@ def parse_sse(lines: Iterable[str]) -> Iterator[tuple[str, dict[str, Any]]]:
             name, data = "message", ""
 
 
-def follow(client: Client, task: dict[str, Any], label: str) -> dict[str, Any]:
+def follow(client: Client, task: dict[str, Any], label: str, *, wait_s: float | None = None) -> dict[str, Any]:
     """The task once finished, with a live progress bar; Ctrl-C cancels it on the server.
 
     A dropped event stream is resumed after the last event seen. A task that
-    did not succeed ends the command with the server's message.
+    did not succeed ends the command with the server's message. With ``wait_s``,
+    a task still running after that many seconds ends the command (exit 1) and
+    keeps running on the server.
     """
     task_id = task["task_id"]
     plain = not ui.err_is_terminal()  # logs and pipes get one line per stage change instead of a bar
     try:
         if plain:  # inside the try: from here on Ctrl-C cancels the task
             ui.info(f"{label}: task {task_id} {task['status']}")
-        final = _watch(client, task, label, plain)
+        deadline = time.monotonic() + wait_s if wait_s is not None else None
+        final = _watch(client, task, label, plain, deadline)
     except KeyboardInterrupt:
         try:
             client.post(f"/api/ai/tasks/{task_id}/cancel")
@@ -59,7 +62,24 @@ def follow(client: Client, task: dict[str, Any], label: str) -> dict[str, Any]:
     return final
 
 
-def _watch(client: Client, task: dict[str, Any], label: str, plain: bool) -> dict[str, Any]:
+def _until(lines: Iterable[str], deadline: float | None, task_id: str, label: str) -> Iterator[str]:
+    """The stream's lines (keep-alives included) until ``deadline``; then a one-line error."""
+    for line in lines:
+        if deadline is not None and time.monotonic() > deadline:
+            raise _timed_out(task_id, label)
+        yield line
+
+
+def _timed_out(task_id: str, label: str) -> CliError:
+    return CliError(
+        f"{label}: not finished in time; task {task_id} goes on on the server (`beatflow task {task_id}`)",
+        errors.FAILED,
+    )
+
+
+def _watch(
+    client: Client, task: dict[str, Any], label: str, plain: bool, deadline: float | None = None
+) -> dict[str, Any]:
     task_id = task["task_id"]
     last_id = ""
     last_line = ""
@@ -72,9 +92,9 @@ def _watch(client: Client, task: dict[str, Any], label: str, plain: bool) -> dic
                     "GET",
                     f"/api/ai/tasks/{task_id}/events",
                     params=params,
-                    timeout=client._httpx.Timeout(10.0, read=SSE_READ_TIMEOUT_S),
+                    timeout=client._httpx.Timeout(10.0, read=_read_timeout(deadline)),
                 ) as response:
-                    for name, data in parse_sse(response.iter_lines()):
+                    for name, data in parse_sse(_until(response.iter_lines(), deadline, task_id, label)):
                         if name == "error":
                             raise CliError(f"{label}: {data.get('detail', 'progress stream failed')}", errors.FAILED)
                         last_id = data.get("event_id") or last_id
@@ -91,8 +111,17 @@ def _watch(client: Client, task: dict[str, Any], label: str, plain: bool) -> dic
             current = client.get(f"/api/ai/tasks/{task_id}")
             if current["status"] in TERMINAL:
                 return dict(current)
+            if deadline is not None and time.monotonic() > deadline:
+                raise _timed_out(task_id, label)
             time.sleep(1.0)
     raise CliError(f"lost the progress stream of task {task_id}; `beatflow task {task_id}` to look again")
+
+
+def _read_timeout(deadline: float | None) -> float:
+    """A read never blocks past the deadline by more than a second (keep-alives come every 15 s)."""
+    if deadline is None:
+        return SSE_READ_TIMEOUT_S
+    return max(1.0, min(SSE_READ_TIMEOUT_S, deadline - time.monotonic() + 1.0))
 
 
 def output_paths(files: dict[str, Any], out: Path | None, default_stem: str) -> dict[str, Path]:

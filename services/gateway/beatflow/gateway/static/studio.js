@@ -2,6 +2,8 @@
 
 import { api, ApiError, downloadHref, enc, followTask, formatTime, idempotencyKey, session, shortId, when } from "./api.js";
 import { MixEngine, wavFromBuffer } from "./mixer.js";
+import { el } from "./dom.js";
+import { Review } from "./review.js";
 import { drawWaveform, playableWaveform } from "./waveform.js";
 
 const $ = (id) => document.getElementById(id);
@@ -16,7 +18,8 @@ const state = {
   refs: [], // branches and tags of the repository
   graph: null,
   view: null, // the commit in view (open in the mixer)
-  compare: null, // {a, b, diff, stem}
+  compare: null, // {a, b, diff, stem, review, mr}
+  mergeRequests: [], // of the repository, newest first
   conflicts: null, // {from, conflicts}
 };
 const mixer = new MixEngine();
@@ -26,23 +29,11 @@ let abSide = "A";
 let waveRows = []; // {name, view} of the mixer's waveforms
 let abWaves = [];
 // For scripts and tests that drive the page; compareWaveforms() gives each compare row's
-// wavesurfer instances ({stem, view: {ws}}), where regions (the vendored plugin) can be added.
-window.studio = { state, mixer, ab, mergeAb, compareWaveforms: () => abWaves };
+// wavesurfer instances ({stem, side: "A" | "B", view: {ws, duration}, regions}), regions being the
+// vendored regions plugin where the sound changes and the comments are drawn.
+window.studio = { state, mixer, ab, mergeAb, compareWaveforms: () => abWaves, review: () => state.compare && state.compare.review };
 
 // ---- small helpers -----------------------------------------------------------------
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (k === "class") node.className = v;
-    else if (k === "text") node.textContent = v;
-    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
-    else if (v === true) node.setAttribute(k, "");
-    else if (v !== false && v !== undefined && v !== null) node.setAttribute(k, v);
-  }
-  for (const c of children) if (c !== null && c !== undefined) node.append(c);
-  return node;
-}
 
 // Run an action for a control: the button is disabled meanwhile, and a failure is shown, in words,
 // in the panel where the user acted.
@@ -549,6 +540,8 @@ async function selectRepo(repoId) {
   if (!repoId) {
     renderGraph(null);
     $("merge-panel").hidden = true;
+    $("mr-panel").hidden = true;
+    leaveMergeRequest();
     $("compare-panel").hidden = true;
     return;
   }
@@ -581,6 +574,13 @@ async function refreshRepo() {
   for (const r of branches.refs) if (r.name !== state.branch) from.append(el("option", { value: r.name, text: r.name }));
   $("merge-run").disabled = !from.options.length;
   $("merge-panel").hidden = branches.refs.length < 2;
+  const proposal = $("mr-source");
+  proposal.innerHTML = "";
+  for (const r of branches.refs) if (r.name !== state.branch) proposal.append(el("option", { value: r.name, text: r.name }));
+  $("mr-into").textContent = state.branch;
+  $("mr-open").disabled = !proposal.options.length;
+  $("mr-panel").hidden = false;
+  loadMergeRequests().catch((err) => ($("mr-error").textContent = err.message));
   $("compare-panel").hidden = graph.nodes.length < 2;
   const tagList = $("tags");
   tagList.innerHTML = "";
@@ -866,15 +866,48 @@ async function runCompare() {
       getCommit(a),
       getCommit(b),
     ]);
-    state.compare = { a: commitA, b: commitB, diff, stem: null };
+    leaveMergeRequest();
+    const review = newReview({ commit_id: commitB.id }, `/api/vcs/audio-diff/${state.repo.id}?base=${enc(commitA.id)}&head=${enc(commitB.id)}`);
+    state.compare = { a: commitA, b: commitB, diff, stem: null, review, mr: null };
     renderCompare();
+    startReview(review, true);
   });
+}
+
+// The review of the comparison on screen: the sound diff task and the comments of the newer side.
+function newReview(target, diffPath) {
+  if (state.compare && state.compare.review) state.compare.review.close();
+  return new Review({
+    repoId: state.repo.id,
+    target,
+    diffPath,
+    els: { root: $("compare-stems"), progress: $("audio-diff-progress"), label: $("audio-diff-label"), threads: $("threads"), count: $("threads-count"), error: $("compare-error") },
+    seek: (stem, t) => seekCompare(stem, t),
+    canResolve: (c) => {
+      const role = state.repo && state.repo.role;
+      const mr = state.compare && state.compare.mr;
+      return c.author_username === session.username || role === "write" || role === "owner" || Boolean(mr && mr.author_username === session.username);
+    },
+  });
+}
+
+function startReview(review, withDiff) {
+  $("audio-diff-label").textContent = "";
+  if (withDiff) review.runDiff();
+  review.loadComments().catch((err) => ($("compare-error").textContent = err.message));
+}
+
+// Play one stem's versions from this time (a comment's or a change's start).
+function seekCompare(stem, seconds) {
+  if (!state.compare || !state.compare.diff.stems.some((s) => s.name === stem)) return; // a stem not compared here
+  if (state.compare.stem !== stem) selectAbStem(stem, seconds);
+  else ab.seek(seconds);
 }
 
 // One row per stem: A and B side by side. Each row carries data-stem and an .annotations slot,
 // where comments and perceptual-diff regions can be attached.
 function renderCompare() {
-  const { a, b, diff } = state.compare;
+  const { a, b, diff, review } = state.compare;
   $("compare-view").hidden = false;
   const stemsA = Object.fromEntries(a.stems.map((s) => [s.name, s]));
   const stemsB = Object.fromEntries(b.stems.map((s) => [s.name, s]));
@@ -896,11 +929,19 @@ function renderCompare() {
     );
     box.append(row);
     pick.addEventListener("click", () => selectAbStem(s.name));
-    for (const [cell, stem] of [[cellA, stemsA[s.name]], [cellB, stemsB[s.name]]]) {
+    for (const [side, cell, stem] of [["A", cellA, stemsA[s.name]], ["B", cellB, stemsB[s.name]]]) {
       if (stem) {
-        drawWaveform(cell, stem.blob_key, { height: 48, onSeek: (t) => { if (state.compare.stem !== s.name) selectAbStem(s.name, t); else ab.seek(t); } })
-          .then((view) => abWaves.push({ stem: s.name, view }))
-          .catch(() => (cell.textContent = "waveform unavailable"));
+        drawWaveform(cell, stem.blob_key, { height: 56, dragToSeek: false, onSeek: (t) => seekCompare(s.name, t) })
+          .then((view) => {
+            if (!state.compare || state.compare.review !== review) return; // a newer comparison replaced this one
+            const wave = { stem: s.name, side, view, regions: null };
+            abWaves.push(wave);
+            if (review) wave.regions = review.attach(s.name, side, view).regions;
+          })
+          .catch((err) => {
+            cell.textContent = "waveform unavailable";
+            console.warn(err);
+          });
       } else {
         cell.append(el("span", { class: "absent", text: "— not in this commit —" }));
       }
@@ -1063,6 +1104,175 @@ async function listenConflict(conflict, which) {
   if (already) mergeAb.pause();
   else if (!mergeAb.playing) await mergeAb.play();
 }
+
+// ---- merge requests: propose, review with the sound diff and comments, merge ---------------------------
+
+async function loadMergeRequests() {
+  if (!state.repo) return;
+  const out = await api("GET", `/api/vcs/merge-requests/${state.repo.id}?page_size=20`);
+  state.mergeRequests = out.merge_requests;
+  const list = $("mr-list");
+  list.innerHTML = "";
+  for (const m of out.merge_requests) {
+    const verdicts = m.reviews.filter((r) => r.current);
+    const approvals = verdicts.filter((r) => r.verdict === "approve").length;
+    const changes = verdicts.filter((r) => r.verdict === "request_changes").length;
+    const bits = [`${m.source_branch} → ${m.target_branch}`, m.author_username];
+    if (approvals) bits.push(`${approvals} approved`);
+    if (changes) bits.push(`${changes} asked for changes`);
+    list.append(
+      el(
+        "li",
+        { class: "mr-item", "data-number": m.number },
+        el("button", { type: "button", class: "link", onclick: () => act("mr-error", () => openMergeRequest(m.number)) }, el("span", { class: "mr-number", text: `#${m.number}` }), el("span", { class: "mr-name", text: m.title })),
+        el("span", { class: `badge state-${m.state}`, text: m.state }),
+        el("span", { class: "hint mr-bits", text: bits.join(" · ") }),
+      ),
+    );
+  }
+  if (!out.merge_requests.length) list.append(el("li", { class: "hint", text: "No merge requests yet: propose a branch below." }));
+}
+
+$("mr-open").addEventListener("click", (e) =>
+  act(
+    "mr-error",
+    async () => {
+      requireRepo();
+      const source = $("mr-source").value;
+      if (!source) throw new ApiError(400, { detail: "create a branch to propose first" });
+      const title = $("mr-new-title").value.trim() || `Merge ${source} into ${state.branch}`;
+      const m = await api("POST", `/api/vcs/merge-requests/${state.repo.id}`, { source_branch: source, target_branch: state.branch, title });
+      $("mr-new-title").value = "";
+      await loadMergeRequests();
+      await openMergeRequest(m.number);
+    },
+    e.target,
+  ),
+);
+
+// A request in the compare panel: what it changes since the merge base (A) against its proposed
+// head (B), the sound diff of those stems, its comments, reviews, and the merge for writers.
+async function openMergeRequest(number) {
+  requireRepo();
+  const m = await api("GET", `/api/vcs/merge-requests/${state.repo.id}/${number}`);
+  const ev = m.evaluation;
+  const changes = ev ? ev.changes : [];
+  const side = (id, message, key) => ({
+    id,
+    message,
+    stems: changes.filter((c) => c[key]).map((c) => ({ name: c.name, blob_key: c[key], download_url: stemUrl(c[key]) })),
+  });
+  const base = ev && ev.merge_bases.length ? ev.merge_bases[0] : m.target_head;
+  const review = newReview({ merge_request: m.id }, `/api/vcs/merge-requests/${state.repo.id}/${m.number}/audio-diff`);
+  state.compare = {
+    a: side(base, `${m.target_branch} (merge base)`, "base_blob"),
+    b: side(m.source_head, `${m.source_branch} (proposed)`, "head_blob"),
+    diff: { stems: changes, metadata: [] },
+    stem: null,
+    review,
+    mr: m,
+  };
+  $("compare-panel").hidden = false;
+  $("compare-pickers").hidden = true;
+  $("compare-title").textContent = "Merge request";
+  $("mr-status").textContent = "";
+  renderMergeRequest(m);
+  renderCompare();
+  if (!changes.length) $("compare-stems").append(el("p", { class: "hint", text: m.state === "open" ? "This request changes no stem." : `This request is ${m.state}.` }));
+  startReview(review, Boolean(changes.length && m.state === "open"));
+  $("compare-panel").scrollIntoView({ behavior: "smooth", block: "start" });
+}
+
+function renderMergeRequest(m) {
+  $("mr-bar").hidden = false;
+  $("mr-title").textContent = `#${m.number} ${m.title}`;
+  const stateBadge = $("mr-state");
+  stateBadge.textContent = m.state;
+  stateBadge.className = `badge state-${m.state}`;
+  const from = m.source_repo_id && m.source_repo_id !== m.target_repo_id ? `a fork's ${m.source_branch}` : m.source_branch;
+  $("mr-meta").textContent = `${m.author_username} proposes ${from} → ${m.target_branch} · opened ${when(m.created_at)}` + (m.merge_commit_id ? ` · merged as ${shortId(m.merge_commit_id)}` : "");
+  $("mr-description").textContent = m.description;
+  $("mr-description").hidden = !m.description;
+  const reviews = $("mr-reviews");
+  reviews.innerHTML = "";
+  const words = { approve: "approved", request_changes: "requested changes", comment: "commented" };
+  for (const r of m.reviews) {
+    reviews.append(el("li", { class: `chip verdict-${r.verdict}` + (r.current ? "" : " outdated"), title: r.body || "", text: `${r.reviewer_username} ${words[r.verdict] || r.verdict}` + (r.current ? "" : " (earlier head)") }));
+  }
+  if (!m.reviews.length) reviews.append(el("li", { class: "hint", text: "no reviews yet" }));
+  const conflicts = m.evaluation ? m.evaluation.conflicts : [];
+  $("mr-conflicts").hidden = !conflicts.length;
+  $("mr-conflicts").textContent = conflicts.length ? `Changed on both sides: ${conflicts.map((c) => c.name).join(", ")}. Merging keeps the proposed version of these stems.` : "";
+  const open = m.state === "open";
+  const writer = state.repo && (state.repo.role === "write" || state.repo.role === "owner");
+  $("mr-actions").hidden = !open;
+  const own = m.author_username === session.username;
+  $("mr-approve").disabled = own;
+  $("mr-request-changes").disabled = own;
+  $("mr-approve").title = own ? "You cannot review your own request" : "";
+  $("mr-request-changes").title = $("mr-approve").title;
+  if (own && open) $("mr-status").textContent = "Your request: collaborators approve it or ask for changes here.";
+  $("mr-merge").hidden = !writer;
+  $("mr-merge").textContent = `Merge into ${m.target_branch}`;
+}
+
+function leaveMergeRequest() {
+  $("mr-bar").hidden = true;
+  $("compare-pickers").hidden = false;
+  $("compare-title").textContent = "Compare";
+  $("mr-status").textContent = "";
+  if (state.compare && state.compare.mr) {
+    if (state.compare.review) state.compare.review.close();
+    state.compare = null;
+    ab.clear();
+    $("compare-view").hidden = true;
+  }
+}
+$("mr-leave").addEventListener("click", () => {
+  leaveMergeRequest();
+  $("compare-panel").hidden = !state.graph || state.graph.nodes.length < 2;
+});
+
+async function reviewMergeRequest(verdict) {
+  const m = state.compare && state.compare.mr;
+  if (!m) return;
+  const updated = await api("POST", `/api/vcs/merge-requests/${state.repo.id}/${m.number}/reviews`, { verdict, body: $("mr-review-body").value.trim() });
+  $("mr-review-body").value = "";
+  state.compare.mr = updated;
+  renderMergeRequest(updated);
+  $("mr-status").textContent = verdict === "approve" ? "You approved this request." : "You asked for changes.";
+  await loadMergeRequests();
+}
+$("mr-approve").addEventListener("click", (e) => act("compare-error", () => reviewMergeRequest("approve"), e.target));
+$("mr-request-changes").addEventListener("click", (e) => act("compare-error", () => reviewMergeRequest("request_changes"), e.target));
+$("mr-merge").addEventListener("click", (e) =>
+  act(
+    "compare-error",
+    async () => {
+      const m = state.compare && state.compare.mr;
+      if (!m) return;
+      const conflicts = m.evaluation ? m.evaluation.conflicts : [];
+      const body = conflicts.length ? { strategy: "theirs" } : {};
+      let out;
+      try {
+        out = await api("POST", `/api/vcs/merge-requests/${state.repo.id}/${m.number}/merge`, body);
+      } catch (err) {
+        if (err instanceof ApiError && err.status === 409 && err.body.request) {
+          state.compare.mr = err.body.request;
+          renderMergeRequest(err.body.request);
+        }
+        throw err;
+      }
+      state.compare.mr = out.request;
+      renderMergeRequest(out.request);
+      $("mr-status").textContent = out.merge && out.merge.commit ? `Merged as ${shortId(out.merge.commit.id)}.` : "Merged.";
+      await refreshRepo();
+      const head = state.branch === out.request.target_branch ? branchHead(state.branch) : "";
+      if (head) await viewCommit(await getCommit(head)); // the merged result, in the mixer and the history
+    },
+    e.target,
+  ),
+);
 
 // ---- blame -----------------------------------------------------------------------------
 

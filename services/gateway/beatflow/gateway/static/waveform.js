@@ -35,7 +35,7 @@ function toChannels(peaks) {
 
 // A waveform without its own playback (the mixer plays; the waveform shows and seeks).
 // onSeek(seconds) is called when the user clicks or drags on it.
-export async function drawWaveform(container, blobKey, { height = 56, onSeek, color } = {}) {
+export async function drawWaveform(container, blobKey, { height = 56, onSeek, color, dragToSeek = true } = {}) {
   const peaks = await fetchPeaks(blobKey);
   container.classList.add("waveform");
   container.dataset.blob = blobKey;
@@ -49,7 +49,7 @@ export async function drawWaveform(container, blobKey, { height = 56, onSeek, co
     peaks: toChannels(peaks),
     duration: peaks.duration_s,
     interact: true,
-    dragToSeek: true,
+    dragToSeek, // off where a drag selects a time range instead
     normalize: true, // quiet stems still show their shape; loudness is for the ears
     cspNonce: NONCE,
   });
