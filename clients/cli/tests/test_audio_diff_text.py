@@ -41,6 +41,9 @@ def test_each_verdict_in_words() -> None:
     assert lines[1].split() == ["2.00", "s", "-", "4.25", "s", "(2.25", "s,", "score", "0.50)"]
     assert lines[2].split()[:2] == ["10.00", "s"]
     assert lines[3] == ("    loudness +1.2 LU, peak -0.5 dB, tempo +0.0 BPM, key A minor -> C major, duration +0.25 s")
+    unclear = {**SUMMARY, "tempo_delta_bpm": None, "tempo_reliable": False, "key_reliable": False}
+    [_head, summary] = _audio_lines("pad", {"status": "changed", "regions": [], "summary": unclear})
+    assert summary == "    loudness +1.2 LU, peak -0.5 dB, tempo unclear, key unclear, duration +0.25 s"
 
 
 def test_a_progress_stream_past_its_deadline_stops_with_the_task_id() -> None:

@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 
 from beatflow.separator import audiodiff
-from beatflow.separator.testsignals import encode, music_like
+from beatflow.separator.testsignals import click_track, encode, music_like
 from beatflow.v1 import jobs_pb2, separator_pb2
 
 SR = 44100
@@ -143,3 +143,16 @@ async def test_diff_job_refuses_bad_pairs(client) -> None:  # type: ignore[no-un
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await client.separator.SubmitAudioDiff(separator_pb2.AudioDiffRequest(stems=stems))
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_tempo_delta_only_where_both_sides_have_a_beat(tmp_path: Path) -> None:
+    """Clicks at 100 then 120 BPM: +20 BPM. Two steady tones: no beat, so no tempo delta at all."""
+    slow, fast = (np.stack([click_track(bpm, 8.0, SR, seed=bpm)] * 2, 1).astype(np.float32) for bpm in (100, 120))
+    clicks = audiodiff.diff_files(_write(tmp_path / "a.wav", slow), _write(tmp_path / "b.wav", fast))
+    assert clicks.summary["tempo_reliable"] and clicks.summary["tempo_delta_bpm"] == pytest.approx(20, abs=2)
+    t = np.arange(int(8.0 * SR)) / SR
+    tones = [np.stack([0.3 * np.sin(2 * np.pi * f * t)] * 2, 1).astype(np.float32) for f in (440.0, 660.0)]
+    steady = audiodiff.diff_files(_write(tmp_path / "c.wav", tones[0]), _write(tmp_path / "d.wav", tones[1]))
+    assert steady.status == "changed"
+    assert steady.summary["tempo_reliable"] is False and steady.summary["tempo_delta_bpm"] is None
+    json.dumps(steady.summary)

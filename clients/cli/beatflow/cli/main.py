@@ -452,11 +452,18 @@ def _audio_lines(name: str, d: dict[str, Any]) -> list[str]:
         a, b = summary.get("from", {}), summary.get("to", {})
         key_a = f"{a.get('key_tonic', '')} {a.get('key_mode', '')}".strip()
         key_b = f"{b.get('key_tonic', '')} {b.get('key_mode', '')}".strip()
-        key = f"key {key_a} -> {key_b}" if summary.get("key_changed") else f"key {key_b or '?'} (same)"
+        if summary.get("key_reliable") is False:
+            key = "key unclear"
+        elif summary.get("key_changed"):
+            key = f"key {key_a} -> {key_b}"
+        else:
+            key = f"key {key_b or '?'} (same)"
+        tempo_delta = summary.get("tempo_delta_bpm", 0.0)
+        tempo = "tempo unclear" if tempo_delta is None else f"tempo {_signed(tempo_delta, 1)} BPM"
         lines.append(
             f"    loudness {_signed(summary.get('loudness_delta_lu', 0.0), 1)} LU, "
             f"peak {_signed(summary.get('peak_delta_db', 0.0), 1)} dB, "
-            f"tempo {_signed(summary.get('tempo_delta_bpm', 0.0), 1)} BPM, {key}, "
+            f"{tempo}, {key}, "
             f"duration {_signed(summary.get('duration_delta_s', 0.0), 2)} s"
         )
     return lines

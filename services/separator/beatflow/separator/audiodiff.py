@@ -18,7 +18,10 @@ Both files are decoded block by block to mono at 22.05 kHz and turned into log-m
   (gaps under ``MERGE_GAP_S`` merged), in the ``to`` take's timeline (``from`` time =
   ``to`` time - ``offset_s``), plus the part of the longer take the other one lacks.
 * **Summary:** loudness (LUFS), peak, tempo, key and duration of both sides come from
-  :func:`beatflow.separator.analysis.analyze_file`.
+  :func:`beatflow.separator.analysis.analyze_file`. A tempo or key delta is stated only where
+  both sides' estimates are confident (``RELIABLE_CONFIDENCE``): a sustained tone has no beat,
+  and a drum loop no key, so ``tempo_delta_bpm`` is then null and ``key_changed`` false, with
+  ``tempo_reliable`` / ``key_reliable`` saying so.
 """
 
 from __future__ import annotations
@@ -36,8 +39,9 @@ import soxr
 from beatflow.separator import analysis
 from beatflow.separator.audio_stream import iter_blocks, open_audio
 
-VERSION = 1  # bump when the algorithm changes: cached results are keyed by it
+VERSION = 2  # bump when the algorithm changes: cached results are keyed by it
 SR = 22050
+RELIABLE_CONFIDENCE = 0.3  # tempo/key confidence under which a delta would be noise (see analysis tests)
 N_FFT = 2048
 HOP = 512
 N_MELS = 64
@@ -256,13 +260,17 @@ def _curve_bins(curve_frames: np.ndarray) -> list[float]:
 def _summary(path_a: Path, path_b: Path, max_duration_s: float | None) -> dict[str, Any]:
     a = analysis.analyze_file(path_a, max_duration_s=max_duration_s)
     b = analysis.analyze_file(path_b, max_duration_s=max_duration_s)
+    tempo_reliable = min(a.bpm_confidence, b.bpm_confidence) >= RELIABLE_CONFIDENCE
+    key_reliable = min(a.key_confidence, b.key_confidence) >= RELIABLE_CONFIDENCE
     return {
         "from": a.to_dict(),
         "to": b.to_dict(),
         "loudness_delta_lu": round(b.loudness_lufs - a.loudness_lufs, 2),
         "peak_delta_db": round(b.peak_dbfs - a.peak_dbfs, 2),
-        "tempo_delta_bpm": round(b.bpm - a.bpm, 2),
-        "key_changed": (a.key_tonic, a.key_mode) != (b.key_tonic, b.key_mode),
+        "tempo_reliable": tempo_reliable,
+        "tempo_delta_bpm": round(b.bpm - a.bpm, 2) if tempo_reliable else None,
+        "key_reliable": key_reliable,
+        "key_changed": key_reliable and (a.key_tonic, a.key_mode) != (b.key_tonic, b.key_mode),
         "duration_delta_s": round(b.duration_s - a.duration_s, 3),
     }
 

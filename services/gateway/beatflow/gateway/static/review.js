@@ -51,8 +51,8 @@ export function deltas(summary) {
   return [
     `loudness ${signed(summary.loudness_delta_lu, 1)} LU`,
     `peak ${signed(summary.peak_delta_db, 1)} dB`,
-    `tempo ${signed(summary.tempo_delta_bpm, 1)} BPM`,
-    summary.key_changed ? `key ${key(a)} → ${key(b)}` : `key ${key(b)}`,
+    summary.tempo_delta_bpm == null ? "tempo unclear" : `tempo ${signed(summary.tempo_delta_bpm, 1)} BPM`,
+    summary.key_reliable === false ? "key unclear" : summary.key_changed ? `key ${key(a)} → ${key(b)}` : `key ${key(b)}`,
     `duration ${signed(summary.duration_delta_s, 2)} s`,
   ];
 }
