@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from pydantic import ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from beatflow.common.settings import CommonSettings
 from beatflow.gateway.tokens import check_secret
@@ -33,6 +33,9 @@ class GatewaySettings(CommonSettings):
     # (ISO date-time or epoch seconds; unset: until they expire).
     token_previous_secret: str = ""
     token_previous_secret_until: dt.datetime | None = None
+    # How long a replica trusts a user's token version it read from Redis: a sign-out
+    # through another replica is honoured here within this many seconds (0: every request reads it).
+    token_check_cache_s: float = Field(1.0, ge=0.0, le=60.0)
 
     # Argon2id cost (RFC 9106 low-memory profile); old hashes keep their own.
     argon2_time_cost: int = 3

@@ -41,12 +41,13 @@ class GatewayState:
         return self.settings.rpc_timeout_s
 
 
-def get_state(request: Request) -> GatewayState:
+async def get_state(request: Request) -> GatewayState:
+    # async: FastAPI runs a plain ``def`` dependency in its thread pool, a thread hand-off per request
     state: GatewayState = request.app.state.gateway
     return state
 
 
-def ws_state(websocket: WebSocket) -> GatewayState:
+async def ws_state(websocket: WebSocket) -> GatewayState:
     state: GatewayState = websocket.app.state.gateway
     return state
 
