@@ -76,10 +76,11 @@ async def _principal(state: GatewayState, token: str | None) -> Principal:
 
 
 async def current_user(
-    state: Annotated[GatewayState, Depends(get_state)],
+    request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    return await _principal(state, credentials.credentials if credentials else None)
+    # the state straight from the request, not as a sub-dependency: each one costs every request
+    return await _principal(request.app.state.gateway, credentials.credentials if credentials else None)
 
 
 async def current_user_or_query_token(
