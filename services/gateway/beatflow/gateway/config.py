@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Annotated
 
 from pydantic import Field, ValidationInfo, field_validator
 
@@ -35,7 +36,7 @@ class GatewaySettings(CommonSettings):
     token_previous_secret_until: dt.datetime | None = None
     # How long a replica trusts a user's token version it read from Redis: a sign-out
     # through another replica is honoured here within this many seconds (0: every request reads it).
-    token_check_cache_s: float = Field(1.0, ge=0.0, le=60.0)
+    token_check_cache_s: Annotated[float, Field(ge=0.0, le=60.0)] = 1.0
 
     # Argon2id cost (RFC 9106 low-memory profile); old hashes keep their own.
     argon2_time_cost: int = 3
