@@ -4,8 +4,10 @@ Starts the embedded stack's pieces (real PostgreSQL, an S3 server, Redis, vcs,
 generator with the ``tiny`` model, and the gateway as child processes, through
 ``tests/stack_fixtures.run_stack``), makes one finished generation task and a
 repository with a few commits, then drives, from a separate load process of
-raw keep-alive HTTP/1.1 connections (cheap per request, so the client is not
-what is measured):
+raw keep-alive HTTP/1.1 connections on asyncio (uvloop when installed): each
+client writes a prepared request and reads the head and Content-Length body,
+with no HTTP library in between, so the client costs the shared CPUs far less
+than the server it loads (an httpx client costs several times more per request):
 
 * ``GET /api/ai/tasks/{id}`` — task status (gateway -> Jobs.GetJob -> Redis);
 * ``GET /api/vcs/history/{repo}`` — history (gateway -> vcs -> PostgreSQL);
@@ -14,9 +16,14 @@ what is measured):
 * ``Jobs.GetJob`` called on the generator directly over gRPC (no gateway): how
   much of the status figure the backend behind the gateway allows.
 
-Every response must be 200, or the run fails. Prints a table and writes JSON.
+Every response must be 200, or the run fails. Besides requests/second and
+latency, the table gives the CPU time each request cost the serving process
+(the gateway, or the trivial app) and the stack behind it (vcs, generator and
+Redis), read from /proc around each measurement: on a busy machine these
+per-request costs move far less than the rates do. Prints a table and writes JSON.
 
     python bench/gateway.py [--clients 64] [--seconds 5] [--repeat 2]
+    python bench/gateway.py --clients 32 --seconds 2 --repeat 1   # quick look
 """
 
 from __future__ import annotations
@@ -41,6 +48,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # bench/ holds a queue.py that would shadow the standard library's: keep it off the path.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 sys.path.insert(0, str(ROOT))
+import queue  # noqa: E402  (the standard library's, now that bench/ is off the path)
+
 from beatflow.common import localservers  # noqa: E402
 from tests.stack_fixtures import run_stack, tone_wav  # noqa: E402
 
@@ -145,32 +154,64 @@ async def _grpc_load(addr: str, job_id: str, clients: int, seconds: float) -> di
 
 
 def _load_process(args: tuple[Any, ...], out: Any) -> None:
+    try:
+        import uvloop
+
+        run: Any = uvloop.run
+    except ImportError:
+        run = asyncio.run
     if args[0] == "grpc":
-        out.put(asyncio.run(_grpc_load(*args[1:])))
+        out.put(run(_grpc_load(*args[1:])))
     else:
-        out.put(asyncio.run(_load(*args)))
+        out.put(run(_load(*args)))
 
 
-def measure_grpc(addr: str, job_id: str, clients: int, seconds: float) -> dict[str, Any]:
+def _cpu_s(pids: list[int]) -> float | None:
+    """User + system CPU seconds the processes used so far (Linux /proc; None elsewhere)."""
+    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
+def _run_load(args: tuple[Any, ...], seconds: float, server: list[int], behind: list[int]) -> dict[str, Any]:
+    """Run the load from its own process (its CPU is not the server's); add the servers' CPU per request."""
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
-    proc = ctx.Process(target=_load_process, args=(("grpc", addr, job_id, clients, seconds), out))
+    proc = ctx.Process(target=_load_process, args=(args, out))
+    before = (_cpu_s(server), _cpu_s(behind))
     proc.start()
-    result: dict[str, Any] = out.get(timeout=seconds + 120)
+    deadline = time.monotonic() + seconds + 120
+    while True:
+        try:
+            result: dict[str, Any] = out.get(timeout=1)
+            break
+        except queue.Empty:
+            if not proc.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"the load process ended without figures (exit code {proc.exitcode})") from None
+    after = (_cpu_s(server), _cpu_s(behind))
     proc.join(30)
+    for key, b, a in (("server_cpu_ms", before[0], after[0]), ("behind_cpu_ms", before[1], after[1])):
+        ok = b is not None and a is not None and result["requests"] and (server if key[0] == "s" else behind)
+        result[key] = round((a - b) * 1000 / result["requests"], 3) if ok else None  # type: ignore[operator]
     return result
 
 
-def measure(url: str, path: str, token: str, clients: int, seconds: float) -> dict[str, Any]:
-    """Run the load from its own process (its CPU is not the server's) and return its figures."""
+def measure_grpc(addr: str, job_id: str, clients: int, seconds: float, behind: list[int]) -> dict[str, Any]:
+    return _run_load(("grpc", addr, job_id, clients, seconds), seconds, [], behind)
+
+
+def measure(
+    url: str, path: str, token: str, clients: int, seconds: float, server: list[int], behind: list[int]
+) -> dict[str, Any]:
     host, port = url.removeprefix("http://").split(":")
     headers = f"Authorization: Bearer {token}\r\n" if token else ""
-    ctx = mp.get_context("spawn")
-    out = ctx.Queue()
-    proc = ctx.Process(target=_load_process, args=((host, int(port), path, headers, clients, seconds), out))
-    proc.start()
-    result: dict[str, Any] = out.get(timeout=seconds + 120)
-    proc.join(30)
+    result = _run_load((host, int(port), path, headers, clients, seconds), seconds, server, behind)
     if result["errors"]:
         raise RuntimeError(f"{path}: {result['errors']} responses were not 200")
     return result
@@ -225,17 +266,20 @@ def main() -> None:
             with run_stack(servers, root, backends=("vcs", "generator"), extra_env=extra) as stack:
                 token, task_id, repo_id = setup(stack)
                 trivial_url = f"http://127.0.0.1:{trivial_port}"
+                pids = {p.name: p.proc.pid for p in stack.procs}
+                redis_pid = [stack.redis.proc.pid] if stack.redis is not None else []
+                gateway = [pids["gateway"]]
+                behind = [pids["vcs"], pids["generator"], *redis_pid]
+                n, secs = args.clients, args.seconds
                 for _ in range(args.repeat):
-                    rows["trivial FastAPI"].append(measure(trivial_url, "/", "", args.clients, args.seconds))
+                    rows["trivial FastAPI"].append(measure(trivial_url, "/", "", n, secs, [trivial.pid], []))
                     rows["task status"].append(
-                        measure(stack.base_url, f"/api/ai/tasks/{task_id}", token, args.clients, args.seconds)
+                        measure(stack.base_url, f"/api/ai/tasks/{task_id}", token, n, secs, gateway, behind)
                     )
                     rows["history"].append(
-                        measure(stack.base_url, f"/api/vcs/history/{repo_id}", token, args.clients, args.seconds)
+                        measure(stack.base_url, f"/api/vcs/history/{repo_id}", token, n, secs, gateway, behind)
                     )
-                    rows["GetJob (gRPC)"].append(
-                        measure_grpc(stack.addrs["generator"], task_id, args.clients, args.seconds)
-                    )
+                    rows["GetJob (gRPC)"].append(measure_grpc(stack.addrs["generator"], task_id, n, secs, behind))
                     print("  round:", {k: v[-1]["rps"] for k, v in rows.items()}, file=sys.stderr)
         finally:
             trivial.terminate()
@@ -246,11 +290,19 @@ def main() -> None:
     best = {name: max(runs, key=lambda r: r["rps"]) for name, runs in rows.items()}
     ceiling = best["trivial FastAPI"]["rps"]
     print(f"\ngateway reads, {args.clients} concurrent keep-alive clients, {os.cpu_count()} CPUs")
-    print(f"{'endpoint':<16} {'req/s':>9} {'of ceiling':>11} {'p50 ms':>8} {'p99 ms':>8}   all rounds req/s")
+    print(
+        f"{'endpoint':<16} {'req/s':>9} {'of ceiling':>11} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'server CPU':>11} {'behind CPU':>11}   all rounds req/s"
+    )
     for name, row in best.items():
         share = f"{row['rps'] / ceiling:.0%}" if ceiling else "-"
         rounds = [r["rps"] for r in rows[name]]
-        print(f"{name:<16} {row['rps']:>9.1f} {share:>11} {row['p50_ms']:>8} {row['p99_ms']:>8}   {rounds}")
+        cpu = [f"{row[k]:.3f} ms" if row.get(k) is not None else "-" for k in ("server_cpu_ms", "behind_cpu_ms")]
+        print(
+            f"{name:<16} {row['rps']:>9.1f} {share:>11} {row['p50_ms']:>8} {row['p99_ms']:>8} "
+            f"{cpu[0]:>11} {cpu[1]:>11}   {rounds}"
+        )
+    print("(server CPU: the gateway's, or the trivial app's, per request; behind: vcs + generator + Redis)")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(

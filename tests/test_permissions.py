@@ -150,6 +150,27 @@ def test_other_user_is_refused_everywhere(stack: Stack, world: World) -> None:
         assert http.get(f"/api/ai/status/{world.task}").json()["state"] == "succeeded"
 
 
+def test_task_status_is_the_jobs_services_answer(stack: Stack, world: World) -> None:
+    """The gateway reads a task from the job store itself: the same body the Jobs service's reply gives."""
+    import grpc
+
+    from beatflow.gateway import convert
+    from beatflow.v1 import jobs_pb2, jobs_pb2_grpc
+
+    with grpc.insecure_channel(stack.addrs["generator"]) as channel:
+        job = jobs_pb2_grpc.JobsStub(channel).GetJob(jobs_pb2.GetJobRequest(job_id=world.task), timeout=30)
+    with stack.client(world.a_token) as http:
+        r = http.get(f"/api/ai/tasks/{world.task}")
+        assert r.status_code == 200, r.text
+        assert r.json() == convert.task(job).model_dump(mode="json")
+        assert r.json()["files"]  # a finished separation: its stems are there
+        unknown = http.get(f"/api/ai/tasks/{world.task}x")
+        assert (unknown.status_code, unknown.json()) == (404, {"detail": "task not found"})
+    with stack.client(world.b_token) as http:
+        stranger = http.get(f"/api/ai/tasks/{world.task}")
+        assert (stranger.status_code, stranger.json()) == (404, {"detail": "task not found"})
+
+
 def test_other_user_websocket_is_closed_without_events(stack: Stack, world: World) -> None:
     ws_url = stack.base_url.replace("http://", "ws://") + f"/ws/tasks/{world.task}"
     with connect(ws_url, additional_headers={"Authorization": f"Bearer {world.b_token}"}) as ws:

@@ -440,3 +440,13 @@ async def test_queue_client_outlives_a_slow_blocking_read(redis_url: str) -> Non
         assert await client.xread({"bf:test:nothing": "$"}, block=6000) in (None, [], {})
     finally:
         await client.aclose()
+
+
+async def test_status_read_loads_its_script_again_after_a_flush(queue: JobQueue, client: aioredis.Redis) -> None:
+    """The status read calls EVALSHA directly; a Redis that forgot the script (a restart) gets it again."""
+    job = await queue.submit(KIND, {"n": 1}, owner="u1")
+    await client.script_flush()
+    record = await queue.get(job.id)
+    assert (record.id, record.state, record.owner, record.queue_position) == (job.id, JobState.QUEUED, "u1", 0)
+    assert (await client.script_exists(queue._status.sha)) == [True]
+    assert await queue.find(job.id + "x") is None

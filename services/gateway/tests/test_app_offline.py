@@ -52,13 +52,16 @@ async def test_backend_down_is_503_with_a_message(client: tuple[httpx.AsyncClien
         ("POST", "/api/auth/signup", {"username": "ada", "password": "correct horse"}),
         ("GET", "/api/repositories", None),
         ("POST", "/api/ai/generate", {"prompt": "x", "duration": 1}),
-        ("GET", "/api/ai/status/abc", None),
+        ("GET", "/api/webhooks/secret", None),
     ]:
         r = await http.request(method, url, json=body, headers=auth)
         assert r.status_code == 503, (url, r.text)
         assert "unavailable" in r.json()["detail"]
         assert int(r.headers["retry-after"]) >= 1
         assert r.headers["x-content-type-options"] == "nosniff"
+    # a task's status is read from the job store (Redis, up here), not from a job service
+    r = await http.get("/api/ai/status/abc", headers=auth)
+    assert r.status_code == 404 and r.json() == {"detail": "task not found"}
 
 
 async def test_checks_that_need_no_backend(client: tuple[httpx.AsyncClient, str]) -> None:

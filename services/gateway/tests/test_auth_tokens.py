@@ -167,6 +167,80 @@ async def test_sign_out_revokes_earlier_tokens_in_every_replica(redis_url: str) 
         await second.aclose()
 
 
+def test_a_remembered_token_still_expires_and_its_key_still_retires() -> None:
+    signer = TokenSigner(KEY, ttl_s=60, previous=OTHER, previous_until=1030.0)
+    old_signer = TokenSigner(OTHER, ttl_s=60)
+    token = signer.issue(Principal("u1", "ada"), now=1000.0)
+    old = old_signer.issue(Principal("u2", "bob"), now=1000.0)
+    for _ in range(2):  # the second decode is answered from the verified set
+        assert signer.verify(token, now=1010.0) == Principal("u1", "ada")
+        assert signer.verify(old, now=1010.0) == Principal("u2", "bob")
+    with pytest.raises(InvalidToken, match="retired key"):
+        signer.verify(old, now=1031.0)
+    with pytest.raises(InvalidToken, match="expired"):
+        signer.verify(token, now=1060.0)
+    # a token differing from a verified one in its signature is checked afresh, and refused
+    header, payload, sig = token.split(".")
+    tampered = f"{header}.{payload}.{sig[:-4]}{'AAAA' if sig[-4:] != 'AAAA' else 'BBBB'}"
+    with pytest.raises(InvalidToken):
+        signer.verify(tampered, now=1010.0)
+
+
+async def test_another_replicas_sign_out_is_honoured_within_the_cache_bound(redis_url: str) -> None:
+    import redis.asyncio as aioredis
+
+    signer = TokenSigner(KEY, ttl_s=600)
+    now = [0.0]
+    first, second = aioredis.Redis.from_url(redis_url), aioredis.Redis.from_url(redis_url)
+    try:
+        replica_a = Revocations(first, cache_s=2.0, clock=lambda: now[0])
+        replica_b = Revocations(second, cache_s=2.0, clock=lambda: now[0])
+        user = f"u-{secrets.token_hex(4)}"
+        token = signer.issue(Principal(user, "ada"), version=await replica_a.version(user))
+        for replica in (replica_a, replica_b):  # both now remember version 0
+            assert await replica.check(signer.decode(token)) == Principal(user, "ada")
+        await replica_a.revoke_all(user)
+        with pytest.raises(InvalidToken, match="revoked"):  # the replica that signed out: at once
+            await replica_a.check(signer.decode(token))
+        now[0] = 1.0
+        # B trusts what it read for up to cache_s: the old token still passes there...
+        assert await replica_b.check(signer.decode(token)) == Principal(user, "ada")
+        # ...and a token issued after the sign-out is never refused for B's older version
+        fresh = signer.issue(Principal(user, "ada"), version=await replica_a.version(user))
+        assert await replica_b.check(signer.decode(fresh)) == Principal(user, "ada")
+        now[0] = 2.0  # cache_s after B's read: B reads the version again
+        with pytest.raises(InvalidToken, match="revoked"):
+            await replica_b.check(signer.decode(token))
+        assert await replica_b.check(signer.decode(fresh)) == Principal(user, "ada")
+        # without a cache every check reads Redis: another replica's sign-out counts at once
+        uncached = Revocations(second, clock=lambda: now[0])
+        assert await uncached.check(signer.decode(fresh)) == Principal(user, "ada")
+        await replica_a.revoke_all(user)
+        with pytest.raises(InvalidToken, match="revoked"):
+            await uncached.check(signer.decode(fresh))
+    finally:
+        await first.aclose()
+        await second.aclose()
+
+
+async def test_a_sign_out_seen_by_a_replica_outlives_an_older_read(redis_url: str) -> None:
+    """A version read before this replica's own sign-out, stored after it, does not undo it."""
+    import redis.asyncio as aioredis
+
+    signer = TokenSigner(KEY, ttl_s=600)
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        replica = Revocations(client, cache_s=60.0, clock=lambda: 0.0)
+        user = f"u-{secrets.token_hex(4)}"
+        token = signer.issue(Principal(user, "ada"), version=0)
+        await replica.revoke_all(user)
+        replica._remember(user, 0, 0.0)  # a read that started before the sign-out, finishing after it
+        with pytest.raises(InvalidToken, match="revoked"):
+            await replica.check(signer.decode(token))
+    finally:
+        await client.aclose()
+
+
 def test_password_hash_is_argon2id_and_salted() -> None:
     passwords = Passwords(time_cost=1, memory_kib=8192, parallelism=1)  # cheap, same algorithm
     h1, h2 = passwords.hash("correct horse"), passwords.hash("correct horse")

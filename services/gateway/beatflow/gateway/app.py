@@ -18,6 +18,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from beatflow.common.blobstore import BlobStore, make_blob_store
+from beatflow.common.jobs import JobQueue
 from beatflow.common.metrics import HttpMetricsMiddleware
 from beatflow.gateway import httperrors, openapi, schemas
 from beatflow.gateway.auth_tokens import Revocations, TokenSigner
@@ -82,18 +83,19 @@ def create_app(settings: GatewaySettings | None = None, *, store: BlobStore | No
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        backends = Backends(settings)
         blob_store = store or make_blob_store(settings)
         # short timeouts: an unreachable Redis is a quick 503, not a hung request
         redis = aioredis.Redis.from_url(
             settings.redis_url, socket_connect_timeout=2, socket_timeout=2, health_check_interval=30
         )
+        # task status reads go straight to the shared job store (see backends.py)
+        backends = Backends(settings, jobs=JobQueue.from_settings(settings, redis))
         app.state.gateway = GatewayState(
             settings=settings,
             backends=backends,
             store=blob_store,
             signer=make_signer(settings),
-            revocations=Revocations(redis),
+            revocations=Revocations(redis, cache_s=settings.token_check_cache_s),
             presign=make_presigner(settings, blob_store),
             passwords=Passwords(settings.argon2_time_cost, settings.argon2_memory_kib, settings.argon2_parallelism),
             throttle=SigninThrottle(

@@ -10,7 +10,13 @@ it without a database round trip.
   the previous key is still accepted until ``previous_until`` (then everyone
   holding one signs in again).
 * **Sign-out** raises the user's token version in Redis (shared by all
-  replicas); a token carrying a lower version is refused from then on.
+  replicas); a token carrying a lower version is refused from then on: at
+  once by the replica that signed the user out, and by the others within
+  ``cache_s`` (each replica trusts a version it read for that long, so a
+  request costs no Redis round trip for it; 0 reads it on every request).
+* **Verified tokens are remembered** (a bounded set per process): the same
+  token string again skips the signature check, never the expiry and key
+  retirement checks, which are made against the clock on every request.
 * **Secrets** shorter than 32 characters, with few distinct characters, or
   that look like a shipped placeholder are refused (:func:`check_secret`).
 """
@@ -20,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +42,7 @@ _PLACEHOLDER = re.compile(
     re.IGNORECASE,
 )
 _VERSION_KEY = "beatflow:auth:token-version:"
+_REMEMBERED = 10_000  # verified tokens, and users' token versions, kept per process
 
 
 class InvalidToken(Exception):
@@ -95,6 +103,8 @@ class TokenSigner:
         if previous is not None and previous != secret:
             self._keys[key_id(previous)] = (previous, previous_until)
         self.ttl_s = ttl_s
+        # token -> (its claims, when it expires): signature and claims already checked
+        self._verified: dict[str, tuple[Claims, float]] = {}
 
     def issue(self, principal: Principal, version: int = 0, now: float | None = None) -> str:
         now = time.time() if now is None else now
@@ -112,6 +122,15 @@ class TokenSigner:
     def decode(self, token: str, now: float | None = None) -> Claims:
         """The token's claims; InvalidToken unless it is well formed, signed by a live key and unexpired."""
         now = time.time() if now is None else now
+        known = self._verified.get(token)
+        if known is not None:
+            claims_seen, expires_at = known
+            until_seen = self._keys[claims_seen.key_id][1]
+            if until_seen is not None and now > until_seen:
+                raise InvalidToken("signed with a retired key; sign in again")
+            if expires_at <= now:
+                raise InvalidToken("token expired")
+            return claims_seen
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError:
@@ -144,7 +163,11 @@ class TokenSigner:
             raise InvalidToken("malformed claims") from None
         if expires <= now:
             raise InvalidToken("token expired")
-        return Claims(Principal(user_id, username), version, issued, kid)  # type: ignore[arg-type]
+        verified = Claims(Principal(user_id, username), version, issued, kid)  # type: ignore[arg-type]
+        if len(self._verified) >= _REMEMBERED:
+            del self._verified[next(iter(self._verified))]  # the oldest
+        self._verified[token] = (verified, expires)
+        return verified
 
     def verify(self, token: str, now: float | None = None) -> Principal:
         """The signed-in user (signature, key and expiry only; revocation is :class:`Revocations`' part)."""
@@ -152,20 +175,50 @@ class TokenSigner:
 
 
 class Revocations:
-    """Per-user token versions in Redis: sign-out raises it, and every replica then refuses older tokens."""
+    """Per-user token versions in Redis: sign-out raises it, and every replica then refuses older tokens.
 
-    def __init__(self, redis: Any) -> None:
+    ``cache_s``: :meth:`check` trusts a version read less than that long ago
+    (by the ``clock``), so another replica's sign-out is honoured here within
+    ``cache_s``; this replica's own sign-outs at once. Versions only rise, so a
+    remembered one can only let a token through late, never refuse a good one.
+    """
+
+    def __init__(self, redis: Any, cache_s: float = 0.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.redis = redis
+        self.cache_s = cache_s
+        self._clock = clock
+        self._seen: dict[str, tuple[int, float]] = {}  # user -> (version, when it was read)
 
     async def version(self, user_id: str) -> int:
+        """The current version, read from Redis (never remembered: new tokens carry it)."""
         raw = await self.redis.get(_VERSION_KEY + user_id)
         return int(raw) if raw is not None else 0
 
     async def revoke_all(self, user_id: str) -> int:
         """Invalidate every token issued to the user so far; returns the new version."""
-        return int(await self.redis.incr(_VERSION_KEY + user_id))
+        version = int(await self.redis.incr(_VERSION_KEY + user_id))
+        if self.cache_s > 0:
+            self._remember(user_id, version, self._clock())
+        return version
 
     async def check(self, claims: Claims) -> Principal:
-        if claims.version < await self.version(claims.principal.user_id):
+        user_id = claims.principal.user_id
+        read_at = self._clock()
+        seen = self._seen.get(user_id)
+        if seen is not None and read_at - seen[1] < self.cache_s:
+            version = seen[0]
+        else:
+            version = await self.version(user_id)
+            if self.cache_s > 0:
+                self._remember(user_id, version, read_at)
+        if claims.version < version:
             raise InvalidToken("token revoked (signed out)")
         return claims.principal
+
+    def _remember(self, user_id: str, version: int, read_at: float) -> None:
+        seen = self._seen.pop(user_id, None)
+        if seen is not None and seen[0] > version:  # a sign-out seen meanwhile stands
+            version = seen[0]
+        elif len(self._seen) >= _REMEMBERED:
+            del self._seen[next(iter(self._seen))]  # the oldest
+        self._seen[user_id] = (version, read_at)

@@ -5,7 +5,10 @@ separator, vcs), here and everywhere else in the project.
 
 Jobs live in one Redis queue and both generator and separator register the
 Jobs service, so either can answer for any job: calls go to the generator
-and fall back to the separator when the generator is unreachable.
+and fall back to the separator when the generator is unreachable. Reading a
+job (``get_job``, the most frequent call: every task status poll) is the one
+exception: it runs the queue's read-only status script on that Redis itself,
+the very read the Jobs service would make, without the gRPC round trip.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from beatflow.common import grpctls
+from beatflow.common.errors import NotFound
+from beatflow.common.jobs import JobQueue
 from beatflow.gateway.config import GatewaySettings
 from beatflow.v1 import (
     generator_pb2_grpc,
@@ -69,7 +74,15 @@ class Backend:
 class Backends:
     """One channel per backend, shared by all requests of this gateway process."""
 
-    def __init__(self, settings: GatewaySettings, interceptors: Sequence[grpc.aio.ClientInterceptor] = ()) -> None:
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
+        *,
+        jobs: JobQueue | None = None,
+    ) -> None:
+        # the shared job store, for reads of a job (None: ask the Jobs service over gRPC)
+        self.jobs = jobs
         self.timeout = settings.rpc_timeout_s
         self._settings = settings
         self._interceptors = list(interceptors)
@@ -100,6 +113,12 @@ class Backends:
             await backend.channel.close()
 
     async def get_job(self, job_id: str) -> jobs_pb2.Job:
+        """The job with its live queue position and ETA; NotFound (or gRPC NOT_FOUND) when unknown."""
+        if self.jobs is not None:
+            record = await self.jobs.find(job_id)
+            if record is None:
+                raise NotFound(f"job {job_id!r} not found")
+            return record.to_proto()
         reply: jobs_pb2.Job = await self._jobs_call("GetJob", jobs_pb2.GetJobRequest(job_id=job_id))
         return reply
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Annotated
 
-from pydantic import ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from beatflow.common.settings import CommonSettings
 from beatflow.gateway.auth_tokens import check_secret
@@ -33,6 +34,9 @@ class GatewaySettings(CommonSettings):
     # (ISO date-time or epoch seconds; unset: until they expire).
     token_previous_secret: str = ""
     token_previous_secret_until: dt.datetime | None = None
+    # How long a replica trusts a user's token version it read from Redis: a sign-out
+    # through another replica is honoured here within this many seconds (0: every request reads it).
+    token_check_cache_s: Annotated[float, Field(ge=0.0, le=60.0)] = 1.0
 
     # Argon2id cost (RFC 9106 low-memory profile); old hashes keep their own.
     argon2_time_cost: int = 3

@@ -36,12 +36,13 @@ class GatewayState:
         return self.settings.rpc_timeout_s
 
 
-def get_state(request: Request) -> GatewayState:
+async def get_state(request: Request) -> GatewayState:
+    # async: FastAPI runs a plain ``def`` dependency in its thread pool, a thread hand-off per request
     state: GatewayState = request.app.state.gateway
     return state
 
 
-def ws_state(websocket: WebSocket) -> GatewayState:
+async def ws_state(websocket: WebSocket) -> GatewayState:
     state: GatewayState = websocket.app.state.gateway
     return state
 
@@ -70,10 +71,11 @@ async def _principal(state: GatewayState, token: str | None) -> Principal:
 
 
 async def current_user(
-    state: Annotated[GatewayState, Depends(get_state)],
+    request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    return await _principal(state, credentials.credentials if credentials else None)
+    # the state straight from the request, not as a sub-dependency: each one costs every request
+    return await _principal(request.app.state.gateway, credentials.credentials if credentials else None)
 
 
 async def current_user_or_query_token(

@@ -47,6 +47,8 @@ async def verify_blob(state: GatewayState, key: str) -> None:
 async def owned_job(state: GatewayState, user: Principal, task_id: str) -> jobs_pb2.Job:
     try:
         job = await state.backends.get_job(task_id)
+    except NotFound:
+        raise ApiError(404, "task not found") from None
     except grpc.aio.AioRpcError as exc:
         if exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
             raise ApiError(404, "task not found") from None

@@ -43,7 +43,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import NoScriptError, ResponseError
 
 from beatflow.common import metrics
 from beatflow.common.errors import AlreadyExists, InvalidArgument, NotFound
@@ -327,7 +327,13 @@ class JobQueue:
         """The job with its live queue position and ETA, or None when unknown (or expired)."""
         if not job_id or len(job_id) > _MAX_JOB_ID:
             return None
-        out = await self._status(keys=[self.job_key(job_id)], args=[GROUP])
+        # EVALSHA straight away: the script object's own call checks its client against a
+        # typing Protocol first, which cost more than the rest of the call (the status read
+        # is every task poll); the object loads the script when Redis does not know it yet
+        try:
+            out = await self.redis.evalsha(self._status.sha, 1, self.job_key(job_id), GROUP)
+        except NoScriptError:
+            out = await self._status(keys=[self.job_key(job_id)], args=[GROUP])
         if not out:
             return None
         return self._status_record(out)
