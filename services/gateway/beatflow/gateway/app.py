@@ -89,7 +89,7 @@ def create_app(settings: GatewaySettings | None = None, *, store: BlobStore | No
             settings.redis_url, socket_connect_timeout=2, socket_timeout=2, health_check_interval=30
         )
         # task status reads go straight to the shared job store (see backends.py)
-        backends = Backends(settings, jobs=JobQueue.from_settings(settings, redis))
+        backends = Backends(settings, jobs=JobQueue.from_settings(settings, redis, completes_jobs=False))
         app.state.gateway = GatewayState(
             settings=settings,
             backends=backends,

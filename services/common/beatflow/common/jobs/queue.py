@@ -173,8 +173,14 @@ class JobQueue:
         self._status = redis.register_script(scripts.STATUS)
 
     @classmethod
-    def from_settings(cls, settings: Any, redis: aioredis.Redis | None = None) -> JobQueue:
-        """A queue configured from ``CommonSettings`` (redis_url, job_* fields; vcs_addr for output registration)."""
+    def from_settings(
+        cls, settings: Any, redis: aioredis.Redis | None = None, *, completes_jobs: bool = True
+    ) -> JobQueue:
+        """A queue configured from ``CommonSettings`` (redis_url, job_* fields; vcs_addr for output registration).
+
+        ``completes_jobs=False`` for a process that only submits and reads jobs (the gateway): it
+        registers no outputs, so it needs no vcs address.
+        """
         client = redis if redis is not None else connect_redis(settings.redis_url)
         return cls(
             client,
@@ -184,7 +190,7 @@ class JobQueue:
             retry_backoff_s=getattr(settings, "job_retry_backoff_s", 0.0),
             retry_backoff_max_s=getattr(settings, "job_retry_backoff_max_s", 600.0),
             webhook_allow_private=getattr(settings, "job_webhook_allow_private_targets", False),
-            register_outputs=OutputRegistrar.from_settings(settings),
+            register_outputs=OutputRegistrar.from_settings(settings) if completes_jobs else None,
         )
 
     @property
