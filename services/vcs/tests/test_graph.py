@@ -178,6 +178,7 @@ def test_graph_index_ancestry_with_labels_added_in_batches() -> None:
         names = list(graph)
         pairs = [(rng.choice(names), rng.choice(names)) for _ in range(2_000)]
         unrelated = [(a, d) for a, d in pairs if not reaches(a, d)]
+        index._ensure_labels()
         cut = sum(not index._may_reach(index.pos[d], index.pos[a]) for a, d in unrelated)
         assert cut > len(unrelated) // 2  # the labels alone answer most "no"s
 
@@ -192,6 +193,7 @@ def test_graph_index_ancestry_each_walk_alone() -> None:
             reach[c] = {c}.union(*(reach[p] for p in g[c]))
         index = GraphIndex()
         index.add({c: (gen[c], tuple(ps)) for c, ps in g.items()})
+        index._ensure_labels()
         names = list(g)
         for _ in range(1_500):
             a, d = rng.choice(names), rng.choice(names)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import heapq
 import random
 from array import array
-from collections.abc import Callable, Generator, Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, MutableMapping, Sequence
 
 from beatflow.common.errors import NotFound
 
@@ -212,12 +212,16 @@ class GraphIndex:
                     self.kid[p] = i
                 else:
                     self.kids.setdefault(p, []).append(i)
-        if todo:
-            start = len(self.ids) - len(todo)
-            # A batch at least as large as what was there relabels the whole graph (the labels of one
-            # walk over all of it discriminate best); a smaller one labels only its own nodes, above
-            # the rest. Either way a node's cost stays constant, amortised.
-            self._label(0 if 2 * len(todo) >= len(self.ids) else start)
+
+    def _ensure_labels(self) -> None:
+        """Label what was added since the last labeling (only ancestry asks for labels).
+
+        New nodes at least as many as the rest relabel the whole graph (the labels of one walk
+        over all of it discriminate best); fewer are labelled on their own, above the rest. Either
+        way a node's cost stays constant, amortised."""
+        n, done = len(self.ids), len(self.labels[0][0])
+        if done < n:
+            self._label(0 if 2 * (n - done) >= n else done)
 
     def _label(self, start: int) -> None:
         """Label nodes ``start`` and up (post-order walks; the nodes below keep their labels)."""
@@ -232,25 +236,28 @@ class GraphIndex:
             roots = list(range(n - 1, start - 1, -1))  # newest first: a tip's walk numbers its history
             if k:  # the second labeling walks in another order, so what one cannot tell the other may
                 random.Random(n).shuffle(roots)
+            order = reversed if k else iter
             for r in roots:
                 if post[r] >= 0:
                     continue
                 post[r] = -2  # on the stack
-                stack = [(r, 0)]
+                stack: list[tuple[int, Iterator[int]]] = [(r, order(par[r]))]
                 while stack:
-                    v, i = stack[-1]
-                    ps = par[v]
-                    if i < len(ps):
-                        stack[-1] = (v, i + 1)
-                        p = ps[-1 - i] if k else ps[i]
+                    v, rest = stack[-1]
+                    for p in rest:
                         if p >= start and post[p] == -1:
                             post[p] = -2
-                            stack.append((p, 0))
-                        continue
-                    stack.pop()
-                    post[v] = counter
-                    low[v] = min([counter, *(low[p] for p in ps)])
-                    counter += 1
+                            stack.append((p, order(par[p])))
+                            break
+                    else:
+                        stack.pop()
+                        post[v] = counter
+                        m = counter
+                        for p in par[v]:
+                            if low[p] < m:
+                                m = low[p]
+                        low[v] = m
+                        counter += 1
         self.next_post = base + n - start
 
     def _may_reach(self, d: int, a: int) -> bool:
@@ -312,7 +319,10 @@ class GraphIndex:
         a, d = self.pos[ancestor], self.pos[descendant]
         if a == d:
             return True
-        if self.gen[d] <= self.gen[a] or not self._may_reach(d, a):
+        if self.gen[d] <= self.gen[a]:
+            return False
+        self._ensure_labels()
+        if not self._may_reach(d, a):
             return False
         # Two searches in turn, one step each, until either answers: down from the descendant and
         # up from the ancestor. Each is pruned by generation and by the labels, so the cost is
