@@ -2,6 +2,8 @@
 
 Measures (the seed's figures to beat: create commit 100 ms, history of 50 commits 200 ms):
 
+* the floor: a durable one-row INSERT and a ``SELECT 1`` round trip by plain asyncpg, sampled
+  between the commits (and before the reads) so they see the same load as BeatFlow's figures;
 * commits/s to one branch: one writer committing in a loop, each commit naming the head it
   got back (CreateCommit latency p50/p95), 8 racing writers that retry on a stale head, and
   8 writers committing onto whatever the head is (``resolve_head``: they queue on the ref's
@@ -87,8 +89,40 @@ async def timed(fn: Callable[[], Awaitable[Any]], reps: int) -> tuple[dict[str, 
     return ms_stats(samples), out
 
 
-async def writer_loop(stub: vcs_pb2_grpc.VcsStub, actor: str, repo_id: str, n: int) -> tuple[list[float], str]:
-    """One writer, n commits: each changes one stem (others inherited) and names the head it saw."""
+class Floor:
+    """What PostgreSQL alone costs on this machine at the same moment: a durable one-row INSERT
+    (autocommit, so one fsync) and a ``SELECT 1`` round trip, by plain asyncpg on its own connection."""
+
+    def __init__(self, database_url: str) -> None:
+        self.url = database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+        self.insert: list[float] = []
+        self.round_trip: list[float] = []
+        self.conn: Any = None
+
+    async def open(self) -> None:
+        import asyncpg
+
+        self.conn = await asyncpg.connect(self.url)
+        await self.conn.execute("CREATE TABLE IF NOT EXISTS bench_floor (id bigserial PRIMARY KEY, v text)")
+
+    async def sample(self) -> None:
+        t0 = time.perf_counter()
+        await self.conn.execute("INSERT INTO bench_floor (v) VALUES ($1)", "x")
+        t1 = time.perf_counter()
+        await self.conn.fetchval("SELECT 1")
+        self.insert.append(t1 - t0)
+        self.round_trip.append(time.perf_counter() - t1)
+
+    async def close(self) -> None:
+        await self.conn.close()
+
+
+async def writer_loop(
+    stub: vcs_pb2_grpc.VcsStub, actor: str, repo_id: str, n: int, floor: Floor | None = None
+) -> tuple[list[float], str]:
+    """One writer, n commits: each changes one stem (others inherited) and names the head it saw.
+
+    Every 5th commit is followed by a floor sample (``Floor``), so both see the same load."""
     head = ""
     lat = []
     first = [pb.Stem(name=s, blob_key=key(f"{s}-0"), content_type="audio/wav", size_bytes=1 << 20) for s in STEMS]
@@ -109,6 +143,8 @@ async def writer_loop(stub: vcs_pb2_grpc.VcsStub, actor: str, repo_id: str, n: i
         c = await stub.CreateCommit(req)
         lat.append(time.perf_counter() - t0)
         head = c.id
+        if floor is not None and i % 5 == 0:
+            await floor.sample()
     return lat, head
 
 
@@ -304,6 +340,7 @@ async def ancestry(
     for name, (a, d), found in (
         ("is_ancestor_root_to_top", ("m0", "recent-f"), True),
         ("is_ancestor_branch_to_top", (tips["long_a"], tips["top"]), False),
+        ("is_ancestor_old_side_to_top", ("f30-7", "recent-f"), True),
     ):
         req = pb.IsAncestorRequest(actor=actor, repo_id=dag_repo.id, ancestor=ids[a], descendant=ids[d])
         stats, out = await timed(lambda req=req: stub.IsAncestor(req), reps)  # type: ignore[misc]
@@ -329,6 +366,8 @@ async def run(args: argparse.Namespace, database_url: str, tmp: Path) -> dict[st
     await gs.set_serving(True)
     engine = make_engine(database_url)
     results: dict[str, Any] = {}
+    floor = Floor(database_url)
+    await floor.open()
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = vcs_pb2_grpc.VcsStub(channel)
@@ -340,13 +379,19 @@ async def run(args: argparse.Namespace, database_url: str, tmp: Path) -> dict[st
 
             # 1. one writer -> the 10,000-commit linear history
             t0 = time.perf_counter()
-            lat, _head = await writer_loop(stub, actor, repo.id, args.commits)
+            lat, _head = await writer_loop(stub, actor, repo.id, args.commits, floor)
             wall = time.perf_counter() - t0
             results["commit_single_writer"] = {
                 "commits": args.commits,
                 "commits_per_s": round(args.commits / wall, 1),
                 **ms_stats(lat),
             }
+            results["floor_during_commits"] = {
+                "insert_commit": ms_stats(floor.insert),
+                "round_trip": ms_stats(floor.round_trip),
+            }
+            floor.insert.clear()
+            floor.round_trip.clear()
             print(f"  {args.commits} commits by one writer: {args.commits / wall:.0f}/s", flush=True)
             race_repo = await stub.CreateRepository(pb.CreateRepositoryRequest(actor=actor, name="race"))
             await writer_loop(stub, actor, race_repo.id, 1)
@@ -361,6 +406,12 @@ async def run(args: argparse.Namespace, database_url: str, tmp: Path) -> dict[st
                 req = pb.LogRequest(actor=actor, repo_id=rid, page_size=50, first_parent=first_parent, page_token=token)
                 return lambda: stub.Log(req)
 
+            for _ in range(args.reps):
+                await floor.sample()
+            results["floor_during_reads"] = {
+                "insert_commit": ms_stats(floor.insert),
+                "round_trip": ms_stats(floor.round_trip),
+            }
             for mode, fp in (("first_parent", True), ("dag", False)):
                 stats, page = await timed(log(fp), args.reps)
                 assert len(page.commits) == 50
@@ -398,6 +449,7 @@ async def run(args: argparse.Namespace, database_url: str, tmp: Path) -> dict[st
                 fork_times.append(time.perf_counter() - t0)
             results["fork_dag_10k"] = ms_stats(fork_times)
     finally:
+        await floor.close()
         await engine.dispose()
         await gs.stop(0)
     return results
@@ -445,9 +497,15 @@ def commit_by_key(stub: vcs_pb2_grpc.VcsStub, actor: str, repo_id: str) -> Calla
 
 def table(results: dict[str, Any]) -> str:
     single = results["commit_single_writer"]
+    wfloor = results["floor_during_commits"]
+    rfloor = results["floor_during_reads"]
+    ins = f"floor {wfloor['insert_commit']['p50_ms']:.2f} ms"
+    rt = f"rt {rfloor['round_trip']['p50_ms']:.2f} ms"
     rows = [
-        ("create commit (1 writer), p50", f"{single['p50_ms']:.2f} ms", f"{SEED['create_commit_ms']:.0f} ms"),
-        ("create commit (1 writer), p95", f"{single['p95_ms']:.2f} ms", ""),
+        ("durable one-row INSERT (asyncpg; the floor)", f"{wfloor['insert_commit']['p50_ms']:.2f} ms", ""),
+        ("SELECT 1 round trip (asyncpg)", f"{wfloor['round_trip']['p50_ms']:.2f} ms", ""),
+        ("create commit (1 writer), p50", f"{single['p50_ms']:.2f} ms", ins),
+        ("create commit (1 writer), p95", f"{single['p95_ms']:.2f} ms", f"seed {SEED['create_commit_ms']:.0f} ms"),
         ("commits/s to one branch (1 writer)", f"{single['commits_per_s']:.0f}/s", "10/s"),
         (
             "commits/s, 8 racing writers (CAS retries)",
@@ -460,13 +518,13 @@ def table(results: dict[str, Any]) -> str:
             f"{results['commit_head_writers']['accepted_per_s']:.0f}/s",
             "",
         ),
-        ("commit 4 stems by key (gateway's one call), p50", f"{results['commit_by_key']['p50_ms']:.2f} ms", ""),
+        ("commit 4 stems by key (gateway's one call), p50", f"{results['commit_by_key']['p50_ms']:.2f} ms", ins),
         (
             "history first page (50) @10k, first-parent",
             f"{results['log_first_page_first_parent']['p50_ms']:.2f} ms",
-            "200 ms",
+            rt,
         ),
-        ("history first page (50) @10k, DAG order", f"{results['log_first_page_dag']['p50_ms']:.2f} ms", "200 ms"),
+        ("history first page (50) @10k, DAG order", f"{results['log_first_page_dag']['p50_ms']:.2f} ms", rt),
         ("history page 101 (50) @10k, first-parent", f"{results['log_page_101_first_parent']['p50_ms']:.2f} ms", ""),
         ("history page 101 (50) @10k, DAG order", f"{results['log_page_101_dag']['p50_ms']:.2f} ms", ""),
         ("history first page, 10k DAG with merges", f"{results['log_first_page_dag_merges']['p50_ms']:.2f} ms", ""),
@@ -485,6 +543,7 @@ def table(results: dict[str, Any]) -> str:
             ("merge_base_deep", "merge-base, base ~all generations deep"),
             ("is_ancestor_root_to_top", "is-ancestor root -> top"),
             ("is_ancestor_branch_to_top", "is-ancestor long branch -> top (no)"),
+            ("is_ancestor_old_side_to_top", "is-ancestor old side commit -> top (yes)"),
             ("log_first_page_dag", "log of 50, DAG order"),
             ("log_first_page_first_parent", "log of 50, first-parent"),
         ):
@@ -493,9 +552,13 @@ def table(results: dict[str, Any]) -> str:
             (f"merge-base deep, first question (index cold), {n}", f"{d['merge_base_deep_cold_ms']:.1f} ms", "")
         )
     w = max(len(r[0]) for r in rows)
-    lines = [f"{'measure':<{w}}  {'BeatFlow vcs (p50)':>28}  {'seed / git':>14}", "-" * (w + 46)]
-    lines += [f"{a:<{w}}  {b:>28}  {c:>14}" for a, b, c in rows]
+    lines = [f"{'measure':<{w}}  {'BeatFlow vcs (p50)':>28}  {'git / floor':>16}", "-" * (w + 48)]
+    lines += [f"{a:<{w}}  {b:>28}  {c:>16}" for a, b, c in rows]
     lines.append("(git: one `git` process per question on the same DAG, commit-graph written, process start included)")
+    lines.append(
+        "(floor: a durable one-row INSERT by plain asyncpg, sampled between the commits; rt: a SELECT 1"
+        " round trip sampled before the reads; seed targets: commit 100 ms, history of 50 200 ms)"
+    )
     return "\n".join(lines)
 
 

@@ -146,3 +146,65 @@ def test_graph_index_matches_git_on_10k_commit_dags(git_graph) -> None:
             assert set(index.merge_bases(a, b)) == expected, (shape.__name__, a, b)
             assert index.is_ancestor(a, b) == (expected == {a}), (shape.__name__, a, b)
             assert set(merge_bases(graph, a, b)) == expected, (shape.__name__, a, b)
+
+
+def test_graph_index_ancestry_with_labels_added_in_batches() -> None:
+    """Reachability labels (whole relabels and per-batch labels mixed) never turn a "yes" into a "no"."""
+    rng = random.Random(99)
+    for shape in (_lanes_dag, _random_dag):
+        graph = shape(rng, 2_000)
+        gen = generations(graph)
+        order = sorted(graph, key=lambda c: gen[c])
+        bit = {c: 1 << i for i, c in enumerate(order)}
+        reach: dict[str, int] = {}  # each commit's ancestors (itself included) as a bit set
+        for c in order:
+            reach[c] = bit[c]
+            for p in graph[c]:
+                reach[c] |= reach[p]
+
+        def reaches(a: str, d: str, reach: dict[str, int] = reach, bit: dict[str, int] = bit) -> bool:
+            return bool(reach[d] & bit[a])
+
+        index = GraphIndex()
+        at = 0
+        for size in (300, 40, 1, 1, 700, 5, 1, 60, 2_000):  # a big batch relabels all, a small one only itself
+            batch = order[at : at + size]
+            index.add({c: (gen[c], tuple(graph[c])) for c in batch})
+            at += size
+            known = order[:at]
+            for _ in range(300):
+                a, d = rng.choice(known), rng.choice(known)
+                assert index.is_ancestor(a, d) == reaches(a, d), (shape.__name__, at, a, d)
+        names = list(graph)
+        pairs = [(rng.choice(names), rng.choice(names)) for _ in range(2_000)]
+        unrelated = [(a, d) for a, d in pairs if not reaches(a, d)]
+        index._ensure_labels()
+        cut = sum(not index._may_reach(index.pos[d], index.pos[a]) for a, d in unrelated)
+        assert cut > len(unrelated) // 2  # the labels alone answer most "no"s
+
+
+def test_graph_index_ancestry_each_walk_alone() -> None:
+    """The walk down from the descendant and the walk up from the ancestor each answer every pair."""
+    rng = random.Random(3)
+    for g in (BRANCHY, _random_dag(rng, 300), _lanes_dag(rng, 600)):
+        gen = generations(g)
+        reach: dict[str, set[str]] = {}
+        for c in sorted(g, key=lambda c: gen[c]):
+            reach[c] = {c}.union(*(reach[p] for p in g[c]))
+        index = GraphIndex()
+        index.add({c: (gen[c], tuple(ps)) for c, ps in g.items()})
+        index._ensure_labels()
+        names = list(g)
+        for _ in range(1_500):
+            a, d = rng.choice(names), rng.choice(names)
+            want = a in reach[d]
+            x, y = index.pos[a], index.pos[d]
+            if x == y or gen[d] <= gen[a] or not index._may_reach(y, x):
+                assert want == (x == y), (a, d)
+                continue
+            for walk in (index._walk_down(x, y), index._walk_up(x, y)):
+                try:
+                    while True:
+                        next(walk)
+                except StopIteration as stop:
+                    assert stop.value == want, (a, d)

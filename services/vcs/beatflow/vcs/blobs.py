@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from beatflow.common.audioformat import header_from_prefix
 from beatflow.common.blobstore import BlobStore
 from beatflow.common.errors import InvalidArgument, NotFound
+from beatflow.vcs import db
 from beatflow.vcs.model import GcResult
 from beatflow.vcs.names import check_blob_key
 from beatflow.vcs.repo_access import READABLE, require_user
@@ -82,7 +83,7 @@ async def audio_info(
     if not wanted:
         return {}
     rows = await conn.execute(
-        text(
+        db.sql(
             "SELECT DISTINCT ON (blob_key) blob_key, content_type, size_bytes, duration_s FROM commit_stems "
             "WHERE blob_key = ANY(:keys) ORDER BY blob_key, size_bytes DESC"
         ),
@@ -138,7 +139,7 @@ async def require_readable(conn: AsyncConnection, actor: str, keys: Iterable[str
     if not wanted:
         return
     sql = f"SELECT k FROM unnest(CAST(:keys AS varchar[])) AS q(k) WHERE NOT ({_READABLE_BY_ACTOR}) ORDER BY k LIMIT 1"
-    denied = (await conn.execute(text(sql), {"keys": wanted, "actor": actor})).scalar()
+    denied = (await conn.execute(db.sql(sql), {"keys": wanted, "actor": actor})).scalar()
     if denied is not None:
         raise NotFound(f"audio {denied} not found")
 

@@ -26,7 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from beatflow.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
-from beatflow.vcs import blobs
+from beatflow.vcs import blobs, db
 from beatflow.vcs.hashing import commit_id
 from beatflow.vcs.model import Commit, Metadata, Ref, Repository, Stem
 from beatflow.vcs.names import check_blob_key, check_ref_name, check_stem_name, is_commit_id
@@ -74,7 +74,7 @@ async def load_commits(
             " AND EXISTS (SELECT 1 FROM repo_commits rc WHERE rc.commit_seq = c.seq"
             " AND rc.repo_seq = (SELECT seq FROM repositories WHERE id = :repo))"
         )
-    rows = (await conn.execute(text(sql), {"ids": ids, "repo": repo_id})).all()
+    rows = (await conn.execute(db.sql(sql), {"ids": ids, "repo": repo_id})).all()
     return {r.id: commit_from_row(r, repo_id) for r in rows}
 
 
@@ -125,7 +125,7 @@ async def get_commit(conn: AsyncConnection, repo: Repository, cid: str) -> Commi
 async def branch_head(conn: AsyncConnection, repo_id: str, name: str, *, lock: bool = False) -> str | None:
     """The branch's head (None: no such branch); ``lock`` holds its row until the transaction ends."""
     sql = "SELECT commit_id FROM refs WHERE repo_id = :r AND kind = 'branch' AND name = :n"
-    row = await conn.execute(text(sql + (" FOR UPDATE" if lock else "")), {"r": repo_id, "n": name})
+    row = await conn.execute(db.sql(sql + (" FOR UPDATE" if lock else "")), {"r": repo_id, "n": name})
     return row.scalar()
 
 
@@ -195,7 +195,7 @@ FROM unnest(CAST(:names AS varchar[])) WITH ORDINALITY AS n(name, ord) ORDER BY 
 async def resolve_all(conn: AsyncConnection, repo: Repository, refs: Sequence[str]) -> list[str]:
     """:func:`resolve` for several names in one round trip (errors as :func:`resolve` gives them)."""
     names = [r or repo.default_branch for r in refs]
-    found = list((await conn.execute(text(_RESOLVE_ALL), {"r": repo.id, "names": names})).scalars())
+    found = list((await conn.execute(db.sql(_RESOLVE_ALL), {"r": repo.id, "names": names})).scalars())
     return [cid if cid is not None else await resolve(conn, repo, ref) for ref, cid in zip(refs, found, strict=True)]
 
 
@@ -264,7 +264,10 @@ def build_commit(
 
 
 async def _stale(conn: AsyncConnection, repo_id: str, branch: str, expected: str) -> FailedPrecondition:
-    current = await branch_head(conn, repo_id, branch)
+    return _stale_error(branch, expected, await branch_head(conn, repo_id, branch))
+
+
+def _stale_error(branch: str, expected: str, current: str | None) -> FailedPrecondition:
     if current is None:
         return FailedPrecondition(f"branch {branch!r} does not exist (expected head {expected or 'none'})")
     if not expected:
@@ -313,7 +316,7 @@ ON CONFLICT DO NOTHING
 
 async def store_commit(conn: AsyncConnection, repo_id: str, commit: Commit) -> None:
     """Insert the commit (once, shared by every repository) and make it a member of ``repo_id`` (one statement)."""
-    await conn.execute(text(_STORE_COMMIT), {**_commit_params(commit), "repo": repo_id})
+    await conn.execute(db.sql(_STORE_COMMIT), {**_commit_params(commit), "repo": repo_id})
 
 
 def _known_blobs(parents: Iterable[Commit]) -> set[str]:
@@ -328,31 +331,33 @@ def _known_blobs(parents: Iterable[Commit]) -> set[str]:
 _CAS_UPDATE = """
     UPDATE refs SET commit_id = :id
     WHERE repo_id = :repo AND kind = 'branch' AND name = :branch AND commit_id = :expected
-      AND NOT EXISTS (SELECT 1 FROM denied)
+      AND NOT EXISTS (SELECT 1 FROM denied) AND NOT EXISTS (SELECT 1 FROM pinned WHERE gone)
     RETURNING 1
 """
 _CAS_CREATE = """
     INSERT INTO refs (repo_id, kind, name, commit_id) SELECT :repo, 'branch', :branch, :id
-    WHERE NOT EXISTS (SELECT 1 FROM denied)
+    WHERE NOT EXISTS (SELECT 1 FROM denied) AND NOT EXISTS (SELECT 1 FROM pinned WHERE gone)
     ON CONFLICT DO NOTHING RETURNING 1
 """
-# One round trip for the whole write: check the actor may use the new blobs; only then move the
-# branch (compare-and-swap); only if it moved, record and share-lock the new blobs, insert the
-# commit, its stems and the membership. The caller rolls the transaction back when the branch
-# did not move, a blob was refused or a blob was collected.
+# One statement for the whole write, atomic on its own (it needs no surrounding transaction):
+# check the actor may use the new blobs and share-lock the rows of those already known (a
+# collector holding one makes us wait, then see its tombstone); only if none is refused or
+# collected, move the branch (compare-and-swap); only if it moved, record the new blobs, insert
+# the commit, its stems and the membership. Nothing is written unless the branch moved; the
+# branch's head is returned for the stale-head answer.
 _WRITE_COMMIT = f"""
 WITH denied AS ({blobs.DENIED_BLOB}),
+pinned AS (
+    SELECT key, deleted_at IS NOT NULL AS gone FROM blobs
+    WHERE key = ANY(CAST(:bkeys AS varchar[])) AND NOT EXISTS (SELECT 1 FROM denied)
+    ORDER BY key FOR SHARE
+),
 moved AS ({{cas}}),
 added AS (
     INSERT INTO blobs (key, content_type, size_bytes)
     SELECT * FROM unnest(CAST(:bkeys AS varchar[]), CAST(:btypes AS varchar[]), CAST(:bsizes AS bigint[]))
     WHERE EXISTS (SELECT 1 FROM moved)
     ON CONFLICT DO NOTHING RETURNING key
-),
-pinned AS (
-    SELECT key, deleted_at IS NOT NULL AS gone FROM blobs
-    WHERE key = ANY(CAST(:bkeys AS varchar[])) AND EXISTS (SELECT 1 FROM moved)
-    ORDER BY key FOR SHARE
 ),
 new_commit AS (
     INSERT INTO commits (id, parent_ids, author_id, message, timestamp, mixdown_blob, metadata, generation)
@@ -374,8 +379,14 @@ member AS (
 )
 SELECT EXISTS (SELECT 1 FROM moved) AS moved,
        ARRAY(SELECT key FROM pinned WHERE gone ORDER BY key) AS gone,
-       (SELECT k FROM denied) AS denied
+       (SELECT k FROM denied) AS denied,
+       (SELECT commit_id FROM refs WHERE repo_id = :repo AND kind = 'branch' AND name = :branch) AS head
 """
+# Parsed once: building a text() clause re-scans the SQL for its parameters.
+_WRITE_SQL = {
+    True: text(_WRITE_COMMIT.format(cas=_CAS_UPDATE)),
+    False: text(_WRITE_COMMIT.format(cas=_CAS_CREATE)),
+}
 
 
 def _commit_params(commit: Commit) -> dict[str, object]:
@@ -414,7 +425,6 @@ async def commit_onto_branch(
     for k in known:
         fresh.pop(k, None)
     bkeys = sorted(fresh)
-    sql = _WRITE_COMMIT.format(cas=_CAS_UPDATE if expected else _CAS_CREATE)
     params = {
         **_commit_params(commit),
         "repo": repo.id,
@@ -426,15 +436,17 @@ async def commit_onto_branch(
         "bsizes": [fresh[k][1] for k in bkeys],
     }
     try:
-        row = (await conn.execute(text(sql), params)).one()
+        row = (await conn.execute(_WRITE_SQL[bool(expected)], params)).one()
     except IntegrityError:  # the new branch's repository row is gone: deleted while we committed
         raise NotFound(f"repository {repo.owner_username}/{repo.name} was deleted") from None
     if row.denied is not None:  # no laundering of someone else's blob through a commit
         raise PermissionDenied(f"blob {row.denied} is not readable by you")
-    if not row.moved:
-        raise await _stale(conn, repo.id, branch, expected)
     if row.gone:
         raise FailedPrecondition(f"blob {row.gone[0]} was garbage-collected; upload and register it again")
+    if not row.moved:
+        if row.head is None or row.head == expected:  # moved by a writer that committed during ours: read again
+            raise await _stale(conn, repo.id, branch, expected)
+        raise _stale_error(branch, expected, row.head)
     return commit
 
 

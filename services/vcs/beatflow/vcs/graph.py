@@ -21,7 +21,9 @@ answers from (:mod:`beatflow.vcs.history` fills it from the database).
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Generator, Iterable, Mapping, MutableMapping, Sequence
+import random
+from array import array
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, MutableMapping, Sequence
 
 from beatflow.common.errors import NotFound
 
@@ -158,6 +160,8 @@ class GraphIndex:
     first-parent depth and one skew-binary jump pointer along the first-parent chain, so
     "is ``a`` on ``d``'s first-parent line" costs O(log distance) pointer hops, however
     deep the history. The walks themselves are the algorithms above, on integers.
+    Two reachability labelings (post-order numbers of depth-first walks, as in GRAIL) answer
+    most "is not an ancestor" questions outright and prune the ancestry walks.
     """
 
     def __init__(self) -> None:
@@ -168,6 +172,13 @@ class GraphIndex:
         self.fpd: list[int] = []  # first-parent depth (a root is 0)
         self.jmp: list[int] = []  # skew-binary jump pointer along first parents
         self.bot: list[int] = []  # end of the single-parent run: the first node down with 0 or 2+ parents
+        # Two reachability labelings (GRAIL): a post-order number of a depth-first walk over parents
+        # (``post``) and the lowest such number among a node's ancestors (``low``). A node reaches
+        # only nodes whose labels nest inside its own, so a mismatch is an exact "no".
+        self.labels = tuple((array("q"), array("q")) for _ in range(2))
+        self.next_post = 0
+        self.kid = array("q")  # a child (-1: none yet); a node's further children are in ``kids``
+        self.kids: dict[int, list[int]] = {}
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -195,6 +206,66 @@ class GraphIndex:
             self.fpd.append(depth)
             self.jmp.append(jump)
             self.bot.append(self.bot[par[0]] if len(par) == 1 else i)
+            self.kid.append(-1)
+            for p in par:
+                if self.kid[p] < 0:
+                    self.kid[p] = i
+                else:
+                    self.kids.setdefault(p, []).append(i)
+
+    def _ensure_labels(self) -> None:
+        """Label what was added since the last labeling (only ancestry asks for labels).
+
+        New nodes at least as many as the rest relabel the whole graph (the labels of one walk
+        over all of it discriminate best); fewer are labelled on their own, above the rest. Either
+        way a node's cost stays constant, amortised."""
+        n, done = len(self.ids), len(self.labels[0][0])
+        if done < n:
+            self._label(0 if 2 * (n - done) >= n else done)
+
+    def _label(self, start: int) -> None:
+        """Label nodes ``start`` and up (post-order walks; the nodes below keep their labels)."""
+        par = self.par
+        n = len(self.ids)
+        base = 0 if start == 0 else self.next_post
+        for k, (post, low) in enumerate(self.labels):
+            del post[start:], low[start:]
+            post.extend([-1] * (n - start))
+            low.extend([0] * (n - start))
+            counter = base
+            roots = list(range(n - 1, start - 1, -1))  # newest first: a tip's walk numbers its history
+            if k:  # the second labeling walks in another order, so what one cannot tell the other may
+                random.Random(n).shuffle(roots)
+            order = reversed if k else iter
+            for r in roots:
+                if post[r] >= 0:
+                    continue
+                post[r] = -2  # on the stack
+                stack: list[tuple[int, Iterator[int]]] = [(r, order(par[r]))]
+                while stack:
+                    v, rest = stack[-1]
+                    for p in rest:
+                        if p >= start and post[p] == -1:
+                            post[p] = -2
+                            stack.append((p, order(par[p])))
+                            break
+                    else:
+                        stack.pop()
+                        post[v] = counter
+                        m = counter
+                        for p in par[v]:
+                            if low[p] < m:
+                                m = low[p]
+                        low[v] = m
+                        counter += 1
+        self.next_post = base + n - start
+
+    def _may_reach(self, d: int, a: int) -> bool:
+        """False when ``d`` surely does not reach ``a`` (labels not nested); True: it may."""
+        for post, low in self.labels:
+            if post[a] > post[d] or low[a] < low[d]:
+                return False
+        return True
 
     def _at_depth(self, v: int, depth: int) -> int:
         """``v``'s first-parent ancestor at first-parent depth ``depth`` (<= its own): O(log) hops."""
@@ -248,18 +319,34 @@ class GraphIndex:
         a, d = self.pos[ancestor], self.pos[descendant]
         if a == d:
             return True
-        gen, par = self.gen, self.par
-        floor = gen[a]
-        if gen[d] <= floor:
+        if self.gen[d] <= self.gen[a]:
             return False
-        # Depth-first over runs, pruned at the ancestor's generation: at each entry point, one
-        # O(log n) check covers its whole first-parent line; then the walk jumps to the end of
-        # the single-parent run and enters the parents there. Cost: the merges between the two.
-        # (A first parent continues a line already checked: only later parents start new ones.)
-        fpd, bot = self.fpd, self.bot
+        self._ensure_labels()
+        if not self._may_reach(d, a):
+            return False
+        # Two searches in turn, one step each, until either answers: down from the descendant and
+        # up from the ancestor. Each is pruned by generation and by the labels, so the cost is
+        # twice the cheaper one: an old side commit merged long ago is found in a few steps up,
+        # a tip with a long first-parent line in a few steps down.
+        down, up = self._walk_down(a, d), self._walk_up(a, d)
+        while True:
+            for walk in (down, up):
+                try:
+                    next(walk)
+                except StopIteration as stop:
+                    return bool(stop.value)
+
+    def _walk_down(self, a: int, d: int) -> Generator[None, None, bool]:
+        """Depth-first from ``d`` over runs, pruned at ``a``'s generation: at each entry point, one
+        O(log n) check covers its whole first-parent line; then the walk jumps to the end of the
+        single-parent run and enters the parents there. Cost: the merges between the two.
+        (A first parent continues a line already checked: only later parents start new ones.)"""
+        gen, par, fpd, bot = self.gen, self.par, self.fpd, self.bot
+        floor = gen[a]
         seen = {d}
         stack = [(d, True)]
         while stack:
+            yield
             c, check = stack.pop()
             if check and fpd[c] >= fpd[a] and self._at_depth(c, fpd[a]) == a:
                 return True
@@ -271,7 +358,30 @@ class GraphIndex:
                     return True
                 if p not in seen and gen[p] > floor:
                     seen.add(p)
-                    stack.append((p, k > 0))
+                    if self._may_reach(p, a):
+                        stack.append((p, k > 0))
+        return False
+
+    def _walk_up(self, a: int, d: int) -> Generator[None, None, bool]:
+        """Depth-first from ``a`` over children below ``d``'s generation (and within its labels),
+        until one lies on ``d``'s first-parent line (one O(log n) check each)."""
+        gen, fpd, kid, kids = self.gen, self.fpd, self.kid, self.kids
+        top = gen[d]
+        seen = {a}
+        stack = [a]
+        while stack:
+            yield
+            c = stack.pop()
+            if fpd[d] >= fpd[c] and self._at_depth(d, fpd[c]) == c:
+                return True
+            if kid[c] < 0:
+                continue
+            for k in (kid[c], *kids.get(c, ())):
+                if k == d:
+                    return True
+                if k not in seen and gen[k] < top and self._may_reach(d, k):
+                    seen.add(k)
+                    stack.append(k)
         return False
 
     def merge_bases(self, a_id: str, b_id: str) -> list[str]:

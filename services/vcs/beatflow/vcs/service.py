@@ -172,7 +172,11 @@ class VcsService:
         owned_blobs: Sequence[str] = (),
         require_readable: bool = False,
     ) -> Commit:
-        async with self._write() as conn:
+        # A compare-and-swap commit writes in one statement (atomic by itself), so it runs without
+        # BEGIN/COMMIT round trips; locking the head (resolve_head) or registering the caller's
+        # blobs first needs a transaction around several statements.
+        atomic = resolve_head or bool(owned_blobs)
+        async with self._write() if atomic else self._read() as conn:
             repo, username = await load_repo_as_user(conn, repo_id, actor, Role.WRITE)
             return await commits.create_commit(
                 conn,
