@@ -61,16 +61,18 @@ SIZES: dict[str, dict[str, Any]] = {
         "separation_seconds": 180.0,
         "equality_seconds": 30.0,
     },
+    # "quick" proves the path on a CPU in CI, so its sizes are the least that still exercise each part:
+    # a stream just over the one second it times, an equality mix just over one 4 s tiny segment.
     "quick": {
         "preset": "tiny",
-        "single_seconds": 1.0,
-        "seconds": 1.0,
-        "concurrency": "1,2",
+        "single_seconds": 0.3,
+        "seconds": 0.3,
+        "concurrency": "2",
         "repeat": 1,
-        "equal_steps": 20,
-        "first_chunk_seconds": 2.0,
+        "equal_steps": 8,
+        "first_chunk_seconds": 1.2,
         "separator_model": "tiny",
-        "separation_seconds": 6.0,
+        "separation_seconds": 2.0,
         "equality_seconds": 5.0,
     },
 }

@@ -270,8 +270,17 @@ def run_stack(
         stack = Stack(f"http://127.0.0.1:{gateway.port}", addrs, env, s3, logs, procs, redis)
         yield stack
     finally:
-        _stop(list(reversed(procs)))
-        (stack.redis if stack is not None and stack.redis is not None else redis).stop()
+        try:
+            _stop(list(reversed(procs)))
+        finally:
+            # Redis runs in its own session, so it outlives the test run unless stopped here: stop the
+            # one started above and any a test started in its place (``Stack.redis``), each with a
+            # bounded wait and then SIGKILL, even when stopping the services failed.
+            redises = [redis]
+            if stack is not None and stack.redis is not None and stack.redis is not redis:
+                redises.append(stack.redis)
+            for server in redises:
+                server.stop(timeout_s=10.0)  # a no-op for one already stopped
 
 
 _shared: Stack | None = None

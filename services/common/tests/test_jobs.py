@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
@@ -15,13 +14,6 @@ from beatflow.common.errors import AlreadyExists, InvalidArgument, NotFound
 from beatflow.common.jobs import GROUP, JobCancelled, JobEvent, JobQueue, JobRecord, JobState
 
 KIND = "test"
-
-
-@pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture

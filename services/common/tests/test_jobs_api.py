@@ -18,13 +18,6 @@ KIND = "api"
 
 
 @pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
 def queue(client: aioredis.Redis) -> JobQueue:
     return JobQueue(client, retry_limit=2, heartbeat_timeout_s=3.0, retention_s=3600.0)
 

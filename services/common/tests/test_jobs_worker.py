@@ -47,13 +47,6 @@ asyncio.run(main(sys.argv[1]))
 
 
 @pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
 def queue(client: aioredis.Redis) -> JobQueue:
     return JobQueue(client, retry_limit=2, heartbeat_timeout_s=1.0, retention_s=3600.0)
 

@@ -68,3 +68,20 @@ def test_redis_refuses_a_port_another_server_listens_on(tmp_path: Path) -> None:
         finally:
             if server is not None:
                 server.stop()
+
+
+def test_redis_that_never_came_up_in_time_is_stopped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Redis runs in its own session, so one whose start timed out would outlive the tests unless
+    start_redis stops it before it raises."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def never_ready(port: int, *args: object, proc: subprocess.Popen[bytes] | None = None, **kwargs: object) -> None:
+        assert proc is not None
+        started.append(proc)
+        raise TimeoutError(f"nothing on port {port}")
+
+    monkeypatch.setattr(localservers, "wait_for_port", never_ready)
+    with pytest.raises(TimeoutError):
+        localservers.start_redis(tmp_path / "redis", persist=False)
+    assert len(started) == 1
+    assert started[0].poll() is not None, "the redis-server process is still running"

@@ -4,7 +4,7 @@ its job-state writes ride it out), health checks that follow it, and bounded sto
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -32,13 +32,6 @@ async def _until(predicate: object, timeout_s: float = 30.0, what: str = "condit
         await asyncio.wait_for(poll(), timeout_s)
     except TimeoutError:
         raise AssertionError(f"timed out waiting for {what}") from None
-
-
-@pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 async def test_batch_collects_jobs_arriving_within_max_wait(client: aioredis.Redis) -> None:

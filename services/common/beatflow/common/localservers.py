@@ -68,7 +68,7 @@ class LocalServer:
             self.proc.wait(timeout_s)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            self.proc.wait()
+            self.proc.wait(10)  # SIGKILL cannot be caught; the bound only guards a stuck kernel
 
 
 def _pg_bin() -> Path:
@@ -265,8 +265,13 @@ def start_redis(data_dir: Path, port: int | None = None, *, persist: bool = True
     log_path = data_dir / "redis.log"
     logf = open(log_path, "ab")
     proc = subprocess.Popen(args, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
-    wait_for_port(port, proc=proc)
-    return LocalServer("redis", proc, port, f"redis://127.0.0.1:{port}/0", log_path)
+    server = LocalServer("redis", proc, port, f"redis://127.0.0.1:{port}/0", log_path)
+    try:
+        wait_for_port(port, proc=proc)
+    except BaseException:
+        server.stop(timeout_s=5.0)  # its own session: nothing else would ever stop it
+        raise
+    return server
 
 
 def start_s3(port: int | None = None, log_dir: Path | None = None) -> LocalServer:
