@@ -283,6 +283,25 @@ async def test_delivery_connects_to_the_address_it_checked(
     assert lookups == ["hooks.beatflow.test"]
 
 
+async def test_one_jobs_due_events_arrive_in_the_order_they_happened(
+    queue: JobQueue, client: aioredis.Redis, receiver: Receiver
+) -> None:
+    # every event is due before the loop starts, so they are claimed in one batch
+    events = ["started", "progress", "completed"]
+    job = await queue.submit(KIND, {}, owner=OWNER, webhook_url=receiver.url, webhook_events=events)
+    await run_job_to_success(queue, job.id)
+    loop = Loop(store_for(client))
+    try:
+        await until(lambda: _count(receiver, 3))
+    finally:
+        await loop.close()
+    assert [json.loads(body)["type"] for _h, body in receiver.accepted()] == [f"task.{e}" for e in events]
+
+
+async def _count(receiver: Receiver, n: int) -> bool:
+    return len(receiver.accepted()) >= n
+
+
 async def _accepted(receiver: Receiver) -> bool:
     return bool(receiver.accepted())
 

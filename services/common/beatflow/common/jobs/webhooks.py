@@ -24,6 +24,10 @@ Redis layout (``bf`` is the prefix):
 * ``bf:wh:secret:{owner}`` — the owner's signing secret (``whsec_`` + base64),
   created on first use and rotatable.
 
+Order: one job's events that are due together are sent one after another in the
+order they happened, different jobs side by side; an event that needs a retry
+can still arrive after a later one (receivers order by the payload's time).
+
 Signatures follow Standard Webhooks (the ``standardwebhooks`` package):
 ``webhook-id``, ``webhook-timestamp`` and ``webhook-signature: v1,<base64
 HMAC-SHA256 of "id.timestamp.body">``; receivers verify with any Standard
@@ -442,7 +446,10 @@ async def run_delivery_loop(
                 if batch:
                     owners = sorted({d.owner for d in batch})
                     keys = dict(zip(owners, await asyncio.gather(*(store.secret(o) for o in owners)), strict=True))
-                    await asyncio.gather(*(_deliver(store, client, d, keys[d.owner]) for d in batch))
+                    by_job: dict[str, list[Delivery]] = {}
+                    for d in sorted(batch, key=_event_order):
+                        by_job.setdefault(d.job_id, []).append(d)
+                    await asyncio.gather(*(_deliver_in_order(store, client, ds, keys) for ds in by_job.values()))
                     continue
             except asyncio.CancelledError:
                 raise
@@ -450,6 +457,20 @@ async def run_delivery_loop(
                 log.warning("webhook delivery loop: %s; retrying", exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), poll_s)
+
+
+def _event_order(delivery: Delivery) -> tuple[str, int, int]:
+    """A job's events in the order they happened (the id ends in the event's stream id ``ms-seq``)."""
+    ms, _, seq = delivery.event_id.rpartition("_")[2].partition("-")
+    return delivery.job_id, int(ms) if ms.isdigit() else 0, int(seq) if seq.isdigit() else 0
+
+
+async def _deliver_in_order(
+    store: WebhookStore, client: httpx.AsyncClient, deliveries: list[Delivery], secrets: dict[str, str]
+) -> None:
+    """One job's due events one after another, jobs side by side."""
+    for delivery in deliveries:
+        await _deliver(store, client, delivery, secrets[delivery.owner])
 
 
 async def _deliver(store: WebhookStore, client: httpx.AsyncClient, delivery: Delivery, secret: str) -> None:
