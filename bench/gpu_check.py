@@ -8,8 +8,10 @@ and writes what it found, failures included, to one JSON file:
   the GPU memory metric), with pass/fail/skip counts.
 * ``generation``: ``bench/generate_engine.py`` (decode engine against plain ``generate()`` in
   float32, its fastest setting): one 15 s request (753 steps) and the aggregate real-time factor at
-  1/8/32/64 concurrent requests, peak GPU memory; plus, measured here, the time to the first streamed
-  second of audio and whether the engine's greedy float32 tokens equal ``generate()``'s.
+  1/8/32/64 concurrent requests, peak GPU memory (with ``QUICK``, also the engine without its step
+  improvements, under ``rows[].variants``); plus, measured here, the time to
+  the first streamed second of audio and whether the engine's greedy float32 tokens equal
+  ``generate()``'s.
 * ``separation``: ``bench/separate.py`` (the separator's segment loop against plain demucs
   ``apply_model``) on a 3-minute track, real-time factor and peak memory; plus, measured here, the
   largest difference between the two outputs (must be within 1e-3); the loop runs with one segment
@@ -56,6 +58,9 @@ SIZES: dict[str, dict[str, Any]] = {
         "concurrency": "1,8,32,64",
         "repeat": 2,
         "equal_steps": 150,
+        # the engine as it ships; its step improvements one by one cost minutes of GPU time here:
+        # bench/generate_engine.py --variants previous,fused_qkv,exact_attention,both measures them
+        "engine_variants": "both",
         "first_chunk_seconds": 15.0,
         "separator_model": "htdemucs-arch",
         "separation_seconds": 180.0,
@@ -70,6 +75,7 @@ SIZES: dict[str, dict[str, Any]] = {
         "concurrency": "2",
         "repeat": 1,
         "equal_steps": 8,
+        "engine_variants": "previous,both",  # each switch alone: bench/generate_engine.py
         "first_chunk_seconds": 1.2,
         "separator_model": "tiny",
         "separation_seconds": 2.0,
@@ -140,6 +146,7 @@ def generation_bench(size: dict[str, Any], device: str, timeout_s: float) -> dic
             f"--seconds={size['seconds']}",
             f"--concurrency={size['concurrency']}",
             f"--repeat={size['repeat']}",
+            f"--variants={size['engine_variants']}",
             f"--out={out}",
         ]
         return _run_json(cmd, out, timeout_s)

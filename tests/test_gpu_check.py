@@ -64,6 +64,10 @@ def test_gpu_check_quick_on_the_cpu_writes_every_field(tmp_path: Path) -> None:
     for row in rows:
         for key in ("engine_rtf", "generate_rtf", "engine_peak_mb", "generate_peak_mb", "speedup"):
             assert row[key] is not None and row[key] > 0, key
+        # the engine as it ships beside the engine without its step improvements (fused QKV, exact attention)
+        assert list(row["variants"]) == ["previous", "both"]
+        for cell in row["variants"].values():
+            assert cell["rtf"] > 0 and cell["step_ms"] > 0 and cell["speedup_vs_previous"] > 0
     checks = report["generation_checks"]
     assert checks["greedy_fp32_tokens_equal"] is True
     assert 0 < checks["time_to_first_second_s"] <= checks["stream_total_s"]

@@ -342,13 +342,70 @@ def test_half_precision_engine_runs_on_gpu(tokenizer: Any) -> None:
 def test_engine_shares_the_model_weights(tokenizer: Any) -> None:
     model = build_preset_model("tiny")
     before = {name: p.data_ptr() for name, p in model.named_parameters()}
-    eng = DecodeEngine(model, tokenizer, EngineConfig(max_slots=2, max_new_tokens=10))
+    eng = DecodeEngine(model, tokenizer, EngineConfig(max_slots=2, max_new_tokens=10, fused_qkv=False))
     assert {name: p.data_ptr() for name, p in model.named_parameters()} == before
     assert eng.view.layers[0] is model.decoder.model.decoder.layers[0]
     assert eng.view.lm_heads[0].weight.data_ptr() == before["decoder.lm_heads.0.weight"]
     # what the engine allocates is its state (caches, grids), none of it a parameter
     state = {t.data_ptr() for t in (*eng.k_cache, *eng.v_cache, eng.seq)}
     assert not state & set(before.values())
+
+
+def test_fused_projections_are_the_model_weights_not_a_copy(tokenizer: Any) -> None:
+    model = build_preset_model("tiny")
+    values = {name: p.detach().clone() for name, p in model.named_parameters()}
+    eng = DecodeEngine(model, tokenizer, EngineConfig(max_slots=2, max_new_tokens=10, fused_qkv=True))
+    assert eng.view.qkv is not None and eng.view.cross_kv_proj is not None
+    h = eng.view.info.hidden
+    for layer, (qkv, _), (kv, _) in zip(eng.view.layers, eng.view.qkv, eng.view.cross_kv_proj, strict=True):
+        attn, cross = layer.self_attn, layer.encoder_attn
+        assert qkv.shape == (3 * h, h) and kv.shape == (2 * h, h)
+        assert [attn.q_proj.weight.data_ptr(), attn.k_proj.weight.data_ptr(), attn.v_proj.weight.data_ptr()] == [
+            qkv[i * h].data_ptr() for i in range(3)
+        ]
+        assert [cross.k_proj.weight.data_ptr(), cross.v_proj.weight.data_ptr()] == [kv[0].data_ptr(), kv[h].data_ptr()]
+    # same values, and no parameter's storage holds more than the parameter: no second copy anywhere
+    params = dict(model.named_parameters())
+    assert all(torch.equal(params[name], value) for name, value in values.items())
+    storages = {p.untyped_storage().data_ptr(): p.untyped_storage().nbytes() for p in params.values()}
+    assert sum(storages.values()) == sum(p.numel() * p.element_size() for p in params.values())
+    # another engine on the same model reuses the fused weights
+    again = DecodeEngine(model, tokenizer, EngineConfig(max_slots=1, max_new_tokens=10, fused_qkv=True))
+    assert again.view.qkv is not None and again.view.qkv[0][0] is eng.view.qkv[0][0]
+
+
+@pytest.mark.parametrize(
+    ("fused_qkv", "exact_attention"), [(False, False), (True, False), (False, True)], ids=["previous", "fused", "exact"]
+)
+def test_each_step_switch_keeps_generate_tokens(
+    fused_qkv: bool, exact_attention: bool, tiny: Any, tokenizer: Any
+) -> None:
+    """Each switch alone (both on is the default every other test runs): greedy float32 tokens equal
+    generate()'s, alone (rows at one position: mask-free attention) and beside a request that joined
+    later (rows at different positions: masked attention)."""
+    inputs = tokenizer(["lofi hip hop with warm keys"], return_tensors="pt")
+    ref_codes, _ = reference(tiny, **inputs, guidance_scale=3.0, max_new_tokens=30)
+    cfg = EngineConfig(max_slots=2, max_new_tokens=30, fused_qkv=fused_qkv, exact_attention=exact_attention)
+    eng = DecodeEngine(tiny, tokenizer, cfg)
+    assert eng.view.fused_qkv is fused_qkv
+    assert torch.equal(_solo(eng, _req("lofi hip hop with warm keys", 30)).codes, ref_codes)
+    early = eng.submit(_req("ambient drone", 20))
+    for _ in range(5):
+        eng.step()
+    late = eng.submit(_req("lofi hip hop with warm keys", 30))
+    while not (early.done() and late.done()):
+        eng.step()
+    assert torch.equal(late.result().codes, ref_codes)
+
+
+def test_step_switches_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert EngineConfig().fused_qkv and EngineConfig().exact_attention
+    monkeypatch.setenv("BEATFLOW_ENGINE_FUSED_QKV", "0")
+    monkeypatch.setenv("BEATFLOW_ENGINE_EXACT_ATTENTION", "off")
+    assert not EngineConfig().fused_qkv and not EngineConfig().exact_attention
+    monkeypatch.setenv("BEATFLOW_ENGINE_FUSED_QKV", "maybe")
+    with pytest.raises(ValueError, match="BEATFLOW_ENGINE_FUSED_QKV"):
+        EngineConfig()
 
 
 def test_a_failing_callback_fails_only_its_request(engine: DecodeEngine) -> None:

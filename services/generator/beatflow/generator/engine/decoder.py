@@ -4,6 +4,12 @@ Nothing here copies a weight: every projection calls the model's ``nn.Linear``/`
 modules. What differs from ``transformers`` is the cache: one preallocated tensor per layer with a
 row per (slot, cond/uncond) pair, written at each row's own position, so requests at different
 positions decode together and the step has fixed shapes (for CUDA graphs).
+
+With ``fused_qkv`` the query/key/value projections of each self-attention (and the key/value
+projections of each cross-attention, which read the same conditioning states) run as one GEMM on
+one weight: the model's own ``q_proj``/``k_proj``/``v_proj`` weights are rebound as row blocks of
+that weight (``fuse_linears``), so there is still one copy of every weight, shared with the model,
+and ``generate()`` on the same model computes with the same values.
 """
 
 from __future__ import annotations
@@ -28,10 +34,43 @@ class DecoderInfo:
     cross_attention: bool
 
 
+def fuse_linears(owner: Any, name: str, linears: list[Any]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One weight (and bias) whose row blocks are ``linears``' weights, in order: ``F.linear`` on it
+    computes all of them at once, its output their outputs side by side.
+
+    The modules' parameters are rebound (``.data``) as views of the fused tensor, so no second copy
+    of the weights exists and the modules compute as before. The fused tensors are remembered on
+    ``owner`` under ``name`` and reused while the parameters still live in them (another engine on
+    the same model shares them; a later ``.to()`` of the model replaces the parameters, and then
+    they are fused afresh).
+    """
+    weights = [lin.weight for lin in linears]
+    biases = [lin.bias for lin in linears]
+    cached = owner.__dict__.get("_beatflow_fused", {}).get(name)
+    ptrs = [w.data_ptr() for w in weights] + [b.data_ptr() for b in biases if b is not None]
+    if cached is not None and cached[2] == ptrs:
+        return cached[0], cached[1]
+    with torch.no_grad():
+        weight = torch.cat([w.detach() for w in weights])
+        bias = None if any(b is None for b in biases) else torch.cat([b.detach() for b in biases])
+        start = 0
+        for lin in linears:
+            rows = lin.weight.shape[0]
+            lin.weight.data = weight[start : start + rows]
+            if bias is not None:
+                lin.bias.data = bias[start : start + rows]
+            start += rows
+    ptrs = [lin.weight.data_ptr() for lin in linears] + (
+        [lin.bias.data_ptr() for lin in linears] if bias is not None else []
+    )
+    owner.__dict__.setdefault("_beatflow_fused", {})[name] = (weight, bias, ptrs)
+    return weight, bias
+
+
 class DecoderView:
     """Handles on the decoder modules of a ``MusicgenForConditionalGeneration`` or its melody sibling."""
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, fused_qkv: bool = False) -> None:
         causal_lm = model.decoder
         self.core = causal_lm.model.decoder
         self.lm_heads: list[Any] = list(causal_lm.lm_heads)
@@ -52,6 +91,23 @@ class DecoderView:
             cross_attention=hasattr(first, "encoder_attn"),
         )
         self.scaling = self.info.head_dim**-0.5
+        # per layer: fused (q|k|v) self-attention and (k|v) cross-attention weights and biases
+        self.qkv: list[tuple[torch.Tensor, torch.Tensor | None]] | None = None
+        self.cross_kv_proj: list[tuple[torch.Tensor, torch.Tensor | None]] | None = None
+        if fused_qkv:
+            self.qkv = []
+            for layer in self.layers:
+                a = layer.self_attn
+                self.qkv.append(fuse_linears(a, "qkv", [a.q_proj, a.k_proj, a.v_proj]))
+            if self.info.cross_attention:
+                self.cross_kv_proj = []
+                for layer in self.layers:
+                    a = layer.encoder_attn
+                    self.cross_kv_proj.append(fuse_linears(a, "kv", [a.k_proj, a.v_proj]))
+
+    @property
+    def fused_qkv(self) -> bool:
+        return self.qkv is not None
 
     @property
     def dtype(self) -> torch.dtype:
@@ -80,10 +136,28 @@ class DecoderView:
         rows, t, _ = x.shape
         return x.view(rows, t, self.info.heads, self.info.head_dim).transpose(1, 2)
 
+    def _heads(self, x: torch.Tensor, parts: int) -> tuple[torch.Tensor, ...]:
+        """(rows, T, parts * hidden) -> ``parts`` tensors (rows, heads, T, head_dim) (views)."""
+        rows, t, _ = x.shape
+        return x.view(rows, t, parts, self.info.heads, self.info.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+
+    def _qkv(self, i: int, layer: Any, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Self-attention queries, keys and values of layer ``i`` for normed inputs x (rows, T, hidden)."""
+        if self.qkv is None:
+            attn = layer.self_attn
+            return self._split(attn.q_proj(x)), self._split(attn.k_proj(x)), self._split(attn.v_proj(x))
+        weight, bias = self.qkv[i]
+        return self._heads(F.linear(x, weight, bias), 3)
+
     def cross_kv(self, states: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Cross-attention keys/values of every layer for conditioning states (rows, E, hidden)."""
         out = []
-        for layer in self.layers:
+        for i, layer in enumerate(self.layers):
+            if self.cross_kv_proj is not None:
+                weight, bias = self.cross_kv_proj[i]
+                k, v = self._heads(F.linear(states, weight, bias), 2)
+                out.append((k, v))
+                continue
             attn = layer.encoder_attn
             out.append((self._split(attn.k_proj(states)), self._split(attn.v_proj(states))))
         return out
@@ -105,9 +179,7 @@ class DecoderView:
             res = h
             x = layer.self_attn_layer_norm(h)
             attn = layer.self_attn
-            q = self._split(attn.q_proj(x))
-            k = self._split(attn.k_proj(x))
-            v = self._split(attn.v_proj(x))
+            q, k, v = self._qkv(i, layer, x)
             k_cache[i][rows, :, :t] = k
             v_cache[i][rows, :, :t] = v
             o = F.scaled_dot_product_attention(q, k, v, is_causal=t > 1, scale=self.scaling)
@@ -150,25 +222,31 @@ class DecoderView:
         cross_k: list[torch.Tensor] | None,
         cross_v: list[torch.Tensor] | None,
         cross_mask: torch.Tensor | None,
+        unmasked: bool = False,
     ) -> torch.Tensor:
         """One token per row: hidden (rows, 1, hidden) at cache ``positions`` (rows,) -> logits
         (rows, codebooks, vocab). The caches are the first ``rows`` rows; attention reads the first
-        ``length`` cache positions and sees only those at or before each row's own position."""
+        ``length`` cache positions and sees only those at or before each row's own position.
+
+        ``unmasked``: the caller knows every row is at position ``length - 1``, so every one of the
+        ``length`` positions is visible to every row and attention runs without a mask."""
         rows = hidden.shape[0]
         heads, head_dim = self.info.heads, self.info.head_dim
         where = positions.view(rows, 1, 1, 1).expand(rows, heads, 1, head_dim)
-        keys = torch.arange(length, device=positions.device)
-        visible = (keys[None, :] <= positions[:, None]).view(rows, 1, 1, length)
+        visible: torch.Tensor | None = None
+        if not unmasked:
+            keys = torch.arange(length, device=positions.device)
+            visible = (keys[None, :] <= positions[:, None]).view(rows, 1, 1, length)
         h = hidden
         for i, layer in enumerate(self.layers):
             res = h
             x = layer.self_attn_layer_norm(h)
             attn = layer.self_attn
-            q = self._split(attn.q_proj(x))
+            q, k, v = self._qkv(i, layer, x)
             k_all = k_cache[i][:rows]
             v_all = v_cache[i][:rows]
-            k_all.scatter_(2, where, self._split(attn.k_proj(x)))
-            v_all.scatter_(2, where, self._split(attn.v_proj(x)))
+            k_all.scatter_(2, where, k)
+            v_all.scatter_(2, where, v)
             o = F.scaled_dot_product_attention(
                 q, k_all[:, :, :length], v_all[:, :, :length], attn_mask=visible, scale=self.scaling
             )

@@ -12,6 +12,7 @@ CUDA graph). The loop never reads a device value back except to finish a request
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import threading
 from collections import deque
@@ -33,6 +34,17 @@ from beatflow.generator.engine.types import AudioChunk, EngineRequest, EngineRes
 log = logging.getLogger(__name__)
 
 
+def _env_flag(name: str, default: bool) -> bool:
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name} must be 1/0 (true/false, yes/no, on/off), not {value!r}")
+
+
 @dataclass
 class EngineConfig:
     """Sizes of the preallocated state and how the step runs.
@@ -42,6 +54,14 @@ class EngineConfig:
     at the same steps for every request, so the loop reads the device at most that often.
     ``dtype`` None keeps the decoder's dtype; another dtype converts the loaded decoder in place
     (one copy of the weights). ``cuda_graphs`` applies on CUDA only.
+
+    ``fused_qkv`` (default from ``BEATFLOW_ENGINE_FUSED_QKV``, on): each layer's query/key/value
+    projections as one GEMM on one weight that the model's projections are views of.
+    ``exact_attention`` (default from ``BEATFLOW_ENGINE_EXACT_ATTENTION``, on): when every running
+    row is at the same cache position (one request, or requests that started together), the step's
+    attention reads exactly the used positions without a mask; otherwise (and in CUDA graphs, which
+    read the used length rounded up to ``length_bucket``) it reads the positions up to the furthest
+    row with a mask. Both give the same tokens as ``generate()`` under greedy float32 decoding.
     """
 
     max_slots: int = 8
@@ -53,6 +73,8 @@ class EngineConfig:
     cuda_graphs: bool = True
     length_bucket: int = 128
     stream_every: int = 10  # steps between looks at streamed frames/chunks (each look reads the device)
+    fused_qkv: bool = field(default_factory=lambda: _env_flag("BEATFLOW_ENGINE_FUSED_QKV", True))
+    exact_attention: bool = field(default_factory=lambda: _env_flag("BEATFLOW_ENGINE_EXACT_ATTENTION", True))
 
 
 def half_dtype_for(device: torch.device) -> torch.dtype | None:
@@ -113,7 +135,7 @@ class DecodeEngine:
             for name in ("enc_to_dec_proj", "audio_enc_to_dec_proj"):
                 if hasattr(model, name):
                     getattr(model, name).to(cfg.dtype)
-        self.view = DecoderView(model)
+        self.view = DecoderView(model, fused_qkv=cfg.fused_qkv)
         info = self.view.info
         self.device = self.view.device
         self.dtype = self.view.dtype
@@ -267,7 +289,8 @@ class DecodeEngine:
         n = len(self._slots)
         if n == 0:
             return False
-        length = max(s.cpos for s in self._slots) + 1
+        used = max(s.cpos for s in self._slots) + 1
+        length = self._attention_length(used)
         if self._graphs is not None:
             bucket = 1 << (n - 1).bit_length()
             bucket = min(bucket, self.config.max_slots)
@@ -277,11 +300,18 @@ class DecodeEngine:
         else:
             width = self._sort_width()
             nucleus = any(0.0 < s.handle.request.sampling.top_p < 1.0 for s in self._slots)
-            self._step_impl(n, length, width, nucleus)
+            # every row at the last used position: all of [0, used) is visible to all, no mask needed
+            unmasked = self.config.exact_attention and length == used and all(s.cpos == used - 1 for s in self._slots)
+            self._step_impl(n, length, width, nucleus, unmasked)
         self.steps_run += 1
         for i in reversed(range(n)):
             self._after_step(i)
         return True
+
+    def _attention_length(self, used: int) -> int:
+        """Cache positions the step's attention reads: those in use (positions beyond are masked out
+        anyway). A subclass may read more, e.g. the whole static cache, to measure what this saves."""
+        return used
 
     def _sort_width(self) -> int:
         vocab = self.view.info.vocab
@@ -304,7 +334,7 @@ class DecodeEngine:
 
         return restore
 
-    def _step_impl(self, n: int, length: int, width: int, nucleus: bool = True) -> None:
+    def _step_impl(self, n: int, length: int, width: int, nucleus: bool = True, unmasked: bool = False) -> None:
         info = self.view.info
         k = info.num_codebooks
         col = self.col[:n]
@@ -317,7 +347,9 @@ class DecodeEngine:
         rows_pos = self.cpos[:n, None].expand(n, 2).reshape(2 * n)
         hidden = (self.view.embed(rows_tok) + self.pos_table[rows_pos]).unsqueeze(1)
         x_mask = self.x_mask[: 2 * n] if self.x_mask is not None else None
-        logits = self.view.step(hidden, rows_pos, self.k_cache, self.v_cache, length, self.x_k, self.x_v, x_mask)
+        logits = self.view.step(
+            hidden, rows_pos, self.k_cache, self.v_cache, length, self.x_k, self.x_v, x_mask, unmasked
+        )
         scores = guide(logits.float().view(n, 2, k, info.vocab), self.guidance[:n])
         uniform = counter_uniform(self.seed_lo[:n], self.seed_hi[:n], col + 1, k)
         nxt = choose_tokens(
