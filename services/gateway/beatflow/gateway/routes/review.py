@@ -28,6 +28,16 @@ MergeRequestRef = Annotated[
     str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_\-]+$", description="The request's id or number")
 ]
 PageSize = Annotated[int, Query(ge=1, le=200)]
+# Plain text, not blank: no control characters but newline and tab (vcs's rule, stated in the schema).
+CommentBody = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=4000,
+        pattern=r"^[^\x00-\x08\x0b-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x08\x0b-\x1f\x7f]*$",
+        description="Plain text (newlines and tabs allowed, no other control characters), not blank",
+    ),
+]
 PageToken = Annotated[str, Query(max_length=512, pattern=r"^[A-Za-z0-9_\-]*$")]
 Verdict = Literal["approve", "request_changes", "comment"]
 State_ = Literal["open", "merged", "closed"]
@@ -50,7 +60,7 @@ _STRATEGY = {
 class CommentCreate(schemas.Strict):
     """A thread on ``commit_id`` or on ``merge_request`` (its proposed head), or a reply (``parent_id``)."""
 
-    body: str = Field(min_length=1, max_length=4000)
+    body: CommentBody
     commit_id: schemas.Id | None = None
     merge_request: schemas.Id | None = Field(None, description="Id or number of a merge request into this repository")
     parent_id: schemas.Id | None = None
@@ -66,11 +76,13 @@ class CommentCreate(schemas.Strict):
             raise ValueError("give both start_s and end_s, or neither")
         if self.start_s is not None and self.stem is None:
             raise ValueError("a time range needs a stem")
+        if self.parent_id is not None and self.stem is not None:
+            raise ValueError("a reply cannot carry an anchor (the thread's first comment holds it)")
         return self
 
 
 class CommentEdit(schemas.Strict):
-    body: str = Field(min_length=1, max_length=4000)
+    body: CommentBody
 
 
 class CommentResolve(schemas.Strict):
@@ -105,7 +117,7 @@ class MergeRequestCreate(schemas.Strict):
     source_branch: schemas.RefName
     source_repo_id: schemas.Id | None = Field(None, description="A fork of this repository's family; default: this one")
     target_branch: schemas.RefName | None = Field(None, description="Default: the default branch")
-    title: str = Field(min_length=1, max_length=200)
+    title: str = Field(min_length=1, max_length=200, pattern=r"\S", description="Not blank")
     description: str = Field("", max_length=10000)
 
 
