@@ -125,6 +125,11 @@ def test_merge_request_lifecycle_and_feed(stack: Stack, team: Team) -> None:
         )
         assert r.status_code == 201, r.text
     with stack.client(reader) as http:
+        # the default branch into itself: a state of the repository (409), not a malformed request
+        same = http.post(f"/api/vcs/merge-requests/{team.repo}", json={"source_branch": "main", "title": "itself"})
+        assert same.status_code == 409 and "same branch" in same.text, same.text
+        blank = http.post(f"/api/vcs/merge-requests/{team.repo}", json={"source_branch": "idea", "title": "  "})
+        assert blank.status_code == 422, blank.text
         r = http.post(f"/api/vcs/merge-requests/{team.repo}", json={"source_branch": "idea", "title": "brighter lead"})
         assert r.status_code == 201, r.text
         mr = r.json()

@@ -140,7 +140,7 @@ async def test_unrelated_repositories_and_strangers(world) -> None:
     await world.commit("o", actor=world.bob.id, repo=other.id, drums="x")
     with pytest.raises(NotFound):  # a stranger does not see the private target
         await v.open_merge_request(world.bob.id, world.repo.id, source_branch="idea", title="t")
-    with pytest.raises(InvalidArgument):
+    with pytest.raises(FailedPrecondition, match="same branch"):  # its default branch into itself
         await v.open_merge_request(world.bob.id, other.id, source_repo_id=other.id, source_branch="main", title="t")
     await v.set_collaborator(world.alice.id, world.repo.id, "bob", Role.READ)
     with pytest.raises(InvalidArgument):

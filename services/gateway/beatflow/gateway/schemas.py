@@ -362,7 +362,7 @@ class TaskOptions(Strict):
         # http(s), a host name or IPv4 address without credentials, a port in range: what vcs checks
         pattern=r"^https?://[A-Za-z0-9._~-]+"
         r"(:([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?"
-        r"([/?#][^\s]*)?$",
+        r"([/?#][^\s\x00-\x1f\x7f]*)?$",
         description="POST signed events (Standard Webhooks; secret at /api/webhooks/secret) to this http(s) URL; "
         "private, loopback and link-local targets are refused",
     )

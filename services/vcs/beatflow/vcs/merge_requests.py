@@ -251,7 +251,8 @@ async def open_request(
         target if not source_repo_id or source_repo_id == target.id else await load_repo(conn, source_repo_id, actor)
     )
     if source.id == target.id and source_branch == target_branch:
-        raise InvalidArgument("source and target are the same branch")
+        # a state, not a malformed request (the target may be the default branch): 409
+        raise FailedPrecondition("source and target are the same branch")
     if source.id != target.id and await _fork_root(conn, source.id) != await _fork_root(conn, target.id):
         raise InvalidArgument("source and target repositories are not of one fork family")
     source_head = await branch_head(conn, source.id, source_branch)
