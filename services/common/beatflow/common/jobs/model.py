@@ -94,8 +94,13 @@ def decode_mapping(raw: Any) -> dict[str, str]:
     """A Redis hash or stream entry (dict or flat list, bytes or str) as ``dict[str, str]``."""
     if isinstance(raw, dict):
         return {as_str(k): as_str(v) for k, v in raw.items()}
-    items = list(raw or [])
-    return {as_str(items[i]): as_str(items[i + 1]) for i in range(0, len(items) - 1, 2)}
+    items = raw if isinstance(raw, list) else list(raw or [])
+    # the usual reply, all bytes: decoded without a call per item (every task poll reads one);
+    # an odd last item is dropped, as below
+    try:
+        return {k.decode(): v.decode() for k, v in zip(items[0::2], items[1::2], strict=False)}
+    except AttributeError:  # str (decode_responses) or numbers among them
+        return {as_str(items[i]): as_str(items[i + 1]) for i in range(0, len(items) - 1, 2)}
 
 
 @dataclass
