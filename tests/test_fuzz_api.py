@@ -109,6 +109,9 @@ def fuzz(stack: Stack, fuzz_user: tuple[str, dict[str, str]], max_examples: int,
     token, known_ids = fuzz_user
     auth = {"Authorization": f"Bearer {token}"}
     schema = schemathesis.openapi.from_url(stack.base_url + "/openapi.json")
+    # NUL in any text is refused by one validator for every body (no backend stores it), a rule the
+    # schema does not state per field; it has its own test (gateway tests/test_app_offline.py)
+    schema.config.generation.update(allow_x00=False)
     cases: Counter[str] = Counter()
     per_operation: Counter[tuple[str, str]] = Counter()
     statuses: Counter[int] = Counter()

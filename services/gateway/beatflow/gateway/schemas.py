@@ -52,6 +52,13 @@ def _clean(value: Any) -> Any:
     return value
 
 
+# "Not blank", spelled out: a character that is not whitespace by Python's str.strip (the services
+# strip), written without \s or \S, whose meaning differs between the validating regex engine and
+# the JSON-schema readers that generate requests.
+WHITESPACE = r"\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+NOT_BLANK = f"[^{WHITESPACE}]"
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -362,7 +369,7 @@ class TaskOptions(Strict):
         # http(s), a host name or IPv4 address without credentials, a port in range: what vcs checks
         pattern=r"^https?://[A-Za-z0-9._~-]+"
         r"(:([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?"
-        r"([/?#][^\s\x00-\x1f\x7f]*)?$",
+        r"([/?#][^\x00-\x20\x7f]*)?$",
         description="POST signed events (Standard Webhooks; secret at /api/webhooks/secret) to this http(s) URL; "
         "private, loopback and link-local targets are refused",
     )
@@ -379,7 +386,7 @@ class TaskOptions(Strict):
 
 class GenerateCreate(TaskOptions):
     prompt: str = Field(
-        min_length=1, max_length=2000, pattern=r"\S", examples=["Upbeat electronic music"], description="Not blank"
+        min_length=1, max_length=2000, pattern=NOT_BLANK, examples=["Upbeat electronic music"], description="Not blank"
     )
     bpm: float | None = Field(None, ge=20, le=300)
     mood: str = Field("", max_length=100)

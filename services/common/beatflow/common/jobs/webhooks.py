@@ -24,9 +24,11 @@ Redis layout (``bf`` is the prefix):
 * ``bf:wh:secret:{owner}`` — the owner's signing secret (``whsec_`` + base64),
   created on first use and rotatable.
 
-Order: one job's events that are due together are sent one after another in the
-order they happened, different jobs side by side; an event that needs a retry
-can still arrive after a later one (receivers order by the payload's time).
+Order: within one delivery loop, one job's events that are due together are sent
+one after another in the order they happened, different jobs side by side. No
+order is promised beyond that: every job service runs a delivery loop, and an
+event that needs a retry can arrive after a later one, so receivers order by the
+payload's ``timestamp`` (and de-duplicate on ``webhook-id``).
 
 Signatures follow Standard Webhooks (the ``standardwebhooks`` package):
 ``webhook-id``, ``webhook-timestamp`` and ``webhook-signature: v1,<base64

@@ -34,7 +34,7 @@ CommentBody = Annotated[
     Field(
         min_length=1,
         max_length=4000,
-        pattern=r"^[^\x00-\x08\x0b-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x08\x0b-\x1f\x7f]*$",
+        pattern=rf"^[^\x00-\x08\x0b-\x1f\x7f]*[^{schemas.WHITESPACE}\x00-\x1f\x7f][^\x00-\x08\x0b-\x1f\x7f]*$",
         description="Plain text (newlines and tabs allowed, no other control characters), not blank",
     ),
 ]
@@ -117,7 +117,7 @@ class MergeRequestCreate(schemas.Strict):
     source_branch: schemas.RefName
     source_repo_id: schemas.Id | None = Field(None, description="A fork of this repository's family; default: this one")
     target_branch: schemas.RefName | None = Field(None, description="Default: the default branch")
-    title: str = Field(min_length=1, max_length=200, pattern=r"\S", description="Not blank")
+    title: str = Field(min_length=1, max_length=200, pattern=schemas.NOT_BLANK, description="Not blank")
     description: str = Field("", max_length=10000)
 
 
