@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -29,6 +28,7 @@ import grpc
 from beatflow.common import grpctls
 from beatflow.common.blobstore import BlobStore, make_blob_store
 from beatflow.common.errors import NotFound, Unavailable
+from beatflow.common.jobs.backoff import backoff_s
 from beatflow.v1 import vcs_pb2, vcs_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -108,7 +108,7 @@ class OutputRegistrar:
                 if exc.code() not in _RETRY:
                     raise
                 failures += 1
-                delay = min(5.0, 0.1 * 2 ** min(failures - 1, 10)) * (0.5 + random.random() / 2)
+                delay = backoff_s(failures)
                 if time.monotonic() + delay > deadline:
                     raise Unavailable(f"vcs at {self.vcs_addr} is unreachable: job outputs not registered") from exc
                 log.warning("registering output %s failed (%s); retrying in %.2fs", key, exc.code().name, delay)

@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ from beatflow.common.errors import (
     PermissionDenied,
     Unauthenticated,
 )
+from beatflow.common.jobs.backoff import backoff_s
 from beatflow.common.jobs.model import JobCancelled
 from beatflow.common.jobs.queue import ClaimedJob, JobQueue
 from beatflow.common.logging import bind
@@ -62,19 +62,6 @@ NON_RETRYABLE: tuple[type[Exception], ...] = (
 
 # Redis away, restarting or loading its data: worth trying again.
 TRANSIENT: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError, OSError)
-
-BACKOFF_BASE_S = 0.1
-BACKOFF_CAP_S = 5.0
-
-
-def backoff_s(failures: int, base_s: float = BACKOFF_BASE_S, cap_s: float = BACKOFF_CAP_S) -> float:
-    """Delay before retry number ``failures`` (1, 2, ...): exponential, capped, with jitter.
-
-    A random point in [d/2, d] for d = min(cap, base * 2**(failures-1)), so replicas
-    that lost Redis together do not come back in lockstep.
-    """
-    d = min(cap_s, base_s * 2 ** min(max(failures - 1, 0), 30))
-    return float(d / 2 + random.random() * d / 2)
 
 
 async def settle(op: Callable[[], Awaitable[T]], what: str, *, give_up_s: float = 60.0) -> T:
