@@ -535,3 +535,129 @@ def test_review_on_the_compare_waveforms(stack: Stack, browser: Browser, tmp_pat
     panel("review-5-phone.png")
     http.close()
     assert errors == []
+
+
+def test_blame_merge_request_card_and_own_comments(stack: Stack, browser: Browser) -> None:
+    """What a producer sees around review: blame one line a stem at 1280 px; a comment on the older commit
+    drawn on A's waveform; edit and delete of one's own comments (with a refusal shown); on a phone the
+    merge-request card waits for a second branch and comes after the repository card."""
+    page, errors = _open(browser, 1280, 900)
+    http = _sign_up(page, stack, "polish")
+    token = page.evaluate("localStorage.getItem('bf_token')")
+    seconds = 6.0
+    before, after, bass = (stack.upload(token, data)["blob_key"] for data in _takes(seconds))
+    repo = http.post("/api/repositories/create", json={"name": "polish-song"}).json()["id"]
+    stems = [{"name": "lead", "blob_key": before}, {"name": "bass", "blob_key": bass}]
+    first = http.post(f"/api/vcs/commit/{repo}", json={"message": "first lead", "stems": stems}).json()
+    long_message = "Brighter middle for the lead: 1.5 kHz from two to four seconds, the bass left as it was"
+    second = http.post(
+        f"/api/vcs/commit/{repo}",
+        json={"message": long_message, "stems": [{"name": "lead", "blob_key": after}], "inherit_stems": True},
+    ).json()
+    comments = f"/api/vcs/comments/{repo}"
+    anchor = {"stem": "lead", "start_s": 1.0, "end_s": 2.5}
+    on_a = http.post(comments, json={"commit_id": first["id"], "body": "The 220 Hz lead is warm here", **anchor}).json()
+    on_b = http.post(
+        comments, json={"commit_id": second["id"], "body": "Too bright", "stem": "lead", "start_s": 3.0, "end_s": 4.0}
+    ).json()
+    page.reload()
+    page.select_option("#repo-select", repo)
+    expect(page.locator("#mixer-source")).to_contain_text(second["id"][:8])
+
+    # One branch: the merge-request card says how to get something to propose instead of an empty picker.
+    expect(page.locator("#mr-hint")).to_be_visible()
+    expect(page.locator("#mr-propose")).to_be_hidden()
+
+    # Blame at 1280 px: each row one line; cut-short text keeps its whole in the title.
+    page.click("#blame-run")
+    rows = page.locator("#blame tbody tr")
+    expect(rows).to_have_count(2)
+    lead_row = page.locator("#blame tr[data-stem=lead]")
+    expect(lead_row.locator("code")).to_have_text(second["id"][:8])
+    assert lead_row.locator("td").nth(0).get_attribute("title") == f"{second['id']}\n{long_message}"
+    expect(lead_row.locator("td").nth(2)).to_have_text("just now")
+    lines = page.evaluate(
+        """[...document.querySelectorAll('#blame tbody tr')].map(r => {
+             const s = getComputedStyle(r.cells[1]);
+             return {height: r.getBoundingClientRect().height, line: parseFloat(s.lineHeight),
+                     padding: parseFloat(s.paddingTop) + parseFloat(s.paddingBottom),
+                     cut: r.cells[1].scrollWidth > r.cells[1].clientWidth}; })"""
+    )
+    for row in lines:
+        assert row["height"] <= row["line"] + row["padding"] + 2, lines  # one line, not wrapped
+    assert any(r["cut"] for r in lines), lines  # the long message is cut short
+    page.locator("#blame-panel").screenshot(path=str(OUTPUT / "polish-1-blame-1280.png"))
+
+    # Compare with the parent: the comment on A is drawn on A's waveform at its time, numbered and clickable.
+    page.click("#view-compare")
+    lead = page.locator(".compare-row[data-stem=lead]")
+    wave_a, wave_b = lead.locator(".wave-slot").nth(0), lead.locator(".wave-slot").nth(1)
+    band_a, band_b = wave_a.locator("[data-kind=comment]"), wave_b.locator("[data-kind=comment]")
+    expect(band_a).to_have_count(1)
+    expect(band_b).to_have_count(1)
+    expect(band_a).to_contain_text("#1")
+    expect(band_b).to_contain_text("#2")
+    start, end = _fractions(page, wave_a, band_a)
+    assert abs(start - 1.0 / seconds) <= 0.01 and abs(end - 2.5 / seconds) <= 0.01, (start, end)
+    start, end = _fractions(page, wave_b, band_b)
+    assert abs(start - 3.0 / seconds) <= 0.01 and abs(end - 4.0 / seconds) <= 0.01, (start, end)
+    thread_a = page.locator(f"#threads .thread[data-comment='{on_a['id']}']")
+    thread_b = page.locator(f"#threads .thread[data-comment='{on_b['id']}']")
+    expect(thread_a.locator(".badge.side-a")).to_have_text("on A")
+    expect(thread_b.locator(".badge.side-a")).to_have_count(0)
+    page.click("#ab-b")
+    band_a.click()
+    expect(thread_a).to_have_class("thread focused")
+    expect(page.locator("#ab-a")).to_have_attribute("aria-checked", "true")  # the band plays A, from its time
+    page.wait_for_function(
+        "() => window.studio.ab.tracks.length === 2 && Math.abs(window.studio.ab.position() - 1) < 0.3"
+    )
+    page.locator("#compare-panel").screenshot(path=str(OUTPUT / "polish-2-compare-1280.png"))
+
+    # Delete one's own comment: asked first (dismissing keeps it), then gone from the list, the waveform, the API.
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    thread_a.locator("button.tool", has_text="Delete").click()
+    expect(thread_a).to_have_count(1)
+    page.once("dialog", lambda dialog: dialog.accept())
+    thread_a.locator("button.tool", has_text="Delete").click()
+    expect(thread_a).to_have_count(0)
+    expect(band_a).to_have_count(0)
+    (gone,) = http.get(comments, params={"commit": first["id"]}).json()["comments"]
+    assert gone["deleted"] is True and gone["body"] == ""
+
+    # Edit: the new text in the thread and through the API; a refusal is shown beside the comment.
+    thread_b.locator("button.tool", has_text="Edit").click()
+    thread_b.locator(".edit-form textarea").fill("Too bright: soften the 1.5 kHz lead")
+    page.locator("#compare-panel").screenshot(path=str(OUTPUT / "polish-3-edit-1280.png"))
+    thread_b.locator(".edit-form button[type=submit]").click()
+    expect(thread_b.locator(".comment-body")).to_have_text("Too bright: soften the 1.5 kHz lead")
+    expect(thread_b.locator(".edit-form")).to_have_count(0)
+    assert http.get(comments, params={"commit": second["id"]}).json()["comments"][0]["body"] == (
+        "Too bright: soften the 1.5 kHz lead"
+    )
+    thread_b.locator("button.tool", has_text="Edit").click()
+    thread_b.locator(".edit-form textarea").fill("Meanwhile deleted elsewhere")
+    assert http.delete(f"{comments}/{on_b['id']}").status_code == 200
+    thread_b.locator(".edit-form button[type=submit]").click()
+    expect(thread_b.locator(".comment .error")).to_contain_text("deleted")
+    assert http.get(comments, params={"commit": second["id"]}).json()["comments"][0]["body"] == ""
+
+    # A phone: the repository card comes before merge requests; a second branch brings the proposal picker.
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.wait_for_function("() => document.documentElement.scrollWidth <= 390")
+    order = page.evaluate(
+        """['mixer-panel', 'repo-panel', 'history-panel', 'compare-panel', 'mr-panel', 'blame-panel']
+             .map(id => document.getElementById(id).getBoundingClientRect().top)"""
+    )
+    assert order == sorted(order), order
+    expect(page.locator("#mr-hint")).to_be_visible()
+    page.locator("#mr-panel").screenshot(path=str(OUTPUT / "polish-4-phone-merge-requests.png"))
+    page.fill("#branch-name", "softer")
+    page.click("#branch-create")
+    expect(page.locator("#branch-select")).to_have_value("softer")
+    expect(page.locator("#mr-propose")).to_be_visible()
+    expect(page.locator("#mr-hint")).to_be_hidden()
+    expect(page.locator("#mr-source option")).to_have_text(["main"])
+    _shot(page, "polish-5-phone.png")
+    http.close()
+    assert errors == []

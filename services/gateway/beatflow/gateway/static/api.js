@@ -136,3 +136,17 @@ export function formatTime(seconds) {
 export function when(timestamp) {
   return new Date(timestamp * 1000).toLocaleString();
 }
+
+// How long ago, in a few characters: "just now", "5 min ago", "3 h ago", "2 d ago", "4 mo ago", "1 y ago".
+export function ago(timestamp, now = Date.now() / 1000) {
+  const s = Math.max(0, now - timestamp);
+  if (s < 60) return "just now";
+  const units = [
+    [3600, 60, "min"],
+    [86400, 3600, "h"],
+    [30 * 86400, 86400, "d"],
+    [365 * 86400, 30 * 86400, "mo"],
+  ];
+  for (const [limit, size, unit] of units) if (s < limit) return `${Math.floor(s / size)} ${unit} ago`;
+  return `${Math.floor(s / (365 * 86400))} y ago`;
+}

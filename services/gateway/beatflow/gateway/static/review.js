@@ -3,8 +3,10 @@
 //
 // A Review belongs to one comparison (two commits, or a merge request). The compare view hands it
 // each waveform as it is drawn (attach); the review draws the changed regions on both sides (the
-// base side shifted by the measured offset) and the comments on the head side, with the vendored
-// wavesurfer regions plugin, and writes each stem's summary into its row's .annotations slot.
+// base side shifted by the measured offset) and the comments of each side on its waveforms (new
+// comments go on the head, B; those already on the base commit, A, are drawn and answered there),
+// with the vendored wavesurfer regions plugin, and writes each stem's summary into its row's
+// .annotations slot. The author of a comment may edit or delete it from its thread.
 
 import RegionsPlugin from "./vendor/regions.esm.js";
 import { api, ApiError, enc, followTask, formatTime, session, when } from "./api.js";
@@ -59,18 +61,21 @@ export function deltas(summary) {
 
 export class Review {
   // repoId: the repository; target: {commit_id} or {merge_request} (where comments go and are listed);
+  // base: the commit of side A, whose own comments are drawn on A (optional);
   // diffPath: the GET that answers 202 with the diff task; els: {root, progress, label, threads, error};
-  // seek(stem, seconds): play position of the compare player; canResolve(comment): whether to offer resolve.
-  constructor({ repoId, target, diffPath, els, seek, canResolve }) {
+  // seek(stem, seconds, side): play position (and side) of the compare player;
+  // canResolve(comment): whether to offer resolve.
+  constructor({ repoId, target, base, diffPath, els, seek, canResolve }) {
     this.repoId = repoId;
     this.target = target;
+    this.base = base && base !== target.commit_id ? base : "";
     this.diffPath = diffPath;
     this.els = els;
     this.seek = seek;
     this.canResolve = canResolve || (() => true);
-    this.waves = []; // {stem, side, view, regions}
+    this.waves = []; // {stem, side, view, regions, ready}
     this.result = null; // the diff task's result.stems
-    this.comments = [];
+    this.comments = []; // both sides', oldest first; each with side "A" or "B"
     this.controller = new AbortController();
     this.closed = false;
     this.selection = null; // a region the user dragged on a head waveform
@@ -86,7 +91,7 @@ export class Review {
   // comments and new selections on the head.
   attach(stem, side, view) {
     const regions = view.ws.registerPlugin(RegionsPlugin.create());
-    const wave = { stem, side, view, regions };
+    const wave = { stem, side, view, regions, ready: false };
     this.waves.push(wave);
     regions.on("region-clicked", (region, event) => {
       event.stopPropagation();
@@ -98,7 +103,13 @@ export class Review {
         if (region.id.startsWith("selection")) this.openForm(stem, region.start, region.end, region);
       });
     }
-    this.drawStem(stem);
+    // A region added before the waveform knows its duration is clamped to 0 s: draw once it does.
+    const ready = () => {
+      wave.ready = true;
+      this.drawStem(stem);
+    };
+    if (view.ws.getDuration()) ready();
+    else view.ws.once("ready", ready);
     return wave;
   }
 
@@ -151,17 +162,26 @@ export class Review {
   // ---- comments -----------------------------------------------------------------------------
 
   async loadComments() {
+    const list = (query) => api("GET", `/api/vcs/comments/${this.repoId}?${query}&page_size=200`).then((out) => out.comments);
     const query = this.target.commit_id ? `commit=${enc(this.target.commit_id)}` : `merge_request=${enc(this.target.merge_request)}`;
-    const out = await api("GET", `/api/vcs/comments/${this.repoId}?${query}&page_size=200`);
+    const [head, base] = await Promise.all([list(query), this.base ? list(`commit=${enc(this.base)}`) : []]);
     if (this.closed) return;
-    this.comments = out.comments;
+    const seen = new Set(head.map((c) => c.id));
+    this.comments = head
+      .map((c) => Object.assign(c, { side: "B" }))
+      .concat(base.filter((c) => !seen.has(c.id)).map((c) => Object.assign(c, { side: "A" })))
+      .sort((x, y) => x.created_at - y.created_at);
     this.renderThreads();
     for (const stem of new Set(this.waves.map((w) => w.stem))) this.drawStem(stem);
   }
 
+  // Threads numbered oldest first; a deleted first comment with no replies leaves nothing to show
+  // (the others keep their numbers).
   threads() {
     const roots = this.comments.filter((c) => !c.parent_id);
-    return roots.map((root, i) => ({ root, number: i + 1, replies: this.comments.filter((c) => c.parent_id === root.id) }));
+    return roots
+      .map((root, i) => ({ root, number: i + 1, replies: this.comments.filter((c) => c.parent_id === root.id) }))
+      .filter((t) => !t.root.deleted || t.replies.length);
   }
 
   async addComment(body) {
@@ -175,7 +195,7 @@ export class Review {
   drawStem(stem) {
     const d = this.result && this.result[stem];
     const threads = this.threads().filter((t) => t.root.stem === stem && t.root.start_s !== null);
-    for (const wave of this.waves.filter((w) => w.stem === stem)) {
+    for (const wave of this.waves.filter((w) => w.stem === stem && w.ready)) {
       for (const r of [...wave.regions.getRegions()]) if (r !== this.selection) r.remove();
       const duration = wave.view.duration || 0;
       const shift = wave.side === "A" && d ? -(d.offset_s || 0) : 0; // base time = head time - offset
@@ -185,8 +205,7 @@ export class Review {
         const region = wave.regions.addRegion({ id: `diff-${i}`, start, end, color: REGION_COLORS.diff, drag: false, resize: false });
         decorate(region, "diff", `changed ${range(r.start_s, r.end_s)} · click to comment`);
       }
-      if (wave.side !== "B") continue;
-      for (const t of threads) {
+      for (const t of threads.filter((x) => x.root.side === wave.side)) {
         const c = t.root;
         const end = Math.max(Math.min(c.end_s, duration), c.start_s + 0.02);
         const region = wave.regions.addRegion({
@@ -198,7 +217,8 @@ export class Review {
           drag: false,
           resize: false,
         });
-        decorate(region, c.resolved ? "resolved" : "comment", `#${t.number} ${c.author_username}: ${c.body.slice(0, 80)}`);
+        const text = c.deleted ? "(deleted)" : `${c.author_username}: ${c.body.slice(0, 80)}`;
+        decorate(region, c.resolved ? "resolved" : "comment", `#${t.number} ${text}`);
       }
     }
     this.renderSummary(stem);
@@ -227,7 +247,7 @@ export class Review {
   clicked(wave, region) {
     if (region.id.startsWith("comment-")) {
       const id = region.id.slice("comment-".length);
-      this.seek(wave.stem, region.start);
+      this.seek(wave.stem, region.start, wave.side);
       this.focusThread(id);
       return;
     }
@@ -318,15 +338,21 @@ export class Review {
   threadItem({ root, number, replies }) {
     const anchored = root.stem && root.start_s !== null;
     const anchor = anchored
-      ? el("button", { type: "button", class: "chip-button comment", text: `#${number} ${root.stem} · ${range(root.start_s, root.end_s)}`, title: "Play from here", onclick: () => { this.seek(root.stem, root.start_s); this.focusThread(root.id); } })
+      ? el("button", { type: "button", class: "chip-button comment", text: `#${number} ${root.stem} · ${range(root.start_s, root.end_s)}`, title: `Play ${root.side} from here`, onclick: () => { this.seek(root.stem, root.start_s, root.side); this.focusThread(root.id); } })
       : el("span", { class: "chip-plain", text: `#${number}` + (root.stem ? ` ${root.stem}` : "") });
     const item = el(
       "article",
-      { class: "thread" + (root.resolved ? " resolved" : ""), "data-comment": root.id },
-      el("div", { class: "thread-head" }, anchor, root.resolved ? el("span", { class: "badge", text: "resolved" }) : null),
-      comment(root),
+      { class: "thread" + (root.resolved ? " resolved" : ""), "data-comment": root.id, "data-side": root.side },
+      el(
+        "div",
+        { class: "thread-head" },
+        anchor,
+        root.side === "A" ? el("span", { class: "badge side-a", text: "on A", title: "A comment on the older commit (A)" }) : null,
+        root.resolved ? el("span", { class: "badge", text: "resolved" }) : null,
+      ),
+      this.commentView(root),
     );
-    for (const r of replies) item.append(el("div", { class: "reply" }, comment(r)));
+    for (const r of replies) item.append(el("div", { class: "reply" }, this.commentView(r)));
     const reply = el("input", { placeholder: "Reply…", "aria-label": `Reply to comment ${number}`, maxlength: 4000 });
     const send = el("button", { type: "submit", class: "secondary", text: "Reply" });
     const actions = el("form", { class: "row thread-actions" }, reply, send);
@@ -354,27 +380,74 @@ export class Review {
     await this.loadComments();
   }
 
-  async guard(button, fn) {
-    this.els.error.textContent = "";
+  // errorEl: where a refusal is shown (the compare panel's error line unless given).
+  async guard(button, fn, errorEl = this.els.error) {
+    errorEl.textContent = "";
     button.disabled = true;
     try {
       await fn();
     } catch (err) {
-      this.els.error.textContent = err instanceof ApiError ? err.message : "something went wrong: " + err.message;
+      errorEl.textContent = err instanceof ApiError ? err.message : "something went wrong: " + err.message;
     } finally {
       button.disabled = false;
     }
   }
-}
 
-function comment(c) {
-  const mine = c.author_username === session.username;
-  return el(
-    "div",
-    { class: "comment" },
-    el("div", { class: "comment-meta" }, el("strong", { text: c.author_username + (mine ? " (you)" : "") }), el("span", { class: "hint", text: when(c.created_at) })),
-    el("p", { class: "comment-body" + (c.deleted ? " hint" : ""), text: c.deleted ? "(deleted)" : c.body }),
-  );
+  // One comment of a thread; its author gets Edit and Delete, and sees refusals beside it.
+  commentView(c) {
+    const mine = c.author_username === session.username;
+    const meta = el("div", { class: "comment-meta" }, el("strong", { text: c.author_username + (mine ? " (you)" : "") }), el("span", { class: "hint", text: when(c.created_at) }));
+    const body = el("p", { class: "comment-body" + (c.deleted ? " hint" : ""), text: c.deleted ? "(deleted)" : c.body });
+    const error = el("p", { class: "error", role: "alert" });
+    const box = el("div", { class: "comment", "data-id": c.id }, meta, body, error);
+    if (mine && !c.deleted) {
+      const edit = el("button", { type: "button", class: "tool", text: "Edit", "aria-label": "Edit your comment" });
+      const remove = el("button", { type: "button", class: "tool delete", text: "Delete", "aria-label": "Delete your comment" });
+      edit.addEventListener("click", () => this.openEdit(c, box, body, error));
+      remove.addEventListener("click", () => {
+        if (!window.confirm("Delete this comment? Its replies stay.")) return;
+        this.guard(remove, () => this.deleteComment(c), error);
+      });
+      meta.append(el("span", { class: "comment-tools" }, edit, remove));
+    }
+    return box;
+  }
+
+  openEdit(c, box, body, error) {
+    if (box.querySelector(".edit-form")) return;
+    const text = el("textarea", { rows: 2, maxlength: 4000, required: true, "aria-label": "Edit comment" });
+    text.value = c.body;
+    const save = el("button", { type: "submit", class: "secondary", text: "Save" });
+    const form = el("form", { class: "edit-form" }, text, el("div", { class: "row" }, save, el("button", { type: "button", class: "ghost", text: "Cancel", onclick: () => { form.remove(); body.hidden = false; error.textContent = ""; } })));
+    form.addEventListener("submit", (e) => {
+      e.preventDefault();
+      const value = text.value.trim();
+      if (!value) {
+        error.textContent = "write something, or delete the comment";
+        return;
+      }
+      if (value === c.body) {
+        form.remove();
+        body.hidden = false;
+        return;
+      }
+      this.guard(save, () => this.editComment(c, value), error);
+    });
+    body.hidden = true;
+    body.after(form);
+    text.focus();
+  }
+
+  async editComment(c, body) {
+    await api("PATCH", `/api/vcs/comments/${this.repoId}/${c.id}`, { body });
+    await this.loadComments();
+    this.focusThread(c.parent_id || c.id);
+  }
+
+  async deleteComment(c) {
+    await api("DELETE", `/api/vcs/comments/${this.repoId}/${c.id}`);
+    await this.loadComments();
+  }
 }
 
 function round3(x) {

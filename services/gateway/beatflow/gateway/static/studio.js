@@ -1,6 +1,6 @@
 // BeatFlow Studio: generation, a stem mixer and version control, over the public HTTP API only.
 
-import { api, ApiError, downloadHref, enc, followTask, formatTime, idempotencyKey, session, shortId, when } from "./api.js";
+import { ago, api, ApiError, downloadHref, enc, followTask, formatTime, idempotencyKey, session, shortId, when } from "./api.js";
 import { MixEngine, wavFromBuffer } from "./mixer.js";
 import { el } from "./dom.js";
 import { Review } from "./review.js";
@@ -579,6 +579,8 @@ async function refreshRepo() {
   for (const r of branches.refs) if (r.name !== state.branch) proposal.append(el("option", { value: r.name, text: r.name }));
   $("mr-into").textContent = state.branch;
   $("mr-open").disabled = !proposal.options.length;
+  $("mr-propose").hidden = !proposal.options.length; // nothing to propose before a second branch
+  $("mr-hint").hidden = Boolean(proposal.options.length);
   $("mr-panel").hidden = false;
   loadMergeRequests().catch((err) => ($("mr-error").textContent = err.message));
   $("compare-panel").hidden = graph.nodes.length < 2;
@@ -867,22 +869,24 @@ async function runCompare() {
       getCommit(b),
     ]);
     leaveMergeRequest();
-    const review = newReview({ commit_id: commitB.id }, `/api/vcs/audio-diff/${state.repo.id}?base=${enc(commitA.id)}&head=${enc(commitB.id)}`);
+    const review = newReview({ commit_id: commitB.id }, `/api/vcs/audio-diff/${state.repo.id}?base=${enc(commitA.id)}&head=${enc(commitB.id)}`, commitA.id);
     state.compare = { a: commitA, b: commitB, diff, stem: null, review, mr: null };
     renderCompare();
     startReview(review, true);
   });
 }
 
-// The review of the comparison on screen: the sound diff task and the comments of the newer side.
-function newReview(target, diffPath) {
+// The review of the comparison on screen: the sound diff task, the comments of the newer side
+// (target) and those already on the older commit (base).
+function newReview(target, diffPath, base) {
   if (state.compare && state.compare.review) state.compare.review.close();
   return new Review({
     repoId: state.repo.id,
     target,
+    base,
     diffPath,
     els: { root: $("compare-stems"), progress: $("audio-diff-progress"), label: $("audio-diff-label"), threads: $("threads"), count: $("threads-count"), error: $("compare-error") },
-    seek: (stem, t) => seekCompare(stem, t),
+    seek: (stem, t, side) => seekCompare(stem, t, side),
     canResolve: (c) => {
       const role = state.repo && state.repo.role;
       const mr = state.compare && state.compare.mr;
@@ -897,9 +901,10 @@ function startReview(review, withDiff) {
   review.loadComments().catch((err) => ($("compare-error").textContent = err.message));
 }
 
-// Play one stem's versions from this time (a comment's or a change's start).
-function seekCompare(stem, seconds) {
+// Play one stem's versions from this time (a comment's or a change's start), on this side if given.
+function seekCompare(stem, seconds, side) {
   if (!state.compare || !state.compare.diff.stems.some((s) => s.name === stem)) return; // a stem not compared here
+  if (side) setAbSide(side);
   if (state.compare.stem !== stem) selectAbStem(stem, seconds);
   else ab.seek(seconds);
 }
@@ -1130,7 +1135,7 @@ async function loadMergeRequests() {
       ),
     );
   }
-  if (!out.merge_requests.length) list.append(el("li", { class: "hint", text: "No merge requests yet: propose a branch below." }));
+  if (!out.merge_requests.length) list.append(el("li", { class: "hint", text: $("mr-propose").hidden ? "No merge requests yet." : "No merge requests yet: propose a branch below." }));
 }
 
 $("mr-open").addEventListener("click", (e) =>
@@ -1163,7 +1168,7 @@ async function openMergeRequest(number) {
     stems: changes.filter((c) => c[key]).map((c) => ({ name: c.name, blob_key: c[key], download_url: stemUrl(c[key]) })),
   });
   const base = ev && ev.merge_bases.length ? ev.merge_bases[0] : m.target_head;
-  const review = newReview({ merge_request: m.id }, `/api/vcs/merge-requests/${state.repo.id}/${m.number}/audio-diff`);
+  const review = newReview({ merge_request: m.id }, `/api/vcs/merge-requests/${state.repo.id}/${m.number}/audio-diff`, base);
   state.compare = {
     a: side(base, `${m.target_branch} (merge base)`, "base_blob"),
     b: side(m.source_head, `${m.source_branch} (proposed)`, "head_blob"),
@@ -1285,14 +1290,17 @@ $("blame-run").addEventListener("click", (e) =>
       const out = await api("GET", `/api/vcs/blame/${state.repo.id}?ref=${enc(ref)}`);
       const body = $("blame").tBodies[0];
       body.innerHTML = "";
+      // One line a stem: long names and messages are cut short; the whole text is in each cell's title.
       for (const entry of out.entries) {
+        const c = entry.commit;
         body.append(
           el(
             "tr",
             { "data-stem": entry.stem },
-            el("th", { scope: "row", text: entry.stem }),
-            el("td", { text: commitLabel(entry.commit) }),
-            el("td", { text: `${entry.commit.author_username}, ${when(entry.commit.timestamp)}` }),
+            el("th", { scope: "row", text: entry.stem, title: entry.stem }),
+            el("td", { class: "blame-commit", title: `${c.id}\n${c.message}` }, el("code", { text: shortId(c.id) }), " " + c.message),
+            el("td", { text: c.author_username, title: c.author_username }),
+            el("td", { class: "hint", text: ago(c.timestamp), title: when(c.timestamp) }),
           ),
         );
       }
