@@ -587,6 +587,11 @@ def test_blame_merge_request_card_and_own_comments(stack: Stack, browser: Browse
         assert row["height"] <= row["line"] + row["padding"] + 2, lines  # one line, not wrapped
     assert any(r["cut"] for r in lines), lines  # the long message is cut short
     page.locator("#blame-panel").screenshot(path=str(OUTPUT / "polish-1-blame-1280.png"))
+    spans = page.evaluate(
+        """async () => { const {ago} = await import('/static/api.js'); const n = 1e9;
+             return [30, 300, 7200, 3 * 86400, 70 * 86400, 400 * 86400].map(s => ago(n - s, n)); }"""
+    )
+    assert spans == ["just now", "5 min ago", "2 h ago", "3 d ago", "2 mo ago", "1 y ago"]
 
     # Compare with the parent: the comment on A is drawn on A's waveform at its time, numbered and clickable.
     page.click("#view-compare")
@@ -605,6 +610,7 @@ def test_blame_merge_request_card_and_own_comments(stack: Stack, browser: Browse
     thread_b = page.locator(f"#threads .thread[data-comment='{on_b['id']}']")
     expect(thread_a.locator(".badge.side-a")).to_have_text("on A")
     expect(thread_b.locator(".badge.side-a")).to_have_count(0)
+    expect(thread_b.locator(".comment-meta .hint")).to_have_text("just now")
     page.click("#ab-b")
     band_a.click()
     expect(thread_a).to_have_class("thread focused")

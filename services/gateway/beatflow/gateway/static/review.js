@@ -9,7 +9,7 @@
 // .annotations slot. The author of a comment may edit or delete it from its thread.
 
 import RegionsPlugin from "./vendor/regions.esm.js";
-import { api, ApiError, enc, followTask, formatTime, session, when } from "./api.js";
+import { ago, api, ApiError, enc, followTask, formatTime, session, when } from "./api.js";
 import { el } from "./dom.js";
 
 export const REGION_COLORS = {
@@ -396,7 +396,7 @@ export class Review {
   // One comment of a thread; its author gets Edit and Delete, and sees refusals beside it.
   commentView(c) {
     const mine = c.author_username === session.username;
-    const meta = el("div", { class: "comment-meta" }, el("strong", { text: c.author_username + (mine ? " (you)" : "") }), el("span", { class: "hint", text: when(c.created_at) }));
+    const meta = el("div", { class: "comment-meta" }, el("strong", { text: c.author_username + (mine ? " (you)" : "") }), el("span", { class: "hint", text: ago(c.created_at), title: when(c.created_at) }));
     const body = el("p", { class: "comment-body" + (c.deleted ? " hint" : ""), text: c.deleted ? "(deleted)" : c.body });
     const error = el("p", { class: "error", role: "alert" });
     const box = el("div", { class: "comment", "data-id": c.id }, meta, body, error);
