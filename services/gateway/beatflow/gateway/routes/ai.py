@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Path, Request, Response
 
 from beatflow.gateway import convert, schemas
 from beatflow.gateway.deps import (
     CancelAfterHeader,
+    GatewayState,
     IdempotencyHeader,
     State,
     User,
@@ -224,9 +225,11 @@ async def status(task_id: TaskId, state: State, user: User) -> schemas.SeedTaskO
     responses=_NOT_FOUND,
     summary="A task's state, progress and results",
 )
-async def get_task(task_id: TaskId, state: State, user: User) -> Response | schemas.TaskOut:
+async def get_task(task_id: TaskId, request: Request, user: User) -> Response | schemas.TaskOut:
     # the most frequent request (every poll): the body straight from the job store's record,
-    # in the schema's exact JSON (convert.task_json), without the model's validation in between
+    # in the schema's exact JSON (convert.task_json), without the model's validation in between;
+    # the state from the request, not as a dependency (FastAPI solves each one per request)
+    state: GatewayState = request.app.state.gateway
     jobs = state.backends.jobs
     if jobs is None:  # a gateway without its own job store: the Jobs service's answer
         return await _task(state, user, task_id)
