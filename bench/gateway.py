@@ -12,17 +12,22 @@ than the server it loads (an httpx client costs several times more per request):
 * ``GET /api/ai/tasks/{id}`` — task status (gateway -> Jobs.GetJob -> Redis);
 * ``GET /api/vcs/history/{repo}`` — history (gateway -> vcs -> PostgreSQL);
 * ``GET /`` of a trivial FastAPI app served by uvicorn the same way as the
-  gateway, in the same run: the ceiling a Python HTTP process reaches here;
+  gateway (as many worker processes), in the same run: the ceiling Python HTTP
+  processes reach here;
 * ``Jobs.GetJob`` called on the generator directly over gRPC (no gateway): how
   much of the status figure the backend behind the gateway allows.
 
+The gateway runs as ``make run`` starts it: ``--gateway-workers`` processes (by default
+the number ``make run`` picks on this machine, ``beatflow.common.stack.gateway_workers``),
+and the trivial app with as many.
+
 Every response must be 200, or the run fails. Besides requests/second and
 latency, the table gives the CPU time each request cost the serving process
-(the gateway, or the trivial app) and the stack behind it (vcs, generator and
-Redis), read from /proc around each measurement: on a busy machine these
+(the gateway or the trivial app, with all its workers) and the stack behind it (vcs,
+generator and Redis), read from /proc around each measurement: on a busy machine these
 per-request costs move far less than the rates do. Prints a table and writes JSON.
 
-    python bench/gateway.py [--clients 64] [--seconds 5] [--repeat 2]
+    python bench/gateway.py [--clients 64] [--seconds 5] [--repeat 2] [--gateway-workers N]
     python bench/gateway.py --clients 32 --seconds 2 --repeat 1   # quick look
 """
 
@@ -51,9 +56,12 @@ sys.path.insert(0, str(ROOT))
 import queue  # noqa: E402  (the standard library's, now that bench/ is off the path)
 
 from beatflow.common import localservers  # noqa: E402
+from beatflow.common.stack import gateway_workers  # noqa: E402
 from tests.stack_fixtures import run_stack, tone_wav  # noqa: E402
 
 TRIVIAL_APP = """
+import os
+
 import uvicorn
 from fastapi import FastAPI
 
@@ -65,7 +73,17 @@ async def root() -> dict[str, str]:
     return {"status": "ok"}
 
 
-uvicorn.run(app, host="127.0.0.1", port={port}, log_config=None, access_log=False)
+if __name__ == "__main__":
+    workers = {workers}
+    uvicorn.run(
+        "trivial_app:app" if workers > 1 else app,
+        app_dir=os.path.dirname(__file__),
+        workers=workers,
+        host="127.0.0.1",
+        port={port},
+        log_config=None,
+        access_log=False,
+    )
 """
 
 
@@ -166,6 +184,19 @@ def _load_process(args: tuple[Any, ...], out: Any) -> None:
         out.put(run(_load(*args)))
 
 
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (a gateway's workers), from /proc."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry.name))
+            except (OSError, IndexError, ValueError):
+                continue
+    return found
+
+
 def _cpu_s(pids: list[int]) -> float | None:
     """User + system CPU seconds the processes used so far (Linux /proc; None elsewhere)."""
     ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -244,6 +275,12 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=64, help="concurrent keep-alive connections")
     parser.add_argument("--seconds", type=float, default=5.0, help="per measurement")
     parser.add_argument("--repeat", type=int, default=2, help="rounds (interleaved); the best is reported")
+    parser.add_argument(
+        "--gateway-workers",
+        type=int,
+        default=gateway_workers(),
+        help="gateway processes (default: what make run starts here, %(default)s)",
+    )
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "gateway.json"))
     args = parser.parse_args()
 
@@ -260,19 +297,28 @@ def main() -> None:
         s3 = localservers.start_s3(log_dir=root)
         servers = Servers(pg.url, "", s3.url, "testing", "testing-secret")
         trivial_port = localservers.free_port()
-        trivial = subprocess.Popen([sys.executable, "-c", TRIVIAL_APP.replace("{port}", str(trivial_port))])
+        trivial_app = root / "trivial_app.py"
+        trivial_app.write_text(
+            TRIVIAL_APP.replace("{port}", str(trivial_port)).replace("{workers}", str(args.gateway_workers))
+        )
+        trivial = subprocess.Popen([sys.executable, str(trivial_app)])
         try:
-            extra = {"BEATFLOW_LOG_LEVEL": "WARNING", "BEATFLOW_MAX_UPLOAD_DURATION_S": "60"}
+            extra = {
+                "BEATFLOW_LOG_LEVEL": "WARNING",
+                "BEATFLOW_MAX_UPLOAD_DURATION_S": "60",
+                "BEATFLOW_GATEWAY_WORKERS": str(args.gateway_workers),
+            }
             with run_stack(servers, root, backends=("vcs", "generator"), extra_env=extra) as stack:
                 token, task_id, repo_id = setup(stack)
                 trivial_url = f"http://127.0.0.1:{trivial_port}"
                 pids = {p.name: p.proc.pid for p in stack.procs}
                 redis_pid = [stack.redis.proc.pid] if stack.redis is not None else []
-                gateway = [pids["gateway"]]
+                gateway = [pids["gateway"], *_children(pids["gateway"])]  # the supervisor and its workers
                 behind = [pids["vcs"], pids["generator"], *redis_pid]
                 n, secs = args.clients, args.seconds
                 for _ in range(args.repeat):
-                    rows["trivial FastAPI"].append(measure(trivial_url, "/", "", n, secs, [trivial.pid], []))
+                    trivial_pids = [trivial.pid, *_children(trivial.pid)]
+                    rows["trivial FastAPI"].append(measure(trivial_url, "/", "", n, secs, trivial_pids, []))
                     rows["task status"].append(
                         measure(stack.base_url, f"/api/ai/tasks/{task_id}", token, n, secs, gateway, behind)
                     )
@@ -289,7 +335,10 @@ def main() -> None:
 
     best = {name: max(runs, key=lambda r: r["rps"]) for name, runs in rows.items()}
     ceiling = best["trivial FastAPI"]["rps"]
-    print(f"\ngateway reads, {args.clients} concurrent keep-alive clients, {os.cpu_count()} CPUs")
+    print(
+        f"\ngateway reads, {args.clients} concurrent keep-alive clients, {os.cpu_count()} CPUs, "
+        f"gateway workers: {args.gateway_workers}"
+    )
     print(
         f"{'endpoint':<16} {'req/s':>9} {'of ceiling':>11} {'p50 ms':>8} {'p99 ms':>8} "
         f"{'server CPU':>11} {'behind CPU':>11}   all rounds req/s"

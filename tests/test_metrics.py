@@ -224,7 +224,10 @@ def test_vcs_and_gateway_count_rpcs_and_http_requests(stack: Stack) -> None:
     stack.run_once("vcs", "migrate")  # what the vcs-migrate Job / compose service runs
     vcs = stack.start("vcs", BEATFLOW_MIGRATE_ON_START="false")  # as deployed: the job migrated
     stack.wait_ready(vcs)
-    gateway = stack.start("gateway", BEATFLOW_VCS_ADDR=vcs.target)
+    # two worker processes, as make run starts them; no secret set: the supervisor picks one for both
+    gateway = stack.start(
+        "gateway", BEATFLOW_VCS_ADDR=vcs.target, BEATFLOW_GATEWAY_WORKERS="2", BEATFLOW_TOKEN_SECRET=""
+    )
     stack.wait_ready(gateway)
 
     with grpc.insecure_channel(vcs.target) as channel:
@@ -249,6 +252,27 @@ def test_vcs_and_gateway_count_rpcs_and_http_requests(stack: Stack) -> None:
     assert value(gateway_text, "beatflow_http_request_seconds_count", method="GET", route="/health") >= 2
     # The gateway asked the vcs's health over gRPC, and the vcs counted it.
     assert value(scrape(vcs), "beatflow_rpc_total", method="/grpc.health.v1.Health/Check") > health_checks
+
+    # Each request on a new connection (either worker may take it): a token one worker signed is good
+    # on every one, and the metrics port counts every request once, summed over the workers.
+    signup = httpx.post(
+        f"http://{gateway.target}/api/auth/signup",
+        json={"username": "workers", "password": "correct horse"},
+        timeout=30,
+    )
+    assert signup.status_code == 201, signup.text
+    auth = {"Authorization": f"Bearer {signup.json()['access_token']}"}
+    for _ in range(8):
+        r = httpx.get(f"http://{gateway.target}/api/ai/tasks/nope", headers=auth, timeout=10)
+        assert (r.status_code, r.json()) == (404, {"detail": "task not found"})
+    gateway_text = scrape(gateway)
+    assert (
+        value(gateway_text, "beatflow_http_requests_total", method="GET", route="/api/ai/tasks/{task_id}", status="404")
+        == 8
+    )
+    assert (
+        value(gateway_text, "beatflow_http_requests_total", method="POST", route="/api/auth/signup", status="201") == 1
+    )
 
 
 def test_generator_counts_a_generation_job(stack: Stack) -> None:

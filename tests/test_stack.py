@@ -14,7 +14,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from beatflow.common import localservers
-from beatflow.common.stack import SERVICES, installed
+from beatflow.common.stack import SERVICES, gateway_workers, installed
 
 EXPECTED_GRPC = {
     "vcs": "beatflow.v1.Vcs",
@@ -96,5 +96,7 @@ def test_stack_starts_serves_and_stops(tmp_path: Path) -> None:
             assert f"{name:<10} stopped" in output
     if installed("generator"):
         assert "model tiny" in output  # the start-up table names the generator's model
+    if installed("gateway"):
+        assert f"{gateway_workers()} workers" in output  # the gateway's worker processes, one per core up to 4
     # Data persists under the one data directory.
     assert (tmp_path / "data" / "postgres" / "PG_VERSION").exists()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from pathlib import Path
+from typing import Any
 
 import jwt
 import pytest
@@ -257,3 +259,48 @@ def test_password_hash_is_argon2id_and_salted() -> None:
 
 def test_default_profile_is_rfc9106_low_memory() -> None:
     assert Passwords().hash("x").startswith("$argon2id$v=19$m=65536,t=3,p=4$")
+
+
+async def test_requests_finding_a_stale_version_share_one_read(redis_url: str) -> None:
+    """Under load many requests find the remembered version stale at once: one Redis read answers them all."""
+    import redis.asyncio as aioredis
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    class CountedRedis(aioredis.Redis):  # the real client and server; counts the version reads
+        gets = 0
+
+        async def get(self, name: Any) -> Any:
+            CountedRedis.gets += 1
+            return await super().get(name)
+
+    signer = TokenSigner(KEY, ttl_s=600)
+    now = [0.0]
+    client = CountedRedis.from_url(redis_url)
+    try:
+        replica = Revocations(client, cache_s=1.0, clock=lambda: now[0])
+        user = f"u-{secrets.token_hex(4)}"
+        token = signer.issue(Principal(user, "ada"), version=0)
+        results = await asyncio.gather(*(replica.check(signer.decode(token)) for _ in range(50)))
+        assert results == [Principal(user, "ada")] * 50
+        assert CountedRedis.gets == 1
+        now[0] = 1.0  # stale again: one more read, shared
+        await asyncio.gather(*(replica.check(signer.decode(token)) for _ in range(50)))
+        assert CountedRedis.gets == 2 and not replica._reading
+        # a sign-out through this replica while a shared read is in flight still counts at once
+        now[0] = 2.0
+        checks = [asyncio.ensure_future(replica.check(signer.decode(token))) for _ in range(5)]
+        await asyncio.sleep(0)  # the read is sent
+        await replica.revoke_all(user)
+        late = await asyncio.gather(replica.check(signer.decode(token)), *checks, return_exceptions=True)
+        assert isinstance(late[0], InvalidToken)
+        assert all(isinstance(r, Principal | InvalidToken) for r in late[1:]), late
+        # ...and a read that failed fails each request waiting on it (503 there), then reads afresh
+        now[0] = 3.0
+        broken = CountedRedis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=1)
+        replica.redis = broken
+        failed = await asyncio.gather(*(replica.check(signer.decode(token)) for _ in range(3)), return_exceptions=True)
+        assert all(isinstance(f, RedisConnectionError) for f in failed), failed
+        assert not replica._reading
+        await broken.aclose()
+    finally:
+        await client.aclose()

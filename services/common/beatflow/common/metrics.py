@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 import prometheus_client
-from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
@@ -65,9 +65,24 @@ def observe_rpc(method: str, code: str, seconds: float) -> None:
     RPC_SECONDS.labels(method=method).observe(seconds)
 
 
+# (method, route, status) -> its counter and histogram children: ``labels()`` checks and
+# joins its arguments on every call, and the gateway observes every request
+_HTTP_CHILDREN: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+_HTTP_CHILDREN_MAX = 4096  # methods come from clients: past this many, look children up each time
+
+
 def observe_http(method: str, route: str, status: int, seconds: float) -> None:
-    HTTP_TOTAL.labels(method=method, route=route, status=str(status)).inc()
-    HTTP_SECONDS.labels(method=method, route=route).observe(seconds)
+    key = (method, route, status)
+    children = _HTTP_CHILDREN.get(key)
+    if children is None:
+        children = (
+            HTTP_TOTAL.labels(method=method, route=route, status=str(status)),
+            HTTP_SECONDS.labels(method=method, route=route),
+        )
+        if len(_HTTP_CHILDREN) < _HTTP_CHILDREN_MAX:
+            _HTTP_CHILDREN[key] = children
+    children[0].inc()
+    children[1].observe(seconds)
 
 
 def observe_job(kind: str, state: str, seconds: float | None) -> None:
@@ -199,7 +214,15 @@ class HttpMetricsMiddleware:
             observe_http(scope.get("method", "GET"), template, status, time.perf_counter() - started)
 
 
-def start_http_server(port: int, host: str = "0.0.0.0") -> int:
-    """Serve /metrics; returns the bound port (``port=0`` picks one)."""
-    server, _thread = prometheus_client.start_http_server(port, addr=host)
+def start_http_server(port: int, host: str = "0.0.0.0", *, multiprocess_dir: str | None = None) -> int:
+    """Serve /metrics; returns the bound port (``port=0`` picks one).
+
+    ``multiprocess_dir``: serve the metrics that worker processes write there (their
+    ``PROMETHEUS_MULTIPROC_DIR``), summed, instead of this process's own.
+    """
+    registry = REGISTRY
+    if multiprocess_dir is not None:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=multiprocess_dir)
+    server, _thread = prometheus_client.start_http_server(port, addr=host, registry=registry)
     return int(server.server_port)

@@ -40,6 +40,16 @@ class Running:
     env: dict[str, str] = field(default_factory=dict)
 
 
+def gateway_workers() -> int:
+    """Gateway processes ``make run`` starts: ``BEATFLOW_GATEWAY_WORKERS``, else one per core up to 4.
+
+    One Python process serves HTTP on one core at most; more use the others when the
+    API is busy and cost only memory while it is not.
+    """
+    configured = os.environ.get("BEATFLOW_GATEWAY_WORKERS", "").strip()
+    return int(configured) if configured else max(1, min(os.cpu_count() or 1, 4))
+
+
 def installed(name: str) -> bool:
     return importlib.util.find_spec(f"beatflow.{name}.__main__") is not None
 
@@ -158,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
             svc_env = {**env, "BEATFLOW_PORT": str(port), "BEATFLOW_METRICS_PORT": str(metrics_port)}
             if name == "gateway":
                 svc_env["BEATFLOW_HOST"] = os.environ.get("BEATFLOW_GATEWAY_HOST", "127.0.0.1")
+                svc_env["BEATFLOW_GATEWAY_WORKERS"] = str(gateway_workers())
             log_path = logs / f"{name}.log"
             logf = open(log_path, "ab")
             proc = subprocess.Popen(
@@ -176,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
                 ok = http_ok(svc.port) if svc.name == "gateway" else grpc_serving(svc.port)
                 if ok:
                     kind = "http" if svc.name == "gateway" else "grpc"
-                    about = "" if svc.name == "gateway" else describe(svc.name, svc.port)
+                    about = f"  {gateway_workers()} workers" if svc.name == "gateway" else describe(svc.name, svc.port)
                     print(
                         f"  {svc.name:<10} {kind}://127.0.0.1:{svc.port}  SERVING{about}  (log {svc.log_path})",
                         flush=True,

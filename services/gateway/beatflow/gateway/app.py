@@ -120,6 +120,9 @@ def create_app(settings: GatewaySettings | None = None, *, store: BlobStore | No
         lifespan=lifespan,
         max_body_size=settings.max_json_body_bytes,  # the upload route raises its own limit
         docs_url=None,  # served below from the packaged Swagger UI, not a CDN (offline installs)
+        # Metrics are Prometheus's (HttpMetricsMiddleware); FastAPI's OpenTelemetry hooks
+        # otherwise look for a configured provider on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     httperrors.install(app)
     openapi.install(app)

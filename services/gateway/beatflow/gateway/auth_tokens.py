@@ -23,6 +23,8 @@ it without a database round trip.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import hashlib
 import re
 import time
@@ -181,6 +183,8 @@ class Revocations:
     (by the ``clock``), so another replica's sign-out is honoured here within
     ``cache_s``; this replica's own sign-outs at once. Versions only rise, so a
     remembered one can only let a token through late, never refuse a good one.
+    With a cache, one read per user is in flight at a time: the requests that find
+    the remembered version stale meanwhile (many, under load) share its answer.
     """
 
     def __init__(self, redis: Any, cache_s: float = 0.0, clock: Callable[[], float] = time.monotonic) -> None:
@@ -188,6 +192,7 @@ class Revocations:
         self.cache_s = cache_s
         self._clock = clock
         self._seen: dict[str, tuple[int, float]] = {}  # user -> (version, when it was read)
+        self._reading: dict[str, asyncio.Future[int]] = {}  # user -> the read in flight
 
     async def version(self, user_id: str) -> int:
         """The current version, read from Redis (never remembered: new tokens carry it)."""
@@ -207,13 +212,32 @@ class Revocations:
         seen = self._seen.get(user_id)
         if seen is not None and read_at - seen[1] < self.cache_s:
             version = seen[0]
+        elif self.cache_s > 0:
+            reading = self._reading.get(user_id)
+            if reading is None:
+                reading = asyncio.ensure_future(self._read(user_id, read_at))
+                self._reading[user_id] = reading
+                reading.add_done_callback(functools.partial(self._read_done, user_id))
+            version = await asyncio.shield(reading)
+            seen = self._seen.get(user_id)
+            if seen is not None and seen[0] > version:  # this replica's sign-out during a shared read
+                version = seen[0]
         else:
             version = await self.version(user_id)
-            if self.cache_s > 0:
-                self._remember(user_id, version, read_at)
         if claims.version < version:
             raise InvalidToken("token revoked (signed out)")
         return claims.principal
+
+    async def _read(self, user_id: str, read_at: float) -> int:
+        version = await self.version(user_id)
+        self._remember(user_id, version, read_at)
+        return version
+
+    def _read_done(self, user_id: str, reading: asyncio.Future[int]) -> None:
+        if self._reading.get(user_id) is reading:
+            del self._reading[user_id]
+        if not reading.cancelled():
+            reading.exception()  # each waiter gets it; retrieved here too, in case none is left
 
     def _remember(self, user_id: str, version: int, read_at: float) -> None:
         seen = self._seen.pop(user_id, None)

@@ -16,6 +16,14 @@ class GatewaySettings(CommonSettings):
 
     host: str = "127.0.0.1"
     port: int = 8000
+    # Processes serving the port (BEATFLOW_GATEWAY_WORKERS): one Python process tops out at one
+    # core. Above 1, a supervisor starts them, shares the token secret (a random one when none is
+    # set) and serves /metrics on the metrics port summed over them (Prometheus multiprocess mode).
+    # Workers share nothing but Redis and the backends, like replicas: a sign-out through one is
+    # honoured by the others within ``token_check_cache_s``.
+    gateway_workers: Annotated[int, Field(ge=1, le=64)] = 1
+    # One log line per request (uvicorn's access log, at INFO): off unless an operator turns it on.
+    access_log: bool = False
 
     # Backend gRPC addresses (host:port).
     generator_addr: str = "127.0.0.1:50051"

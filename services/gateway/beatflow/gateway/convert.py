@@ -1,4 +1,8 @@
-"""Protobuf messages from the backends, as the HTTP API's JSON bodies."""
+"""Protobuf messages from the backends, as the HTTP API's JSON bodies.
+
+One exception: a task's status body is built straight from the job store's record
+(:func:`task_json`), since the status poll is the gateway's most frequent request.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,10 @@ import re
 import unicodedata
 from typing import Any
 
+import pydantic_core
+
 from beatflow.common.audioformat import BY_CONTENT_TYPE
+from beatflow.common.jobs import JobRecord
 from beatflow.gateway import schemas
 from beatflow.v1 import jobs_pb2, separator_pb2, vcs_pb2
 
@@ -226,21 +233,28 @@ def _content_type_for_output(name: str, job_result: dict[str, Any] | None, reque
     return {"flac": "audio/flac", "mp3": "audio/mpeg", "2": "audio/flac", "3": "audio/mpeg"}.get(fmt, "audio/wav")
 
 
-def task_files(
+def _task_file_fields(
     blobs: Any, result: dict[str, Any] | None = None, request: dict[str, Any] | None = None
-) -> dict[str, schemas.TaskFile]:
+) -> dict[str, dict[str, str]]:
+    """Each output's ``TaskFile`` fields, in the schema's order."""
     files = {}
     prompt = str((request or {}).get("prompt", "") or "")
     for name, key in dict(blobs).items():
         content_type = _content_type_for_output(name, result, request)
         label = name if not prompt or not name.startswith("audio") else prompt + name[len("audio") :]
-        files[name] = schemas.TaskFile(
-            blob_key=key,
-            filename=filename(key, content_type),
-            download_url=download_url(key, content_type),
-            download_name=human_filename(label, key, content_type),
-        )
+        files[name] = {
+            "blob_key": key,
+            "filename": filename(key, content_type),
+            "download_url": download_url(key, content_type),
+            "download_name": human_filename(label, key, content_type),
+        }
     return files
+
+
+def task_files(
+    blobs: Any, result: dict[str, Any] | None = None, request: dict[str, Any] | None = None
+) -> dict[str, schemas.TaskFile]:
+    return {name: schemas.TaskFile(**fields) for name, fields in _task_file_fields(blobs, result, request).items()}
 
 
 def task(msg: jobs_pb2.Job) -> schemas.TaskOut:
@@ -270,6 +284,43 @@ def task(msg: jobs_pb2.Job) -> schemas.TaskOut:
         webhook_url=msg.webhook_url or None,
         webhook_events=list(msg.webhook_events),
     )
+
+
+def task_json(record: JobRecord) -> bytes:
+    """The ``TaskOut`` body of a job store record, as JSON: what ``task(record.to_proto())`` serialises to.
+
+    Built field by field in the schema's order and serialised by pydantic's own JSON
+    encoder (the same number and text forms, NaN and infinity as null), without the
+    protobuf message, the model's validation or its serialiser in between: the status
+    poll is the gateway's most frequent request. Files come in the order the worker
+    stored them (a protobuf map's order is its own). ``tests/test_task_body.py``
+    holds the two forms equal.
+    """
+    body = {
+        "task_id": record.id,
+        "kind": record.kind,
+        "status": _STATE.get(record.state, "unspecified"),
+        "progress": record.progress,
+        "stage": record.stage,
+        "queue_position": record.queue_position,
+        "error": record.error or None,
+        "attempts": record.attempts,
+        "created_at": record.created_at,
+        "started_at": record.started_at or None,
+        "finished_at": record.finished_at or None,
+        "files": _task_file_fields(record.result_blobs, record.result, record.request),
+        "result": record.result,
+        "max_attempts": record.max_attempts,
+        "retry_at": record.retry_at or None,
+        "retry_delay_s": record.retry_delay_s or None,
+        "deadline_at": record.deadline_at or None,
+        "cancel_reason": record.cancel_reason or None,
+        "eta_s": record.eta_s if record.eta_s >= 0 else None,
+        "eta_basis": record.eta_basis,
+        "webhook_url": record.webhook_url or None,
+        "webhook_events": record.webhook_events,
+    }
+    return pydantic_core.to_json(body, inf_nan_mode="null")
 
 
 def task_event(msg: jobs_pb2.JobEvent, job: jobs_pb2.Job | None = None) -> schemas.TaskEventOut:

@@ -70,12 +70,19 @@ async def _principal(state: GatewayState, token: str | None) -> Principal:
         raise ApiError(503, "cannot check the token right now; try again shortly", headers=_RETRY) from None
 
 
-async def current_user(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Principal:
-    # the state straight from the request, not as a sub-dependency: each one costs every request
-    return await _principal(request.app.state.gateway, credentials.credentials if credentials else None)
+class _BearerCaller(HTTPBearer):
+    """The caller, from ``Authorization: Bearer``: the security scheme itself is the dependency.
+
+    One dependency with no sub-dependencies (FastAPI solves each one on every request,
+    and this one runs on nearly all of them); the OpenAPI shows the same HTTPBearer scheme.
+    """
+
+    async def __call__(self, request: Request) -> Principal:  # type: ignore[override]
+        credentials = await super().__call__(request)
+        return await _principal(request.app.state.gateway, credentials.credentials if credentials else None)
+
+
+current_user = _BearerCaller(auto_error=False, scheme_name="HTTPBearer", description=_bearer.model.description)
 
 
 async def current_user_or_query_token(

@@ -17,6 +17,7 @@ from typing import Any
 import grpc
 
 from beatflow.common.errors import DataLoss, NotFound
+from beatflow.common.jobs import JobQueue, JobRecord
 from beatflow.gateway.auth_tokens import Principal
 from beatflow.gateway.deps import GatewayState
 from beatflow.gateway.httperrors import ApiError
@@ -56,6 +57,14 @@ async def owned_job(state: GatewayState, user: Principal, task_id: str) -> jobs_
     if not job.owner or job.owner != user.user_id:
         raise ApiError(404, "task not found")
     return job
+
+
+async def owned_record(jobs: JobQueue, user: Principal, task_id: str) -> JobRecord:
+    """The caller's job as the job store has it (the status poll: no gRPC, no protobuf); 404 otherwise."""
+    record = await jobs.find(task_id)
+    if record is None or not record.owner or record.owner != user.user_id:
+        raise ApiError(404, "task not found")
+    return record
 
 
 async def require_readable_blob(state: GatewayState, user: Principal, blob_key: str) -> None:

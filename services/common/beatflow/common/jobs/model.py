@@ -35,8 +35,7 @@ class JobState(enum.IntEnum):
 
     @classmethod
     def parse(cls, value: Any) -> JobState:
-        text = as_str(value)
-        return cls[text] if text in cls.__members__ else cls.UNSPECIFIED
+        return _STATE_BY_NAME.get(value if isinstance(value, str) else as_str(value), cls.UNSPECIFIED)
 
 
 class JobKind(enum.StrEnum):
@@ -57,6 +56,7 @@ class JobKind(enum.StrEnum):
         return self is JobKind.GENERATE
 
 
+_STATE_BY_NAME = {state.name: state for state in JobState}
 _TERMINAL = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.DEAD})
 TERMINAL_NAMES = frozenset(s.name for s in _TERMINAL)
 
@@ -87,6 +87,18 @@ def _json_dict(value: Any) -> dict[str, Any]:
     if not text:
         return {}
     loaded = json.loads(text)
+    return loaded if isinstance(loaded, dict) else {}
+
+
+# The fields of a decoded hash (``decode_mapping``: text already), read on every task poll.
+
+
+def _number(text: str | None) -> float:
+    return float(text) if text else 0.0
+
+
+def _object(text: str | None) -> dict[str, Any]:
+    loaded = json.loads(text) if text else None
     return loaded if isinstance(loaded, dict) else {}
 
 
@@ -135,29 +147,30 @@ class JobRecord:
     @classmethod
     def from_redis(cls, raw: Any) -> JobRecord:
         h = decode_mapping(raw)
+        get = h.get
         return cls(
-            id=h.get("id", ""),
-            kind=h.get("kind", ""),
-            state=JobState.parse(h.get("state")),
-            progress=_float(h.get("progress")),
-            stage=h.get("stage", ""),
-            error=h.get("error", ""),
-            attempts=int(h.get("attempts") or 0),
-            owner=h.get("owner", ""),
-            request=_json_dict(h.get("request")),
-            result_blobs={k: str(v) for k, v in _json_dict(h.get("result_blobs")).items()},
-            result=_json_dict(h.get("result")),
-            created_at=_float(h.get("created_at")),
-            started_at=_float(h.get("started_at")),
-            finished_at=_float(h.get("finished_at")),
-            cancel_requested=h.get("cancel") == "1",
-            deadline_at=_float(h.get("deadline_at")),
-            cancel_reason=h.get("cancel_reason", ""),
-            retry_at=_float(h.get("retry_at")),
-            retry_delay_s=_float(h.get("retry_delay_s")),
-            size_s=_float(h.get("size_s")),
-            webhook_url=h.get("webhook_url", ""),
-            webhook_events=[e for e in h.get("webhook_events", "").split(",") if e],
+            id=get("id", ""),
+            kind=get("kind", ""),
+            state=_STATE_BY_NAME.get(get("state", ""), JobState.UNSPECIFIED),
+            progress=_number(get("progress")),
+            stage=get("stage", ""),
+            error=get("error", ""),
+            attempts=int(get("attempts") or 0),
+            owner=get("owner", ""),
+            request=_object(get("request")),
+            result_blobs={k: str(v) for k, v in _object(get("result_blobs")).items()},
+            result=_object(get("result")),
+            created_at=_number(get("created_at")),
+            started_at=_number(get("started_at")),
+            finished_at=_number(get("finished_at")),
+            cancel_requested=get("cancel") == "1",
+            deadline_at=_number(get("deadline_at")),
+            cancel_reason=get("cancel_reason", ""),
+            retry_at=_number(get("retry_at")),
+            retry_delay_s=_number(get("retry_delay_s")),
+            size_s=_number(get("size_s")),
+            webhook_url=get("webhook_url", ""),
+            webhook_events=[e for e in get("webhook_events", "").split(",") if e],
         )
 
     def to_proto(self) -> jobs_pb2.Job:

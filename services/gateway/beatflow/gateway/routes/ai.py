@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Request, Response
 
 from beatflow.gateway import convert, schemas
 from beatflow.gateway.deps import (
     CancelAfterHeader,
+    GatewayState,
     IdempotencyHeader,
     State,
     User,
@@ -16,7 +17,7 @@ from beatflow.gateway.deps import (
     parse_cancel_after,
 )
 from beatflow.gateway.httperrors import ApiError
-from beatflow.gateway.task_blob_access import CORRUPT_RESPONSE, owned_job, require_readable_blob
+from beatflow.gateway.task_blob_access import CORRUPT_RESPONSE, owned_job, owned_record, require_readable_blob
 from beatflow.v1 import generator_pb2, jobs_pb2, separator_pb2
 
 router = APIRouter(prefix="/api/ai", tags=["ai"])
@@ -29,6 +30,25 @@ _FORMATS = {
     "mp3": generator_pb2.AUDIO_FORMAT_MP3,
 }
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such task or audio, or not yours"}}
+
+
+# First of the router's routes: FastAPI tries them in order, and this is the most frequent request.
+@router.get(
+    "/tasks/{task_id}",
+    response_model=schemas.TaskOut,
+    responses=_NOT_FOUND,
+    summary="A task's state, progress and results",
+)
+async def get_task(task_id: TaskId, request: Request, user: User) -> Response | schemas.TaskOut:
+    # the most frequent request (every poll): the body straight from the job store's record,
+    # in the schema's exact JSON (convert.task_json), without the model's validation in between;
+    # the state from the request, not as a dependency (FastAPI solves each one per request)
+    state: GatewayState = request.app.state.gateway
+    jobs = state.backends.jobs
+    if jobs is None:  # a gateway without its own job store: the Jobs service's answer
+        return await _task(state, user, task_id)
+    record = await owned_record(jobs, user, task_id)
+    return Response(convert.task_json(record), media_type="application/json")
 
 
 def _sampling(body: schemas.GenerateCreate | schemas.HumToBeatCreate) -> generator_pb2.SamplingOptions:
@@ -216,11 +236,6 @@ def seed_shape(task: schemas.TaskOut) -> schemas.SeedTaskOut:
 async def status(task_id: TaskId, state: State, user: User) -> schemas.SeedTaskOut:
     """``status`` is pending, running, success, failure or cancelled; ``state`` is the precise state."""
     return seed_shape(await _task(state, user, task_id))
-
-
-@router.get("/tasks/{task_id}", responses=_NOT_FOUND, summary="A task's state, progress and results")
-async def get_task(task_id: TaskId, state: State, user: User) -> schemas.TaskOut:
-    return await _task(state, user, task_id)
 
 
 @router.post("/tasks/{task_id}/cancel", responses=_NOT_FOUND, summary="Cancel a queued or running task")
