@@ -176,6 +176,25 @@ class VcsService:
         # BEGIN/COMMIT round trips; locking the head (resolve_head) or registering the caller's
         # blobs first needs a transaction around several statements.
         atomic = resolve_head or bool(owned_blobs)
+        if not atomic and expected_head and not extra_parent_ids and not require_readable:
+            # The usual strict commit onto a parent this process knows: one round trip in all.
+            async with self._read() as conn:
+                done = await commits.quick_commit(
+                    conn,
+                    repo_id,
+                    actor,
+                    branch=branch,
+                    expected_head=expected_head,
+                    message=message,
+                    stems=stems,
+                    mixdown_blob=mixdown_blob,
+                    metadata=metadata or Metadata(),
+                    inherit_stems=inherit_stems,
+                    remove_stems=remove_stems,
+                    inherit_metadata=inherit_metadata,
+                )
+            if done is not None:
+                return done
         async with self._write() if atomic else self._read() as conn:
             repo, username = await load_repo_as_user(conn, repo_id, actor, Role.WRITE)
             return await commits.create_commit(
