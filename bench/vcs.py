@@ -55,7 +55,7 @@ from sqlalchemy import text  # noqa: E402
 from beatflow.common import localservers  # noqa: E402
 from beatflow.v1 import vcs_pb2 as pb  # noqa: E402
 from beatflow.v1 import vcs_pb2_grpc  # noqa: E402
-from beatflow.vcs.commits import build_commit, store_commit  # noqa: E402
+from beatflow.vcs.commits import CURRENT_HEAD, build_commit, store_commit  # noqa: E402
 from beatflow.vcs.config import VcsSettings  # noqa: E402
 from beatflow.vcs.db import make_engine  # noqa: E402
 from beatflow.vcs.model import Metadata, Stem  # noqa: E402
@@ -154,27 +154,31 @@ async def racing_writers(
     refused = 0
 
     async def one(w: int) -> None:
+        """Reads the head once; after that each commit names the head its last answer gave: the new
+        commit when accepted, the current head (trailing metadata of the refusal) when stale."""
         nonlocal refused
         done = 0
+        refs = await stub.ListRefs(pb.ListRefsRequest(actor=actor, repo_id=repo_id))
+        head = next((r.commit_id for r in refs.refs if r.name == "main"), "")
         while done < each:
-            refs = await stub.ListRefs(pb.ListRefsRequest(actor=actor, repo_id=repo_id))
-            head = next((r.commit_id for r in refs.refs if r.name == "main"), "")
             try:
-                await stub.CreateCommit(
+                c = await stub.CreateCommit(
                     pb.CreateCommitRequest(
                         actor=actor,
                         repo_id=repo_id,
                         expected_head=head,
                         message=f"w{w} {done}",
-                        stems=[pb.Stem(name="drums", blob_key=key(f"race-{w}-{done}"))],
+                        stems=[pb.Stem(name="drums", blob_key=key(f"race-{w}-{done}"), size_bytes=1 << 20)],
                         inherit_stems=True,
                     )
                 )
+                head = c.id
                 done += 1
             except grpc.aio.AioRpcError as err:
                 if err.code() != grpc.StatusCode.FAILED_PRECONDITION:
                     raise
                 refused += 1
+                head = dict(err.trailing_metadata() or ()).get(CURRENT_HEAD, "")
 
     t0 = time.perf_counter()
     await asyncio.gather(*(one(w) for w in range(writers)))

@@ -172,9 +172,7 @@ async def _start_point(
         if orphan:
             raise FailedPrecondition(f"branch {branch!r} exists; an orphan commit starts a new branch")
         if expected_head and expected_head != current:
-            raise FailedPrecondition(
-                f"stale head: branch {branch!r} is at {current}, not at the expected {expected_head}"
-            )
+            raise _stale_error(branch, expected_head, current)
         return current, current
     if orphan:
         return "", ""
@@ -301,12 +299,20 @@ async def _stale(conn: AsyncConnection, repo_id: str, branch: str, expected: str
     return _stale_error(branch, expected, await branch_head(conn, repo_id, branch))
 
 
+# Trailing metadata of a stale-head refusal: the branch's current head ('' = no such branch), so a
+# writer can rebuild on it and retry at once, without reading the refs again.
+CURRENT_HEAD = "beatflow-current-head"
+
+
 def _stale_error(branch: str, expected: str, current: str | None) -> FailedPrecondition:
+    details = {CURRENT_HEAD: current or ""}
     if current is None:
-        return FailedPrecondition(f"branch {branch!r} does not exist (expected head {expected or 'none'})")
+        return FailedPrecondition(f"branch {branch!r} does not exist (expected head {expected or 'none'})", details)
     if not expected:
-        return FailedPrecondition(f"branch {branch!r} already exists at {current}; pass it as the expected head")
-    return FailedPrecondition(f"stale head: branch {branch!r} is at {current}, not at the expected {expected}")
+        return FailedPrecondition(
+            f"branch {branch!r} already exists at {current}; pass it as the expected head", details
+        )
+    return FailedPrecondition(f"stale head: branch {branch!r} is at {current}, not at the expected {expected}", details)
 
 
 async def move_branch(conn: AsyncConnection, repo_id: str, branch: str, expected: str, new: str) -> None:
