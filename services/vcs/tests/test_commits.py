@@ -299,3 +299,5 @@ async def test_quick_commit_onto_a_known_parent_checks_access_and_branch(world, 
     assert c2.id in err.value.message and "'main'" in err.value.message
     with pytest.raises(FailedPrecondition, match="no such stem"):
         await vcs.create_commit(world.alice.id, r, expected_head=c2.id, message="x", remove_stems=["vox"])
+    with pytest.raises(InvalidArgument):  # a value PostgreSQL refuses (NUL) is the caller's error here too
+        await vcs.create_commit(world.alice.id, r, expected_head=c2.id, message="a\x00b", stems=[])

@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import event, text
 
-from beatflow.vcs import history
+from beatflow.vcs import db, history
 from beatflow.vcs.commits import build_commit, store_commit
 from beatflow.vcs.model import Metadata
 from beatflow.vcs.page_tokens import decode_token
@@ -27,7 +27,7 @@ async def _history(world) -> None:
         await world.commit(f"a{i}", drums=f"x{i}")
 
 
-async def test_each_log_page_is_one_statement(world) -> None:
+async def test_each_log_page_is_one_statement(world, monkeypatch) -> None:
     await _history(world)
     engine = world.vcs.engine
     statements: list[str] = []
@@ -35,6 +35,13 @@ async def test_each_log_page_is_one_statement(world) -> None:
     def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         statements.append(statement)
 
+    direct = db.fetch
+
+    async def fetch(conn: Any, statement: str, params: Any) -> Any:  # statements run on asyncpg directly
+        statements.append(statement)
+        return await direct(conn, statement, params)
+
+    monkeypatch.setattr(db, "fetch", fetch)
     async with engine.connect() as conn:
         repo = await load_repo(conn, world.repo.id, world.alice.id)
         event.listen(engine.sync_engine, "before_cursor_execute", count)
@@ -123,3 +130,64 @@ async def test_log_page_plans_use_the_indexes(world, helpers) -> None:
             for table in ("commits", "repo_commits", "commit_stems"):
                 assert f"Seq Scan on {table} " not in plan, (label, plan)
             assert "commits_pkey" in plan, (label, plan)
+
+
+async def test_commit_write_checks_blobs_by_probes(world, helpers) -> None:
+    """The commit's blob checks are probes per key: on a few hundred commits (where the planner had
+    chosen otherwise) no check is a hashed subplan that reads every blob or stem the actor can
+    reach, which made a commit's cost grow with the database; and a new blob skips the readability
+    checks (they come after the "known" ones)."""
+    from beatflow.vcs import commits
+
+    head = await _long_history(world, helpers, 300)
+    async with world.vcs.engine.begin() as conn:  # every stem's blob registered, as commits do
+        await conn.execute(
+            text(
+                "INSERT INTO blobs (key, content_type, size_bytes) SELECT blob_key, 'audio/wav', 1000 FROM commit_stems"
+            )
+        )
+        await conn.execute(text("ANALYZE"))
+    params = {
+        **commits._commit_params(
+            build_commit(
+                parents=[head],
+                parent_generations=[300],
+                stems=[helpers.stem("drums", "fresh")],
+                mixdown_blob="",
+                metadata=Metadata(),
+                author_id=world.alice.id,
+                author_username="alice",
+                message="x",
+                repo_id=world.repo.id,
+            )
+        ),
+        "repo": world.repo.id,
+        "actor": world.alice.id,
+        "expected": head,
+        "btypes": ["audio/wav"],
+        "bsizes": [1000],
+    }
+    async with world.vcs.engine.connect() as conn:
+        for checks_access, branch in ((False, "main"), (True, None)):
+            for key in (helpers.blob("fresh"), helpers.blob("d7")):  # new; known (a stem of this history)
+                sql = commits._write_sql(True, checks_access).text
+                plan = _plan(
+                    list(await conn.execute(text("EXPLAIN " + sql), {**params, "bkeys": [key], "branch": branch}))
+                )
+                assert "hashed" not in plan, plan
+            analyzed = _plan(
+                list(
+                    await conn.execute(
+                        text("EXPLAIN (ANALYZE, COSTS OFF) " + blobs_denied()),
+                        {"bkeys": [helpers.blob("fresh")], "actor": world.alice.id},
+                    )
+                )
+            )
+            # A new blob: only the "known" probes run; the readability ones never do.
+            assert analyzed.count("never executed") >= 4, analyzed
+
+
+def blobs_denied() -> str:
+    from beatflow.vcs import blobs
+
+    return blobs.DENIED_BLOB

@@ -227,7 +227,7 @@ FROM unnest(CAST(:names AS varchar[])) WITH ORDINALITY AS n(name, ord) ORDER BY 
 async def resolve_all(conn: AsyncConnection, repo: Repository, refs: Sequence[str]) -> list[str]:
     """:func:`resolve` for several names in one round trip (errors as :func:`resolve` gives them)."""
     names = [r or repo.default_branch for r in refs]
-    found = list((await conn.execute(db.sql(_RESOLVE_ALL), {"r": repo.id, "names": names})).scalars())
+    found = [r.id for r in await db.fetch(conn, _RESOLVE_ALL, {"r": repo.id, "names": names})]
     return [cid if cid is not None else await resolve(conn, repo, ref) for ref, cid in zip(refs, found, strict=True)]
 
 
@@ -488,7 +488,7 @@ async def _write(
     parents: Iterable[Commit],
     checks_access: bool,
 ) -> Any:
-    """Run the write statement (see ``_WRITE_COMMIT``); its row."""
+    """Run the write statement (see ``_WRITE_COMMIT``); its row (``checks_access``: on asyncpg directly)."""
     known = _known_blobs(parents)
     fresh: dict[str, tuple[str, int]] = {s.blob_key: (s.content_type, s.size_bytes) for s in commit.stems}
     if commit.mixdown_blob:
@@ -506,7 +506,10 @@ async def _write(
         "btypes": [fresh[k][0] for k in bkeys],
         "bsizes": [fresh[k][1] for k in bkeys],
     }
-    return (await conn.execute(_write_sql(bool(expected), checks_access), params)).one()
+    statement = _write_sql(bool(expected), checks_access)
+    if checks_access:  # the quick commit: no SQLAlchemy layer (its errors are mapped by the caller)
+        return (await db.fetch(conn, statement.text, params))[0]
+    return (await conn.execute(statement, params)).one()
 
 
 async def _refused(conn: AsyncConnection, repo_id: str, branch: str, expected: str, row: Any) -> None:

@@ -176,7 +176,7 @@ async def _fp_page(
     if cursor and not is_commit_id(str(start)):
         raise InvalidArgument("page token does not belong to this history")
     params = {"start": start, "repo": repo_id, "name": name, "pinned": pinned, "limit": size}
-    return list((await conn.execute(db.sql(_FP_PAGE), params)).all())
+    return await db.fetch(conn, _FP_PAGE, params)
 
 
 async def _dag_page(
@@ -199,7 +199,7 @@ async def _dag_page(
     window = 2 * n
     while True:
         params["window"] = window
-        rows = list((await conn.execute(db.sql(_DAG_PAGE.format(after=after)), params)).all())
+        rows = await db.fetch(conn, _DAG_PAGE.format(after=after), params)
         if len(rows) >= n or not rows or rows[0].floor == 0:
             return rows
         window *= 4

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 
+import asyncpg
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -40,6 +41,10 @@ def _data_errors() -> Iterator[None]:
         if not str(getattr(exc.orig, "sqlstate", "") or "").startswith("22"):
             raise
         raise InvalidArgument(f"invalid value: {str(exc.orig).splitlines()[0][:200]}") from None
+    except asyncpg.PostgresError as exc:  # from the statements run on asyncpg directly (db.fetch)
+        if not str(exc.sqlstate or "").startswith("22"):
+            raise
+        raise InvalidArgument(f"invalid value: {str(exc).splitlines()[0][:200]}") from None
 
 
 class VcsService:
