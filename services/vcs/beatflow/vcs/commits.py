@@ -680,7 +680,12 @@ async def create_commit(
     for p in parent_ids:
         if not is_commit_id(p):
             raise InvalidArgument(f"parent {p[:80]!r} is not a commit id")
-    parents = await load_commits(conn, parent_ids, repo.id, members_only=True)
+    # The first parent is the head the write must find (compare-and-swap, or locked): if it is not
+    # this repository's, the write refuses. So it may come from the cache; the others are checked.
+    first = _CACHE.get(parent) if parent and parent == expected_head else None
+    parents = {first.id: first} if first is not None else {}
+    if rest := [p for p in parent_ids if p not in parents]:
+        parents.update(await load_commits(conn, rest, repo.id, members_only=True))
     missing = set(parent_ids) - parents.keys()
     if missing:
         if expected_head in missing:
