@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from sqlalchemy import event, text
 
 from beatflow.vcs import db, history
@@ -122,8 +123,17 @@ async def test_log_page_plans_use_the_indexes(world, helpers) -> None:
                 history._FP_PAGE,
                 {**base, "start": fp_cursor["n"], "pinned": sorted({fp_cursor["h"], fp_cursor["n"]}), "limit": 50},
             ),
-            "DAG first page": (history._DAG_PAGE.format(after=""), {**base, **dag}),
-            "DAG later page": (history._DAG_PAGE.format(after=after), {**base, **dag, **later}),
+            "DAG first page": (history._DAG_PAGE.format(after="", guard=""), {**base, **dag}),
+            "DAG later page": (history._DAG_PAGE.format(after=after, guard=""), {**base, **dag, **later}),
+            # The quick pages: the same walks behind the reader check, the default branch found in SQL.
+            "first-parent first page, access checked": (
+                history._FP_PAGE_SQL.format(guard=history._READABLE_GUARD),
+                {**base, "name": None, "actor": world.alice.id, "pinned": [], "limit": 50},
+            ),
+            "DAG first page, access checked": (
+                history._DAG_PAGE.format(after="", guard=history._READABLE_GUARD),
+                {**base, **dag, "name": None, "actor": world.alice.id},
+            ),
         }
         for label, (sql, params) in plans.items():
             plan = _plan(list(await conn.execute(text("EXPLAIN " + sql), params)))
@@ -191,3 +201,40 @@ def blobs_denied() -> str:
     from beatflow.vcs import blobs
 
     return blobs.DENIED_BLOB
+
+
+async def test_a_page_is_one_statement_without_reading_the_repository(world, monkeypatch) -> None:
+    """The service's log reads access, default branch and page in one statement; whoever may not
+    read the repository gets NOT_FOUND (the full path), and a commit-id ref still works."""
+    from beatflow.common.errors import NotFound
+    from beatflow.vcs.model import Visibility
+
+    await _history(world)
+    vcs, a, r = world.vcs, world.alice.id, world.repo.id
+    statements: list[str] = []
+    direct = db.fetch
+
+    async def fetch(conn: Any, statement: str, params: Any) -> Any:
+        statements.append(statement)
+        return await direct(conn, statement, params)
+
+    monkeypatch.setattr(db, "fetch", fetch)
+    for first_parent in (True, False):
+        statements.clear()
+        page, token = await vcs.log(a, r, first_parent=first_parent, page_size=5)
+        assert [c.message for c in page][:3] == ["a2", "a1", "a0"] and token
+        assert len(statements) == 1 and "rc_co" in statements[0]  # the reader check is in the page
+        statements.clear()
+        nxt, _ = await vcs.log(a, r, first_parent=first_parent, page_size=5, page_token=token)
+        assert len(statements) == 1 and nxt and not {c.id for c in nxt} & {c.id for c in page}
+        with pytest.raises(NotFound):  # bob cannot see alice's private repository
+            await vcs.log(world.bob.id, r, first_parent=first_parent, page_size=5)
+        with pytest.raises(NotFound):
+            await vcs.log(world.bob.id, r, first_parent=first_parent, page_size=5, page_token=token)
+    head = page[0].id
+    by_id, _ = await vcs.log(a, r, head, first_parent=True, page_size=2)  # a commit id: the full path
+    assert by_id[0].id == head
+    await vcs.update_repository(a, r, visibility=Visibility.PUBLIC)
+    statements.clear()
+    seen, _ = await vcs.log(world.bob.id, r, first_parent=True, page_size=5)
+    assert [c.message for c in seen][:3] == ["a2", "a1", "a0"] and len(statements) == 1

@@ -293,6 +293,10 @@ class VcsService:
         page_token: str = "",
     ) -> tuple[list[Commit], str]:
         async with self._read() as conn:
+            # One statement (access, default branch, page) when it finds the page; else the full path.
+            page = await history.quick_log(conn, repo_id, actor, ref, first_parent, page_size, page_token)
+            if page is not None:
+                return page
             repo = await load_repo(conn, repo_id, actor)
             return await history.log(conn, repo, ref, first_parent, page_size, page_token)
 
