@@ -238,3 +238,29 @@ async def test_a_page_is_one_statement_without_reading_the_repository(world, mon
     statements.clear()
     seen, _ = await vcs.log(world.bob.id, r, first_parent=True, page_size=5)
     assert [c.message for c in seen][:3] == ["a2", "a1", "a0"] and len(statements) == 1
+
+
+async def test_ancestry_names_resolve_with_the_reader_check(world, monkeypatch) -> None:
+    """merge-base / is-ancestor resolve names and check the reader in one statement ('' = the
+    default branch); a stranger or an unknown name gets the full path's NOT_FOUND."""
+    from beatflow.common.errors import NotFound
+
+    await _history(world)
+    vcs, a, r = world.vcs, world.alice.id, world.repo.id
+    statements: list[str] = []
+    direct = db.fetch
+
+    async def fetch(conn: Any, statement: str, params: Any) -> Any:
+        statements.append(statement)
+        return await direct(conn, statement, params)
+
+    monkeypatch.setattr(db, "fetch", fetch)
+    side = {x.name: x.commit_id for x in await vcs.list_refs(a, r)}["side"]
+    statements.clear()
+    assert await vcs.merge_base(a, r, "", "side") == [side]  # side was merged into main
+    assert await vcs.is_ancestor(a, r, "side", "")
+    assert not await vcs.is_ancestor(a, r, "", "side")
+    assert len(statements) == 3 and all("rc_co" in s for s in statements)  # no separate repository read
+    for call in (vcs.merge_base(world.bob.id, r, "", "side"), vcs.merge_base(a, r, "", "nope")):
+        with pytest.raises(NotFound):
+            await call

@@ -38,6 +38,7 @@ from beatflow.vcs import blobs, db
 from beatflow.vcs.hashing import commit_id
 from beatflow.vcs.model import Commit, Metadata, Ref, Repository, Stem
 from beatflow.vcs.names import check_blob_key, check_ref_name, check_stem_name, is_commit_id
+from beatflow.vcs.repo_access import READABLE
 
 MAX_MESSAGE = 20_000
 MAX_STEMS = 256
@@ -220,8 +221,24 @@ SELECT COALESCE(
     (SELECT c.id FROM commits c JOIN repo_commits rc ON rc.commit_seq = c.seq
      WHERE rc.repo_seq = (SELECT seq FROM repositories WHERE id = :r) AND c.id = n.name)
 ) AS id
-FROM unnest(CAST(:names AS varchar[])) WITH ORDINALITY AS n(name, ord) ORDER BY n.ord
+FROM unnest(CAST(:names AS varchar[])) WITH ORDINALITY AS n(name, ord) {guard} ORDER BY n.ord
 """
+# Names resolved for an actor not yet checked (``quick_resolve``): nothing unless :actor may read
+# the repository; '' names its default branch.
+_RESOLVE_CHECKED = _RESOLVE_ALL.replace(
+    "FROM unnest(CAST(:names AS varchar[]))",
+    "FROM unnest(ARRAY(SELECT COALESCE(NULLIF(x, ''), (SELECT default_branch FROM repositories WHERE id = :r))"
+    " FROM unnest(CAST(:names AS varchar[])) WITH ORDINALITY AS x0(x, o) ORDER BY o))",
+).format(guard=f"WHERE EXISTS (SELECT 1 FROM repositories r WHERE r.id = :r AND {READABLE})")
+_RESOLVE_ALL = _RESOLVE_ALL.format(guard="")
+
+
+async def quick_resolve(conn: AsyncConnection, repo_id: str, actor: str, refs: Sequence[str]) -> list[str] | None:
+    """:func:`resolve_all` in one statement that also checks ``actor`` may read the repository, so it
+    is not read first; None when a name is not found or the actor may not read (the caller then
+    takes the full path, which reports that as usual)."""
+    found = [r.id for r in await db.fetch(conn, _RESOLVE_CHECKED, {"r": repo_id, "names": list(refs), "actor": actor})]
+    return found if len(found) == len(refs) and None not in found else None
 
 
 async def resolve_all(conn: AsyncConnection, repo: Repository, refs: Sequence[str]) -> list[str]:

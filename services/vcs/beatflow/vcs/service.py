@@ -309,15 +309,21 @@ class VcsService:
 
     async def is_ancestor(self, actor: str, repo_id: str, ancestor: str, descendant: str) -> bool:
         async with self._read() as conn:
-            repo = await load_repo(conn, repo_id, actor)
-            a, d = await commits.resolve_all(conn, repo, [ancestor, descendant])
+            a, d = await self._resolve(conn, repo_id, actor, [ancestor, descendant])
             return await history.is_ancestor(conn, a, d)
 
     async def merge_base(self, actor: str, repo_id: str, a: str, b: str) -> list[str]:
         async with self._read() as conn:
-            repo = await load_repo(conn, repo_id, actor)
-            ca, cb = await commits.resolve_all(conn, repo, [a, b])
+            ca, cb = await self._resolve(conn, repo_id, actor, [a, b])
             return await history.merge_bases(conn, ca, cb)
+
+    async def _resolve(self, conn: AsyncConnection, repo_id: str, actor: str, refs: Sequence[str]) -> list[str]:
+        """Commit ids of ``refs`` in a repository ``actor`` reads: one statement when all resolve."""
+        found = await commits.quick_resolve(conn, repo_id, actor, refs)
+        if found is None:
+            repo = await load_repo(conn, repo_id, actor)
+            found = await commits.resolve_all(conn, repo, refs)
+        return found
 
     async def blame(self, actor: str, repo_id: str, ref: str = "") -> list[BlameEntry]:
         async with self._read() as conn:
