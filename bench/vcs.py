@@ -5,9 +5,10 @@ Measures (the seed's figures to beat: create commit 100 ms, history of 50 commit
 * the floor: a durable one-row INSERT and a ``SELECT 1`` round trip by plain asyncpg, sampled
   between the commits (and before the reads) so they see the same load as BeatFlow's figures;
 * commits/s to one branch: one writer committing in a loop, each commit naming the head it
-  got back (CreateCommit latency p50/p95), 8 racing writers that retry on a stale head, and
-  8 writers committing onto whatever the head is (``resolve_head``: they queue on the ref's
-  row instead of retrying);
+  got back (CreateCommit latency p50/p95), 8 racing writers (strict compare-and-swap) that on a
+  stale head rebuild on the head the refusal names (trailing metadata ``beatflow-current-head``)
+  and retry, and 8 writers committing onto whatever the head is (``resolve_head``: they queue on
+  the ref's row instead of retrying);
 * the gateway's commit as one call: 4 stems named by blob key (vcs describes them), head
   resolved by vcs, readability checked (CreateCommit p50; it replaced 7 + 2N calls);
 * first page of history (50 commits) at 10,000 commits, first-parent and full-DAG order, and
@@ -55,7 +56,7 @@ from sqlalchemy import text  # noqa: E402
 from beatflow.common import localservers  # noqa: E402
 from beatflow.v1 import vcs_pb2 as pb  # noqa: E402
 from beatflow.v1 import vcs_pb2_grpc  # noqa: E402
-from beatflow.vcs.commits import build_commit, store_commit  # noqa: E402
+from beatflow.vcs.commits import CURRENT_HEAD, build_commit, store_commit  # noqa: E402
 from beatflow.vcs.config import VcsSettings  # noqa: E402
 from beatflow.vcs.db import make_engine  # noqa: E402
 from beatflow.vcs.model import Metadata, Stem  # noqa: E402
@@ -154,32 +155,41 @@ async def racing_writers(
     refused = 0
 
     async def one(w: int) -> None:
+        """Reads the head once; after that each commit names the head its last answer gave: the new
+        commit when accepted, the current head (trailing metadata of the refusal) when stale."""
         nonlocal refused
         done = 0
+        refs = await stub.ListRefs(pb.ListRefsRequest(actor=actor, repo_id=repo_id))
+        head = next((r.commit_id for r in refs.refs if r.name == "main"), "")
         while done < each:
-            refs = await stub.ListRefs(pb.ListRefsRequest(actor=actor, repo_id=repo_id))
-            head = next((r.commit_id for r in refs.refs if r.name == "main"), "")
             try:
-                await stub.CreateCommit(
+                c = await stub.CreateCommit(
                     pb.CreateCommitRequest(
                         actor=actor,
                         repo_id=repo_id,
                         expected_head=head,
                         message=f"w{w} {done}",
-                        stems=[pb.Stem(name="drums", blob_key=key(f"race-{w}-{done}"))],
+                        stems=[pb.Stem(name="drums", blob_key=key(f"race-{w}-{done}"), size_bytes=1 << 20)],
                         inherit_stems=True,
                     )
                 )
+                head = c.id
+                accepted_ids.append(c.id)
                 done += 1
             except grpc.aio.AioRpcError as err:
                 if err.code() != grpc.StatusCode.FAILED_PRECONDITION:
                     raise
                 refused += 1
+                head = dict(err.trailing_metadata() or ()).get(CURRENT_HEAD, "")
 
+    accepted_ids: list[str] = []
     t0 = time.perf_counter()
     await asyncio.gather(*(one(w) for w in range(writers)))
     wall = time.perf_counter() - t0
     accepted = writers * each
+    # No lost update: the branch's first-parent history holds exactly the accepted commits.
+    page = await stub.Log(pb.LogRequest(actor=actor, repo_id=repo_id, page_size=accepted, first_parent=True))
+    assert {c.id for c in page.commits} == set(accepted_ids) and len(accepted_ids) == accepted
     return {
         "writers": writers,
         "accepted": accepted,
@@ -508,7 +518,7 @@ def table(results: dict[str, Any]) -> str:
         ("create commit (1 writer), p95", f"{single['p95_ms']:.2f} ms", f"seed {SEED['create_commit_ms']:.0f} ms"),
         ("commits/s to one branch (1 writer)", f"{single['commits_per_s']:.0f}/s", "10/s"),
         (
-            "commits/s, 8 racing writers (CAS retries)",
+            "commits/s, 8 racing writers (CAS, retry on the refusal's head)",
             f"{results['commit_racing_writers']['accepted_per_s']:.0f}/s "
             f"({results['commit_racing_writers']['refused_stale']} stale refusals)",
             "",

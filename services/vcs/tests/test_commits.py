@@ -256,3 +256,48 @@ async def test_removing_a_stem_the_parent_lacks_is_a_conflict(world, helpers) ->
                 inherit_stems=inherit,
                 remove_stems=["bass" if inherit else "drums"],
             )
+
+
+async def test_quick_commit_onto_a_known_parent_checks_access_and_branch(world, helpers) -> None:
+    """A strict commit onto a parent this process holds is one statement that checks access itself:
+    strangers, readers and unknown users get the answers of the full path, and nothing is written."""
+    from beatflow.common.errors import PermissionDenied, Unauthenticated
+    from beatflow.vcs import commits
+    from beatflow.vcs.model import Role
+
+    vcs, r = world.vcs, world.repo.id
+    c1 = await world.commit("one", drums="d1", bass="b1")
+    assert commits.cached(c1.id) == c1  # the next commit onto it reads nothing first
+    await vcs.set_collaborator(world.alice.id, r, "carol", Role.READ)
+    before = [await count(world, t) for t in ("commits", "commit_stems", "repo_commits", "blobs", "activity")]
+    for actor, error in (
+        (world.bob.id, NotFound),  # cannot see the private repository
+        (world.carol.id, PermissionDenied),  # reads it, may not write
+        ("f" * 32, NotFound),  # no such user (so no reader of a private repository)
+        ("", Unauthenticated),
+    ):
+        with pytest.raises(error):
+            await vcs.create_commit(
+                actor, r, expected_head=c1.id, message="x", stems=[helpers.stem("drums", "dx")], inherit_stems=True
+            )
+        with pytest.raises(error):  # even when the request would also fail on the parent's state
+            await vcs.create_commit(actor, r, expected_head=c1.id, message="x", remove_stems=["vox"])
+    assert [await count(world, t) for t in ("commits", "commit_stems", "repo_commits", "blobs", "activity")] == before
+    # The default branch is found by the statement; a named branch is moved by name.
+    c2 = await vcs.create_commit(
+        world.alice.id, r, expected_head=c1.id, message="two", stems=[helpers.stem("drums", "d2")], inherit_stems=True
+    )
+    assert c2.author_username == "alice" and c2.parent_ids == (c1.id,) and c2.generation == 2
+    assert {s.name: s.blob_key for s in c2.stems} == {"drums": helpers.blob("d2"), "bass": helpers.blob("b1")}
+    assert (await vcs.get_commit(world.alice.id, c2.id, r)) == c2
+    await vcs.create_branch(world.alice.id, r, "side", c1.id)
+    c3 = await vcs.create_commit(world.alice.id, r, branch="side", expected_head=c1.id, message="side", stems=[])
+    refs = {x.name: x.commit_id for x in await vcs.list_refs(world.alice.id, r)}
+    assert refs == {"main": c2.id, "side": c3.id}
+    with pytest.raises(FailedPrecondition) as err:  # stale: names the head
+        await vcs.create_commit(world.alice.id, r, expected_head=c1.id, message="late", stems=[])
+    assert c2.id in err.value.message and "'main'" in err.value.message
+    with pytest.raises(FailedPrecondition, match="no such stem"):
+        await vcs.create_commit(world.alice.id, r, expected_head=c2.id, message="x", remove_stems=["vox"])
+    with pytest.raises(InvalidArgument):  # a value PostgreSQL refuses (NUL) is the caller's error here too
+        await vcs.create_commit(world.alice.id, r, expected_head=c2.id, message="a\x00b", stems=[])

@@ -113,6 +113,8 @@ async def test_workflow_and_status_codes(stub) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stub.CreateCommit(stale)
     assert err.value.code() == S.FAILED_PRECONDITION and c2.id in (err.value.details() or "")
+    # The current head also comes as trailing metadata: a writer rebuilds on it without reading the refs.
+    assert dict(err.value.trailing_metadata() or ())["beatflow-current-head"] == c2.id
     bad_branch = pb.CreateBranchRequest(actor=alice.id, repo_id=repo.id, name="bad..name")
     assert await code_of(stub.CreateBranch(bad_branch)) == S.INVALID_ARGUMENT
     await stub.SetCollaborator(pb.SetCollaboratorRequest(actor=alice.id, repo_id=repo.id, username="bob", role=1))

@@ -8,15 +8,21 @@ a generic message (and a logged traceback), so internals never leak.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import grpc
 
 
 class BeatflowError(Exception):
+    """``details``: machine-readable facts a caller may act on, sent as the status's trailing
+    metadata (ASCII keys and values), e.g. the current head beside a stale-head refusal."""
+
     code: grpc.StatusCode = grpc.StatusCode.INTERNAL
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, details: Mapping[str, str] | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.details = dict(details or {})
 
 
 class InvalidArgument(BeatflowError):

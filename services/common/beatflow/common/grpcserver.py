@@ -166,7 +166,13 @@ def _status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
 
 
 class ErrorInterceptor(grpc.aio.ServerInterceptor):
-    """Maps domain exceptions to status codes and counts every call in the metrics."""
+    """Maps domain exceptions to status codes and counts every call in the metrics.
+
+    The wrapped handler of a method is built once and kept (keyed by the method and the handler
+    the server found), not rebuilt on every call."""
+
+    def __init__(self) -> None:
+        self._wrapped: dict[tuple[str, int], tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     async def intercept_service(
         self,
@@ -177,6 +183,16 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return handler
         method = handler_call_details.method
+        found = self._wrapped.get((method, id(handler)))
+        if found is not None and found[0] is handler:
+            return found[1]
+        wrapped = self._wrap(method, handler)
+        if len(self._wrapped) > 4096:  # unknown method names are answered by a fresh handler each
+            self._wrapped.clear()
+        self._wrapped[(method, id(handler))] = (handler, wrapped)
+        return wrapped
+
+    def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
 
         async def abort(context: grpc.aio.ServicerContext, exc: BaseException, started: float) -> None:
             code, message = _status_for(exc)
@@ -187,7 +203,8 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
             else:
                 log.info("%s -> %s: %s", method, code.name, message)
             metrics.observe_rpc(method, code.name, time.perf_counter() - started)
-            await context.abort(code, message)
+            details = tuple(exc.details.items()) if isinstance(exc, BeatflowError) else ()
+            await context.abort(code, message, details)
 
         if handler.unary_unary:
             inner_uu = handler.unary_unary

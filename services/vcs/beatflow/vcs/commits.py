@@ -14,6 +14,7 @@ and an unrelated root history is made only when asked for (``orphan``).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import time
@@ -21,15 +22,23 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import TextClause, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from beatflow.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from beatflow.common.errors import (
+    AlreadyExists,
+    BeatflowError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+)
 from beatflow.vcs import blobs, db
 from beatflow.vcs.hashing import commit_id
 from beatflow.vcs.model import Commit, Metadata, Ref, Repository, Stem
 from beatflow.vcs.names import check_blob_key, check_ref_name, check_stem_name, is_commit_id
+from beatflow.vcs.repo_access import READABLE
 
 MAX_MESSAGE = 20_000
 MAX_STEMS = 256
@@ -86,7 +95,33 @@ _STEMS_COL = (
 COMMIT_ROW = f"{_COMMIT_COLS}, {_STEMS_COL}"
 
 
+# Commits never change once written (the id is the hash of their content; authors are never
+# renamed), so a process keeps the ones it has built: a parent needs no read before the next
+# commit onto it, and a history page re-read builds nothing again. Bounded; starts over when full.
+MAX_CACHED = 20_000
+_CACHE: dict[str, Commit] = {}
+
+
+def remember(commit: Commit) -> None:
+    if len(_CACHE) >= MAX_CACHED:
+        _CACHE.clear()
+    _CACHE[commit.id] = commit
+
+
+def cached(cid: str) -> Commit | None:
+    return _CACHE.get(cid)
+
+
 def commit_from_row(r: Any, repo_id: str = "") -> Commit:
+    c = _CACHE.get(r.id)
+    if c is not None and c.repo_id == repo_id:
+        return c
+    c = _commit_from_row(r, repo_id)
+    remember(c)
+    return c
+
+
+def _commit_from_row(r: Any, repo_id: str) -> Commit:
     return Commit(
         id=r.id,
         parent_ids=tuple(r.parent_ids),
@@ -138,9 +173,7 @@ async def _start_point(
         if orphan:
             raise FailedPrecondition(f"branch {branch!r} exists; an orphan commit starts a new branch")
         if expected_head and expected_head != current:
-            raise FailedPrecondition(
-                f"stale head: branch {branch!r} is at {current}, not at the expected {expected_head}"
-            )
+            raise _stale_error(branch, expected_head, current)
         return current, current
     if orphan:
         return "", ""
@@ -188,14 +221,30 @@ SELECT COALESCE(
     (SELECT c.id FROM commits c JOIN repo_commits rc ON rc.commit_seq = c.seq
      WHERE rc.repo_seq = (SELECT seq FROM repositories WHERE id = :r) AND c.id = n.name)
 ) AS id
-FROM unnest(CAST(:names AS varchar[])) WITH ORDINALITY AS n(name, ord) ORDER BY n.ord
+FROM unnest(CAST(:names AS varchar[])) WITH ORDINALITY AS n(name, ord) {guard} ORDER BY n.ord
 """
+# Names resolved for an actor not yet checked (``quick_resolve``): nothing unless :actor may read
+# the repository; '' names its default branch.
+_RESOLVE_CHECKED = _RESOLVE_ALL.replace(
+    "FROM unnest(CAST(:names AS varchar[]))",
+    "FROM unnest(ARRAY(SELECT COALESCE(NULLIF(x, ''), (SELECT default_branch FROM repositories WHERE id = :r))"
+    " FROM unnest(CAST(:names AS varchar[])) WITH ORDINALITY AS x0(x, o) ORDER BY o))",
+).format(guard=f"WHERE EXISTS (SELECT 1 FROM repositories r WHERE r.id = :r AND {READABLE})")
+_RESOLVE_ALL = _RESOLVE_ALL.format(guard="")
+
+
+async def quick_resolve(conn: AsyncConnection, repo_id: str, actor: str, refs: Sequence[str]) -> list[str] | None:
+    """:func:`resolve_all` in one statement that also checks ``actor`` may read the repository, so it
+    is not read first; None when a name is not found or the actor may not read (the caller then
+    takes the full path, which reports that as usual)."""
+    found = [r.id for r in await db.fetch(conn, _RESOLVE_CHECKED, {"r": repo_id, "names": list(refs), "actor": actor})]
+    return found if len(found) == len(refs) and None not in found else None
 
 
 async def resolve_all(conn: AsyncConnection, repo: Repository, refs: Sequence[str]) -> list[str]:
     """:func:`resolve` for several names in one round trip (errors as :func:`resolve` gives them)."""
     names = [r or repo.default_branch for r in refs]
-    found = list((await conn.execute(db.sql(_RESOLVE_ALL), {"r": repo.id, "names": names})).scalars())
+    found = [r.id for r in await db.fetch(conn, _RESOLVE_ALL, {"r": repo.id, "names": names})]
     return [cid if cid is not None else await resolve(conn, repo, ref) for ref, cid in zip(refs, found, strict=True)]
 
 
@@ -267,12 +316,20 @@ async def _stale(conn: AsyncConnection, repo_id: str, branch: str, expected: str
     return _stale_error(branch, expected, await branch_head(conn, repo_id, branch))
 
 
+# Trailing metadata of a stale-head refusal: the branch's current head ('' = no such branch), so a
+# writer can rebuild on it and retry at once, without reading the refs again.
+CURRENT_HEAD = "beatflow-current-head"
+
+
 def _stale_error(branch: str, expected: str, current: str | None) -> FailedPrecondition:
+    details = {CURRENT_HEAD: current or ""}
     if current is None:
-        return FailedPrecondition(f"branch {branch!r} does not exist (expected head {expected or 'none'})")
+        return FailedPrecondition(f"branch {branch!r} does not exist (expected head {expected or 'none'})", details)
     if not expected:
-        return FailedPrecondition(f"branch {branch!r} already exists at {current}; pass it as the expected head")
-    return FailedPrecondition(f"stale head: branch {branch!r} is at {current}, not at the expected {expected}")
+        return FailedPrecondition(
+            f"branch {branch!r} already exists at {current}; pass it as the expected head", details
+        )
+    return FailedPrecondition(f"stale head: branch {branch!r} is at {current}, not at the expected {expected}", details)
 
 
 async def move_branch(conn: AsyncConnection, repo_id: str, branch: str, expected: str, new: str) -> None:
@@ -330,15 +387,33 @@ def _known_blobs(parents: Iterable[Commit]) -> set[str]:
 
 _CAS_UPDATE = """
     UPDATE refs SET commit_id = :id
-    WHERE repo_id = :repo AND kind = 'branch' AND name = :branch AND commit_id = :expected
-      AND NOT EXISTS (SELECT 1 FROM denied) AND NOT EXISTS (SELECT 1 FROM pinned WHERE gone)
+    WHERE repo_id = :repo AND kind = 'branch' AND name = {branch} AND commit_id = :expected
+      AND NOT EXISTS (SELECT 1 FROM denied) AND NOT EXISTS (SELECT 1 FROM pinned WHERE gone){guard}
     RETURNING 1
 """
 _CAS_CREATE = """
-    INSERT INTO refs (repo_id, kind, name, commit_id) SELECT :repo, 'branch', :branch, :id
-    WHERE NOT EXISTS (SELECT 1 FROM denied) AND NOT EXISTS (SELECT 1 FROM pinned WHERE gone)
+    INSERT INTO refs (repo_id, kind, name, commit_id) SELECT :repo, 'branch', {branch}, :id
+    WHERE NOT EXISTS (SELECT 1 FROM denied) AND NOT EXISTS (SELECT 1 FROM pinned WHERE gone){guard}
     ON CONFLICT DO NOTHING RETURNING 1
 """
+# The actor's right to write and name, and the branch ('' = the default one), for a write that
+# did not read the repository first (``_ACCESS_GUARD`` holds the branch back unless it may write).
+_ACCESS = """
+access AS (
+    SELECT r.default_branch,
+           (SELECT username FROM users WHERE id = :actor) AS username,
+           r.owner_id = :actor OR EXISTS (SELECT 1 FROM collaborators co
+                                          WHERE co.repo_id = r.id AND co.user_id = :actor AND co.role >= 2)
+               AS may_write
+    FROM repositories r WHERE r.id = :repo
+),
+"""
+_ACCESS_GUARD = "\n      AND (SELECT may_write AND username IS NOT NULL FROM access)"
+_ACCESS_BRANCH = "COALESCE(CAST(:branch AS varchar), (SELECT default_branch FROM access))"
+_ACCESS_COLS = """,
+       COALESCE((SELECT may_write AND username IS NOT NULL FROM access), false) AS may_write,
+       (SELECT username FROM access) AS username,
+       {branch} AS branch"""
 # One statement for the whole write, atomic on its own (it needs no surrounding transaction):
 # check the actor may use the new blobs and share-lock the rows of those already known (a
 # collector holding one makes us wait, then see its tombstone); only if none is refused or
@@ -346,7 +421,7 @@ _CAS_CREATE = """
 # the commit, its stems and the membership. Nothing is written unless the branch moved; the
 # branch's head is returned for the stale-head answer.
 _WRITE_COMMIT = f"""
-WITH denied AS ({blobs.DENIED_BLOB}),
+WITH {{access}}denied AS ({blobs.DENIED_BLOB}),
 pinned AS (
     SELECT key, deleted_at IS NOT NULL AS gone FROM blobs
     WHERE key = ANY(CAST(:bkeys AS varchar[])) AND NOT EXISTS (SELECT 1 FROM denied)
@@ -380,13 +455,25 @@ member AS (
 SELECT EXISTS (SELECT 1 FROM moved) AS moved,
        ARRAY(SELECT key FROM pinned WHERE gone ORDER BY key) AS gone,
        (SELECT k FROM denied) AS denied,
-       (SELECT commit_id FROM refs WHERE repo_id = :repo AND kind = 'branch' AND name = :branch) AS head
+       (SELECT commit_id FROM refs WHERE repo_id = :repo AND kind = 'branch' AND name = {{branch}}) AS head{{cols}}
 """
-# Parsed once: building a text() clause re-scans the SQL for its parameters.
-_WRITE_SQL = {
-    True: text(_WRITE_COMMIT.format(cas=_CAS_UPDATE)),
-    False: text(_WRITE_COMMIT.format(cas=_CAS_CREATE)),
-}
+
+
+@functools.cache
+def _write_sql(update: bool, checks_access: bool) -> TextClause:
+    """The write statement: compare-and-swap (``update``) or create the branch; ``checks_access``:
+    the statement also checks the actor may write (for a caller that has not read the repository)."""
+    branch = _ACCESS_BRANCH if checks_access else ":branch"
+    guard = _ACCESS_GUARD if checks_access else ""
+    cas = (_CAS_UPDATE if update else _CAS_CREATE).format(branch=branch, guard=guard)
+    return db.sql(
+        _WRITE_COMMIT.format(
+            access=_ACCESS if checks_access else "",
+            cas=cas,
+            branch=branch,
+            cols=_ACCESS_COLS.format(branch=branch) if checks_access else "",
+        )
+    )
 
 
 def _commit_params(commit: Commit) -> dict[str, object]:
@@ -408,6 +495,52 @@ def _commit_params(commit: Commit) -> dict[str, object]:
     }
 
 
+async def _write(
+    conn: AsyncConnection,
+    repo_id: str,
+    actor: str,
+    branch: str | None,
+    expected: str,
+    commit: Commit,
+    parents: Iterable[Commit],
+    checks_access: bool,
+) -> Any:
+    """Run the write statement (see ``_WRITE_COMMIT``); its row (``checks_access``: on asyncpg directly)."""
+    known = _known_blobs(parents)
+    fresh: dict[str, tuple[str, int]] = {s.blob_key: (s.content_type, s.size_bytes) for s in commit.stems}
+    if commit.mixdown_blob:
+        fresh.setdefault(commit.mixdown_blob, ("application/octet-stream", 0))
+    for k in known:
+        fresh.pop(k, None)
+    bkeys = sorted(fresh)
+    params = {
+        **_commit_params(commit),
+        "repo": repo_id,
+        "actor": actor,
+        "branch": branch,
+        "expected": expected,
+        "bkeys": bkeys,
+        "btypes": [fresh[k][0] for k in bkeys],
+        "bsizes": [fresh[k][1] for k in bkeys],
+    }
+    statement = _write_sql(bool(expected), checks_access)
+    if checks_access:  # the quick commit: no SQLAlchemy layer (its errors are mapped by the caller)
+        return (await db.fetch(conn, statement.text, params))[0]
+    return (await conn.execute(statement, params)).one()
+
+
+async def _refused(conn: AsyncConnection, repo_id: str, branch: str, expected: str, row: Any) -> None:
+    """Raise what refused a write (its row from ``_write``), if anything did."""
+    if row.denied is not None:  # no laundering of someone else's blob through a commit
+        raise PermissionDenied(f"blob {row.denied} is not readable by you")
+    if row.gone:
+        raise FailedPrecondition(f"blob {row.gone[0]} was garbage-collected; upload and register it again")
+    if not row.moved:
+        if row.head is None or row.head == expected:  # moved by a writer that committed during ours: read again
+            raise await _stale(conn, repo_id, branch, expected)
+        raise _stale_error(branch, expected, row.head)
+
+
 async def commit_onto_branch(
     conn: AsyncConnection,
     repo: Repository,
@@ -418,35 +551,98 @@ async def commit_onto_branch(
     parents: Iterable[Commit],
 ) -> Commit:
     """Write ``commit`` and move ``branch`` from ``expected`` ('' = create it) to it, in the caller's transaction."""
-    known = _known_blobs(parents)
-    fresh: dict[str, tuple[str, int]] = {s.blob_key: (s.content_type, s.size_bytes) for s in commit.stems}
-    if commit.mixdown_blob:
-        fresh.setdefault(commit.mixdown_blob, ("application/octet-stream", 0))
-    for k in known:
-        fresh.pop(k, None)
-    bkeys = sorted(fresh)
-    params = {
-        **_commit_params(commit),
-        "repo": repo.id,
-        "actor": actor,
-        "branch": branch,
-        "expected": expected,
-        "bkeys": bkeys,
-        "btypes": [fresh[k][0] for k in bkeys],
-        "bsizes": [fresh[k][1] for k in bkeys],
-    }
     try:
-        row = (await conn.execute(_WRITE_SQL[bool(expected)], params)).one()
+        row = await _write(conn, repo.id, actor, branch, expected, commit, parents, False)
     except IntegrityError:  # the new branch's repository row is gone: deleted while we committed
         raise NotFound(f"repository {repo.owner_username}/{repo.name} was deleted") from None
-    if row.denied is not None:  # no laundering of someone else's blob through a commit
-        raise PermissionDenied(f"blob {row.denied} is not readable by you")
-    if row.gone:
-        raise FailedPrecondition(f"blob {row.gone[0]} was garbage-collected; upload and register it again")
-    if not row.moved:
-        if row.head is None or row.head == expected:  # moved by a writer that committed during ours: read again
-            raise await _stale(conn, repo.id, branch, expected)
-        raise _stale_error(branch, expected, row.head)
+    await _refused(conn, repo.id, branch, expected, row)
+    remember(commit)
+    return commit
+
+
+def _checked_request(
+    message: str, stems: Sequence[Stem], mixdown_blob: str, metadata: Metadata
+) -> tuple[list[Stem], Metadata]:
+    """The request's own checks (nothing read): stems with their defaults, the metadata."""
+    if len(message) > MAX_MESSAGE:
+        raise InvalidArgument(f"message longer than {MAX_MESSAGE} characters")
+    if len(stems) > MAX_STEMS:
+        raise InvalidArgument(f"more than {MAX_STEMS} stems")
+    checked = [_check_stem(s) for s in stems]
+    names = [s.name for s in checked]
+    if len(set(names)) != len(names):
+        raise InvalidArgument("stem names must be unique within a commit")
+    if mixdown_blob:
+        check_blob_key(mixdown_blob, "mixdown blob key")
+    return checked, _check_metadata(metadata)
+
+
+def _stems_onto(parent: Commit | None, inherit: bool, remove: Sequence[str], stems: Iterable[Stem]) -> dict[str, Stem]:
+    stem_map: dict[str, Stem] = parent.stem_map() if inherit and parent is not None else {}
+    for name in remove:
+        if name not in stem_map:
+            # A conflict with the parent's state (409), not a malformed request.
+            raise FailedPrecondition(
+                f"cannot remove stem {name!r}: the parent has no such stem (or inherit_stems is off)"
+            )
+        del stem_map[name]
+    for s in stems:
+        stem_map[s.name] = s
+    return stem_map
+
+
+async def quick_commit(
+    conn: AsyncConnection,
+    repo_id: str,
+    actor: str,
+    *,
+    branch: str,
+    expected_head: str,
+    message: str,
+    stems: Sequence[Stem],
+    mixdown_blob: str,
+    metadata: Metadata,
+    inherit_stems: bool = False,
+    remove_stems: Sequence[str] = (),
+    inherit_metadata: bool = False,
+) -> Commit | None:
+    """The usual compare-and-swap commit in one round trip, when this process knows the parent.
+
+    Commits are immutable, so the parent comes from the process's cache, and the write statement
+    itself checks the actor may write to the repository and finds the default branch. None: the
+    caller takes the full path (:func:`create_commit`), which reads the repository and the parent
+    first and reports whatever refused the quick one in the usual order (an actor who may not
+    write learns nothing about the parent or the branch here).
+    """
+    parent = _CACHE.get(expected_head)
+    if parent is None or not actor or any(s.size_bytes == 0 for s in stems):
+        return None
+    try:
+        if branch:
+            check_ref_name(branch)
+        checked, metadata = _checked_request(message, stems, mixdown_blob, metadata)
+        if inherit_metadata:
+            metadata = _merge_metadata(parent.metadata, metadata)
+        stem_map = _stems_onto(parent, inherit_stems, remove_stems, checked)
+    except BeatflowError:
+        return None
+    commit = build_commit(
+        parents=[expected_head],
+        parent_generations=[parent.generation],
+        stems=stem_map.values(),
+        mixdown_blob=mixdown_blob,
+        metadata=metadata,
+        author_id=actor,
+        author_username="",
+        message=message,
+        repo_id=repo_id,
+    )
+    row = await _write(conn, repo_id, actor, branch or None, expected_head, commit, [parent], True)
+    if not row.may_write:
+        return None
+    await _refused(conn, repo_id, row.branch, expected_head, row)
+    commit = replace(commit, author_username=row.username)
+    remember(commit)
     return commit
 
 
@@ -474,21 +670,11 @@ async def create_commit(
 ) -> Commit:
     """Write a commit of ``stems`` onto ``branch`` (see the module docstring and ``CreateCommitRequest``)."""
     branch = check_ref_name(branch or repo.default_branch)
-    if len(message) > MAX_MESSAGE:
-        raise InvalidArgument(f"message longer than {MAX_MESSAGE} characters")
-    if len(stems) > MAX_STEMS:
-        raise InvalidArgument(f"more than {MAX_STEMS} stems")
     if expected_head and not is_commit_id(expected_head):
         raise InvalidArgument(f"expected_head {expected_head[:80]!r} is not a commit id")
     if orphan and not resolve_head:
         raise InvalidArgument("orphan needs resolve_head (without it, an empty expected_head starts a root commit)")
-    checked = [_check_stem(s) for s in stems]
-    names = [s.name for s in checked]
-    if len(set(names)) != len(names):
-        raise InvalidArgument("stem names must be unique within a commit")
-    if mixdown_blob:
-        check_blob_key(mixdown_blob, "mixdown blob key")
-    metadata = _check_metadata(metadata)
+    checked, metadata = _checked_request(message, stems, mixdown_blob, metadata)
     owned = {check_blob_key(k) for k in owned_blobs}
     named = {s.blob_key for s in checked} | ({mixdown_blob} if mixdown_blob else set())
     if owned - named:
@@ -511,7 +697,12 @@ async def create_commit(
     for p in parent_ids:
         if not is_commit_id(p):
             raise InvalidArgument(f"parent {p[:80]!r} is not a commit id")
-    parents = await load_commits(conn, parent_ids, repo.id, members_only=True)
+    # The first parent is the head the write must find (compare-and-swap, or locked): if it is not
+    # this repository's, the write refuses. So it may come from the cache; the others are checked.
+    first = _CACHE.get(parent) if parent and parent == expected_head else None
+    parents = {first.id: first} if first is not None else {}
+    if rest := [p for p in parent_ids if p not in parents]:
+        parents.update(await load_commits(conn, rest, repo.id, members_only=True))
     missing = set(parent_ids) - parents.keys()
     if missing:
         if expected_head in missing:
@@ -521,18 +712,7 @@ async def create_commit(
         metadata = _merge_metadata(parents[parent].metadata, metadata)
     if metadata.duration_s is None and any(s.duration_s > 0 for s in described):
         metadata = replace(metadata, duration_s=max(s.duration_s for s in described))
-    stem_map: dict[str, Stem] = {}
-    if inherit_stems and parent:
-        stem_map = parents[parent].stem_map()
-    for name in remove_stems:
-        if name not in stem_map:
-            # A conflict with the parent's state (409), not a malformed request.
-            raise FailedPrecondition(
-                f"cannot remove stem {name!r}: the parent has no such stem (or inherit_stems is off)"
-            )
-        del stem_map[name]
-    for s in checked:
-        stem_map[s.name] = s
+    stem_map = _stems_onto(parents[parent] if parent else None, inherit_stems, remove_stems, checked)
     commit = build_commit(
         parents=parent_ids,
         parent_generations=[parents[p].generation for p in parent_ids],

@@ -24,6 +24,7 @@ from beatflow.vcs.graph import GraphIndex, Node
 from beatflow.vcs.model import BlameEntry, Commit, Ref, Repository
 from beatflow.vcs.names import is_commit_id
 from beatflow.vcs.page_tokens import decode_token, encode_token
+from beatflow.vcs.repo_access import READABLE
 
 DEFAULT_PAGE = 50
 MAX_PAGE = 500
@@ -32,16 +33,20 @@ MAX_FRONTIER = 64
 # A log page is one statement: the head (from the token, else the ref: branch before tag), the
 # walk and the commit rows with their stems. The page token's commits must be of this repository.
 _HEAD = (
-    "CAST(COALESCE(CAST(:start AS varchar), (SELECT commit_id FROM refs WHERE repo_id = :repo AND name = :name"
+    "CAST(COALESCE(CAST(:start AS varchar), (SELECT commit_id FROM refs WHERE repo_id = :repo AND name ="
+    " COALESCE(CAST(:name AS varchar), (SELECT default_branch FROM repositories WHERE id = :repo))"
     " ORDER BY CASE kind WHEN 'branch' THEN 0 ELSE 1 END LIMIT 1)) AS varchar) COLLATE \"C\""
 )
+# For a page read without reading the repository first (``quick_log``): nothing unless :actor may read it.
+_READABLE_GUARD = f"AND EXISTS (SELECT 1 FROM repositories r WHERE r.id = :repo AND {READABLE})"
 
-_FP_PAGE = f"""
+_FP_PAGE_SQL = f"""
 WITH RECURSIVE chain(id, n) AS (
     SELECT {_HEAD}, 1
     WHERE (SELECT count(*) FROM commits m JOIN repo_commits rc ON rc.commit_seq = m.seq
            WHERE rc.repo_seq = (SELECT seq FROM repositories WHERE id = :repo)
              AND m.id = ANY(CAST(:pinned AS varchar[]))) = cardinality(CAST(:pinned AS varchar[]))
+      {{guard}}
   UNION ALL
     SELECT CAST(c.parent_ids[1] AS varchar) COLLATE "C", chain.n + 1 FROM chain
     -- A primary-key probe per step (on a small or freshly analysed table the planner otherwise
@@ -55,6 +60,8 @@ JOIN users u ON u.id = c.author_id
 ORDER BY chain.n
 """
 
+_FP_PAGE = _FP_PAGE_SQL.format(guard="")
+
 _DAG_PAGE = f"""
 WITH RECURSIVE head AS (SELECT {_HEAD} AS id),
 bounds AS (
@@ -67,7 +74,7 @@ walk(id) AS (
         SELECT 1 FROM repo_commits rc
         WHERE rc.repo_seq = (SELECT seq FROM repositories WHERE id = :repo) AND rc.commit_seq = s.seq LIMIT 1
     ) m
-    WHERE s.id = ANY(COALESCE(CAST(:seeds AS varchar[]), ARRAY[(SELECT id FROM head)]))
+    WHERE s.id = ANY(COALESCE(CAST(:seeds AS varchar[]), ARRAY[(SELECT id FROM head)])) {{guard}}
   UNION
     SELECT CAST(p.pid AS varchar) COLLATE "C" FROM walk w
     -- A probe of the primary key per walked commit (LIMIT keeps the planner from turning the step
@@ -124,6 +131,36 @@ async def log(
 
     The token pins the starting head, so pages stay stable while the branch moves.
     """
+    page = await _log(conn, repo.id, ref or repo.default_branch, first_parent, page_size, page_token, repo=repo)
+    assert page is not None
+    return page
+
+
+async def quick_log(
+    conn: AsyncConnection, repo_id: str, actor: str, ref: str, first_parent: bool, page_size: int, page_token: str
+) -> tuple[list[Commit], str] | None:
+    """:func:`log` in one statement that also checks ``actor`` may read the repository and finds its
+    default branch, so the repository is not read first. None when that statement finds nothing (no
+    access, no such repository or ref, a ref naming a commit id, a token of another history, a
+    malformed token): the caller takes the full path, which answers those in the usual order."""
+    try:
+        return await _log(conn, repo_id, ref or None, first_parent, page_size, page_token, actor=actor)
+    except InvalidArgument:
+        return None
+
+
+async def _log(
+    conn: AsyncConnection,
+    repo_id: str,
+    name: str | None,
+    first_parent: bool,
+    page_size: int,
+    page_token: str,
+    *,
+    repo: Repository | None = None,
+    actor: str | None = None,
+) -> tuple[list[Commit], str] | None:
+    """A page (see :func:`log`); with ``actor`` (no ``repo``), None where :func:`log` would read more or refuse."""
     size = _page_size(page_size)
     cursor: dict[str, Any] = {}
     head = ""
@@ -132,20 +169,23 @@ async def log(
         head = str(cursor.get("h", ""))
         if not is_commit_id(head) or bool(cursor.get("fp")) != first_parent:
             raise InvalidArgument("page token does not belong to this history")
-    name = ref or repo.default_branch
     if first_parent:
-        rows = await _fp_page(conn, repo.id, name, head, cursor, size)
+        rows = await _fp_page(conn, repo_id, name, head, cursor, size, actor)
         if not rows and not page_token:  # not a branch or tag: a commit id, or NOT_FOUND
-            head = await resolve(conn, repo, ref)
-            rows = await _fp_page(conn, repo.id, name, head, cursor, size)
+            if repo is None:
+                return None
+            head = await resolve(conn, repo, name or "")
+            rows = await _fp_page(conn, repo_id, name, head, cursor, size, actor)
         page, rest = rows[:size], rows[size:]
         head = head or page[0].id
         token = encode_token({"h": head, "fp": True, "n": rest[0].id}) if rest else ""
     else:
-        rows = await _dag_page(conn, repo.id, name, head, cursor, size + 1)
+        rows = await _dag_page(conn, repo_id, name, head, cursor, size + 1, actor)
         if not rows and not page_token:
-            head = await resolve(conn, repo, ref)
-            rows = await _dag_page(conn, repo.id, name, head, cursor, size + 1)
+            if repo is None:
+                return None
+            head = await resolve(conn, repo, name or "")
+            rows = await _dag_page(conn, repo_id, name, head, cursor, size + 1, actor)
         if rows:
             head = head or rows[0].head_id
         page = rows[:size]
@@ -161,33 +201,57 @@ async def log(
             if len(frontier) <= MAX_FRONTIER:
                 nxt["f"] = sorted(frontier)
             token = encode_token(nxt)
-    if page_token and not page and (first_parent or "f" not in cursor):
-        # A token is only issued when a next page exists: its head (or first-parent cursor) is not of
-        # this repository. (A forged frontier is only ever filtered to this repository's commits.)
-        raise InvalidArgument("page token does not belong to this history")
-    return [commit_from_row(r, repo.id) for r in page], token
+    if page_token and not page:
+        if repo is None:
+            return None
+        if first_parent or "f" not in cursor:
+            # A token is only issued when a next page exists: its head (or first-parent cursor) is not of
+            # this repository. (A forged frontier is only ever filtered to this repository's commits.)
+            raise InvalidArgument("page token does not belong to this history")
+    return [commit_from_row(r, repo_id) for r in page], token
 
 
 async def _fp_page(
-    conn: AsyncConnection, repo_id: str, name: str, head: str, cursor: Mapping[str, Any], size: int
+    conn: AsyncConnection,
+    repo_id: str,
+    name: str | None,
+    head: str,
+    cursor: Mapping[str, Any],
+    size: int,
+    actor: str | None = None,
 ) -> list[Any]:
     start = str(cursor.get("n", head)) if cursor else (head or None)
     pinned = sorted({head, str(start)}) if cursor else []
     if cursor and not is_commit_id(str(start)):
         raise InvalidArgument("page token does not belong to this history")
-    params = {"start": start, "repo": repo_id, "name": name, "pinned": pinned, "limit": size}
-    return list((await conn.execute(db.sql(_FP_PAGE), params)).all())
+    params = {"start": start, "repo": repo_id, "name": name, "pinned": pinned, "limit": size, "actor": actor}
+    sql = _FP_PAGE if actor is None else _FP_PAGE_SQL.format(guard=_READABLE_GUARD)
+    return await db.fetch(conn, sql, params)
 
 
 async def _dag_page(
-    conn: AsyncConnection, repo_id: str, name: str, head: str, cursor: Mapping[str, Any], n: int
+    conn: AsyncConnection,
+    repo_id: str,
+    name: str | None,
+    head: str,
+    cursor: Mapping[str, Any],
+    n: int,
+    actor: str | None = None,
 ) -> list[Any]:
     """Ancestors of the head after the cursor, walking only generations above a floor that widens as needed.
 
     The walk starts from the cursor's frontier when the token carries one (only commits of this
     repository are taken as seeds), else from the head.
     """
-    params: dict[str, Any] = {"start": head or None, "repo": repo_id, "name": name, "n": n, "g": None, "seeds": None}
+    params: dict[str, Any] = {
+        "start": head or None,
+        "repo": repo_id,
+        "name": name,
+        "n": n,
+        "g": None,
+        "seeds": None,
+        "actor": actor,
+    }
     after = ""
     if cursor:
         try:
@@ -196,10 +260,11 @@ async def _dag_page(
         except (KeyError, TypeError, ValueError):
             raise InvalidArgument("malformed page token") from None
         after = "AND (c.generation, c.timestamp, c.id) < (:g, :t, :i)"
+    sql = _DAG_PAGE.format(after=after, guard="" if actor is None else _READABLE_GUARD)
     window = 2 * n
     while True:
         params["window"] = window
-        rows = list((await conn.execute(db.sql(_DAG_PAGE.format(after=after)), params)).all())
+        rows = await db.fetch(conn, sql, params)
         if len(rows) >= n or not rows or rows[0].floor == 0:
             return rows
         window *= 4

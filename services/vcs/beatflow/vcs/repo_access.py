@@ -14,7 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from beatflow.common.errors import NotFound, PermissionDenied, Unauthenticated
-from beatflow.vcs.db import sql
+from beatflow.vcs.db import fetch
 from beatflow.vcs.model import Repository, Role, Visibility
 
 _ID_RE = re.compile(r"^[0-9a-f]{32}$")
@@ -28,6 +28,8 @@ FROM repositories r
 JOIN users u ON u.id = r.owner_id
 LEFT JOIN collaborators co ON co.repo_id = r.id AND co.user_id = :actor
 """
+
+_REPO_BY_ID = REPO_SELECT + " WHERE r.id = :repo"
 
 # SQL predicate: repository ``r`` is readable by :actor.
 READABLE = (
@@ -76,7 +78,8 @@ async def load_repo_as_user(conn: AsyncConnection, repo_id: str, actor: str, nee
 async def _load(conn: AsyncConnection, repo_id: str, actor: str, need: Role) -> tuple[Repository, str | None]:
     if not is_id(repo_id):
         raise NotFound(f"repository {repo_id[:64]!r} not found")
-    row = (await conn.execute(sql(REPO_SELECT + " WHERE r.id = :repo"), {"actor": actor, "repo": repo_id})).first()
+    rows = await fetch(conn, _REPO_BY_ID, {"actor": actor, "repo": repo_id})
+    row = rows[0] if rows else None
     if row is None:
         raise NotFound(f"repository {repo_id} not found")
     repo = repo_from_row(row)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 
+import asyncpg
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -40,6 +41,10 @@ def _data_errors() -> Iterator[None]:
         if not str(getattr(exc.orig, "sqlstate", "") or "").startswith("22"):
             raise
         raise InvalidArgument(f"invalid value: {str(exc.orig).splitlines()[0][:200]}") from None
+    except asyncpg.PostgresError as exc:  # from the statements run on asyncpg directly (db.fetch)
+        if not str(exc.sqlstate or "").startswith("22"):
+            raise
+        raise InvalidArgument(f"invalid value: {str(exc).splitlines()[0][:200]}") from None
 
 
 class VcsService:
@@ -176,6 +181,25 @@ class VcsService:
         # BEGIN/COMMIT round trips; locking the head (resolve_head) or registering the caller's
         # blobs first needs a transaction around several statements.
         atomic = resolve_head or bool(owned_blobs)
+        if not atomic and expected_head and not extra_parent_ids and not require_readable:
+            # The usual strict commit onto a parent this process knows: one round trip in all.
+            async with self._read() as conn:
+                done = await commits.quick_commit(
+                    conn,
+                    repo_id,
+                    actor,
+                    branch=branch,
+                    expected_head=expected_head,
+                    message=message,
+                    stems=stems,
+                    mixdown_blob=mixdown_blob,
+                    metadata=metadata or Metadata(),
+                    inherit_stems=inherit_stems,
+                    remove_stems=remove_stems,
+                    inherit_metadata=inherit_metadata,
+                )
+            if done is not None:
+                return done
         async with self._write() if atomic else self._read() as conn:
             repo, username = await load_repo_as_user(conn, repo_id, actor, Role.WRITE)
             return await commits.create_commit(
@@ -269,6 +293,10 @@ class VcsService:
         page_token: str = "",
     ) -> tuple[list[Commit], str]:
         async with self._read() as conn:
+            # One statement (access, default branch, page) when it finds the page; else the full path.
+            page = await history.quick_log(conn, repo_id, actor, ref, first_parent, page_size, page_token)
+            if page is not None:
+                return page
             repo = await load_repo(conn, repo_id, actor)
             return await history.log(conn, repo, ref, first_parent, page_size, page_token)
 
@@ -281,15 +309,21 @@ class VcsService:
 
     async def is_ancestor(self, actor: str, repo_id: str, ancestor: str, descendant: str) -> bool:
         async with self._read() as conn:
-            repo = await load_repo(conn, repo_id, actor)
-            a, d = await commits.resolve_all(conn, repo, [ancestor, descendant])
+            a, d = await self._resolve(conn, repo_id, actor, [ancestor, descendant])
             return await history.is_ancestor(conn, a, d)
 
     async def merge_base(self, actor: str, repo_id: str, a: str, b: str) -> list[str]:
         async with self._read() as conn:
-            repo = await load_repo(conn, repo_id, actor)
-            ca, cb = await commits.resolve_all(conn, repo, [a, b])
+            ca, cb = await self._resolve(conn, repo_id, actor, [a, b])
             return await history.merge_bases(conn, ca, cb)
+
+    async def _resolve(self, conn: AsyncConnection, repo_id: str, actor: str, refs: Sequence[str]) -> list[str]:
+        """Commit ids of ``refs`` in a repository ``actor`` reads: one statement when all resolve."""
+        found = await commits.quick_resolve(conn, repo_id, actor, refs)
+        if found is None:
+            repo = await load_repo(conn, repo_id, actor)
+            found = await commits.resolve_all(conn, repo, refs)
+        return found
 
     async def blame(self, actor: str, repo_id: str, ref: str = "") -> list[BlameEntry]:
         async with self._read() as conn:

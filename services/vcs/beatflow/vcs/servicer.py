@@ -82,10 +82,26 @@ def metadata_from_pb(m: vcs_pb2.CommitMetadata) -> Metadata:
     )
 
 
+# Commits are immutable: the message of one is built once per repository it is shown in (a history
+# page re-read costs copies, not 50 messages built field by field). Callers copy it, never change it.
+_COMMIT_PBS: dict[tuple[str, str], vcs_pb2.Commit] = {}
+MAX_COMMIT_PBS = 20_000
+
+
 def commit_pb(c: Commit, repo_id: str = "") -> vcs_pb2.Commit:
+    key = (c.id, c.repo_id or repo_id)
+    out = _COMMIT_PBS.get(key)
+    if out is None:
+        if len(_COMMIT_PBS) >= MAX_COMMIT_PBS:
+            _COMMIT_PBS.clear()
+        out = _COMMIT_PBS[key] = _commit_pb(c, key[1])
+    return out
+
+
+def _commit_pb(c: Commit, repo_id: str) -> vcs_pb2.Commit:
     return vcs_pb2.Commit(
         id=c.id,
-        repo_id=c.repo_id or repo_id,
+        repo_id=repo_id,
         parent_ids=list(c.parent_ids),
         author_id=c.author_id,
         author_username=c.author_username,
