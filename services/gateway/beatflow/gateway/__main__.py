@@ -13,6 +13,7 @@ import os
 import secrets
 import shutil
 import tempfile
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -32,6 +33,20 @@ def worker_app() -> FastAPI:
     return create_app(settings)
 
 
+def _serve(settings: GatewaySettings, app: FastAPI | str, **workers: Any) -> None:
+    """uvicorn on the configured address, with the project's logging and graceful shutdown."""
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=settings.access_log,
+        proxy_headers=True,
+        timeout_graceful_shutdown=int(settings.grace_period_s),
+        **workers,
+    )
+
+
 def _serve_workers(settings: GatewaySettings) -> None:
     if not settings.token_secret:
         # one secret for all workers, or a token signed by one is refused by the others
@@ -44,17 +59,7 @@ def _serve_workers(settings: GatewaySettings) -> None:
         if settings.metrics_port is not None:
             metrics.start_http_server(settings.metrics_port, settings.host, multiprocess_dir=metrics_dir)
         log.info("gateway: %d worker processes on port %d", settings.gateway_workers, settings.port)
-        uvicorn.run(
-            "beatflow.gateway.__main__:worker_app",
-            factory=True,
-            workers=settings.gateway_workers,
-            host=settings.host,
-            port=settings.port,
-            log_config=None,
-            access_log=settings.access_log,
-            proxy_headers=True,
-            timeout_graceful_shutdown=int(settings.grace_period_s),
-        )
+        _serve(settings, "beatflow.gateway.__main__:worker_app", factory=True, workers=settings.gateway_workers)
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
 
@@ -67,15 +72,7 @@ def main() -> None:
         return
     if settings.metrics_port is not None:
         metrics.start_http_server(settings.metrics_port, settings.host)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=settings.access_log,
-        proxy_headers=True,
-        timeout_graceful_shutdown=int(settings.grace_period_s),
-    )
+    _serve(settings, create_app(settings))
 
 
 if __name__ == "__main__":
