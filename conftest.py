@@ -30,6 +30,12 @@ from beatflow.common.blobstore import BlobStore, LocalBlobStore, S3BlobStore
 # processes the tests start inherit both.
 os.environ.setdefault("NUMBA_OPT", "0")
 os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(__file__).resolve().parent / ".pytest_cache" / "numba"))
+# The tests run tiny models on a CI box of two cores that other work keeps busy: one OpenMP thread per
+# process (torch's intra-op pool, and numpy's OpenBLAS, which reads the same variable). With two, every
+# parallel region waits, spinning, for a thread the scheduler has put off the CPU: the torch-heavy
+# tests took about three times the wall time and twice the CPU on a loaded machine. The stack's
+# services already run with one (tests/stack_fixtures.py); subprocesses the tests start inherit it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @dataclass

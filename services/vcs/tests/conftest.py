@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import itertools
 import os
 import subprocess
+import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from beatflow.common import localservers
 from beatflow.vcs.db import make_engine
 from beatflow.vcs.graph import generations
 from beatflow.vcs.migrate import migrate
@@ -56,9 +59,35 @@ class World:
         )
 
 
+@pytest.fixture(scope="session")
+def migrated_template(pg_server: str) -> str:
+    """A database migrated to head once per session, copied for each test (CREATE DATABASE ... TEMPLATE):
+    running every migration again for each test costs more than the copy."""
+    name = "vcs_template_" + uuid.uuid4().hex[:12]
+    localservers.create_database(pg_server, name)
+
+    async def upgrade() -> None:
+        engine = make_engine(pg_server.replace("postgresql://", "postgresql+asyncpg://", 1) + "/" + name)
+        try:
+            await migrate(engine)
+        finally:
+            await engine.dispose()  # a template may have no open connections when it is copied
+
+    asyncio.run(upgrade())
+    return name
+
+
 @pytest.fixture
-async def vcs(database_url: str) -> AsyncIterator[VcsService]:
-    engine = make_engine(database_url, pool_size=5, max_overflow=60)
+def migrated_database_url(pg_server: str, migrated_template: str) -> str:
+    """A fresh database of this test's own, already at the head revision (``postgresql+asyncpg://`` URL)."""
+    name = "t_" + uuid.uuid4().hex[:16]
+    localservers.create_database(pg_server, name, template=migrated_template)
+    return pg_server.replace("postgresql://", "postgresql+asyncpg://", 1) + "/" + name
+
+
+@pytest.fixture
+async def vcs(migrated_database_url: str) -> AsyncIterator[VcsService]:
+    engine = make_engine(migrated_database_url, pool_size=5, max_overflow=60)
     await migrate(engine)
     try:
         yield VcsService(engine, gc_grace_period_s=3600)

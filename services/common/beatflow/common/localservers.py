@@ -212,10 +212,12 @@ def _wait_pg_ready(bindir: Path, port: int, timeout_s: float = 30.0) -> None:
     raise TimeoutError("PostgreSQL not ready")
 
 
-def create_database(server_url: str, name: str) -> None:
-    """CREATE DATABASE through psql (no driver needed)."""
+def create_database(server_url: str, name: str, template: str = "") -> None:
+    """CREATE DATABASE through psql (no driver needed); ``template``: a copy of that database (with no
+    connections open to it), e.g. one already migrated, which is much cheaper than migrating again."""
+    sql = f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else "")
     subprocess.run(
-        [str(_pg_bin() / "psql"), server_url + "/postgres", "-q", "-c", f'CREATE DATABASE "{name}"'],
+        [str(_pg_bin() / "psql"), server_url + "/postgres", "-q", "-c", sql],
         check=True,
         capture_output=True,
     )
