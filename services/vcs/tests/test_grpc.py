@@ -77,6 +77,8 @@ async def test_workflow_and_status_codes(stub) -> None:
     assert [c.id for c in log.commits] == [c2.id] and log.next_page_token
     log2 = await stub.Log(pb.LogRequest(actor=alice.id, repo_id=repo.id, page_size=1, page_token=log.next_page_token))
     assert [c.id for c in log2.commits] == [c1.id] and not log2.next_page_token
+    # A page's commits are the whole messages (stems and metadata read from the page's own row).
+    assert log2.commits[0] == c1 and log.commits[0] == c2
     graph = await stub.GetCommitGraph(pb.CommitGraphRequest(actor=alice.id, repo_id=repo.id))
     assert len(graph.nodes) == 2 and graph.edges[0].child == c2.id and graph.refs[0].name == "main"
     diff = await stub.Diff(pb.DiffRequest(actor=alice.id, repo_id=repo.id, base=c1.id, head=c2.id))
@@ -158,3 +160,32 @@ async def test_unknown_collaborator_role_is_refused_not_a_removal(stub) -> None:
     assert await code_of(stub.SetCollaborator(bad)) == grpc.StatusCode.INVALID_ARGUMENT
     found = await stub.ListCollaborators(pb.ListCollaboratorsRequest(actor=alice.id, repo_id=repo.id))
     assert [(c.username, c.role) for c in found.collaborators] == [("bob", pb.ROLE_WRITE)]
+
+
+def test_log_response_entries_are_built_once_and_never_shared() -> None:
+    from beatflow.vcs.model import Commit, Metadata, Stem
+    from beatflow.vcs.servicer import commit_pb, log_response
+
+    commits = [
+        Commit(
+            id=f"{i:064x}",
+            parent_ids=(f"{i + 1:064x}",) if i < 2 else (),
+            author_id="u1",
+            author_username="alice",
+            message=f"take {i} " + "x" * 200 * i,  # entries past 127 bytes take a two-byte length
+            timestamp=1700000000.5 + i,
+            stems=(Stem("drums", KEY, "audio/wav", 10, 2.0), Stem("bass", KEY2, "audio/wav", 1 << 40, 0.5)),
+            mixdown_blob=KEY if i else "",
+            metadata=Metadata(bpm=92.5 if i else None, key="F minor", duration_s=None, sample_rate=32000),
+            repo_id="r1",
+        )
+        for i in range(3)
+    ]
+    want = pb.LogResponse(commits=[commit_pb(c) for c in commits], next_page_token="tok")
+    first = log_response(commits, "tok")
+    assert first == want and not first.commits[0].metadata.HasField("bpm")
+    first.commits[1].message = "changed"
+    first.commits[1].stems.pop()
+    second = log_response(commits, "")
+    assert list(second.commits) == list(want.commits) and second.next_page_token == ""
+    assert commit_pb(commits[1]).message.startswith("take 1") and len(commit_pb(commits[1]).stems) == 2

@@ -261,7 +261,10 @@ async def _dag_page(
             raise InvalidArgument("malformed page token") from None
         after = "AND (c.generation, c.timestamp, c.id) < (:g, :t, :i)"
     sql = _DAG_PAGE.format(after=after, guard="" if actor is None else _READABLE_GUARD)
-    window = 2 * n
+    # Every generation from the head's down to 0 holds an ancestor of the head (a commit's parent of
+    # highest generation is one below it), so a first page's window of n generations finds its n
+    # rows at once; any window gives the same rows (all that is not walked lies below the floor).
+    window = n
     while True:
         params["window"] = window
         rows = await db.fetch(conn, sql, params)
