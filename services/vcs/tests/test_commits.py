@@ -100,6 +100,12 @@ async def test_refs(world) -> None:
     vcs, a, r = world.vcs, world.alice.id, world.repo.id
     with pytest.raises(NotFound):  # unborn default branch
         await vcs.checkout(a, r)
+    for first_parent in (True, False):  # its history says so, whether asked by name or not
+        for ref in ("", "main"):
+            with pytest.raises(NotFound, match="'main' has no commits yet"):
+                await vcs.log(a, r, ref, first_parent=first_parent)
+    with pytest.raises(NotFound, match="no branch, tag or commit 'nope'"):
+        await vcs.log(a, r, "nope")
     c1 = await world.commit("one", drums="d1")
     c2 = await world.commit("two", drums="d2")
     feat = await vcs.create_branch(a, r, "feature", c1.id)

@@ -136,6 +136,11 @@ async def log(
     return page
 
 
+def _asked(repo: Repository, name: str | None) -> str:
+    """The ref as :func:`resolve` takes it: '' for the default branch (its error says it has no commits yet)."""
+    return "" if not name or name == repo.default_branch else name
+
+
 async def quick_log(
     conn: AsyncConnection, repo_id: str, actor: str, ref: str, first_parent: bool, page_size: int, page_token: str
 ) -> tuple[list[Commit], str] | None:
@@ -174,7 +179,7 @@ async def _log(
         if not rows and not page_token:  # not a branch or tag: a commit id, or NOT_FOUND
             if repo is None:
                 return None
-            head = await resolve(conn, repo, name or "")
+            head = await resolve(conn, repo, _asked(repo, name))
             rows = await _fp_page(conn, repo_id, name, head, cursor, size, actor)
         page, rest = rows[:size], rows[size:]
         head = head or page[0].id
@@ -184,7 +189,7 @@ async def _log(
         if not rows and not page_token:
             if repo is None:
                 return None
-            head = await resolve(conn, repo, name or "")
+            head = await resolve(conn, repo, _asked(repo, name))
             rows = await _dag_page(conn, repo_id, name, head, cursor, size + 1, actor)
         if rows:
             head = head or rows[0].head_id
