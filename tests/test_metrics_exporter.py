@@ -100,15 +100,23 @@ async def test_http_middleware_labels_by_route_template(metrics_url: str) -> Non
     assert "/things/a" not in text
 
 
-async def wait_for_gauge(url: str, kind: str, expected: float) -> float | None:
-    """Scrape until the sampler has published ``expected`` (bounded), return the last value."""
+async def wait_for_gauge(url: str, kind: str, expected: float, within_s: float = 60.0) -> float | None:
+    """Scrape until the sampler has published ``expected`` or ``within_s`` passed; the last value.
+
+    One client for every scrape, and a deadline in time rather than a count of tries: on a busy
+    machine each try is slow, and a count of them once added up to the test's whole timeout.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
     current = None
-    for _ in range(500):
-        current = sample_value(await scrape(url), "beatflow_job_queue_depth", kind=kind)
-        if current == expected:
-            break
-        await asyncio.sleep(0.01)
-    return current
+    async with httpx.AsyncClient(timeout=10) as client:
+        while True:
+            response = await client.get(url)
+            response.raise_for_status()
+            current = sample_value(response.text, "beatflow_job_queue_depth", kind=kind)
+            if current == expected or loop.time() > deadline:
+                return current
+            await asyncio.sleep(0.01)
 
 
 async def test_queue_depth_sampler_follows_a_real_queue(metrics_url: str, redis_url: str) -> None:
