@@ -9,7 +9,8 @@ child process too (uvicorn on a free port), so the tests speak real HTTP,
 SSE and WebSocket to it, exactly as a browser would.
 
 One stack serves every test module that asks for the ``stack`` fixture
-(started on first use, stopped when the session ends).
+(tests/conftest.py: started on first use, stopped when the session ends,
+before the servers it runs on).
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ from typing import Any
 import grpc
 import httpx
 import numpy as np
-import pytest
 import soundfile as sf
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -281,25 +281,3 @@ def run_stack(
                 redises.append(stack.redis)
             for server in redises:
                 server.stop(timeout_s=10.0)  # a no-op for one already stopped
-
-
-_shared: Stack | None = None
-
-
-@pytest.fixture(scope="session")
-def stack(request: pytest.FixtureRequest, servers: Any, tmp_path_factory: pytest.TempPathFactory) -> Stack:
-    """One running stack for the whole session, whichever module asks first."""
-    global _shared
-    if _shared is None:
-        root = tmp_path_factory.mktemp("stack")
-        root.chmod(0o755)
-        manager = run_stack(servers, root)
-        _shared = manager.__enter__()
-
-        def stop() -> None:
-            global _shared
-            _shared = None
-            manager.__exit__(None, None, None)
-
-        request.config.add_cleanup(stop)
-    return _shared

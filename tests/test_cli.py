@@ -30,10 +30,7 @@ import pytest
 import soundfile as sf
 
 from beatflow.common import localservers
-from tests import stack_fixtures
 from tests.stack_fixtures import Stack, tone_wav
-
-stack = stack_fixtures.stack
 
 BEATFLOW = Path(sys.executable).parent / "beatflow"
 PASSWORD = "correct horse battery"

@@ -30,10 +30,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis import GenerationMode
 from schemathesis.checks import negative_data_rejection, positive_data_acceptance
 
-from tests import stack_fixtures
 from tests.stack_fixtures import Stack, tone_wav
-
-stack = stack_fixtures.stack
 
 MAX_EXAMPLES = 2  # per operation and variant: every operation still gets negative and positive cases
 NIGHTLY_EXAMPLES = 70  # x 2 variants x ~40 operations: over 5,000 cases

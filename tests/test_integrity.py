@@ -19,10 +19,7 @@ import httpx
 import pytest
 
 from beatflow.common.blobstore import CHUNK
-from tests import stack_fixtures
 from tests.stack_fixtures import Stack, tone_wav
-
-stack = stack_fixtures.stack
 
 
 def flip_byte(stack: Stack, key: str, offset: int) -> None:

@@ -13,10 +13,7 @@ from typing import Any
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from tests import stack_fixtures
 from tests.stack_fixtures import Stack
-
-stack = stack_fixtures.stack
 
 
 class Receiver:

@@ -8,10 +8,7 @@ import itertools
 import numpy as np
 import soundfile as sf
 
-from tests import stack_fixtures
 from tests.stack_fixtures import Stack, tone_wav
-
-stack = stack_fixtures.stack
 
 
 def test_peaks_match_the_upload_and_are_private(stack: Stack) -> None:

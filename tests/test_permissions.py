@@ -19,10 +19,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from tests import stack_fixtures
 from tests.stack_fixtures import Stack, tone_wav
-
-stack = stack_fixtures.stack
 
 REFUSED = {403, 404}
 SECRET_WORDS = ("secret-beats", "a private message", "hidden-branch")

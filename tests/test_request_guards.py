@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from tests import stack_fixtures
 from tests.stack_fixtures import Stack
-
-stack = stack_fixtures.stack
 
 
 def test_wrong_passwords_lock_the_account_with_retry_after(stack: Stack) -> None:

@@ -13,10 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests import stack_fixtures
 from tests.stack_fixtures import Stack, tone_wav
-
-stack = stack_fixtures.stack
 
 SECRET = "hush-hush-take"
 

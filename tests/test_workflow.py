@@ -26,10 +26,7 @@ from websockets.sync.client import connect
 from beatflow.gateway.app import create_app
 from beatflow.gateway.backend_clients import Backends
 from beatflow.gateway.config import GatewaySettings
-from tests import stack_fixtures
 from tests.stack_fixtures import Stack, tone_wav
-
-stack = stack_fixtures.stack
 
 SECONDS = 2.0
 TERMINAL = {"succeeded", "failed", "cancelled", "dead"}
