@@ -34,6 +34,7 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_g
 from beatflow.common import grpctls, metrics
 from beatflow.common.errors import BeatflowError, dependency_outage
 from beatflow.common.settings import CommonSettings
+from beatflow.common.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -140,8 +141,7 @@ class GrpcServer:
         stop hooks (each bounded by ``stop_timeout_s`` past the grace period)."""
         self._ready = False
         if self._monitor is not None:
-            self._monitor.cancel()
-            await asyncio.gather(self._monitor, return_exceptions=True)
+            await cancel_and_wait(self._monitor)
             self._monitor = None
         await self._report(False)
         await self.server.stop(grace_s)

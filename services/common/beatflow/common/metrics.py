@@ -19,7 +19,6 @@ What is measured, and who feeds it:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import sys
 import time
@@ -30,6 +29,8 @@ import prometheus_client
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
+
+from beatflow.common.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -168,9 +169,7 @@ def start_queue_depth_sampler(
     )
 
     async def stop() -> None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_and_wait(task)
 
     return stop
 

@@ -21,6 +21,7 @@ from beatflow.common.blobstore import BlobStore, make_blob_store
 from beatflow.common.grpcserver import DependencyProbe, GrpcServer, HealthCheck, Service, create_grpc_server
 from beatflow.common.jobs import JobQueue, WebhookStore, start_job_maintenance
 from beatflow.common.jobs.servicer import jobs_service
+from beatflow.common.tasks import cancel_and_wait
 from beatflow.generator.config import GeneratorSettings
 from beatflow.generator.models import LoadedModel
 from beatflow.generator.service import GeneratorService
@@ -105,8 +106,7 @@ class GeneratorApp:
                 _done, pending = await asyncio.wait([task], timeout=bound)
                 if pending:
                     log.error("the generation worker did not stop within %.0fs; cancelling it", bound)
-                    task.cancel()
-                    await asyncio.wait([task], timeout=bound)
+                    await cancel_and_wait(task, bound)
             except Exception:
                 log.exception("generation worker ended with an error")
         slots = self.service.slots.values()

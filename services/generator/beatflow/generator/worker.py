@@ -40,6 +40,7 @@ from beatflow.common.errors import BeatflowError
 from beatflow.common.jobs import ClaimedJob, JobKind, JobQueue, WorkerStatus, run_worker, settle
 from beatflow.common.jobs.worker import TRANSIENT
 from beatflow.common.logging import bind
+from beatflow.common.tasks import cancel_and_wait
 from beatflow.generator import audio_files
 from beatflow.generator.chroma import chroma_features
 from beatflow.generator.codec_audio import ChunkStreamer, CodecDecoder
@@ -172,8 +173,7 @@ class GenerationWorker:
                 status=self.status,
             )
         finally:
-            ticker.cancel()
-            await asyncio.gather(ticker, return_exceptions=True)
+            await cancel_and_wait(ticker)
 
     async def handle(self, jobs: list[ClaimedJob]) -> None:
         """One claimed batch: prepare each job, group compatible ones, decode the groups."""

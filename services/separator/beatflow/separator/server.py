@@ -31,6 +31,7 @@ from beatflow.common.jobs import (
     run_worker,
     start_job_maintenance,
 )
+from beatflow.common.tasks import cancel_and_wait
 from beatflow.separator.config import SeparatorSettings
 from beatflow.separator.service import ANALYZE, DIFF, SEPARATE, SeparatorService, make_registry
 from beatflow.separator.servicer import SeparatorServicer
@@ -115,9 +116,7 @@ class SeparatorApp:
     async def close(self) -> None:
         """Stop taking jobs, let running ones finish within the grace period, then release them."""
         if self._ready_task is not None:
-            self._ready_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._ready_task
+            await cancel_and_wait(self._ready_task)
         self._stop.set()
         if self._stop_maintenance is not None:
             await self._stop_maintenance()
@@ -126,11 +125,8 @@ class SeparatorApp:
             _done, pending = await asyncio.wait(self._workers, timeout=self.settings.grace_period_s)
             if pending:
                 self.service.shutdown.set()  # running separations stop at the next model pass
-                for task in pending:
-                    task.cancel()
-                _done, stuck = await asyncio.wait(pending, timeout=self.settings.stop_timeout_s)
-                if stuck:
-                    log.error("%d worker loop(s) did not stop within the stop timeout", len(stuck))
+                if not await cancel_and_wait(pending, self.settings.stop_timeout_s):
+                    log.error("worker loop(s) did not stop within the stop timeout")
         self._workers = []
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.redis.aclose(), self.settings.stop_timeout_s)

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from beatflow.common.jobs.queue import JobQueue
 from beatflow.common.jobs.webhooks import WebhookStore, run_delivery_loop
+from beatflow.common.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +48,7 @@ def start_job_maintenance(
     async def close(timeout_s: float = 5.0) -> None:
         stop.set()
         _done, pending = await asyncio.wait(tasks, timeout=timeout_s)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if pending:
+            await cancel_and_wait(pending, timeout_s)
 
     return close

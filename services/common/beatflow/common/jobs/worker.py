@@ -44,6 +44,7 @@ from beatflow.common.jobs.backoff import backoff_s
 from beatflow.common.jobs.model import JobCancelled
 from beatflow.common.jobs.queue import ClaimedJob, JobQueue
 from beatflow.common.logging import bind
+from beatflow.common.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -206,10 +207,8 @@ async def run_worker(
                 with contextlib.suppress(Exception):
                     await queue.depth(kind)
     except asyncio.CancelledError:
-        for task in list(running):
-            task.cancel()
         if running:
-            await asyncio.gather(*running, return_exceptions=True)
+            await cancel_and_wait(list(running), timeout_s=30.0)
         status.running, status.stopped = False, True
         raise
     except BaseException:
@@ -267,9 +266,7 @@ async def _run_batch(jobs: list[ClaimedJob], handler: Handler, interval: float) 
         try:
             await _run_handler(jobs, handler)
         finally:
-            beat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await beat
+            await cancel_and_wait(beat)
 
 
 async def _run_handler(jobs: list[ClaimedJob], handler: Handler) -> None:

@@ -10,7 +10,6 @@ do not cut them (for SSE, FastAPI's own framing and ping; the WebSocket sends
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -18,6 +17,7 @@ import grpc
 from fastapi import APIRouter, Depends, Header, Path, Query, WebSocket, WebSocketDisconnect
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
+from beatflow.common.tasks import cancel_and_wait
 from beatflow.gateway import convert
 from beatflow.gateway.auth_tokens import Principal
 from beatflow.gateway.deps import GatewayState, State, _principal, current_user_or_query_token, ws_state
@@ -73,9 +73,7 @@ async def _with_keepalive(source: AsyncIterator[Any], every_s: float) -> AsyncIt
                 raise item
             yield item
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+        await cancel_and_wait(task)
 
 
 async def _owned_task(
@@ -159,6 +157,4 @@ async def task_socket(
     except (WebSocketDisconnect, RuntimeError):
         pass
     finally:
-        listener.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await listener
+        await cancel_and_wait(listener)
