@@ -178,7 +178,7 @@ async def _start_point(
         if orphan:
             raise FailedPrecondition(f"branch {branch!r} exists; an orphan commit starts a new branch")
         if expected_head and expected_head != current:
-            raise _stale_error(branch, expected_head, current)
+            raise stale_error(branch, expected_head, current)
         return current, current
     if orphan:
         return "", ""
@@ -318,7 +318,7 @@ def build_commit(
 
 
 async def _stale(conn: AsyncConnection, repo_id: str, branch: str, expected: str) -> FailedPrecondition:
-    return _stale_error(branch, expected, await branch_head(conn, repo_id, branch))
+    return stale_error(branch, expected, await branch_head(conn, repo_id, branch))
 
 
 # Trailing metadata of a stale-head refusal: the branch's current head ('' = no such branch), so a
@@ -326,7 +326,7 @@ async def _stale(conn: AsyncConnection, repo_id: str, branch: str, expected: str
 CURRENT_HEAD = "beatflow-current-head"
 
 
-def _stale_error(branch: str, expected: str, current: str | None) -> FailedPrecondition:
+def stale_error(branch: str, expected: str, current: str | None) -> FailedPrecondition:
     details = {CURRENT_HEAD: current or ""}
     if current is None:
         return FailedPrecondition(f"branch {branch!r} does not exist (expected head {expected or 'none'})", details)
@@ -543,7 +543,7 @@ async def _refused(conn: AsyncConnection, repo_id: str, branch: str, expected: s
     if not row.moved:
         if row.head is None or row.head == expected:  # moved by a writer that committed during ours: read again
             raise await _stale(conn, repo_id, branch, expected)
-        raise _stale_error(branch, expected, row.head)
+        raise stale_error(branch, expected, row.head)
 
 
 async def commit_onto_branch(
