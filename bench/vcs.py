@@ -77,9 +77,13 @@ STEMS = ("drums", "bass", "vocals", "other")
 
 
 def cpu_s(pid: int) -> float:
-    """CPU time (user + system, seconds) a process has used so far (Linux ``/proc``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU time (seconds) a process's threads have run so far: the scheduler's nanosecond figures
+    (Linux ``/proc/PID/task/*/schedstat``), else user + system time in clock ticks (``stat``)."""
+    try:
+        return sum(int((t / "schedstat").read_text().split()[0]) for t in Path(f"/proc/{pid}/task").iterdir()) / 1e9
+    except (OSError, ValueError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def count_label(n: int) -> str:
@@ -692,7 +696,7 @@ def table(results: dict[str, Any], commits: int, dag: int, in_process: bool) -> 
     lines = [head, "-" * len(head)]
     lines += [f"{a:<{w}}  {b:>28}  {c:>13}  {d_:>16}" for a, b, c, d_ in rows]
     where = "in the bench's own process and event loop" if in_process else "its own process (python -m beatflow.vcs)"
-    lines.append(f"(vcs server: {where}; server CPU/op: its user + system CPU time per call, or per accepted commit)")
+    lines.append(f"(vcs server: {where}; server CPU/op: its CPU time per call, or per accepted commit)")
     lines.append("(git: one `git` process per question on the same DAG, commit-graph written, process start included)")
     lines.append(
         "(floor: a durable one-row INSERT by plain asyncpg, sampled between the commits; rt: a SELECT 1"
