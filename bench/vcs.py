@@ -230,26 +230,29 @@ async def racing_writers(
         done = 0
         refs = await stub.ListRefs(pb.ListRefsRequest(actor=actor, repo_id=repo_id))
         head = next((r.commit_id for r in refs.refs if r.name == "main"), "")
+        req = None
         while done < each:
-            try:
-                c = await stub.CreateCommit(
-                    pb.CreateCommitRequest(
-                        actor=actor,
-                        repo_id=repo_id,
-                        expected_head=head,
-                        message=f"w{w} {done}",
-                        stems=[pb.Stem(name="drums", blob_key=key(f"race-{w}-{done}"), size_bytes=1 << 20)],
-                        inherit_stems=True,
-                    )
+            if req is None:  # built once per commit; a retry only names the new head
+                req = pb.CreateCommitRequest(
+                    actor=actor,
+                    repo_id=repo_id,
+                    message=f"w{w} {done}",
+                    stems=[pb.Stem(name="drums", blob_key=key(f"race-{w}-{done}"), size_bytes=1 << 20)],
+                    inherit_stems=True,
                 )
-                head = c.id
-                accepted_ids.append(c.id)
-                done += 1
+            req.expected_head = head
+            try:
+                c = await stub.CreateCommit(req)
             except grpc.aio.AioRpcError as err:
                 if err.code() != grpc.StatusCode.FAILED_PRECONDITION:
                     raise
                 refused += 1
                 head = dict(err.trailing_metadata() or ()).get(CURRENT_HEAD, "")
+                continue
+            head = c.id
+            accepted_ids.append(c.id)
+            done += 1
+            req = None
 
     accepted_ids: list[str] = []
     t0, cpu0 = time.perf_counter(), server_cpu()
