@@ -597,7 +597,7 @@ def commit_by_key(stub: vcs_pb2_grpc.VcsStub, actor: str, repo_id: str) -> Calla
     )
 
 
-def table(results: dict[str, Any], commits: int, dag: int, in_process: bool) -> str:
+def table(results: dict[str, Any], commits: int, in_process: bool) -> str:
     single = results["commit_single_writer"]
     wfloor = results["floor_during_commits"]
     rfloor = results["floor_during_reads"]
@@ -606,6 +606,7 @@ def table(results: dict[str, Any], commits: int, dag: int, in_process: bool) -> 
     at = f"@{count_label(commits)}"
     race = results["commit_racing_writers"]
     heads = results["commit_head_writers"]
+    dag = results["dag"]["dag_commits"]
 
     def cpu(stats: dict[str, Any], field: str = "server_cpu_ms") -> str:
         return f"{stats[field]:.2f} ms" if field in stats else ""
@@ -752,7 +753,7 @@ def main() -> None:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(table(results, args.commits, args.dag, args.in_process))
+    print(table(results, args.commits, args.in_process))
     print(f"\nload average (1 min) before/after: {report['machine']['loadavg_1m_before_after']}, cpus {os.cpu_count()}")
     print(f"\nwrote {args.out}")
 
