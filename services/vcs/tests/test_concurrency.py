@@ -108,3 +108,51 @@ async def test_fifty_appends_onto_the_head_all_land_in_a_linear_history(world, h
     assert len(set(accepted)) == 50
     await _assert_linear(world, root.id, accepted)
     assert await _head(world) in accepted
+
+
+async def test_racing_writers_take_turns_and_the_late_ones_are_refused_without_a_statement(
+    world, helpers, monkeypatch
+) -> None:
+    """Eight strict commits onto one head at once, by one writer: one lands, seven are refused naming
+    it, and at most two write statements ran (the winner's, and the first whose turn came after it;
+    the rest were answered from what that one saw). A stranger racing with them still learns nothing:
+    his call goes to the database and is NOT_FOUND, as when alone."""
+    from beatflow.common.errors import NotFound
+    from beatflow.vcs import commits
+
+    root = await world.commit("root", drums="d0")
+    writes: list[str] = []
+    direct = commits._write
+
+    async def counted(conn, repo_id, actor, *args, **kwargs):  # type: ignore[no-untyped-def]
+        writes.append(actor)
+        return await direct(conn, repo_id, actor, *args, **kwargs)
+
+    monkeypatch.setattr(commits, "_write", counted)
+
+    async def attempt(actor: str, label: str) -> str | BaseException:
+        try:
+            c = await world.vcs.create_commit(
+                actor,
+                world.repo.id,
+                expected_head=root.id,
+                message=label,
+                stems=[helpers.stem("drums", label)],
+                inherit_stems=True,
+            )
+        except (FailedPrecondition, NotFound) as err:
+            return err
+        return c.id
+
+    results = await asyncio.gather(
+        *(attempt(world.alice.id, f"race {i}") for i in range(8)), attempt(world.bob.id, "stranger")
+    )
+    won = [r for r in results[:8] if isinstance(r, str)]
+    assert len(won) == 1
+    refusals = [r for r in results[:8] if isinstance(r, FailedPrecondition)]
+    assert len(refusals) == 7
+    for err in refusals:  # each names the head the winner left, as a stale refusal does
+        assert err.details[commits.CURRENT_HEAD] == won[0] and "stale head" in err.message
+    assert isinstance(results[8], NotFound)
+    assert writes.count(world.alice.id) <= 2, writes
+    await _assert_linear(world, root.id, won)

@@ -117,6 +117,14 @@ async def test_workflow_and_status_codes(stub) -> None:
     assert err.value.code() == S.FAILED_PRECONDITION and c2.id in (err.value.details() or "")
     # The current head also comes as trailing metadata: a writer rebuilds on it without reading the refs.
     assert dict(err.value.trailing_metadata() or ())["beatflow-current-head"] == c2.id
+    # So does a merge's (and a revert's) stale refusal.
+    stale_merge = pb.MergeRequest(
+        actor=alice.id, repo_id=repo.id, into_branch="main", from_ref="feat", expected_head=c1.id
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.Merge(stale_merge)
+    assert err.value.code() == S.FAILED_PRECONDITION
+    assert dict(err.value.trailing_metadata() or ())["beatflow-current-head"] == c2.id
     bad_branch = pb.CreateBranchRequest(actor=alice.id, repo_id=repo.id, name="bad..name")
     assert await code_of(stub.CreateBranch(bad_branch)) == S.INVALID_ARGUMENT
     await stub.SetCollaborator(pb.SetCollaboratorRequest(actor=alice.id, repo_id=repo.id, username="bob", role=1))

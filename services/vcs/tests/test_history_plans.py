@@ -114,7 +114,7 @@ async def test_log_page_plans_use_the_indexes(world, helpers) -> None:
         _, fp_token = await history.log(conn, repo, "", True, 50, "")
         fp_cursor = decode_token(fp_token)
         base = {"start": None, "repo": repo.id, "name": "main"}
-        dag = {"n": 51, "g": None, "seeds": None, "window": 102}
+        dag = {"g": None, "seeds": None}
         after = "AND (c.generation, c.timestamp, c.id) < (:g, :t, :i)"
         later = {"start": cursor["h"], "g": cursor["g"], "t": cursor["t"], "i": cursor["i"], "seeds": cursor["f"]}
         plans = {
@@ -123,15 +123,18 @@ async def test_log_page_plans_use_the_indexes(world, helpers) -> None:
                 history._FP_PAGE,
                 {**base, "start": fp_cursor["n"], "pinned": sorted({fp_cursor["h"], fp_cursor["n"]}), "limit": 50},
             ),
-            "DAG first page": (history._DAG_PAGE.format(after="", guard=""), {**base, **dag}),
-            "DAG later page": (history._DAG_PAGE.format(after=after, guard=""), {**base, **dag, **later}),
+            "DAG first page": (history._DAG_PAGE.format(after="", guard="", n=51, window=51), {**base, **dag}),
+            "DAG later page": (
+                history._DAG_PAGE.format(after=after, guard="", n=51, window=51),
+                {**base, **dag, **later},
+            ),
             # The quick pages: the same walks behind the reader check, the default branch found in SQL.
             "first-parent first page, access checked": (
                 history._FP_PAGE_SQL.format(guard=history._READABLE_GUARD),
                 {**base, "name": None, "actor": world.alice.id, "pinned": [], "limit": 50},
             ),
             "DAG first page, access checked": (
-                history._DAG_PAGE.format(after="", guard=history._READABLE_GUARD),
+                history._DAG_PAGE.format(after="", guard=history._READABLE_GUARD, n=51, window=51),
                 {**base, **dag, "name": None, "actor": world.alice.id},
             ),
         }
@@ -140,6 +143,29 @@ async def test_log_page_plans_use_the_indexes(world, helpers) -> None:
             for table in ("commits", "repo_commits", "commit_stems"):
                 assert f"Seq Scan on {table} " not in plan, (label, plan)
             assert "commits_pkey" in plan, (label, plan)
+
+        # A DAG first page keeps PostgreSQL's generic plan (its size and window are written into the
+        # statement), and that plan probes the indexes too.
+        for _ in range(7):
+            assert await history.quick_log(conn, repo.id, world.alice.id, "", False, 50, "")
+        sql, names = db.positional(plans["DAG first page, access checked"][0])
+        raw = (await conn.get_raw_connection()).driver_connection
+        assert raw is not None
+        kept = await raw.fetchval("SELECT generic_plans FROM pg_prepared_statements WHERE statement = $1", sql)
+        assert kept and kept >= 1, kept
+        params = plans["DAG first page, access checked"][1]
+        await raw.execute("SET plan_cache_mode = force_generic_plan")
+        await raw.execute(f"PREPARE dag_page AS {sql}")
+        try:
+            values = [params[n] for n in names]
+            assert all(v is None or isinstance(v, str) for v in values), values  # written as literals below
+            literals = ", ".join("NULL" if v is None else "'" + v.replace("'", "''") + "'" for v in values)
+            plan = _plan(await raw.fetch(f"EXPLAIN EXECUTE dag_page({literals})"))
+        finally:
+            await raw.execute("DEALLOCATE dag_page; RESET plan_cache_mode")
+        for table in ("commits", "repo_commits", "commit_stems"):
+            assert f"Seq Scan on {table} " not in plan, plan
+        assert "commits_pkey" in plan, plan
 
 
 async def test_commit_write_checks_blobs_by_probes(world, helpers) -> None:

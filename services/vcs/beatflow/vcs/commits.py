@@ -14,11 +14,14 @@ and an unrelated root history is made only when asked for (``orphan``).
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import itertools
 import json
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from typing import Any
 
@@ -178,7 +181,7 @@ async def _start_point(
         if orphan:
             raise FailedPrecondition(f"branch {branch!r} exists; an orphan commit starts a new branch")
         if expected_head and expected_head != current:
-            raise _stale_error(branch, expected_head, current)
+            raise stale_error(branch, expected_head, current)
         return current, current
     if orphan:
         return "", ""
@@ -318,7 +321,7 @@ def build_commit(
 
 
 async def _stale(conn: AsyncConnection, repo_id: str, branch: str, expected: str) -> FailedPrecondition:
-    return _stale_error(branch, expected, await branch_head(conn, repo_id, branch))
+    return stale_error(branch, expected, await branch_head(conn, repo_id, branch))
 
 
 # Trailing metadata of a stale-head refusal: the branch's current head ('' = no such branch), so a
@@ -326,7 +329,7 @@ async def _stale(conn: AsyncConnection, repo_id: str, branch: str, expected: str
 CURRENT_HEAD = "beatflow-current-head"
 
 
-def _stale_error(branch: str, expected: str, current: str | None) -> FailedPrecondition:
+def stale_error(branch: str, expected: str, current: str | None) -> FailedPrecondition:
     details = {CURRENT_HEAD: current or ""}
     if current is None:
         return FailedPrecondition(f"branch {branch!r} does not exist (expected head {expected or 'none'})", details)
@@ -543,7 +546,7 @@ async def _refused(conn: AsyncConnection, repo_id: str, branch: str, expected: s
     if not row.moved:
         if row.head is None or row.head == expected:  # moved by a writer that committed during ours: read again
             raise await _stale(conn, repo_id, branch, expected)
-        raise _stale_error(branch, expected, row.head)
+        raise stale_error(branch, expected, row.head)
 
 
 async def commit_onto_branch(
@@ -596,8 +599,26 @@ def _stems_onto(parent: Commit | None, inherit: bool, remove: Sequence[str], ste
     return stem_map
 
 
+class _Turns:
+    """The quick commits of this process onto one branch, one statement at a time (see ``quick_commit``)."""
+
+    __slots__ = ("lock", "seen_actor", "seen_at", "seen_branch", "seen_head", "users")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.users = 0
+        self.seen_at = -1  # the ticket of the statement that saw the branch last (-1: none yet)
+        self.seen_head = ""
+        self.seen_branch = ""
+        self.seen_actor = ""
+
+
+_TURNS: dict[tuple[str, str], _Turns] = {}
+_TICKETS = itertools.count()
+
+
 async def quick_commit(
-    conn: AsyncConnection,
+    connect: Callable[[], AbstractAsyncContextManager[AsyncConnection]],
     repo_id: str,
     actor: str,
     *,
@@ -618,6 +639,13 @@ async def quick_commit(
     caller takes the full path (:func:`create_commit`), which reads the repository and the parent
     first and reports whatever refused the quick one in the usual order (an actor who may not
     write learns nothing about the parent or the branch here).
+
+    Writers racing onto one branch take turns in this process (one write statement at a time per
+    branch, first come first served): the others wait here, not on the branch's row lock in
+    PostgreSQL. A writer whose turn comes after a statement that was sent after it arrived, by the
+    same actor (so that statement also found the actor may write), and that left the branch at
+    another head than the one expected, is refused with that head without a statement of its own:
+    the head was not the expected one at a moment during its call (what a compare-and-swap answers).
     """
     parent = _CACHE.get(expected_head)
     if parent is None or not actor or any(s.size_bytes == 0 for s in stems):
@@ -631,21 +659,41 @@ async def quick_commit(
         stem_map = _stems_onto(parent, inherit_stems, remove_stems, checked)
     except BeatflowError:
         return None
-    commit = build_commit(
-        parents=[expected_head],
-        parent_generations=[parent.generation],
-        stems=stem_map.values(),
-        mixdown_blob=mixdown_blob,
-        metadata=metadata,
-        author_id=actor,
-        author_username="",
-        message=message,
-        repo_id=repo_id,
-    )
-    row = await _write(conn, repo_id, actor, branch or None, expected_head, commit, [parent], True)
-    if not row.may_write:
-        return None
-    await _refused(conn, repo_id, row.branch, expected_head, row)
+    key = (repo_id, branch)
+    turns = _TURNS.get(key)
+    if turns is None:
+        turns = _TURNS[key] = _Turns()
+    arrived = next(_TICKETS)
+    turns.users += 1
+    try:
+        async with turns.lock:
+            if turns.seen_at > arrived and turns.seen_actor == actor and turns.seen_head != expected_head:
+                raise stale_error(turns.seen_branch, expected_head, turns.seen_head)
+            commit = build_commit(
+                parents=[expected_head],
+                parent_generations=[parent.generation],
+                stems=stem_map.values(),
+                mixdown_blob=mixdown_blob,
+                metadata=metadata,
+                author_id=actor,
+                author_username="",
+                message=message,
+                repo_id=repo_id,
+            )
+            async with connect() as conn:
+                sent = next(_TICKETS)
+                row = await _write(conn, repo_id, actor, branch or None, expected_head, commit, [parent], True)
+                if not row.may_write:
+                    return None
+                # What the statement saw: the branch moved to the new commit, or held another head.
+                head = commit.id if row.moved else row.head
+                if head is not None and (row.moved or (head != expected_head and row.denied is None)):
+                    turns.seen_at, turns.seen_head, turns.seen_branch, turns.seen_actor = sent, head, row.branch, actor
+                await _refused(conn, repo_id, row.branch, expected_head, row)
+    finally:
+        turns.users -= 1
+        if not turns.users:
+            del _TURNS[key]
     commit = replace(commit, author_username=row.username)
     remember(commit)
     return commit

@@ -8,7 +8,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from beatflow.common.errors import FailedPrecondition, InvalidArgument, NotFound
 from beatflow.vcs import history
-from beatflow.vcs.commits import branch_head, build_commit, commit_onto_branch, load_commits, move_branch, resolve
+from beatflow.vcs.commits import (
+    branch_head,
+    build_commit,
+    commit_onto_branch,
+    load_commits,
+    move_branch,
+    resolve,
+    stale_error,
+)
 from beatflow.vcs.model import Commit, Diff, MergeOutcome, Metadata, Repository, Strategy
 from beatflow.vcs.names import check_ref_name, check_stem_name, is_commit_id
 from beatflow.vcs.stemmerge import diff_commits, merge_metadata, merge_mixdown, merge_stems, virtual_base
@@ -29,7 +37,7 @@ async def _head_checked(conn: AsyncConnection, repo: Repository, branch: str, ex
     if expected and expected != head:
         if not is_commit_id(expected):
             raise InvalidArgument(f"expected_head {expected[:80]!r} is not a commit id")
-        raise FailedPrecondition(f"stale head: branch {branch!r} is at {head}, not at the expected {expected}")
+        raise stale_error(branch, expected, head)  # names the current head, as a commit's refusal does
     return head
 
 

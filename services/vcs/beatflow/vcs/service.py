@@ -183,9 +183,9 @@ class VcsService:
         atomic = resolve_head or bool(owned_blobs)
         if not atomic and expected_head and not extra_parent_ids and not require_readable:
             # The usual strict commit onto a parent this process knows: one round trip in all.
-            async with self._read() as conn:
+            with _data_errors():
                 done = await commits.quick_commit(
-                    conn,
+                    self._reader.connect,
                     repo_id,
                     actor,
                     branch=branch,
