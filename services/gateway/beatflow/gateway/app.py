@@ -5,9 +5,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from importlib import resources
-from typing import Any
 
 import redis.asyncio as aioredis
 import swagger_ui_bundle
@@ -41,25 +40,8 @@ _STUDIO_CSP = (
 _NONCE_PLACEHOLDER = "__CSP_NONCE__"
 
 
-class NoSniffMiddleware:
-    """Adds ``X-Content-Type-Options: nosniff`` to every HTTP response (pure ASGI: streams pass through)."""
-
-    def __init__(self, app: Callable[..., Awaitable[None]]) -> None:
-        self.app = app
-
-    async def __call__(self, scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_header(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-content-type-options"]
-                headers.append((b"x-content-type-options", b"nosniff"))
-                message = {**message, "headers": headers}
-            await send(message)
-
-        await self.app(scope, receive, send_with_header)
+# On every HTTP response (HttpMetricsMiddleware sets them, in its one wrapper of ``send``).
+RESPONSE_HEADERS = [(b"x-content-type-options", b"nosniff")]
 
 
 def make_signer(settings: GatewaySettings) -> TokenSigner:
@@ -135,8 +117,7 @@ def create_app(settings: GatewaySettings | None = None, *, store: BlobStore | No
             expose_headers=["Content-Range", "Content-Disposition", "Accept-Ranges"],
         )
 
-    app.add_middleware(NoSniffMiddleware)
-    app.add_middleware(HttpMetricsMiddleware)
+    app.add_middleware(HttpMetricsMiddleware, response_headers=RESPONSE_HEADERS)
 
     for module in (auth, ai, models, progress, audio, peaks, repositories, vcs, review, webhooks):
         app.include_router(module.router)
