@@ -5,8 +5,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
 from importlib import resources
+from typing import Any
 
 import redis.asyncio as aioredis
 import swagger_ui_bundle
@@ -15,6 +16,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.types import Receive, Send
 
 from beatflow.common.blobstore import BlobStore, make_blob_store
 from beatflow.common.jobs import JobQueue
@@ -24,6 +26,7 @@ from beatflow.gateway.auth_tokens import Revocations, TokenSigner
 from beatflow.gateway.backend_clients import Backends
 from beatflow.gateway.config import GatewaySettings
 from beatflow.gateway.deps import GatewayState, State
+from beatflow.gateway.fastpath import TaskStatusFastPath
 from beatflow.gateway.passwords import Passwords
 from beatflow.gateway.presign import make_presigner
 from beatflow.gateway.routes import ai, audio, auth, models, peaks, progress, repositories, review, vcs, webhooks
@@ -42,6 +45,18 @@ _NONCE_PLACEHOLDER = "__CSP_NONCE__"
 
 # On every HTTP response (HttpMetricsMiddleware sets them, in its one wrapper of ``send``).
 RESPONSE_HEADERS = [(b"x-content-type-options", b"nosniff")]
+
+
+class GatewayApp(FastAPI):
+    """FastAPI, with the task status poll answered in front of its request stack (see :mod:`.fastpath`)."""
+
+    task_status: TaskStatusFastPath | None = None
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
+        fast = self.task_status
+        if fast is not None and await fast(scope, receive, send):  # type: ignore[arg-type]
+            return
+        await super().__call__(scope, receive, send)
 
 
 def make_signer(settings: GatewaySettings) -> TokenSigner:
@@ -94,7 +109,7 @@ def create_app(settings: GatewaySettings | None = None, *, store: BlobStore | No
             await backends.close()
             await redis.aclose()
 
-    app = FastAPI(
+    app = GatewayApp(
         title="BeatFlow",
         version="1.0.0",
         description="AI music generation, stem separation and version control for audio. "
@@ -151,6 +166,8 @@ def create_app(settings: GatewaySettings | None = None, *, store: BlobStore | No
             swagger_css_url="/docs-assets/swagger-ui.css",
             swagger_favicon_url="/docs-assets/favicon-32x32.png",
         )
+
+    app.task_status = TaskStatusFastPath(app, RESPONSE_HEADERS, cors=bool(settings.cors_origins))
 
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     app.mount("/docs-assets", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="docs-assets")
