@@ -21,6 +21,7 @@ from starlette.types import Receive, Send
 from beatflow.common.blobstore import BlobStore, make_blob_store
 from beatflow.common.jobs import JobQueue
 from beatflow.common.metrics import HttpMetricsMiddleware
+from beatflow.common.redisreads import PipelinedReads, supports
 from beatflow.gateway import httperrors, openapi, schemas
 from beatflow.gateway.auth_tokens import Revocations, TokenSigner
 from beatflow.gateway.backend_clients import Backends
@@ -85,8 +86,13 @@ def create_app(settings: GatewaySettings | None = None, *, store: BlobStore | No
         redis = aioredis.Redis.from_url(
             settings.redis_url, socket_connect_timeout=2, socket_timeout=2, health_check_interval=30
         )
-        # task status reads go straight to the shared job store (see backends.py)
-        backends = Backends(settings, jobs=JobQueue.from_settings(settings, redis, completes_jobs=False))
+        # task status reads go straight to the shared job store (see backends.py), the poll's
+        # record read over one pipelined connection (redisreads; same timeouts) where the URL allows
+        reads = None
+        if supports(settings.redis_url):
+            reads = PipelinedReads(settings.redis_url, connect_timeout=2, timeout=2)
+        jobs = JobQueue.from_settings(settings, redis, completes_jobs=False, reads=reads)
+        backends = Backends(settings, jobs=jobs)
         app.state.gateway = GatewayState(
             settings=settings,
             backends=backends,
@@ -107,6 +113,8 @@ def create_app(settings: GatewaySettings | None = None, *, store: BlobStore | No
         finally:
             await peaks.close_cache(app)
             await backends.close()
+            if reads is not None:
+                await reads.aclose()
             await redis.aclose()
 
     app = GatewayApp(
