@@ -100,6 +100,12 @@ class _Protocol(asyncio.Protocol):
                 future.set_exception(error)
 
 
+def _retrieve(attempt: asyncio.Future[Any]) -> None:
+    """Mark a connection attempt's error as seen (its callers may all have been cancelled)."""
+    if not attempt.cancelled():
+        attempt.exception()
+
+
 class PipelinedReads:
     """Single commands over one pipelined connection (see the module docstring)."""
 
@@ -141,10 +147,12 @@ class PipelinedReads:
             protocol.fail(RedisConnectionError("Redis connection dropped after a timed-out command"))
 
     async def _connect(self) -> _Protocol:
-        # one attempt at a time: the callers that arrive meanwhile wait for it
-        if self._connecting is None:
-            self._connecting = asyncio.ensure_future(self._open())
+        # one attempt at a time: the callers that arrive meanwhile wait for it (a finished
+        # attempt, left by callers that were cancelled, is not reused: its answer is stale)
         connecting = self._connecting
+        if connecting is None or connecting.done():
+            connecting = self._connecting = asyncio.ensure_future(self._open())
+            connecting.add_done_callback(_retrieve)
         try:
             return await asyncio.shield(connecting)
         finally:
@@ -166,8 +174,13 @@ class PipelinedReads:
             setup.append(("AUTH", self.username, self.password) if self.username else ("AUTH", self.password))
         if self.db:
             setup.append(("SELECT", self.db))
-        for command in setup:
-            await self.execute(*command)
+        try:
+            for command in setup:
+                await self.execute(*command)
+        except BaseException:
+            # not left open half set up: the next command connects (and authenticates) again
+            protocol.fail(RedisConnectionError("Redis connection setup failed"))
+            raise
         return protocol
 
     async def aclose(self) -> None:
