@@ -327,6 +327,7 @@ def test_redis_outage_every_job_finishes_and_requests_get_503(faults: FaultStack
             during = [
                 http.post("/api/ai/generate", json={"prompt": "during the outage", "duration": 1}),
                 http.get(f"/api/ai/status/{task_ids[-1]}"),
+                http.get(f"/api/ai/tasks/{task_ids[-1]}"),  # the status poll's own path and Redis connection
             ]
             for r in during:
                 assert r.status_code == 503, r.text
@@ -340,6 +341,8 @@ def test_redis_outage_every_job_finishes_and_requests_get_503(faults: FaultStack
             outage_s = time.monotonic() - stopped
         _wait(lambda: _health(stack.addrs["generator"]) == "SERVING", 30, "generator SERVING again", stack)
         _wait(lambda: _health(stack.addrs["separator"]) == "SERVING", 30, "separator SERVING again", stack)
+        # the gateway reads tasks again (its connections to Redis are new ones)
+        _wait(lambda: http.get(f"/api/ai/tasks/{task_ids[0]}").status_code == 200, 30, "task reads again", stack)
         # the workers never exited: queued and interrupted jobs all finish, and new ones run
         task_ids.append(_submit_generation(http, 1.0))
         client = redis.Redis.from_url(faults.redis_url)

@@ -182,10 +182,16 @@ class HttpMetricsMiddleware:
 
     The route label is the matched route's path template (FastAPI puts the route
     in the scope), or ``unmatched``, so label cardinality stays bounded.
+
+    ``response_headers``: set on every HTTP response (replacing any the app set under
+    the same names), in this layer's one wrapper of ``send``: each pure-ASGI layer costs
+    every request a call and a closure, so the gateway adds its fixed headers here.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, response_headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
         self.app = app
+        self.response_headers = list(response_headers)
+        self._replaced = {name.lower() for name, _ in self.response_headers}
 
     async def __call__(
         self,
@@ -198,11 +204,14 @@ class HttpMetricsMiddleware:
             return
         started = time.perf_counter()
         status = 500
+        extra = self.response_headers
 
         async def send_and_record(message: Any) -> None:
             nonlocal status
             if message.get("type") == "http.response.start":
                 status = int(message["status"])
+                if extra:
+                    message = {**message, "headers": with_headers(message.get("headers", ()), extra, self._replaced)}
             await send(message)
 
         try:
@@ -211,6 +220,15 @@ class HttpMetricsMiddleware:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             observe_http(scope.get("method", "GET"), template, status, time.perf_counter() - started)
+
+
+def with_headers(
+    headers: Iterable[tuple[bytes, bytes]], extra: Sequence[tuple[bytes, bytes]], names: set[bytes]
+) -> list[tuple[bytes, bytes]]:
+    """``headers`` without those named in ``names`` (lower case), then ``extra``."""
+    out = [(k, v) for k, v in headers if k.lower() not in names]
+    out.extend(extra)
+    return out
 
 
 def start_http_server(port: int, host: str = "0.0.0.0", *, multiprocess_dir: str | None = None) -> int:

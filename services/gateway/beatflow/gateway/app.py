@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, MutableMapping
 from importlib import resources
 from typing import Any
 
@@ -16,15 +16,18 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.types import Receive, Send
 
 from beatflow.common.blobstore import BlobStore, make_blob_store
 from beatflow.common.jobs import JobQueue
 from beatflow.common.metrics import HttpMetricsMiddleware
+from beatflow.common.redisreads import PipelinedReads, supports
 from beatflow.gateway import httperrors, openapi, schemas
 from beatflow.gateway.auth_tokens import Revocations, TokenSigner
 from beatflow.gateway.backend_clients import Backends
 from beatflow.gateway.config import GatewaySettings
 from beatflow.gateway.deps import GatewayState, State
+from beatflow.gateway.fastpath import TaskStatusFastPath
 from beatflow.gateway.passwords import Passwords
 from beatflow.gateway.presign import make_presigner
 from beatflow.gateway.routes import ai, audio, auth, models, peaks, progress, repositories, review, vcs, webhooks
@@ -41,25 +44,20 @@ _STUDIO_CSP = (
 _NONCE_PLACEHOLDER = "__CSP_NONCE__"
 
 
-class NoSniffMiddleware:
-    """Adds ``X-Content-Type-Options: nosniff`` to every HTTP response (pure ASGI: streams pass through)."""
+# On every HTTP response (HttpMetricsMiddleware sets them, in its one wrapper of ``send``).
+RESPONSE_HEADERS = [(b"x-content-type-options", b"nosniff")]
 
-    def __init__(self, app: Callable[..., Awaitable[None]]) -> None:
-        self.app = app
 
-    async def __call__(self, scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
+class GatewayApp(FastAPI):
+    """FastAPI, with the task status poll answered in front of its request stack (see :mod:`.fastpath`)."""
+
+    task_status: TaskStatusFastPath | None = None
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
+        fast = self.task_status
+        if fast is not None and await fast(scope, receive, send):  # type: ignore[arg-type]
             return
-
-        async def send_with_header(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-content-type-options"]
-                headers.append((b"x-content-type-options", b"nosniff"))
-                message = {**message, "headers": headers}
-            await send(message)
-
-        await self.app(scope, receive, send_with_header)
+        await super().__call__(scope, receive, send)
 
 
 def make_signer(settings: GatewaySettings) -> TokenSigner:
@@ -88,8 +86,13 @@ def create_app(settings: GatewaySettings | None = None, *, store: BlobStore | No
         redis = aioredis.Redis.from_url(
             settings.redis_url, socket_connect_timeout=2, socket_timeout=2, health_check_interval=30
         )
-        # task status reads go straight to the shared job store (see backends.py)
-        backends = Backends(settings, jobs=JobQueue.from_settings(settings, redis, completes_jobs=False))
+        # task status reads go straight to the shared job store (see backends.py), the poll's
+        # record read over one pipelined connection (redisreads; same timeouts) where the URL allows
+        reads = None
+        if supports(settings.redis_url):
+            reads = PipelinedReads(settings.redis_url, connect_timeout=2, timeout=2)
+        jobs = JobQueue.from_settings(settings, redis, completes_jobs=False, reads=reads)
+        backends = Backends(settings, jobs=jobs)
         app.state.gateway = GatewayState(
             settings=settings,
             backends=backends,
@@ -110,9 +113,11 @@ def create_app(settings: GatewaySettings | None = None, *, store: BlobStore | No
         finally:
             await peaks.close_cache(app)
             await backends.close()
+            if reads is not None:
+                await reads.aclose()
             await redis.aclose()
 
-    app = FastAPI(
+    app = GatewayApp(
         title="BeatFlow",
         version="1.0.0",
         description="AI music generation, stem separation and version control for audio. "
@@ -135,8 +140,7 @@ def create_app(settings: GatewaySettings | None = None, *, store: BlobStore | No
             expose_headers=["Content-Range", "Content-Disposition", "Accept-Ranges"],
         )
 
-    app.add_middleware(NoSniffMiddleware)
-    app.add_middleware(HttpMetricsMiddleware)
+    app.add_middleware(HttpMetricsMiddleware, response_headers=RESPONSE_HEADERS)
 
     for module in (auth, ai, models, progress, audio, peaks, repositories, vcs, review, webhooks):
         app.include_router(module.router)
@@ -170,6 +174,8 @@ def create_app(settings: GatewaySettings | None = None, *, store: BlobStore | No
             swagger_css_url="/docs-assets/swagger-ui.css",
             swagger_favicon_url="/docs-assets/favicon-32x32.png",
         )
+
+    app.task_status = TaskStatusFastPath(app, RESPONSE_HEADERS, cors=bool(settings.cors_origins))
 
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     app.mount("/docs-assets", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="docs-assets")

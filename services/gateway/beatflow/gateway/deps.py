@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Query, Request, WebSocket
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
 from redis.exceptions import RedisError
 
 from beatflow.common.blobstore import BlobStore
@@ -70,6 +71,22 @@ async def _principal(state: GatewayState, token: str | None) -> Principal:
         raise ApiError(503, "cannot check the token right now; try again shortly", headers=_RETRY) from None
 
 
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, read as FastAPI's ``HTTPBearer`` reads it.
+
+    None when the header is missing, empty or of another scheme (``HTTPBearer(auto_error=False)``'s None).
+    """
+    scheme, credentials = get_authorization_scheme_param(authorization)
+    if not (authorization and scheme and credentials) or scheme.lower() != "bearer":
+        return None
+    return credentials
+
+
+async def caller(state: GatewayState, authorization: str | None) -> Principal:
+    """The caller of a request with this ``Authorization`` header (401/503 ApiError otherwise)."""
+    return await _principal(state, bearer_token(authorization))
+
+
 class _BearerCaller(HTTPBearer):
     """The caller, from ``Authorization: Bearer``: the security scheme itself is the dependency.
 
@@ -78,8 +95,7 @@ class _BearerCaller(HTTPBearer):
     """
 
     async def __call__(self, request: Request) -> Principal:  # type: ignore[override]
-        credentials = await super().__call__(request)
-        return await _principal(request.app.state.gateway, credentials.credentials if credentials else None)
+        return await caller(request.app.state.gateway, request.headers.get("Authorization"))
 
 
 current_user = _BearerCaller(auto_error=False, scheme_name="HTTPBearer", description=_bearer.model.description)

@@ -52,6 +52,7 @@ from beatflow.common.jobs.eta import KindStats, estimate
 from beatflow.common.jobs.model import JobCancelled, JobEvent, JobRecord, JobState, as_str, decode_mapping
 from beatflow.common.jobs.outputs import OutputRegistrar
 from beatflow.common.jobs.webhooks import DEFAULT_EVENTS, EVENT_TYPES, check_target
+from beatflow.common.redisreads import PipelinedReads
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +135,7 @@ class JobQueue:
         retry_backoff_max_s: float = 600.0,
         webhook_allow_private: bool = False,
         register_outputs: RegisterOutputs | None = None,
+        reads: PipelinedReads | None = None,
     ) -> None:
         if retry_limit < 0:
             raise ValueError("retry_limit must be >= 0")
@@ -152,6 +154,8 @@ class JobQueue:
         self.webhook_allow_private = webhook_allow_private
         # a finished job's outputs are registered (with vcs) by the worker that completes it
         self.register_outputs = register_outputs
+        # status reads (find) over one pipelined connection instead of redis-py's pool, when given
+        self.reads = reads
         self._next_promote: dict[str, float] = {}
         self._groups: set[str] = set()
         # stale entries (dead workers) are looked for at most this often per kind
@@ -174,7 +178,12 @@ class JobQueue:
 
     @classmethod
     def from_settings(
-        cls, settings: Any, redis: aioredis.Redis | None = None, *, completes_jobs: bool = True
+        cls,
+        settings: Any,
+        redis: aioredis.Redis | None = None,
+        *,
+        completes_jobs: bool = True,
+        reads: PipelinedReads | None = None,
     ) -> JobQueue:
         """A queue configured from ``CommonSettings`` (redis_url, job_* fields; vcs_addr for output registration).
 
@@ -191,6 +200,7 @@ class JobQueue:
             retry_backoff_max_s=getattr(settings, "job_retry_backoff_max_s", 600.0),
             webhook_allow_private=getattr(settings, "job_webhook_allow_private_targets", False),
             register_outputs=OutputRegistrar.from_settings(settings) if completes_jobs else None,
+            reads=reads,
         )
 
     @property
@@ -337,7 +347,10 @@ class JobQueue:
         # typing Protocol first, which cost more than the rest of the call (the status read
         # is every task poll); the object loads the script when Redis does not know it yet
         try:
-            out = await self.redis.evalsha(self._status.sha, 1, self.job_key(job_id), GROUP)
+            if self.reads is not None:
+                out = await self.reads.execute("EVALSHA", self._status.sha, 1, self.job_key(job_id), GROUP)
+            else:
+                out = await self.redis.evalsha(self._status.sha, 1, self.job_key(job_id), GROUP)
         except NoScriptError:
             out = await self._status(keys=[self.job_key(job_id)], args=[GROUP])
         if not out:

@@ -6,7 +6,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request, Response
 
+from beatflow.common.jobs import JobQueue
 from beatflow.gateway import convert, schemas
+from beatflow.gateway.auth_tokens import Principal
 from beatflow.gateway.deps import (
     CancelAfterHeader,
     GatewayState,
@@ -22,7 +24,9 @@ from beatflow.v1 import generator_pb2, jobs_pb2, separator_pb2
 
 router = APIRouter(prefix="/api/ai", tags=["ai"])
 
-TaskId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_\-.:]+$")]
+TASK_ID_PATTERN = r"^[A-Za-z0-9_\-.:]+$"
+TASK_ID_MAX = 128
+TaskId = Annotated[str, Path(min_length=1, max_length=TASK_ID_MAX, pattern=TASK_ID_PATTERN)]
 
 _FORMATS = {
     "wav": generator_pb2.AUDIO_FORMAT_WAV,
@@ -43,10 +47,16 @@ async def get_task(task_id: TaskId, request: Request, user: User) -> Response | 
     # the most frequent request (every poll): the body straight from the job store's record,
     # in the schema's exact JSON (convert.task_json), without the model's validation in between;
     # the state from the request, not as a dependency (FastAPI solves each one per request)
+    # (the app's fast path, beatflow.gateway.fastpath, answers most of these requests with task_status)
     state: GatewayState = request.app.state.gateway
     jobs = state.backends.jobs
     if jobs is None:  # a gateway without its own job store: the Jobs service's answer
         return await _task(state, user, task_id)
+    return await task_status(jobs, user, task_id)
+
+
+async def task_status(jobs: JobQueue, user: Principal, task_id: str) -> Response:
+    """``GET /tasks/{id}``'s answer from the gateway's own job store: the caller's task, or ApiError 404."""
     record = await owned_record(jobs, user, task_id)
     return Response(convert.task_json(record), media_type="application/json")
 
