@@ -11,7 +11,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from beatflow.common.errors import FailedPrecondition, InvalidArgument, NotFound
-from beatflow.vcs import blobs, comments, commits, feed, history, merge_requests, merging, repos, users
+from beatflow.vcs import blobs, comments, commits, db, feed, history, merge_requests, merging, repos, users
 from beatflow.vcs.model import (
     BlameEntry,
     Collaborator,
@@ -292,11 +292,13 @@ class VcsService:
         page_size: int = 0,
         page_token: str = "",
     ) -> tuple[list[Commit], str]:
+        # One statement (access, default branch, page) when it finds the page; else the full path.
+        with _data_errors():
+            async with db.pooled(self.engine) as raw:
+                page = await history.quick_log(raw, repo_id, actor, ref, first_parent, page_size, page_token)
+        if page is not None:
+            return page
         async with self._read() as conn:
-            # One statement (access, default branch, page) when it finds the page; else the full path.
-            page = await history.quick_log(conn, repo_id, actor, ref, first_parent, page_size, page_token)
-            if page is not None:
-                return page
             repo = await load_repo(conn, repo_id, actor)
             return await history.log(conn, repo, ref, first_parent, page_size, page_token)
 
