@@ -6,7 +6,7 @@ import functools
 import re
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, cast
 
 import asyncpg
 from sqlalchemy import TextClause, text
@@ -106,10 +106,11 @@ async def pooled(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connection]:
     closed and dropped instead of reused.
     """
     fairy = await engine.raw_connection()
+    raw = cast(asyncpg.Connection, fairy.driver_connection)
     try:
-        yield fairy.driver_connection
+        yield raw
     except BaseException as exc:
-        if fairy.driver_connection.is_closed() or not isinstance(exc, asyncpg.PostgresError | BeatflowError):
+        if raw.is_closed() or not isinstance(exc, asyncpg.PostgresError | BeatflowError):
             await greenlet_spawn(fairy.invalidate)
         raise
     finally:
