@@ -172,7 +172,7 @@ async def test_unknown_collaborator_role_is_refused_not_a_removal(stub) -> None:
 
 def test_log_response_entries_are_built_once_and_never_shared() -> None:
     from beatflow.vcs.model import Commit, Metadata, Stem
-    from beatflow.vcs.servicer import commit_pb, log_response
+    from beatflow.vcs.servicer import commit_pb, log_response, log_response_bytes
 
     commits = [
         Commit(
@@ -197,3 +197,39 @@ def test_log_response_entries_are_built_once_and_never_shared() -> None:
     second = log_response(commits, "")
     assert list(second.commits) == list(want.commits) and second.next_page_token == ""
     assert commit_pb(commits[1]).message.startswith("take 1") and len(commit_pb(commits[1]).stems) == 2
+    # the bytes the server sends for Log are the message's own serialization, token or none
+    assert log_response_bytes(commits, "tok") == want.SerializeToString(deterministic=True)
+    want.next_page_token = ""
+    assert log_response_bytes(commits, "") == want.SerializeToString(deterministic=True)
+    assert log_response_bytes([], "t") == pb.LogResponse(next_page_token="t").SerializeToString()
+
+
+async def test_log_is_answered_with_the_servicers_serialized_bytes() -> None:
+    """add_vcs puts the bytes handler of Log before the generated ones (behind the error interceptor):
+    Log's answer is what ``log_bytes`` built, sent as it is; other methods keep the generated handlers."""
+    from beatflow.common.grpcserver import ErrorInterceptor
+    from beatflow.vcs.server import add_vcs
+    from beatflow.vcs.servicer import VcsServicer
+
+    class Servicer(VcsServicer):
+        def __init__(self) -> None:  # no service: Log is answered from bytes alone
+            pass
+
+        async def log_bytes(self, request: pb.LogRequest, context: object) -> bytes:
+            return pb.LogResponse(commits=[pb.Commit(id="c1")], next_page_token=request.repo_id).SerializeToString()
+
+        async def Log(self, request: pb.LogRequest, context: object) -> pb.LogResponse:
+            raise AssertionError("the message path answered Log")
+
+    server = grpc.aio.server(interceptors=[ErrorInterceptor()])
+    add_vcs(Servicer(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = vcs_pb2_grpc.VcsStub(channel)
+            resp = await stub.Log(pb.LogRequest(repo_id="r9"), timeout=10)
+            assert [c.id for c in resp.commits] == ["c1"] and resp.next_page_token == "r9"
+            assert await code_of(stub.GetCommitGraph(pb.CommitGraphRequest(), timeout=10)) == grpc.StatusCode.INTERNAL
+    finally:
+        await server.stop(0)

@@ -61,9 +61,21 @@ GPU_MEMORY_TOTAL_BYTES = Gauge(
 GPU_GAUGES = (GPU_MEMORY_BYTES, GPU_MEMORY_RESERVED_BYTES, GPU_MEMORY_TOTAL_BYTES)
 
 
+# (method, code) -> its counter and histogram children, as for HTTP below: two ``labels()`` calls
+# were 4 us of the 7 us an observation took, on every gRPC call of every service. Methods are the
+# services' own (a call to an unknown one has no handler and is not observed); bounded all the same.
+_RPC_CHILDREN: dict[tuple[str, str], tuple[Any, Any]] = {}
+_RPC_CHILDREN_MAX = 4096
+
+
 def observe_rpc(method: str, code: str, seconds: float) -> None:
-    RPC_TOTAL.labels(method=method, code=code).inc()
-    RPC_SECONDS.labels(method=method).observe(seconds)
+    children = _RPC_CHILDREN.get((method, code))
+    if children is None:
+        children = (RPC_TOTAL.labels(method=method, code=code), RPC_SECONDS.labels(method=method))
+        if len(_RPC_CHILDREN) < _RPC_CHILDREN_MAX:
+            _RPC_CHILDREN[(method, code)] = children
+    children[0].inc()
+    children[1].observe(seconds)
 
 
 # (method, route, status) -> its counter and histogram children: ``labels()`` checks and

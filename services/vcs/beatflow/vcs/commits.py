@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import TextClause, text
 from sqlalchemy.exc import IntegrityError
@@ -165,10 +165,12 @@ async def get_commit(conn: AsyncConnection, repo: Repository, cid: str) -> Commi
     return found[cid]
 
 
+_BRANCH_HEAD = "SELECT commit_id FROM refs WHERE repo_id = :r AND kind = 'branch' AND name = :n"
+
+
 async def branch_head(conn: AsyncConnection, repo_id: str, name: str, *, lock: bool = False) -> str | None:
     """The branch's head (None: no such branch); ``lock`` holds its row until the transaction ends."""
-    sql = "SELECT commit_id FROM refs WHERE repo_id = :r AND kind = 'branch' AND name = :n"
-    row = await conn.execute(db.sql(sql + (" FOR UPDATE" if lock else "")), {"r": repo_id, "n": name})
+    row = await conn.execute(db.sql(_BRANCH_HEAD + (" FOR UPDATE" if lock else "")), {"r": repo_id, "n": name})
     return row.scalar()
 
 
@@ -320,8 +322,11 @@ def build_commit(
     )
 
 
-async def _stale(conn: AsyncConnection, repo_id: str, branch: str, expected: str) -> FailedPrecondition:
-    return stale_error(branch, expected, await branch_head(conn, repo_id, branch))
+async def _stale(conn: db.Conn, repo_id: str, branch: str, expected: str) -> FailedPrecondition:
+    """The refusal naming the branch's head now (read after the write statement, so on a SQLAlchemy
+    connection its transaction is open; the quick commit's pooled connection reads in autocommit)."""
+    rows = await db.fetch(conn, _BRANCH_HEAD, {"r": repo_id, "n": branch})
+    return stale_error(branch, expected, rows[0].commit_id if rows else None)
 
 
 # Trailing metadata of a stale-head refusal: the branch's current head ('' = no such branch), so a
@@ -504,7 +509,7 @@ def _commit_params(commit: Commit) -> dict[str, object]:
 
 
 async def _write(
-    conn: AsyncConnection,
+    conn: db.Conn,
     repo_id: str,
     actor: str,
     branch: str | None,
@@ -534,10 +539,10 @@ async def _write(
     statement = _write_sql(bool(expected), checks_access)
     if checks_access:  # the quick commit: no SQLAlchemy layer (its errors are mapped by the caller)
         return (await db.fetch(conn, statement.text, params))[0]
-    return (await conn.execute(statement, params)).one()
+    return (await cast(AsyncConnection, conn).execute(statement, params)).one()  # the caller's transaction
 
 
-async def _refused(conn: AsyncConnection, repo_id: str, branch: str, expected: str, row: Any) -> None:
+async def _refused(conn: db.Conn, repo_id: str, branch: str, expected: str, row: Any) -> None:
     """Raise what refused a write (its row from ``_write``), if anything did."""
     if row.denied is not None:  # no laundering of someone else's blob through a commit
         raise PermissionDenied(f"blob {row.denied} is not readable by you")
@@ -618,7 +623,7 @@ _TICKETS = itertools.count()
 
 
 async def quick_commit(
-    connect: Callable[[], AbstractAsyncContextManager[AsyncConnection]],
+    connect: Callable[[], AbstractAsyncContextManager[db.Conn]],
     repo_id: str,
     actor: str,
     *,

@@ -12,7 +12,7 @@ it can be the keyset of the page token.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -147,7 +147,7 @@ def _asked(repo: Repository, name: str | None) -> str:
 
 
 async def quick_log(
-    conn: AsyncConnection, repo_id: str, actor: str, ref: str, first_parent: bool, page_size: int, page_token: str
+    conn: db.Conn, repo_id: str, actor: str, ref: str, first_parent: bool, page_size: int, page_token: str
 ) -> tuple[list[Commit], str] | None:
     """:func:`log` in one statement that also checks ``actor`` may read the repository and finds its
     default branch, so the repository is not read first. None when that statement finds nothing (no
@@ -160,7 +160,7 @@ async def quick_log(
 
 
 async def _log(
-    conn: AsyncConnection,
+    conn: db.Conn,
     repo_id: str,
     name: str | None,
     first_parent: bool,
@@ -170,7 +170,10 @@ async def _log(
     repo: Repository | None = None,
     actor: str | None = None,
 ) -> tuple[list[Commit], str] | None:
-    """A page (see :func:`log`); with ``actor`` (no ``repo``), None where :func:`log` would read more or refuse."""
+    """A page (see :func:`log`); with ``actor`` (no ``repo``), None where :func:`log` would read more or refuse.
+
+    ``conn`` is a SQLAlchemy connection when ``repo`` is given (:func:`log`), the only case that
+    resolves a name with more statements; :func:`quick_log` may run on a pooled asyncpg one."""
     size = _page_size(page_size)
     cursor: dict[str, Any] = {}
     head = ""
@@ -184,7 +187,7 @@ async def _log(
         if not rows and not page_token:  # not a branch or tag: a commit id, or NOT_FOUND
             if repo is None:
                 return None
-            head = await resolve(conn, repo, _asked(repo, name))
+            head = await resolve(cast(AsyncConnection, conn), repo, _asked(repo, name))
             rows = await _fp_page(conn, repo_id, name, head, cursor, size, actor)
         page, rest = rows[:size], rows[size:]
         head = head or page[0].id
@@ -194,7 +197,7 @@ async def _log(
         if not rows and not page_token:
             if repo is None:
                 return None
-            head = await resolve(conn, repo, _asked(repo, name))
+            head = await resolve(cast(AsyncConnection, conn), repo, _asked(repo, name))
             rows = await _dag_page(conn, repo_id, name, head, cursor, size + 1, actor)
         if rows:
             head = head or rows[0].head_id
@@ -222,7 +225,7 @@ async def _log(
 
 
 async def _fp_page(
-    conn: AsyncConnection,
+    conn: db.Conn,
     repo_id: str,
     name: str | None,
     head: str,
@@ -240,7 +243,7 @@ async def _fp_page(
 
 
 async def _dag_page(
-    conn: AsyncConnection,
+    conn: db.Conn,
     repo_id: str,
     name: str | None,
     head: str,

@@ -7,6 +7,7 @@ import functools
 import logging
 import time
 
+import grpc
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -40,6 +41,20 @@ async def prepare_schema(engine: AsyncEngine, settings: VcsSettings) -> None:
         await asyncio.sleep(2.0)
 
 
+def add_vcs(servicer: VcsServicer, server: grpc.aio.Server) -> None:
+    """Register the Vcs service, with Log answered by ``servicer.log_bytes``: a history page is
+    sent as the bytes it was built as (no response serializer), not parsed into a LogResponse
+    for gRPC to serialize again (about 0.1 ms of a 30 KB page). The generated registration names
+    every method (registered methods are found before generic handlers); Log's entry is then
+    registered again with this handler, which replaces it (tests/test_grpc.py checks Log is answered
+    from the bytes)."""
+    log_handler = grpc.unary_unary_rpc_method_handler(
+        servicer.log_bytes, request_deserializer=vcs_pb2.LogRequest.FromString, response_serializer=None
+    )
+    vcs_pb2_grpc.add_VcsServicer_to_server(servicer, server)
+    server.add_registered_method_handlers(SERVICE_NAME, {"Log": log_handler})
+
+
 async def create_server(settings: VcsSettings) -> tuple[GrpcServer, int]:
     """A built (not started) server; the schema is at head when this returns."""
     engine = make_engine(settings.database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow)
@@ -55,9 +70,7 @@ async def create_server(settings: VcsSettings) -> tuple[GrpcServer, int]:
         delete_blob=store.delete if settings.gc_delete_from_store else None,
         probe_blob=functools.partial(probe_blob, store),
     )
-    gs = create_grpc_server(
-        settings, [Service(SERVICE_NAME, vcs_pb2_grpc.add_VcsServicer_to_server, VcsServicer(service))]
-    )
+    gs = create_grpc_server(settings, [Service(SERVICE_NAME, add_vcs, VcsServicer(service))])
     gs.on_stop.append(engine.dispose)
 
     async def ping() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 
 import asyncpg
 from sqlalchemy import text
@@ -11,7 +11,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from beatflow.common.errors import FailedPrecondition, InvalidArgument, NotFound
-from beatflow.vcs import blobs, comments, commits, feed, history, merge_requests, merging, repos, users
+from beatflow.vcs import blobs, comments, commits, db, feed, history, merge_requests, merging, repos, users
 from beatflow.vcs.model import (
     BlameEntry,
     Collaborator,
@@ -81,6 +81,10 @@ class VcsService:
                 if actor:
                     await feed.set_actor(conn, actor)
                 yield conn
+
+    def _pooled(self) -> AbstractAsyncContextManager[asyncpg.Connection]:
+        """A pooled asyncpg connection in autocommit, for a use case of one statement (``db.pooled``)."""
+        return db.pooled(self.engine)
 
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[AsyncConnection]:
@@ -185,7 +189,7 @@ class VcsService:
             # The usual strict commit onto a parent this process knows: one round trip in all.
             with _data_errors():
                 done = await commits.quick_commit(
-                    self._reader.connect,
+                    self._pooled,
                     repo_id,
                     actor,
                     branch=branch,
@@ -292,11 +296,13 @@ class VcsService:
         page_size: int = 0,
         page_token: str = "",
     ) -> tuple[list[Commit], str]:
+        # One statement (access, default branch, page) when it finds the page; else the full path.
+        with _data_errors():
+            async with self._pooled() as raw:
+                page = await history.quick_log(raw, repo_id, actor, ref, first_parent, page_size, page_token)
+        if page is not None:
+            return page
         async with self._read() as conn:
-            # One statement (access, default branch, page) when it finds the page; else the full path.
-            page = await history.quick_log(conn, repo_id, actor, ref, first_parent, page_size, page_token)
-            if page is not None:
-                return page
             repo = await load_repo(conn, repo_id, actor)
             return await history.log(conn, repo, ref, first_parent, page_size, page_token)
 

@@ -125,10 +125,24 @@ def _log_entry(c: Commit) -> bytes:
     return out
 
 
+_LOG_TOKEN_KEY = _varint(vcs_pb2.LogResponse.DESCRIPTOR.fields_by_name["next_page_token"].number << 3 | 2)
+
+
+def log_response_bytes(commits: list[Commit], token: str) -> bytes:
+    """A page's LogResponse as serialized bytes: each commit's entry serialized once (see
+    ``_log_entry``) joined, then the token; fields in number order, as ``SerializeToString`` writes
+    them. The server answers Log with these bytes as they are (``server.add_vcs``): a page is not
+    parsed into a message only for gRPC to serialize it again."""
+    entries = [_log_entry(c) for c in commits]
+    if token:
+        data = token.encode()
+        entries.append(_LOG_TOKEN_KEY + _varint(len(data)) + data)
+    return b"".join(entries)
+
+
 def log_response(commits: list[Commit], token: str) -> vcs_pb2.LogResponse:
-    """The LogResponse for a page, from each commit's entry serialized once (see ``_log_entry``)."""
-    out: vcs_pb2.LogResponse = vcs_pb2.LogResponse.FromString(b"".join([_log_entry(c) for c in commits]))
-    out.next_page_token = token
+    """The LogResponse for a page as a message (one parse of ``log_response_bytes``)."""
+    out: vcs_pb2.LogResponse = vcs_pb2.LogResponse.FromString(log_response_bytes(commits, token))
     return out
 
 
@@ -391,6 +405,11 @@ class VcsServicer(vcs_pb2_grpc.VcsServicer):
         return ref_pb(await self.svc.delete_tag(request.actor, request.repo_id, request.name))
 
     async def Log(self, request: vcs_pb2.LogRequest, context: Ctx) -> vcs_pb2.LogResponse:
+        out: vcs_pb2.LogResponse = vcs_pb2.LogResponse.FromString(await self.log_bytes(request, context))
+        return out
+
+    async def log_bytes(self, request: vcs_pb2.LogRequest, context: Ctx) -> bytes:
+        """Log's answer already serialized: what the server sends for Log (``server.add_vcs``)."""
         commits, token = await self.svc.log(
             request.actor,
             request.repo_id,
@@ -399,7 +418,7 @@ class VcsServicer(vcs_pb2_grpc.VcsServicer):
             page_size=request.page_size,
             page_token=request.page_token,
         )
-        return log_response(commits, token)
+        return log_response_bytes(commits, token)
 
     async def GetCommitGraph(self, request: vcs_pb2.CommitGraphRequest, context: Ctx) -> vcs_pb2.CommitGraph:
         nodes, edges, refs = await self.svc.commit_graph(request.actor, request.repo_id, request.limit)
