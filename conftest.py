@@ -27,14 +27,9 @@ from beatflow.common.blobstore import BlobStore, LocalBlobStore, S3BlobStore
 # the suite uses; a third less at -O0). Tests need them correct, not fast: compile them without
 # LLVM's optimisation passes, into a cache of the tests' own, so that a service later run from the
 # same environment keeps its fully optimised cache. Set before anything imports numba; the service
-# processes the tests start inherit both. One cache per test process (pytest-xdist's worker id):
-# two processes compiling the same kernels into one cold cache at once crashed one of them
-# (a segmentation fault in a librosa kernel loaded from the cache while the other wrote it).
+# processes the tests start inherit both.
 os.environ.setdefault("NUMBA_OPT", "0")
-_numba_cache = Path(os.environ.get("NUMBA_CACHE_DIR") or Path(__file__).resolve().parent / ".pytest_cache" / "numba")
-if os.environ.get("PYTEST_XDIST_WORKER"):  # a worker inherits the controller's setting: a folder of its own
-    _numba_cache = _numba_cache / os.environ["PYTEST_XDIST_WORKER"]
-os.environ["NUMBA_CACHE_DIR"] = str(_numba_cache)
+os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(__file__).resolve().parent / ".pytest_cache" / "numba"))
 # The tests run tiny models on a CI box of two cores that other work keeps busy: one OpenMP thread per
 # process (torch's intra-op pool, and numpy's OpenBLAS, which reads the same variable). With two, every
 # parallel region waits, spinning, for a thread the scheduler has put off the CPU: the torch-heavy
