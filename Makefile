@@ -47,11 +47,8 @@ run: venv
 validate-deploy: venv
 	bash deploy/validate.sh
 
-# Test files run on up to 4 processes (pytest-xdist, one per core), each with its own servers;
-# TEST_JOBS=0 runs them in this process.
-TEST_JOBS ?= auto
 test: venv sysdeps validate-deploy
-	$(PY) -m pytest -q -m "not slow" -n $(TEST_JOBS) --maxprocesses 4 --dist loadfile
+	$(PY) -m pytest -q -m "not slow"
 
 # The longer runs (fuzzing at depth, fault loops): not part of `make test`'s 5-minute budget.
 test-slow: venv sysdeps
