@@ -61,41 +61,50 @@ GPU_MEMORY_TOTAL_BYTES = Gauge(
 GPU_GAUGES = (GPU_MEMORY_BYTES, GPU_MEMORY_RESERVED_BYTES, GPU_MEMORY_TOTAL_BYTES)
 
 
-# (method, code) -> its counter and histogram children, as for HTTP below: two ``labels()`` calls
-# were 4 us of the 7 us an observation took, on every gRPC call of every service. Methods are the
-# services' own (a call to an unknown one has no handler and is not observed); bounded all the same.
-_RPC_CHILDREN: dict[tuple[str, str], tuple[Any, Any]] = {}
-_RPC_CHILDREN_MAX = 4096
+class _Children:
+    """Counter and histogram children by label values, each looked up once.
+
+    ``labels()`` checks and joins its arguments on every call: two of them were 4 us of the
+    7 us an observation took, on every gRPC call and every HTTP request. Bounded, since some
+    label values come from clients (HTTP methods): past ``limit`` keys, children are looked up
+    each time.
+    """
+
+    def __init__(self, make: Callable[..., tuple[Any, Any]], limit: int = 4096) -> None:
+        self._make = make
+        self._limit = limit
+        self._cache: dict[tuple[Any, ...], tuple[Any, Any]] = {}
+
+    def get(self, *key: Any) -> tuple[Any, Any]:
+        children = self._cache.get(key)
+        if children is None:
+            children = self._make(*key)
+            if len(self._cache) < self._limit:
+                self._cache[key] = children
+        return children
+
+
+_RPC_CHILDREN = _Children(
+    lambda method, code: (RPC_TOTAL.labels(method=method, code=code), RPC_SECONDS.labels(method=method))
+)
+_HTTP_CHILDREN = _Children(
+    lambda method, route, status: (
+        HTTP_TOTAL.labels(method=method, route=route, status=str(status)),
+        HTTP_SECONDS.labels(method=method, route=route),
+    )
+)
 
 
 def observe_rpc(method: str, code: str, seconds: float) -> None:
-    children = _RPC_CHILDREN.get((method, code))
-    if children is None:
-        children = (RPC_TOTAL.labels(method=method, code=code), RPC_SECONDS.labels(method=method))
-        if len(_RPC_CHILDREN) < _RPC_CHILDREN_MAX:
-            _RPC_CHILDREN[(method, code)] = children
-    children[0].inc()
-    children[1].observe(seconds)
-
-
-# (method, route, status) -> its counter and histogram children: ``labels()`` checks and
-# joins its arguments on every call, and the gateway observes every request
-_HTTP_CHILDREN: dict[tuple[str, str, int], tuple[Any, Any]] = {}
-_HTTP_CHILDREN_MAX = 4096  # methods come from clients: past this many, look children up each time
+    total, latency = _RPC_CHILDREN.get(method, code)
+    total.inc()
+    latency.observe(seconds)
 
 
 def observe_http(method: str, route: str, status: int, seconds: float) -> None:
-    key = (method, route, status)
-    children = _HTTP_CHILDREN.get(key)
-    if children is None:
-        children = (
-            HTTP_TOTAL.labels(method=method, route=route, status=str(status)),
-            HTTP_SECONDS.labels(method=method, route=route),
-        )
-        if len(_HTTP_CHILDREN) < _HTTP_CHILDREN_MAX:
-            _HTTP_CHILDREN[key] = children
-    children[0].inc()
-    children[1].observe(seconds)
+    total, latency = _HTTP_CHILDREN.get(method, route, status)
+    total.inc()
+    latency.observe(seconds)
 
 
 def observe_job(kind: str, state: str, seconds: float | None) -> None:
